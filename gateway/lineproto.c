@@ -1,0 +1,1403 @@
+/* lineproto.c — InfluxDB 1.x line protocol: parser and encoder.
+ *
+ * The parser is the ingest hot path. Per line it makes one pass over the
+ * bytes (plus a memchr for the line end), borrows every string that holds no
+ * escape from the body, and allocates one arena block for the point's tag and
+ * field arrays; the points vector grows amortised. Bad lines are counted in
+ * the result and skipped; they never stop the body.
+ *
+ * Escapes follow InfluxDB 1.x's scanner: a backslash escapes the next byte
+ * only when that byte is special in the current position; before any other
+ * byte it is an ordinary character. So `\\,` in a tag is a backslash followed
+ * by an escaped comma, and a name cannot end in a backslash (it would escape
+ * the delimiter after it) — the encoder refuses such names.
+ *
+ * A quoted string field value may span lines; its point keeps the number of
+ * the line where it started, and the lines inside it are still counted. */
+#include "lineproto.h"
+
+#include <errno.h>
+#include <float.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* InfluxDB keeps the two lowest and the highest int64 nanoseconds for itself
+ * (models/time.go: MinNanoTime, MaxNanoTime) and answers 400 for them, so
+ * they are refused here, at ingest, where the line number is known. */
+#define TIME_MIN (INT64_MIN + 2)
+#define TIME_MAX (INT64_MAX - 1)
+
+/* InfluxDB refuses series keys (measurement, tags and a field key) longer
+ * than this (models.MaxKeyLength). */
+#define MAX_KEY_LEN 65535
+
+/* Per-call scratch for one line's tags and fields; lines with more spill to
+ * the arena. */
+#define SCRATCH 64
+
+/* How much of an offending token a message quotes. */
+#define SHOW_MAX 40
+
+/* ------------------------------------------------------------------ */
+/* Character classes */
+
+enum {
+    C_MEAS_STOP = 0x01, /* ends a measurement: , space and \ (to look at) */
+    C_KEY_STOP = 0x02,  /* ends a tag key, tag value or field key */
+    C_MEAS_ESC = 0x04,  /* what a backslash escapes in a measurement */
+    C_KEY_ESC = 0x08,   /* ... in tag keys, tag values and field keys */
+    C_STR_ESC = 0x10,   /* ... in string field values */
+    C_VAL_STOP = 0x20,  /* ends a number, boolean or timestamp */
+};
+
+static const unsigned char cls[256] = {
+    [' '] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP,
+    [','] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP,
+    ['='] = C_KEY_STOP | C_KEY_ESC,
+    ['\\'] = C_MEAS_STOP | C_KEY_STOP | C_STR_ESC,
+    ['"'] = C_STR_ESC,
+};
+
+static inline int is_digit(char c)
+{
+    return (unsigned char)(c - '0') < 10;
+}
+
+/* What InfluxDB's skipWhitespace skips at the start of a line and before
+ * the field set and the timestamp. */
+static inline int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\0';
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SWAR 1
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* High bit set in the bytes of w equal to c. Bytes after the first match
+ * may be flagged spuriously (borrow), so only the lowest flag is used. */
+static inline uint64_t byte_eq(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (ONES * c);
+    return (x - ONES) & ~x & HIGHS;
+}
+
+/* Flags for the bytes of w in class c; c is a constant at every call, so
+ * the tests of cls[] fold away. */
+static inline uint64_t class_mask(uint64_t w, unsigned c)
+{
+    uint64_t m = 0;
+    if (cls[' '] & c)
+        m |= byte_eq(w, ' ');
+    if (cls[','] & c)
+        m |= byte_eq(w, ',');
+    if (cls['='] & c)
+        m |= byte_eq(w, '=');
+    if (cls['\\'] & c)
+        m |= byte_eq(w, '\\');
+    if (cls['"'] & c)
+        m |= byte_eq(w, '"');
+    return m;
+}
+#else
+#define SWAR 0
+#endif
+
+/* The first byte of class c in p..end, or end. Names are scanned eight
+ * bytes at a time: this is the parser's and the encoder's inner loop. */
+static inline const char *find_class(const char *p, const char *end, unsigned c)
+{
+#if SWAR
+    while (end - p >= 8) {
+        uint64_t w, m;
+        memcpy(&w, p, 8);
+        m = class_mask(w, c);
+        if (m)
+            return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && !(cls[(unsigned char)*p] & c))
+        p++;
+    return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Precision */
+
+/* Precision name to nanoseconds per unit (n ns u us µ ms s m h; "" and
+ * NULL are ns). Returns 0, or -1 for an unknown name (*ns_per_unit then
+ * untouched). */
+int gw_lp_precision(const char *name, int64_t *ns_per_unit)
+{
+    static const struct {
+        const char *name;
+        int64_t ns;
+    } units[] = {
+        {"", 1},
+        {"n", 1},
+        {"ns", 1},
+        {"u", 1000},
+        {"us", 1000},
+        {"\xc2\xb5", 1000}, /* µ in UTF-8 */
+        {"ms", 1000000},
+        {"s", 1000000000},
+        {"m", 60 * INT64_C(1000000000)},
+        {"h", 3600 * INT64_C(1000000000)},
+    };
+
+    if (!name)
+        name = "";
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(name, units[i].name) == 0) {
+            *ns_per_unit = units[i].ns;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Numbers: parsing */
+
+/* strtod follows LC_NUMERIC; line protocol always uses '.', whatever locale
+ * the process (or an embedding library) has set. */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void c_locale_init(void)
+{
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+/* Exact powers of ten: up to 1e22 every one is a double, which makes the
+ * fast path below correctly rounded (Clinger). */
+static const double pow10_exact[23] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+#if LDBL_MANT_DIG == 64
+/* x87 extended precision: every integer below 2^64 and every power of ten
+ * up to 1e27 (5^27 < 2^64) is exact. */
+static const long double pow10_ext[28] = {
+    1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
+    1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
+    1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L,
+};
+#endif
+
+/* Convert a float token already checked against the grammar
+ * -?digits*[.digits*][(e|E)[+-]digits]. Returns 0, or -1 when it overflows
+ * to infinity (InfluxDB refuses those; underflow to 0 or a subnormal is fine,
+ * as in Go's ParseFloat). */
+static int to_double(const char *s, size_t n, gw_arena_t *a, double *out)
+{
+    const char *p = s, *e = s + n;
+    uint64_t m = 0;
+    int nsig = 0, exp10 = 0, neg = 0;
+    char small[64];
+    char *z;
+    double d;
+
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    for (; p < e && is_digit(*p); p++) {
+        if (m || *p != '0') {
+            m = m * 10 + (uint64_t)(*p - '0');
+            nsig++;
+        }
+        if (nsig > 19)
+            goto slow;
+    }
+    if (p < e && *p == '.') {
+        for (p++; p < e && is_digit(*p); p++) {
+            if (m || *p != '0') {
+                m = m * 10 + (uint64_t)(*p - '0');
+                nsig++;
+            }
+            if (nsig > 19)
+                goto slow;
+            exp10--;
+        }
+    }
+    if (p < e) { /* exponent */
+        int eneg = 0, x = 0;
+        p++;
+        if (*p == '+' || *p == '-')
+            eneg = *p++ == '-';
+        for (; p < e; p++)
+            if (x < 100000) /* far beyond any double; keeps x from overflowing */
+                x = x * 10 + (*p - '0');
+        exp10 += eneg ? -x : x;
+    }
+    if (m == 0) {
+        *out = neg ? -0.0 : 0.0;
+        return 0;
+    }
+    if (m <= (UINT64_C(1) << 53) && exp10 >= -22 && exp10 <= 22) {
+        d = (double)m;
+        d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
+        *out = neg ? -d : d;
+        return 0;
+    }
+#if LDBL_MANT_DIG == 64
+    /* Computed values (0.1 + 0.2, averages, durations) print with 17 digits,
+     * beyond the exact range above. In extended precision m / 10^k rounds
+     * once, to 64 bits; rounding that to 53 bits is then correct unless it
+     * landed exactly halfway between two doubles (low 11 bits 0x400): only
+     * then could the first rounding have decided the second. */
+    if (exp10 >= -27 && exp10 <= 27) {
+        long double q = (long double)m;
+        uint64_t sig;
+        q = exp10 < 0 ? q / pow10_ext[-exp10] : q * pow10_ext[exp10];
+        memcpy(&sig, &q, sizeof(sig)); /* the significand, explicit top bit */
+        if ((sig & 0x7FF) != 0x400) {
+            d = (double)q;
+            *out = neg ? -d : d;
+            return 0;
+        }
+    }
+#endif
+
+slow:
+    /* Rare: more than 19 significant digits or a large exponent. strtod
+     * needs a NUL-terminated copy; the body is not terminated. */
+    if (n < sizeof(small)) {
+        z = small;
+    } else {
+        z = gw_arena_alloc(a, n + 1);
+        if (!z)
+            return -ENOMEM;
+    }
+    memcpy(z, s, n);
+    z[n] = '\0';
+    pthread_once(&c_locale_once, c_locale_init);
+    d = c_locale ? strtod_l(z, NULL, c_locale) : strtod(z, NULL);
+    if (isinf(d))
+        return -1;
+    *out = d;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages */
+
+/* A printable, truncated copy of a token for a message: at most SHOW_MAX
+ * bytes, cut on a UTF-8 boundary, control bytes as '?', "..." if cut. */
+static const char *show(char *buf, const char *s, size_t n)
+{
+    size_t k = n, i;
+
+    if (k > SHOW_MAX) {
+        k = SHOW_MAX;
+        while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+            k--; /* do not split a UTF-8 sequence */
+    }
+    for (i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (k < n) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Parser */
+
+typedef struct {
+    gw_arena_t *a;       /* borrowed */
+    gw_points_t *out;    /* borrowed */
+    gw_result_t *res;    /* borrowed */
+    const char *end;     /* borrowed: end of the body */
+    const char *line;    /* first byte of the current line (for columns) */
+    const char *eol;     /* the '\n' ending it, or end */
+    const char *lend;    /* eol less a trailing '\r' */
+    uint32_t line_no;
+    uint32_t nl;         /* newlines inside the current line's strings */
+    int64_t ns_per_unit;
+    int64_t now_ns;
+    gw_tag_t *tags;      /* scratch: stack, or arena once outgrown */
+    gw_field_t *fields;  /* same */
+    uint32_t ntags, tcap;
+    uint32_t nfields, fcap;
+} parser_t;
+
+/* Count a bad line; only the earliest error's text is kept by
+ * gw_result_reject, so later lines skip the formatting. Always returns 1
+ * (the "rejected" return of parse_line). */
+static int __attribute__((format(printf, 3, 4)))
+reject(parser_t *ps, const char *at, const char *fmt, ...)
+{
+    gw_result_t *r = ps->res;
+    char msg[224];
+    va_list ap;
+
+    if (!gw_result_wants_msg(r, ps->line_no)) {
+        gw_result_reject(r, GW_WHERE_LINE, ps->line_no, "%s", "");
+        return 1;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    gw_result_reject(r, GW_WHERE_LINE, ps->line_no, "column %zu: %s",
+                     (size_t)(at - ps->line) + 1, msg);
+    return 1;
+}
+
+/* Advance over a name up to the first unescaped byte of class stop; *esc is
+ * set when a backslash was seen (the name then needs unescaping). */
+static inline const char *scan_name(const char *p, const char *end, unsigned stop,
+                                    unsigned escs, int *esc)
+{
+    for (;;) {
+        p = find_class(p, end, stop);
+        if (p == end || *p != '\\')
+            return p;
+        *esc = 1;
+        p += p + 1 < end && (cls[(unsigned char)p[1]] & escs) ? 2 : 1;
+    }
+}
+
+/* Slice s..s+n into out, unescaping into the arena if esc. 0 or -ENOMEM. */
+static inline int take(parser_t *ps, const char *s, size_t n, int esc, unsigned escs,
+                       gw_str_t *out)
+{
+    char *d, *q;
+
+    if (!esc) {
+        out->p = s;
+        out->n = n;
+        return 0;
+    }
+    d = q = gw_arena_alloc(ps->a, n ? n : 1);
+    if (!d)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n && (cls[(unsigned char)s[i + 1]] & escs))
+            i++;
+        *q++ = s[i];
+    }
+    out->p = d;
+    out->n = (size_t)(q - d);
+    return 0;
+}
+
+/* The closing quote of a string whose content starts at s, or NULL. A quote
+ * is escaped when an odd run of backslashes precedes it (`\\` is one
+ * backslash, `\"` a quote). */
+static const char *close_quote(const char *s, const char *end)
+{
+    const char *p = s;
+
+    for (;;) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        size_t bs = 0;
+        if (!q)
+            return NULL;
+        while (q - bs > s && q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (!(bs & 1))
+            return q;
+        p = q + 1;
+    }
+}
+
+static uint32_t count_nl(const char *p, const char *end)
+{
+    uint32_t n = 0;
+
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
+/* Make the current line end at the first '\n' at or after p. */
+static void set_eol(parser_t *ps, const char *p)
+{
+    const char *eol = memchr(p, '\n', (size_t)(ps->end - p));
+
+    ps->eol = eol ? eol : ps->end;
+    ps->lend = ps->eol > p && ps->eol[-1] == '\r' ? ps->eol - 1 : ps->eol;
+}
+
+/* Where a bad line ends, so that parsing resumes on the next one: the first
+ * '\n' outside a quoted string value, as InfluxDB's scanLine sees it (a
+ * string starts at a '"' right after an unescaped '=' past the first
+ * unescaped space). Newlines skipped inside strings are added to *nl. */
+static const char *bad_line_end(const char *s, const char *end, uint32_t *nl)
+{
+    const char *p = s;
+
+    for (; p < end && *p != '\n'; p++)
+        if (*p == ' ' && (p == s || p[-1] != '\\'))
+            break;
+    for (; p < end && *p != '\n'; p++) {
+        if (*p == '"' && p[-1] == '=' && p[-2] != '\\') {
+            const char *q = close_quote(p + 1, end);
+            if (!q)
+                return end;
+            *nl += count_nl(p + 1, q);
+            p = q;
+        }
+    }
+    return p;
+}
+
+/* gw_str_eq for keys, which are never empty: the first byte settles most
+ * comparisons without a call to memcmp. */
+static inline int same_key(gw_str_t a, gw_str_t b)
+{
+    return a.n == b.n && a.p[0] == b.p[0] && memcmp(a.p, b.p, a.n) == 0;
+}
+
+/* Room for one more tag or field in the scratch. 0 or -ENOMEM. */
+static int grow(parser_t *ps, void **v, uint32_t *cap, size_t size)
+{
+    void *nv;
+
+    if (*cap > UINT32_MAX / 2)
+        return -ENOMEM;
+    nv = gw_arena_alloc(ps->a, (size_t)*cap * 2 * size);
+    if (!nv)
+        return -ENOMEM;
+    memcpy(nv, *v, (size_t)*cap * size);
+    *v = nv;
+    *cap *= 2;
+    return 0;
+}
+
+/* Digits s..e (checked) to v. Returns 0, or -1 when above UINT64_MAX. */
+static inline int to_u64(const char *s, const char *e, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    /* Up to 19 digits cannot overflow; only longer numbers need checks. */
+    if (e - s <= 19) {
+        for (; s < e; s++)
+            v = v * 10 + (uint64_t)(*s - '0');
+        *out = v;
+        return 0;
+    }
+    for (; s < e; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parse an integer token with an `i` or `u` suffix (digits only, the suffix
+ * excluded: s..e). Returns 0, or -1 when out of range. */
+static int to_int(const char *s, const char *e, int is_uint, gw_field_t *f)
+{
+    int neg = *s == '-';
+    uint64_t v;
+
+    if (to_u64(s + neg, e, &v))
+        return -1;
+    if (is_uint) {
+        f->type = GW_FIELD_UINT;
+        f->v.u = v;
+        return 0;
+    }
+    if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX)
+        return -1;
+    f->type = GW_FIELD_INT;
+    f->v.i = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+/* Parse a non-string field value p..e (it ends at ',', ' ' or the line end)
+ * into f. Returns 0, 1 (rejected) or -ENOMEM. */
+static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *key,
+                        size_t keyn, gw_field_t *f)
+{
+    char kb[SHOW_MAX + 4], vb[SHOW_MAX + 4];
+    size_t n = (size_t)(e - p);
+    const char *q = p;
+    int digits = 0, dot = 0, expo = 0, rc;
+
+    switch (*p) {
+    case 't':
+    case 'T':
+    case 'f':
+    case 'F':
+        /* InfluxDB 1.x spellings, exactly. */
+        if (n == 1 ||
+            (n == 4 && (!memcmp(p, "true", 4) || !memcmp(p, "True", 4) || !memcmp(p, "TRUE", 4))) ||
+            (n == 5 && (!memcmp(p, "false", 5) || !memcmp(p, "False", 5) || !memcmp(p, "FALSE", 5)))) {
+            f->type = GW_FIELD_BOOL;
+            f->v.b = *p == 't' || *p == 'T';
+            return 0;
+        }
+        return reject(ps, p, "field \"%s\": invalid boolean \"%s\"", show(kb, key, keyn),
+                      show(vb, p, n));
+    case '-':
+    case '.':
+    case '0' ... '9':
+        break;
+    default:
+        /* NaN, Inf, +1, words...: nothing InfluxDB would take. */
+        return reject(ps, p, "field \"%s\": invalid value \"%s\"", show(kb, key, keyn),
+                      show(vb, p, n));
+    }
+
+    /* -?digits*[.digits*][(e|E)[+-]digits+] with at least one digit, or
+     * -?digits+ followed by i or u. */
+    if (*q == '-')
+        q++;
+    for (; q < e && is_digit(*q); q++)
+        digits++;
+    if (q < e && *q == '.') {
+        dot = 1;
+        for (q++; q < e && is_digit(*q); q++)
+            digits++;
+    }
+    if (!digits)
+        goto bad_number;
+    if (q < e && (*q == 'e' || *q == 'E')) {
+        const char *x;
+        expo = 1;
+        q++;
+        if (q < e && (*q == '+' || *q == '-'))
+            q++;
+        for (x = q; q < e && is_digit(*q); q++)
+            ;
+        if (q == x)
+            goto bad_number;
+    }
+    if (q + 1 == e && (*q == 'i' || *q == 'u') && !dot && !expo) {
+        if (*q == 'u' && *p == '-')
+            return reject(ps, p, "field \"%s\": unsigned integer cannot be negative \"%s\"",
+                          show(kb, key, keyn), show(vb, p, n));
+        if (to_int(p, q, *q == 'u', f))
+            return reject(ps, p, "field \"%s\": %s out of range \"%s\"", show(kb, key, keyn),
+                          *q == 'u' ? "unsigned integer" : "integer", show(vb, p, n));
+        return 0;
+    }
+    if (q != e)
+        goto bad_number;
+    f->type = GW_FIELD_FLOAT;
+    rc = to_double(p, n, ps->a, &f->v.f);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc)
+        return reject(ps, p, "field \"%s\": float out of range \"%s\"", show(kb, key, keyn),
+                      show(vb, p, n));
+    return 0;
+
+bad_number:
+    return reject(ps, p, "field \"%s\": invalid number \"%s\"", show(kb, key, keyn),
+                  show(vb, p, n));
+}
+
+/* Parse a timestamp token p..e and scale it. Returns 0 or 1 (rejected). */
+static int parse_time(parser_t *ps, const char *p, const char *e, int64_t *out)
+{
+    char tb[SHOW_MAX + 4];
+    const char *q = p;
+    int neg = *q == '-';
+    uint64_t v = 0;
+    int64_t t;
+
+    q += neg;
+    if (q == e)
+        goto bad;
+    for (const char *x = q; x < e; x++)
+        if (!is_digit(*x))
+            goto bad;
+    if (to_u64(q, e, &v))
+        goto range;
+    if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX)
+        goto range;
+    t = neg ? (int64_t)(0 - v) : (int64_t)v;
+    if (__builtin_mul_overflow(t, ps->ns_per_unit, &t) || t < TIME_MIN || t > TIME_MAX)
+        goto range;
+    *out = t;
+    return 0;
+
+bad:
+    return reject(ps, p, "invalid timestamp \"%s\"", show(tb, p, (size_t)(e - p)));
+range:
+    return reject(ps, p, "timestamp out of range \"%s\" (InfluxDB stores 1677-09-21 to 2262-04-11)",
+                  show(tb, p, (size_t)(e - p)));
+}
+
+/* Parse the line starting at s (its first non-blank byte; ps->line, eol and
+ * lend are set). Appends a point and returns 0, returns 1 when the line is
+ * rejected, or -ENOMEM. ps->eol and ps->nl grow when a string spans lines. */
+static int parse_line(parser_t *ps, const char *s)
+{
+    char kb[SHOW_MAX + 4], vb[SHOW_MAX + 4];
+    const char *p = s, *t, *keyend;
+    gw_str_t series;
+    gw_point_t *pt;
+    int64_t ts;
+    int esc = 0, rc;
+
+    ps->ntags = ps->nfields = 0;
+
+    /* Measurement. */
+    p = scan_name(p, ps->lend, C_MEAS_STOP, C_MEAS_ESC, &esc);
+    if (p == s)
+        return reject(ps, s, "missing measurement");
+    if ((rc = take(ps, s, (size_t)(p - s), esc, C_MEAS_ESC, &series)))
+        return rc;
+
+    /* Tags. */
+    while (p < ps->lend && *p == ',') {
+        gw_tag_t *tag;
+        const char *k = ++p, *v;
+
+        esc = 0;
+        p = scan_name(p, ps->lend, C_KEY_STOP, C_KEY_ESC, &esc);
+        if (p == k)
+            return reject(ps, k, "missing tag key");
+        if (p == ps->lend || *p != '=')
+            return reject(ps, k, "tag \"%s\": missing \"=\"", show(kb, k, (size_t)(p - k)));
+        if (ps->ntags == ps->tcap &&
+            (rc = grow(ps, (void **)&ps->tags, &ps->tcap, sizeof(gw_tag_t))))
+            return rc;
+        tag = &ps->tags[ps->ntags];
+        if ((rc = take(ps, k, (size_t)(p - k), esc, C_KEY_ESC, &tag->key)))
+            return rc;
+        if (tag->key.n == 4 && !memcmp(tag->key.p, "time", 4))
+            return reject(ps, k, "tag key \"time\" is not allowed (InfluxDB cannot store it)");
+        for (uint32_t i = 0; i < ps->ntags; i++)
+            if (same_key(ps->tags[i].key, tag->key))
+                return reject(ps, k, "duplicate tag \"%s\"", show(kb, k, (size_t)(p - k)));
+
+        v = ++p;
+        esc = 0;
+        p = scan_name(p, ps->lend, C_KEY_STOP, C_KEY_ESC, &esc);
+        if (p < ps->lend && *p == '=') {
+            for (t = p; t < ps->lend && *t != ',' && *t != ' '; t++)
+                ;
+            return reject(ps, p, "tag \"%s\": unescaped \"=\" in value \"%s\"",
+                          show(kb, k, (size_t)(v - 1 - k)), show(vb, v, (size_t)(t - v)));
+        }
+        if (p == v)
+            return reject(ps, v, "tag \"%s\": missing value", show(kb, k, (size_t)(v - 1 - k)));
+        if ((rc = take(ps, v, (size_t)(p - v), esc, C_KEY_ESC, &tag->val)))
+            return rc;
+        ps->ntags++;
+    }
+    keyend = p;
+    if (p == ps->lend)
+        return reject(ps, p, "missing fields");
+
+    /* Fields: after one space, more blanks are tolerated (InfluxDB skips
+     * whitespace between sections). */
+    for (p++; p < ps->lend && is_blank(*p); p++)
+        ;
+    if (p == ps->lend)
+        return reject(ps, p, "missing fields");
+    for (;;) {
+        gw_field_t *f;
+        const char *k = p, *v;
+
+        esc = 0;
+        p = scan_name(p, ps->lend, C_KEY_STOP, C_KEY_ESC, &esc);
+        if (p == k)
+            return reject(ps, k, "missing field key");
+        if (p == ps->lend || *p != '=')
+            return reject(ps, k, "field \"%s\": missing \"=\"", show(kb, k, (size_t)(p - k)));
+        if ((size_t)(keyend - s) + 4 + (size_t)(p - k) > MAX_KEY_LEN)
+            return reject(ps, k, "series key longer than %d bytes", MAX_KEY_LEN);
+        if (ps->nfields == ps->fcap &&
+            (rc = grow(ps, (void **)&ps->fields, &ps->fcap, sizeof(gw_field_t))))
+            return rc;
+        f = &ps->fields[ps->nfields];
+        if ((rc = take(ps, k, (size_t)(p - k), esc, C_KEY_ESC, &f->key)))
+            return rc;
+        if (f->key.n == 4 && !memcmp(f->key.p, "time", 4))
+            return reject(ps, k, "field key \"time\" is not allowed (InfluxDB cannot store it)");
+        for (uint32_t i = 0; i < ps->nfields; i++)
+            if (same_key(ps->fields[i].key, f->key))
+                return reject(ps, k, "duplicate field \"%s\"", show(kb, k, (size_t)(p - k)));
+
+        v = ++p;
+        if (p == ps->lend || *p == ',' || *p == ' ')
+            return reject(ps, v, "field \"%s\": missing value", show(kb, k, (size_t)(v - 1 - k)));
+        if (*p == '"') {
+            const char *q = close_quote(p + 1, ps->end);
+            if (!q) {
+                /* As in InfluxDB, the open string runs to the end of the
+                 * body: nothing after it can be told apart from its text. */
+                ps->eol = ps->lend = ps->end;
+                return reject(ps, v, "field \"%s\": unterminated string",
+                              show(kb, k, (size_t)(v - 1 - k)));
+            }
+            if (q >= ps->eol) {
+                ps->nl += count_nl(p + 1, q);
+                set_eol(ps, q + 1);
+            }
+            f->type = GW_FIELD_STRING;
+            if ((rc = take(ps, p + 1, (size_t)(q - p - 1),
+                           memchr(p + 1, '\\', (size_t)(q - p - 1)) != NULL, C_STR_ESC,
+                           &f->v.s)))
+                return rc;
+            p = q + 1;
+            if (p < ps->lend && *p != ',' && *p != ' ') {
+                t = p;
+                while (t < ps->lend && *t != ',' && *t != ' ')
+                    t++;
+                return reject(ps, p, "field \"%s\": unexpected text after string \"%s\"",
+                              show(kb, k, (size_t)(v - 1 - k)), show(vb, p, (size_t)(t - p)));
+            }
+        } else {
+            t = find_class(p, ps->lend, C_VAL_STOP);
+            if ((rc = parse_scalar(ps, p, t, k, (size_t)(v - 1 - k), f)))
+                return rc;
+            p = t;
+        }
+        ps->nfields++;
+        if (p == ps->lend || *p == ' ')
+            break;
+        p++; /* ',' */
+    }
+
+    /* Timestamp. */
+    while (p < ps->lend && is_blank(*p))
+        p++;
+    ts = ps->now_ns;
+    if (p < ps->lend) {
+        t = memchr(p, ' ', (size_t)(ps->lend - p));
+        if (!t)
+            t = ps->lend;
+        if (parse_time(ps, p, t, &ts))
+            return 1;
+        for (p = t; p < ps->lend && *p == ' '; p++)
+            ;
+        if (p < ps->lend)
+            return reject(ps, p, "unexpected text after timestamp \"%s\"",
+                          show(vb, p, (size_t)(ps->lend - p)));
+    }
+
+    /* One arena block for both arrays; the scratch is reused by the next
+     * line. */
+    pt = gw_points_push(ps->out);
+    if (!pt)
+        return -ENOMEM;
+    {
+        /* Arena blocks are 16-aligned and a tag's size keeps the fields
+         * after the tags aligned. */
+        size_t tb = (size_t)ps->ntags * sizeof(gw_tag_t);
+        size_t fb = (size_t)ps->nfields * sizeof(gw_field_t);
+        void *m = gw_arena_alloc(ps->a, tb + fb);
+        if (!m) {
+            ps->out->n--;
+            return -ENOMEM;
+        }
+        memcpy(m, ps->tags, tb);
+        memcpy((char *)m + tb, ps->fields, fb);
+        pt->tags = ps->ntags ? m : NULL;
+        pt->fields = (void *)((char *)m + tb);
+    }
+    pt->series = series;
+    pt->time_ns = ts;
+    pt->ntags = ps->ntags;
+    pt->nfields = ps->nfields;
+    pt->src = ps->line_no;
+    return 0;
+}
+
+/* Parse body (not NUL-terminated) into points appended to out; bad lines
+ * go to res. The points borrow body and a: both must outlive them. Returns
+ * 0, or -ENOMEM (out then holds the points parsed so far). */
+int gw_lp_parse(const char *body, size_t len, int64_t ns_per_unit, int64_t now_ns,
+                gw_arena_t *a, gw_points_t *out, gw_result_t *res)
+{
+    gw_tag_t tags[SCRATCH];
+    gw_field_t fields[SCRATCH];
+    parser_t ps = {
+        .a = a,
+        .out = out,
+        .res = res,
+        .end = body + len,
+        .line_no = 1,
+        /* A precision comes from gw_lp_precision; anything else means ns. */
+        .ns_per_unit = ns_per_unit > 0 ? ns_per_unit : 1,
+        .now_ns = now_ns,
+        .tags = tags,
+        .fields = fields,
+        .tcap = SCRATCH,
+        .fcap = SCRATCH,
+    };
+    const char *p = body;
+
+    while (p < ps.end) {
+        const char *s = p;
+        int rc;
+
+        ps.line = p;
+        ps.nl = 0;
+        set_eol(&ps, p);
+        while (s < ps.lend && is_blank(*s))
+            s++;
+        if (s < ps.lend && *s != '#') {
+            rc = parse_line(&ps, s);
+            if (rc < 0)
+                return rc;
+            if (rc > 0 && ps.eol != ps.end) {
+                /* Resume after the bad line as InfluxDB would delimit it, so
+                 * that a string spanning lines is not read as lines. */
+                ps.nl = 0;
+                ps.eol = bad_line_end(s, ps.end, &ps.nl);
+            }
+        }
+        ps.line_no += 1 + ps.nl;
+        p = ps.eol < ps.end ? ps.eol + 1 : ps.end;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Numbers: formatting */
+
+/* Shortest-digit double to decimal: Grisu2 (Loitsch, "Printing
+ * floating-point numbers quickly and accurately with integers", PLDI 2010),
+ * in the form of nlohmann/json's to_chars. Its digits always lie strictly
+ * inside the rounding interval, so they read back bit-exact; in rare cases
+ * they are one digit longer than the shortest. Locale-free and ~10x faster
+ * than printf("%.17g") plus strtod checks. */
+
+typedef struct {
+    uint64_t f;
+    int e;
+} diyfp_t;
+
+static diyfp_t diy_mul(diyfp_t x, diyfp_t y)
+{
+    unsigned __int128 p = (unsigned __int128)x.f * y.f;
+    uint64_t h = (uint64_t)(p >> 64) + (uint64_t)((p >> 63) & 1); /* rounded */
+    return (diyfp_t){h, x.e + y.e + 64};
+}
+
+static diyfp_t diy_normalize(diyfp_t x)
+{
+    int s = __builtin_clzll(x.f);
+    return (diyfp_t){x.f << s, x.e - s};
+}
+
+/* 10^k for k = -300, -292, ..., 340 as f * 2^e, f normalised and rounded to
+ * nearest (computed exactly with rational arithmetic). */
+static const struct {
+    uint64_t f;
+    int e;
+    int k;
+} cached_pow10[] = {
+    {0xAB70FE17C79AC6CAULL, -1060, -300}, {0xFF77B1FCBEBCDC4FULL, -1034, -292},
+    {0xBE5691EF416BD60CULL, -1007, -284}, {0x8DD01FAD907FFC3CULL, -980, -276},
+    {0xD3515C2831559A83ULL, -954, -268}, {0x9D71AC8FADA6C9B5ULL, -927, -260},
+    {0xEA9C227723EE8BCBULL, -901, -252}, {0xAECC49914078536DULL, -874, -244},
+    {0x823C12795DB6CE57ULL, -847, -236}, {0xC21094364DFB5637ULL, -821, -228},
+    {0x9096EA6F3848984FULL, -794, -220}, {0xD77485CB25823AC7ULL, -768, -212},
+    {0xA086CFCD97BF97F4ULL, -741, -204}, {0xEF340A98172AACE5ULL, -715, -196},
+    {0xB23867FB2A35B28EULL, -688, -188}, {0x84C8D4DFD2C63F3BULL, -661, -180},
+    {0xC5DD44271AD3CDBAULL, -635, -172}, {0x936B9FCEBB25C996ULL, -608, -164},
+    {0xDBAC6C247D62A584ULL, -582, -156}, {0xA3AB66580D5FDAF6ULL, -555, -148},
+    {0xF3E2F893DEC3F126ULL, -529, -140}, {0xB5B5ADA8AAFF80B8ULL, -502, -132},
+    {0x87625F056C7C4A8BULL, -475, -124}, {0xC9BCFF6034C13053ULL, -449, -116},
+    {0x964E858C91BA2655ULL, -422, -108}, {0xDFF9772470297EBDULL, -396, -100},
+    {0xA6DFBD9FB8E5B88FULL, -369, -92}, {0xF8A95FCF88747D94ULL, -343, -84},
+    {0xB94470938FA89BCFULL, -316, -76}, {0x8A08F0F8BF0F156BULL, -289, -68},
+    {0xCDB02555653131B6ULL, -263, -60}, {0x993FE2C6D07B7FACULL, -236, -52},
+    {0xE45C10C42A2B3B06ULL, -210, -44}, {0xAA242499697392D3ULL, -183, -36},
+    {0xFD87B5F28300CA0EULL, -157, -28}, {0xBCE5086492111AEBULL, -130, -20},
+    {0x8CBCCC096F5088CCULL, -103, -12}, {0xD1B71758E219652CULL, -77, -4},
+    {0x9C40000000000000ULL, -50, 4}, {0xE8D4A51000000000ULL, -24, 12},
+    {0xAD78EBC5AC620000ULL, 3, 20}, {0x813F3978F8940984ULL, 30, 28},
+    {0xC097CE7BC90715B3ULL, 56, 36}, {0x8F7E32CE7BEA5C70ULL, 83, 44},
+    {0xD5D238A4ABE98068ULL, 109, 52}, {0x9F4F2726179A2245ULL, 136, 60},
+    {0xED63A231D4C4FB27ULL, 162, 68}, {0xB0DE65388CC8ADA8ULL, 189, 76},
+    {0x83C7088E1AAB65DBULL, 216, 84}, {0xC45D1DF942711D9AULL, 242, 92},
+    {0x924D692CA61BE758ULL, 269, 100}, {0xDA01EE641A708DEAULL, 295, 108},
+    {0xA26DA3999AEF774AULL, 322, 116}, {0xF209787BB47D6B85ULL, 348, 124},
+    {0xB454E4A179DD1877ULL, 375, 132}, {0x865B86925B9BC5C2ULL, 402, 140},
+    {0xC83553C5C8965D3DULL, 428, 148}, {0x952AB45CFA97A0B3ULL, 455, 156},
+    {0xDE469FBD99A05FE3ULL, 481, 164}, {0xA59BC234DB398C25ULL, 508, 172},
+    {0xF6C69A72A3989F5CULL, 534, 180}, {0xB7DCBF5354E9BECEULL, 561, 188},
+    {0x88FCF317F22241E2ULL, 588, 196}, {0xCC20CE9BD35C78A5ULL, 614, 204},
+    {0x98165AF37B2153DFULL, 641, 212}, {0xE2A0B5DC971F303AULL, 667, 220},
+    {0xA8D9D1535CE3B396ULL, 694, 228}, {0xFB9B7CD9A4A7443CULL, 720, 236},
+    {0xBB764C4CA7A44410ULL, 747, 244}, {0x8BAB8EEFB6409C1AULL, 774, 252},
+    {0xD01FEF10A657842CULL, 800, 260}, {0x9B10A4E5E9913129ULL, 827, 268},
+    {0xE7109BFBA19C0C9DULL, 853, 276}, {0xAC2820D9623BF429ULL, 880, 284},
+    {0x80444B5E7AA7CF85ULL, 907, 292}, {0xBF21E44003ACDD2DULL, 933, 300},
+    {0x8E679C2F5E44FF8FULL, 960, 308}, {0xD433179D9C8CB841ULL, 986, 316},
+    {0x9E19DB92B4E31BA9ULL, 1013, 324}, {0xEB96BF6EBADF77D9ULL, 1039, 332},
+    {0xAF87023B9BF0EE6BULL, 1066, 340},
+};
+
+enum { G_ALPHA = -60, G_GAMMA = -32 };
+
+/* Walk digits down while that moves closer to the value and stays inside
+ * the interval (Grisu2's final rounding). */
+static void grisu_round(char *buf, int len, uint64_t dist, uint64_t delta, uint64_t rest,
+                        uint64_t ten_k)
+{
+    while (rest < dist && delta - rest >= ten_k &&
+           (rest + ten_k < dist || dist - rest > rest + ten_k - dist)) {
+        buf[len - 1]--;
+        rest += ten_k;
+    }
+}
+
+/* Digits of the positive, finite, non-zero v into buf (up to 17, no
+ * leading zeros); returns their count, *k the decimal exponent: v ~ digits
+ * * 10^k. */
+static int grisu2(double v, char *buf, int *k)
+{
+    uint64_t bits, F;
+    int E, len = 0, n, mexp = 0;
+    diyfp_t w, m_plus, m_minus, c, wp, wm;
+    uint64_t delta, dist, one_f, p2;
+    uint32_t p1, pow10;
+
+    memcpy(&bits, &v, sizeof(bits));
+    E = (int)(bits >> 52);
+    F = bits & ((UINT64_C(1) << 52) - 1);
+    w = E ? (diyfp_t){F + (UINT64_C(1) << 52), E - 1075} : (diyfp_t){F, 1 - 1075};
+    /* Boundaries halfway to the neighbours; the lower one is closer when v
+     * is a power of two (but not the smallest normal). */
+    m_plus = diy_normalize((diyfp_t){2 * w.f + 1, w.e - 1});
+    m_minus = F == 0 && E > 1 ? (diyfp_t){4 * w.f - 1, w.e - 2} : (diyfp_t){2 * w.f - 1, w.e - 1};
+    m_minus.f <<= m_minus.e - m_plus.e;
+    m_minus.e = m_plus.e;
+    w = diy_normalize(w);
+
+    /* A cached 10^-k that brings the exponent into [alpha, gamma]. */
+    {
+        int f = G_ALPHA - m_plus.e - 1;
+        int kk = (f * 78913) / (1 << 18) + (f > 0);
+        int i = (300 + kk + 7) / 8;
+        c = (diyfp_t){cached_pow10[i].f, cached_pow10[i].e};
+        *k = -cached_pow10[i].k;
+    }
+    w = diy_mul(w, c);
+    wp = diy_mul(m_plus, c);
+    wm = diy_mul(m_minus, c);
+    wm.f++; /* stay strictly inside the interval despite rounding */
+    wp.f--;
+
+    delta = wp.f - wm.f;
+    dist = wp.f - w.f;
+    one_f = UINT64_C(1) << -wp.e;
+    p1 = (uint32_t)(wp.f >> -wp.e);
+    p2 = wp.f & (one_f - 1);
+
+    if (p1 >= 1000000000) { pow10 = 1000000000; n = 10; }
+    else if (p1 >= 100000000) { pow10 = 100000000; n = 9; }
+    else if (p1 >= 10000000) { pow10 = 10000000; n = 8; }
+    else if (p1 >= 1000000) { pow10 = 1000000; n = 7; }
+    else if (p1 >= 100000) { pow10 = 100000; n = 6; }
+    else if (p1 >= 10000) { pow10 = 10000; n = 5; }
+    else if (p1 >= 1000) { pow10 = 1000; n = 4; }
+    else if (p1 >= 100) { pow10 = 100; n = 3; }
+    else if (p1 >= 10) { pow10 = 10; n = 2; }
+    else { pow10 = 1; n = 1; }
+
+    while (n > 0) {
+        uint64_t rest;
+        buf[len++] = (char)('0' + p1 / pow10);
+        p1 %= pow10;
+        n--;
+        rest = ((uint64_t)p1 << -wp.e) + p2;
+        if (rest <= delta) {
+            *k += n;
+            grisu_round(buf, len, dist, delta, rest, (uint64_t)pow10 << -wp.e);
+            return len;
+        }
+        pow10 /= 10;
+    }
+    for (;;) {
+        p2 *= 10;
+        buf[len++] = (char)('0' + (p2 >> -wp.e));
+        p2 &= one_f - 1;
+        mexp++;
+        delta *= 10;
+        dist *= 10;
+        if (p2 <= delta)
+            break;
+    }
+    *k -= mexp;
+    grisu_round(buf, len, dist, delta, p2, one_f);
+    return len;
+}
+
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Write v in decimal; returns the end. */
+static char *put_u64(char *d, uint64_t v)
+{
+    char tmp[20];
+    char *t = tmp + sizeof(tmp);
+
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        t -= 2;
+        memcpy(t, digit_pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        t -= 2;
+        memcpy(t, digit_pairs + 2 * v, 2);
+    } else {
+        *--t = (char)('0' + v);
+    }
+    memcpy(d, t, (size_t)(tmp + sizeof(tmp) - t));
+    return d + (tmp + sizeof(tmp) - t);
+}
+
+static char *put_i64(char *d, int64_t v)
+{
+    if (v < 0) {
+        *d++ = '-';
+        return put_u64(d, 0 - (uint64_t)v);
+    }
+    return put_u64(d, (uint64_t)v);
+}
+
+/* Longest float put_double writes: "-" 17 digits "." "e-324". */
+#define DOUBLE_MAX_CHARS 32
+
+/* Write the finite v as a line protocol float, as JavaScript prints numbers:
+ * plain digits from 1e-6 up to 1e21, exponent form (1e+21, 5e-324) outside
+ * that. Returns the end. */
+static char *put_double(char *d, double v)
+{
+    char dig[20];
+    int n, k, pt;
+
+    if (v == 0) {
+        if (signbit(v))
+            *d++ = '-';
+        *d++ = '0';
+        return d;
+    }
+    if (v < 0) {
+        *d++ = '-';
+        v = -v;
+    }
+    /* Integers are common in metrics and their digits are their shortest
+     * form below 2^53, where every integer is exact. */
+    if (v < 9007199254740992.0 && v == (double)(uint64_t)v)
+        return put_u64(d, (uint64_t)v);
+
+    n = grisu2(v, dig, &k);
+    pt = n + k; /* position of the decimal point after the first digit */
+    if (n <= pt && pt <= 21) {
+        memcpy(d, dig, (size_t)n);
+        d += n;
+        memset(d, '0', (size_t)(pt - n));
+        return d + (pt - n);
+    }
+    if (0 < pt && pt <= 21) {
+        memcpy(d, dig, (size_t)pt);
+        d += pt;
+        *d++ = '.';
+        memcpy(d, dig + pt, (size_t)(n - pt));
+        return d + (n - pt);
+    }
+    if (-6 < pt && pt <= 0) {
+        *d++ = '0';
+        *d++ = '.';
+        memset(d, '0', (size_t)-pt);
+        d += -pt;
+        memcpy(d, dig, (size_t)n);
+        return d + n;
+    }
+    *d++ = dig[0];
+    if (n > 1) {
+        *d++ = '.';
+        memcpy(d, dig + 1, (size_t)(n - 1));
+        d += n - 1;
+    }
+    *d++ = 'e';
+    *d++ = pt - 1 < 0 ? '-' : '+';
+    return put_u64(d, (uint64_t)(pt - 1 < 0 ? -(pt - 1) : pt - 1));
+}
+
+/* ------------------------------------------------------------------ */
+/* Encoder */
+
+/* Copy s, putting a backslash before every byte of class escs. May write
+ * up to 8 bytes past the end it returns (the caller reserves them). */
+static inline char *put_escaped(char *d, gw_str_t s, unsigned escs)
+{
+    const char *p = s.p, *e = s.p + s.n;
+
+#if SWAR
+    /* Eight bytes at a time, stored whole: on a match only the bytes
+     * before it are kept. */
+    while (e - p >= 8) {
+        uint64_t w, m;
+        memcpy(&w, p, 8);
+        memcpy(d, &w, 8);
+        m = class_mask(w, escs);
+        if (m) {
+            size_t k = (size_t)__builtin_ctzll(m) >> 3;
+            d += k;
+            p += k;
+            *d++ = '\\';
+            *d++ = *p++;
+            continue;
+        }
+        d += 8;
+        p += 8;
+    }
+#endif
+    /* The tail (or a short name, the common case): copy first, and only
+     * when a byte needed escaping, do it again byte by byte. */
+    {
+        size_t r = (size_t)(e - p);
+        unsigned acc = 0;
+        for (size_t i = 0; i < r; i++) {
+            unsigned char c = (unsigned char)p[i];
+            d[i] = (char)c;
+            acc |= cls[c];
+        }
+        if (!(acc & escs))
+            return d + r;
+    }
+    for (; p < e; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (cls[c] & escs)
+            *d++ = '\\';
+        *d++ = (char)c;
+    }
+    return d;
+}
+
+/* Why name s (a measurement, key or tag value) cannot be written, or NULL.
+ * A raw newline would end the line, and a trailing backslash would escape
+ * the delimiter that follows it. */
+static const char *bad_name(gw_str_t s)
+{
+    if (s.n == 0)
+        return "is empty";
+    if (memchr(s.p, '\n', s.n))
+        return "contains a newline";
+    if (s.p[s.n - 1] == '\\')
+        return "ends with a backslash";
+    return NULL;
+}
+
+/* Blanks InfluxDB would skip before a name; unlike a space they have no
+ * escape. */
+static int is_unescapable_blank(char c)
+{
+    return c == '\t' || c == '\0';
+}
+
+static const char *lead_name(char c)
+{
+    return c == '#' ? "'#'" : c == '\t' ? "a tab" : "a NUL";
+}
+
+/* gw_str_cmp, with the first byte compared inline: it settles most pairs
+ * of tag keys. */
+static inline int key_cmp(gw_str_t a, gw_str_t b)
+{
+    if (a.n && b.n && a.p[0] != b.p[0])
+        return (unsigned char)a.p[0] < (unsigned char)b.p[0] ? -1 : 1;
+    return gw_str_cmp(a, b);
+}
+
+static int is_time(gw_str_t s)
+{
+    return s.n == 4 && !memcmp(s.p, "time", 4);
+}
+
+/* Append p to out as one line (sorting p->tags in place). Returns 0;
+ * -ENOMEM; or 1 with the reason in err when p cannot be written. out keeps
+ * its length unless 0 is returned. */
+int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t errlen)
+{
+    char sb[SHOW_MAX + 4], kb[SHOW_MAX + 4];
+    size_t start = out->len, need;
+    const gw_str_t *prev = NULL;
+    const char *why;
+    char *d;
+
+    if ((why = bad_name(p->series))) {
+        snprintf(err, errlen, "series \"%s\" %s", show(sb, p->series.p, p->series.n), why);
+        return 1;
+    }
+    /* A line starting with '#' is a comment, and InfluxDB skips leading
+     * tabs and NULs: none of them can be escaped. */
+    if (p->series.p[0] == '#' || is_unescapable_blank(p->series.p[0])) {
+        snprintf(err, errlen, "series \"%s\" cannot start with %s",
+                 show(sb, p->series.p, p->series.n), lead_name(p->series.p[0]));
+        return 1;
+    }
+    if (p->nfields == 0) {
+        snprintf(err, errlen, "series \"%s\": a point needs at least one field",
+                 show(sb, p->series.p, p->series.n));
+        return 1;
+    }
+    if (p->time_ns < TIME_MIN || p->time_ns > TIME_MAX) {
+        snprintf(err, errlen, "series \"%s\": time %lld is outside InfluxDB's range",
+                 show(sb, p->series.p, p->series.n), (long long)p->time_ns);
+        return 1;
+    }
+
+    /* Sort tags by key, bytewise as InfluxDB does (Go bytes.Compare);
+     * insertion sort, as tag counts are small and often already sorted.
+     * Meanwhile bound the line's length: everything escaped. */
+    need = 2 * p->series.n + 2 + 21 + 1 + 8; /* 8: put_escaped's overshoot */
+    for (uint32_t i = 0; i < p->ntags; i++) {
+        gw_tag_t t = p->tags[i];
+        uint32_t j = i;
+        while (j > 0 && key_cmp(p->tags[j - 1].key, t.key) > 0) {
+            p->tags[j] = p->tags[j - 1];
+            j--;
+        }
+        p->tags[j] = t;
+        need += 2 + 2 * t.key.n + 2 * t.val.n;
+    }
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        need += 2 + 2 * f->key.n + (f->type == GW_FIELD_STRING ? 2 + 2 * f->v.s.n : DOUBLE_MAX_CHARS);
+    }
+    if (gw_buf_reserve(out, need))
+        return -ENOMEM;
+
+    /* Write and check in one pass; on a bad name or value, out->len goes
+     * back to start. */
+    d = out->data + out->len;
+    d = put_escaped(d, p->series, C_MEAS_ESC);
+    for (uint32_t i = 0; i < p->ntags; i++) {
+        const gw_tag_t *t = &p->tags[i];
+        if (t->val.n == 0)
+            continue; /* InfluxDB treats an empty tag value as no tag */
+        if ((why = bad_name(t->key))) {
+            snprintf(err, errlen, "series \"%s\": tag key \"%s\" %s",
+                     show(sb, p->series.p, p->series.n), show(kb, t->key.p, t->key.n), why);
+            goto fail;
+        }
+        if (is_time(t->key)) {
+            snprintf(err, errlen, "series \"%s\": tag key \"time\" is not allowed",
+                     show(sb, p->series.p, p->series.n));
+            goto fail;
+        }
+        if (prev && gw_str_eq(*prev, t->key)) {
+            snprintf(err, errlen, "series \"%s\": duplicate tag \"%s\"",
+                     show(sb, p->series.p, p->series.n), show(kb, t->key.p, t->key.n));
+            goto fail;
+        }
+        if ((why = bad_name(t->val))) {
+            snprintf(err, errlen, "series \"%s\": value of tag \"%s\" %s",
+                     show(sb, p->series.p, p->series.n), show(kb, t->key.p, t->key.n), why);
+            goto fail;
+        }
+        prev = &t->key;
+        *d++ = ',';
+        d = put_escaped(d, t->key, C_KEY_ESC);
+        *d++ = '=';
+        d = put_escaped(d, t->val, C_KEY_ESC);
+    }
+
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        if ((why = bad_name(f->key))) {
+            snprintf(err, errlen, "series \"%s\": field key \"%s\" %s",
+                     show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n), why);
+            goto fail;
+        }
+        if (is_time(f->key)) {
+            snprintf(err, errlen, "series \"%s\": field key \"time\" is not allowed",
+                     show(sb, p->series.p, p->series.n));
+            goto fail;
+        }
+        /* The first key follows the space before the field set, where
+         * InfluxDB skips tabs and NULs; a later one could follow a comma,
+         * but the key is refused everywhere to keep one rule. */
+        if (is_unescapable_blank(f->key.p[0])) {
+            snprintf(err, errlen, "series \"%s\": field key \"%s\" cannot start with %s",
+                     show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n),
+                     lead_name(f->key.p[0]));
+            goto fail;
+        }
+        for (uint32_t j = 0; j < i; j++) {
+            if (same_key(p->fields[j].key, f->key)) {
+                snprintf(err, errlen, "series \"%s\": duplicate field \"%s\"",
+                         show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n));
+                goto fail;
+            }
+        }
+        *d++ = i ? ',' : ' ';
+        d = put_escaped(d, f->key, C_KEY_ESC);
+        *d++ = '=';
+        switch (f->type) {
+        case GW_FIELD_FLOAT:
+            if (!isfinite(f->v.f)) {
+                snprintf(err, errlen, "series \"%s\": field \"%s\" is %s, which InfluxDB cannot store",
+                         show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n),
+                         isnan(f->v.f) ? "NaN" : "infinite");
+                goto fail;
+            }
+            d = put_double(d, f->v.f);
+            break;
+        case GW_FIELD_INT:
+            d = put_i64(d, f->v.i);
+            *d++ = 'i';
+            break;
+        case GW_FIELD_UINT:
+            if ((flags & GW_LP_NO_UINT) && f->v.u > (uint64_t)INT64_MAX) {
+                snprintf(err, errlen,
+                         "series \"%s\": field \"%s\": unsigned %llu is too large for an integer "
+                         "(the target has no unsigned type)",
+                         show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n),
+                         (unsigned long long)f->v.u);
+                goto fail;
+            }
+            d = put_u64(d, f->v.u);
+            *d++ = flags & GW_LP_NO_UINT ? 'i' : 'u';
+            break;
+        case GW_FIELD_STRING:
+            *d++ = '"';
+            d = put_escaped(d, f->v.s, C_STR_ESC);
+            *d++ = '"';
+            break;
+        case GW_FIELD_BOOL:
+            memcpy(d, f->v.b ? "true" : "false", f->v.b ? 4 : 5);
+            d += f->v.b ? 4 : 5;
+            break;
+        default:
+            snprintf(err, errlen, "series \"%s\": field \"%s\" has unknown type %d",
+                     show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n), f->type);
+            goto fail;
+        }
+    }
+    *d++ = ' ';
+    d = put_i64(d, p->time_ns);
+    *d++ = '\n';
+    out->len = (size_t)(d - out->data);
+    return 0;
+
+fail:
+    out->len = start;
+    return 1;
+}

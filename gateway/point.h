@@ -1,0 +1,95 @@
+/* point.h — the point model shared by parsers, scripts and the encoder.
+ *
+ * A point's strings are unescaped slices that borrow either the request body
+ * or the worker's arena; a point never owns memory. Time is int64 nanoseconds
+ * since the Unix epoch, always set (parsers use the time of receipt when the
+ * input has none). Field values keep their Influx type. */
+#ifndef GW_POINT_H
+#define GW_POINT_H
+
+#include <stdint.h>
+
+#include "arena.h"
+#include "buf.h"
+
+typedef enum {
+    GW_FIELD_FLOAT = 0,
+    GW_FIELD_INT,
+    GW_FIELD_UINT,
+    GW_FIELD_STRING,
+    GW_FIELD_BOOL,
+} gw_field_type_t;
+
+typedef struct {
+    gw_str_t key; /* borrowed */
+    gw_str_t val; /* borrowed */
+} gw_tag_t;
+
+typedef struct {
+    gw_str_t key; /* borrowed */
+    int type;     /* gw_field_type_t */
+    union {
+        double f;
+        int64_t i;
+        uint64_t u;
+        int b;      /* 0 or 1 */
+        gw_str_t s; /* borrowed, unescaped */
+    } v;
+} gw_field_t;
+
+typedef struct {
+    gw_str_t series;    /* borrowed: the measurement */
+    int64_t time_ns;
+    gw_tag_t *tags;     /* borrowed (arena) */
+    gw_field_t *fields; /* borrowed (arena) */
+    uint32_t ntags;
+    uint32_t nfields;
+    uint32_t src;       /* 1-based line (line protocol) or 0-based index (JSON) */
+} gw_point_t;
+
+/* A growable array of points, owned by a worker and reused across requests
+ * (amortised: no allocation per point in the steady state). */
+typedef struct {
+    gw_point_t *v; /* owned */
+    uint32_t n;
+    uint32_t cap;
+} gw_points_t;
+
+/* Append a zeroed point; NULL on ENOMEM. */
+gw_point_t *gw_points_push(gw_points_t *pts);
+void gw_points_free(gw_points_t *pts);
+
+typedef enum {
+    GW_WHERE_LINE = 0, /* err_where is a 1-based line of a line-protocol body */
+    GW_WHERE_INDEX,    /* err_where is a 0-based index into a JSON array */
+    GW_WHERE_BODY,     /* the body as a whole (bad JSON, bad encoding...) */
+} gw_where_t;
+
+/* What happened to a request's points. The error of the earliest line or
+ * index is kept verbatim; the others are only counted. */
+typedef struct {
+    uint32_t accepted;
+    uint32_t rejected;
+    int has_error;
+    int err_kind;       /* gw_where_t: what err_where counts */
+    uint32_t err_where;
+    char err_msg[256];
+} gw_result_t;
+
+/* Would a rejection at where replace the kept message? Lets callers skip
+ * formatting a message nobody will read. */
+static inline int gw_result_wants_msg(const gw_result_t *r, uint32_t where)
+{
+    return !r->has_error || (r->err_kind != GW_WHERE_BODY && where < r->err_where);
+}
+
+/* Count one rejected point and keep its message if it is the earliest.
+ * fmt is printf-style. */
+void gw_result_reject(gw_result_t *r, int kind, uint32_t where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Helpers for parsers: look up a key among a point's tags or fields. */
+int gw_point_find_tag(const gw_point_t *p, gw_str_t key);   /* index or -1 */
+int gw_point_find_field(const gw_point_t *p, gw_str_t key); /* index or -1 */
+
+#endif
