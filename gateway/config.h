@@ -1,0 +1,99 @@
+/* config.h — the YAML configuration (libyaml), loaded once and immutable.
+ *
+ * A reload builds a new gw_config_t and swaps it in; nothing mutates a loaded
+ * config. Every key lives in one table in config.c that drives loading,
+ * defaults, bounds and `luagw --help-config`. */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define GW_CONFIG_DEFAULT_PATH "config/luagw.yaml"
+
+/* A YAML value kept as a tree, for keys whose value is free-form data
+ * (scripts.params, scripts.series). Scalars are ${}-expanded like any value. */
+typedef struct gw_conf_node {
+    int kind;                   /* GW_CONF_SCALAR, GW_CONF_SEQ or GW_CONF_MAP */
+    char *key;                  /* owned: key in the parent mapping, else NULL */
+    char *value;                /* owned: GW_CONF_SCALAR: the text, else NULL */
+    int plain;                  /* GW_CONF_SCALAR: unquoted (may read as a number or bool) */
+    size_t line, column;        /* 1-based, in the config file */
+    struct gw_conf_node *child; /* owned: first item of a sequence or mapping */
+    struct gw_conf_node *next;  /* owned: next item of the parent */
+} gw_conf_node_t;
+
+enum { GW_CONF_SCALAR = 0, GW_CONF_SEQ, GW_CONF_MAP };
+
+typedef struct {
+    char *path; /* owned: the file this was loaded from */
+
+    struct {
+        char *address;          /* owned */
+        int port;
+        int threads;            /* libmicrohttpd thread pool size */
+        size_t max_body_bytes;  /* request body limit, after gzip inflation too */
+        int connection_timeout; /* seconds an idle connection may stay */
+    } listen;
+
+    struct {
+        char *storage_type; /* owned: "influx" */
+        int version;        /* 1 or 2 */
+        char *host;         /* owned */
+        int port;
+        int use_ssl;
+        char *database;     /* owned; version 1 */
+        char *rp;           /* owned; version 1, "" = default policy */
+        char *user;         /* owned; version 1 */
+        char *password;     /* owned; version 1 */
+        char *organization; /* owned; version 2 */
+        char *bucket;       /* owned; version 2 */
+        char *token;        /* owned; version 2 */
+        double flushing_period; /* seconds */
+        uint32_t batch_size;    /* points per batch */
+        uint32_t buffer_limit;  /* points held at most */
+        int gzip;               /* compress batches sent to InfluxDB */
+        double timeout;         /* seconds for one write request */
+        double retry_max;       /* seconds: cap of the retry backoff */
+        double shutdown_timeout; /* seconds to flush on SIGTERM */
+        char *overflow;         /* owned: reject | drop_oldest, when the buffer is full */
+        char *dead_letter;      /* owned: file for points InfluxDB rejected, "" = none */
+    } monitoring;
+
+    struct {
+        char *dir;              /* owned */
+        int timeout_ms;         /* CPU budget of one script call */
+        size_t memory_limit;    /* bytes per worker Lua state */
+        char *on_error;         /* owned: pass | drop */
+        gw_conf_node_t *series; /* owned: mapping series -> [files], NULL = {} */
+        gw_conf_node_t *params; /* owned: mapping seen by scripts as params, NULL = {} */
+    } scripts;
+
+    struct {
+        char *level; /* owned: debug | info | warn | error */
+    } log;
+
+    struct {
+        char *dir;             /* owned: "" = no spool */
+        size_t max_bytes;      /* segments on disk at most */
+        char *fsync;           /* owned: batch | interval | never */
+        double fsync_interval; /* seconds, with fsync: interval */
+    } spool;
+} gw_config_t;
+
+/* Load and validate path. On success returns a new config (free with
+ * gw_config_free). On failure returns NULL and writes one line
+ * "file:line:column: key: what is wrong" into err. */
+gw_config_t *gw_config_load(const char *path, char *err, size_t errlen);
+
+/* Free a config. NULL is a no-op. */
+void gw_config_free(gw_config_t *cfg);
+
+/* Free a tree and its siblings. NULL is a no-op. */
+void gw_conf_node_free(gw_conf_node_t *n);
+
+/* Print every key with its type, default and help text (--help-config). */
+void gw_config_print_reference(FILE *out);
+
+#endif
