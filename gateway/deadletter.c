@@ -1,0 +1,176 @@
+/* deadletter.c — refused points: per-series counts, rate-limited log, file. */
+#include "deadletter.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define SERIES_MAX 1024       /* distinct series counted; the rest under OTHER */
+#define OTHER "(other series)"
+#define LOG_EVERY 10.0        /* seconds between log lines */
+
+typedef struct {
+    char *name;               /* owned: the measurement as written in line protocol */
+    uint64_t count;
+} series_t;
+
+static struct {
+    pthread_mutex_t mu;
+    FILE *file;               /* owned, or NULL */
+    char *path;               /* owned, or NULL */
+    series_t series[SERIES_MAX];
+    size_t nseries;
+    uint64_t other, total;
+    double last_log;          /* monotonic */
+    uint64_t held;            /* points refused since the last log line */
+    char held_why[256];
+    long held_status;
+} dl = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int gw_deadletter_open(const char *path, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&dl.mu);
+    if (path && *path) {
+        dl.file = fopen(path, "a");
+        if (!dl.file) {
+            snprintf(err, errlen, "monitoring.dead_letter %s: %s", path, strerror(errno));
+            pthread_mutex_unlock(&dl.mu);
+            return -1;
+        }
+        dl.path = strdup(path);
+    }
+    dl.last_log = -LOG_EVERY;
+    pthread_mutex_unlock(&dl.mu);
+    return 0;
+}
+
+/* The measurement of a line: up to the first unescaped ',' or ' '. */
+static size_t measurement_len(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && p[i] != ',' && p[i] != ' ' && p[i] != '\n')
+        i += p[i] == '\\' && i + 1 < n ? 2 : 1;
+    return i < n ? i : n;
+}
+
+/* Count one point of series name (n bytes). mu held. */
+static void count(const char *name, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < dl.nseries; i++)
+        if (strlen(dl.series[i].name) == n && memcmp(dl.series[i].name, name, n) == 0) {
+            dl.series[i].count++;
+            return;
+        }
+    if (dl.nseries < SERIES_MAX && (dl.series[i].name = strndup(name, n)) != NULL) {
+        dl.series[dl.nseries++].count = 1;
+        return;
+    }
+    dl.other++;
+}
+
+/* One line, printable: quotes and newlines would break the log format. */
+static void clean(char *out, size_t outlen, const char *in)
+{
+    size_t j = 0;
+    for (size_t i = 0; in[i] && j + 1 < outlen; i++)
+        out[j++] = in[i] == '"' ? '\'' : (in[i] == '\n' || in[i] == '\r') ? ' ' : in[i];
+    out[j] = 0;
+}
+
+void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, uint32_t to, long status,
+                       const char *why)
+{
+    size_t start = from ? ends[from - 1] : 0;
+    char reason[256], first[128];
+    double now = mono();
+
+    if (from >= to)
+        return;
+    clean(reason, sizeof(reason), why ? why : "");
+    pthread_mutex_lock(&dl.mu);
+    for (uint32_t i = from; i < to; i++) {
+        size_t b = i ? ends[i - 1] : 0;
+        count(lines + b, measurement_len(lines + b, ends[i] - b));
+    }
+    dl.total += to - from;
+    if (dl.file) {
+        char stamp[40];
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        fprintf(dl.file, "# %s.%03ldZ status=%ld error=\"%s\"\n", stamp, ts.tv_nsec / 1000000, status, reason);
+        fwrite(lines + start, 1, ends[to - 1] - start, dl.file);
+        if (fflush(dl.file))
+            gw_log_error("cannot write the dead-letter file", "path=\"%s\" error=\"%s\"", dl.path,
+                         strerror(errno));
+    }
+    dl.held += to - from;
+    snprintf(dl.held_why, sizeof(dl.held_why), "%s", reason);
+    dl.held_status = status;
+    if (now - dl.last_log >= LOG_EVERY) {
+        size_t m = measurement_len(lines + start, ends[from] - start);
+        snprintf(first, sizeof(first), "%.*s", (int)(m < 100 ? m : 100), lines + start);
+        clean(first, sizeof(first), first);
+        gw_log_error("influx refused points for good", "points=%llu total=%llu series=\"%s\" status=%ld error=\"%s\"%s%s%s",
+                     (unsigned long long)dl.held, (unsigned long long)dl.total, first, status, reason,
+                     dl.file ? " dead_letter=\"" : "", dl.file ? dl.path : "", dl.file ? "\"" : "");
+        dl.held = 0;
+        dl.last_log = now;
+    }
+    pthread_mutex_unlock(&dl.mu);
+}
+
+json_t *gw_deadletter_json(void)
+{
+    json_t *o = json_object(), *s = json_object();
+
+    if (!o || !s) {
+        json_decref(o);
+        json_decref(s);
+        return NULL;
+    }
+    pthread_mutex_lock(&dl.mu);
+    for (size_t i = 0; i < dl.nseries; i++)
+        json_object_set_new(s, dl.series[i].name, json_integer((json_int_t)dl.series[i].count));
+    if (dl.other)
+        json_object_set_new(s, OTHER, json_integer((json_int_t)dl.other));
+    json_object_set_new(o, "points", json_integer((json_int_t)dl.total));
+    json_object_set_new(o, "file", dl.path ? json_string(dl.path) : json_null());
+    pthread_mutex_unlock(&dl.mu);
+    json_object_set_new(o, "series", s);
+    return o;
+}
+
+void gw_deadletter_close(void)
+{
+    pthread_mutex_lock(&dl.mu);
+    if (dl.held)
+        gw_log_error("influx refused points for good", "points=%llu total=%llu status=%ld error=\"%s\"",
+                     (unsigned long long)dl.held, (unsigned long long)dl.total, dl.held_status, dl.held_why);
+    if (dl.file)
+        fclose(dl.file);
+    dl.file = NULL;
+    free(dl.path);
+    dl.path = NULL;
+    for (size_t i = 0; i < dl.nseries; i++)
+        free(dl.series[i].name);
+    dl.nseries = 0;
+    dl.other = dl.total = dl.held = 0;
+    pthread_mutex_unlock(&dl.mu);
+}

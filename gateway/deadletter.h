@@ -1,0 +1,36 @@
+/* deadletter.h — the points InfluxDB refused for good (a field type
+ * conflict, a point too large for its body limit...): counted per series,
+ * logged at most every few seconds, and optionally appended to a file.
+ *
+ * The file is line protocol, so it can be replayed once the cause is fixed
+ * (`curl --data-binary @file 'http://influx:8086/write?db=...'`); each group
+ * of lines follows one comment line that says when and why:
+ *
+ *   # 2026-11-25T20:30:00.123Z status=400 error="partial write: field type conflict: ..."
+ *   cpu,host=a usage="high" 1700000000000000000
+ *
+ * Process-wide, like the metrics: the sender adds, /health reads. */
+#ifndef GW_DEADLETTER_H
+#define GW_DEADLETTER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Start counting, and writing to path unless it is empty. 0, or -1 with the
+ * reason in err (the file cannot be opened for appending). */
+int gw_deadletter_open(const char *path, char *err, size_t errlen);
+
+/* Points [from, to) of a batch were refused: lines holds the batch, ends[i]
+ * the offset just past point i. status and why are InfluxDB's answer. */
+void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, uint32_t to, long status,
+                       const char *why);
+
+/* {"points": total, "file": path|null, "series": {"name": count, ...}}.
+ * New reference; NULL on ENOMEM. */
+json_t *gw_deadletter_json(void);
+
+/* Log what the rate limit held back, close the file, forget the counts. */
+void gw_deadletter_close(void);
+
+#endif

@@ -1,0 +1,571 @@
+/* http.c — ingest over HTTP with libmicrohttpd, see http.h. */
+#include <netinet/in.h> /* before microhttpd.h: it needs sockaddr_in */
+
+#include "http.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <zlib.h>
+
+#include "deadletter.h"
+#include "lineproto.h"
+#include "log.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "script.h"
+#include "version.h"
+
+enum route {
+    R_NONE = 0,
+    R_POINTS,   /* POST /v1/points */
+    R_WRITE_V1, /* POST /write */
+    R_WRITE_V2, /* POST /api/v2/write */
+    R_PING,
+    R_HEALTH,
+    R_DEBUG,    /* POST /v1/debug/transform */
+};
+
+struct gw_http {
+    struct MHD_Daemon *daemon;
+    const gw_config_t *cfg; /* borrowed */
+    gw_queue_t *q;          /* borrowed */
+    pthread_key_t key;      /* each worker thread's gw_pipeline_t */
+    unsigned lp_flags;
+    atomic_int draining;    /* set by gw_http_drain: ingest answers 503 */
+};
+
+/* Bytes over the body limit that are read and discarded to deliver a 413. */
+#define DRAIN_MAX ((size_t)16 << 20)
+
+/* One request in progress; freed by on_completed. */
+typedef struct {
+    enum route route;
+    gw_buf_t body;    /* owned: the raw body */
+    int too_large;    /* body grew past max_body_bytes: answer 413 */
+} req_t;
+
+static const struct {
+    const char *path;
+    enum route route;
+    const char *methods; /* allowed, for 405's Allow header */
+} routes[] = {
+    {"/v1/points", R_POINTS, "POST"},
+    {"/write", R_WRITE_V1, "POST"},
+    {"/api/v2/write", R_WRITE_V2, "POST"},
+    {"/ping", R_PING, "GET, HEAD"},
+    {"/health", R_HEALTH, "GET, HEAD"},
+    {"/v1/debug/transform", R_DEBUG, "POST"},
+};
+
+/* ------------------------------------------------------------------ answers */
+
+static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const char *body,
+                              size_t len, const char *ctype)
+{
+    struct MHD_Response *r;
+    enum MHD_Result rc;
+
+    r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    if (ctype)
+        MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "X-Influxdb-Version", GW_INFLUX_COMPAT_VERSION);
+    MHD_add_response_header(r, "X-Luagw-Version", GW_VERSION);
+    if (status == 503)
+        MHD_add_response_header(r, "Retry-After", "1");
+    rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* Answer status with a JSON body holding obj (consumed). For the 2.x
+ * endpoint the message is also given as {"code", "message"}, which 2.x
+ * clients read. */
+static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned status, json_t *obj,
+                                   enum route route)
+{
+    char *text;
+    enum MHD_Result rc;
+
+    if (route == R_WRITE_V2 && json_object_get(obj, "error")) {
+        json_object_set_new(obj, "code", json_string(status == 413 ? "request too large"
+                                                     : status == 503 ? "unavailable"
+                                                     : status >= 500 ? "internal error"
+                                                                     : "invalid"));
+        json_object_set(obj, "message", json_object_get(obj, "error"));
+    }
+    text = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!text)
+        return answer(c, 500, "", 0, NULL);
+    rc = answer(c, status, text, strlen(text), "application/json");
+    free(text);
+    return rc;
+}
+
+static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, enum route route,
+                                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, enum route route,
+                                    const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return answer_json(c, status, json_pack("{s:s}", "error", msg), route);
+}
+
+/* ------------------------------------------------------------------ workers */
+
+static void worker_free(void *p)
+{
+    gw_pipeline_destroy(p);
+}
+
+/* This thread's pipeline, created on first use (NULL on ENOMEM). */
+static gw_pipeline_t *worker(gw_http_t *h)
+{
+    gw_pipeline_t *w = pthread_getspecific(h->key);
+    if (!w) {
+        w = gw_pipeline_create(h->lp_flags);
+        if (w && pthread_setspecific(h->key, w)) {
+            gw_pipeline_destroy(w);
+            w = NULL;
+        }
+    }
+    return w;
+}
+
+/* ------------------------------------------------------------------ ingest */
+
+/* Inflate a gzip (or zlib) body into out, at most limit bytes.
+ * Returns 0, 1 when the result would exceed limit, -1 when corrupt. */
+static int gunzip(const gw_buf_t *in, gw_buf_t *out, size_t limit)
+{
+    z_stream z;
+    int rc;
+
+    memset(&z, 0, sizeof(z));
+    if (inflateInit2(&z, 15 + 32) != Z_OK)
+        return -1;
+    z.next_in = (Bytef *)in->data;
+    z.avail_in = (uInt)in->len;
+    do {
+        size_t want = out->len + (in->len * 4 > 65536 ? in->len * 4 : 65536);
+        if (want > limit + 1)
+            want = limit + 1;
+        if (out->len >= limit + 1 || gw_buf_reserve(out, want - out->len)) {
+            rc = out->len > limit ? 1 : -1;
+            goto done;
+        }
+        z.next_out = (Bytef *)out->data + out->len;
+        z.avail_out = (uInt)(want - out->len);
+        rc = inflate(&z, Z_NO_FLUSH);
+        out->len = want - z.avail_out;
+        if (out->len > limit) {
+            rc = 1;
+            goto done;
+        }
+        if (rc == Z_BUF_ERROR && z.avail_in == 0) {
+            rc = -1; /* truncated */
+            goto done;
+        }
+    } while (rc == Z_OK || rc == Z_BUF_ERROR);
+    rc = rc == Z_STREAM_END ? 0 : -1;
+done:
+    inflateEnd(&z);
+    return rc;
+}
+
+static json_t *result_json(const gw_result_t *res, const char *prefix)
+{
+    json_t *o = json_object();
+
+    if (res->has_error) {
+        char msg[400];
+        if (res->err_kind == GW_WHERE_LINE) {
+            snprintf(msg, sizeof(msg), "%sline %u: %s", prefix, res->err_where, res->err_msg);
+            json_object_set_new(o, "line", json_integer(res->err_where));
+        } else if (res->err_kind == GW_WHERE_INDEX) {
+            snprintf(msg, sizeof(msg), "%sindex %u: %s", prefix, res->err_where, res->err_msg);
+            json_object_set_new(o, "index", json_integer(res->err_where));
+        } else {
+            snprintf(msg, sizeof(msg), "%s%s", prefix, res->err_msg);
+        }
+        json_object_set_new(o, "error", json_string(msg));
+    }
+    json_object_set_new(o, "accepted", json_integer(res->accepted));
+    json_object_set_new(o, "rejected", json_integer(res->rejected));
+    return o;
+}
+
+static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
+{
+    const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+    const char *prec = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "precision");
+    gw_ingest_t in = {.format = r->route == R_POINTS ? GW_FMT_JSON : GW_FMT_LINEPROTO,
+                      .ns_per_unit = 1,
+                      .now_ns = gw_now_ns()};
+    gw_buf_t inflated = {0};
+    const char *body = r->body.data ? r->body.data : "";
+    size_t len = r->body.len;
+    gw_result_t res;
+    gw_pipeline_t *w;
+    const char *lines;
+    const uint32_t *ends;
+    uint32_t npoints;
+    size_t nbytes;
+    enum MHD_Result ret;
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    if (in.format == GW_FMT_LINEPROTO && prec && gw_lp_precision(prec, &in.ns_per_unit))
+        return answer_error(c, 400, r->route,
+                            "precision: unknown value \"%.32s\" (use ns, us, ms, s, m or h)", prec);
+    if (enc && strcasecmp(enc, "gzip") == 0) {
+        rc = gunzip(&r->body, &inflated, h->cfg->listen.max_body_bytes);
+        if (rc) {
+            gw_buf_free(&inflated);
+            if (rc > 0)
+                return answer_error(c, 413, r->route,
+                                    "body: larger than listen.max_body_bytes (%zu) after gzip inflation",
+                                    h->cfg->listen.max_body_bytes);
+            return answer_error(c, 400, r->route, "body: invalid gzip data");
+        }
+        body = inflated.data ? inflated.data : "";
+        len = inflated.len;
+    }
+    w = worker(h);
+    if (!w) {
+        gw_buf_free(&inflated);
+        return answer_error(c, 500, r->route, "out of memory");
+    }
+    rc = gw_pipeline_run(w, &in, body, len, &res);
+    if (rc) {
+        gw_buf_free(&inflated);
+        return answer_error(c, 500, r->route, "out of memory while processing the body");
+    }
+    lines = gw_pipeline_output(w, &nbytes, &ends, &npoints);
+    rc = gw_queue_push(h->q, lines, nbytes, ends, npoints);
+    gw_buf_free(&inflated);
+    GW_COUNT(requests, 1);
+    GW_COUNT(points_received, (uint64_t)res.accepted + res.rejected);
+    if (rc) {
+        GW_COUNT(points_refused, npoints);
+        if (rc == GW_QUEUE_FULL && gw_queue_spool(h->q))
+            return answer_error(c, 503, r->route,
+                                "spool full or unwritable (spool.max_bytes = %zu): nothing of this body was accepted, retry later",
+                                h->cfg->spool.max_bytes);
+        if (rc == GW_QUEUE_TOO_BIG && gw_queue_spool(h->q))
+            return answer_error(c, 413, r->route, "body: larger than spool.max_bytes (%zu) can ever hold",
+                                h->cfg->spool.max_bytes);
+        if (rc == GW_QUEUE_FULL)
+            return answer_error(c, 503, r->route,
+                                "buffer full (monitoring.buffer_limit = %u points): nothing of this body was accepted, retry later",
+                                h->cfg->monitoring.buffer_limit);
+        if (rc == GW_QUEUE_CLOSED)
+            return answer_error(c, 503, r->route, "shutting down: nothing of this body was accepted");
+        if (rc == GW_QUEUE_TOO_BIG)
+            return answer_error(c, 413, r->route,
+                                "body: %u points, more than monitoring.buffer_limit (%u) can ever hold",
+                                npoints, h->cfg->monitoring.buffer_limit);
+        return answer_error(c, 500, r->route, "out of memory while queueing");
+    }
+    GW_COUNT(points_accepted, res.accepted);
+    GW_COUNT(points_rejected, res.rejected);
+    if (!res.has_error)
+        return answer(c, 204, "", 0, NULL);
+    ret = answer_json(c, 400, result_json(&res, res.accepted ? "partial write: " : ""), r->route);
+    return ret;
+}
+
+static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
+{
+    int ok = GW_GET(healthy) != 0;
+    /* 401/403/404 from InfluxDB: nothing gets through until someone fixes
+     * the configuration, so say "fail", not "warn". */
+    json_int_t refusing = (json_int_t)GW_GET(influx_refusing);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:{s:b, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+        "name", "luagw", "version", GW_VERSION, "status", refusing ? "fail" : ok ? "pass" : "warn",
+        "influx", "reachable", ok, "last_status", (json_int_t)GW_GET(last_status),
+        "buffer", "points", (json_int_t)gw_queue_points(h->q), "limit",
+        (json_int_t)h->cfg->monitoring.buffer_limit,
+        "points", "received", (json_int_t)GW_GET(points_received), "accepted",
+        (json_int_t)GW_GET(points_accepted), "rejected", (json_int_t)GW_GET(points_rejected),
+        "refused", (json_int_t)GW_GET(points_refused), "written", (json_int_t)GW_GET(points_written),
+        "dropped", (json_int_t)GW_GET(points_dropped));
+    if (!o)
+        return answer(c, 500, "", 0, NULL);
+    /* Delivery (issue 4): refusals, overflow, spool, dead letters. */
+    json_object_set_new(json_object_get(o, "influx"), "refusing", json_integer(refusing));
+    json_object_set_new(json_object_get(o, "points"), "overflowed",
+                        json_integer((json_int_t)GW_GET(points_overflowed)));
+    json_object_set_new(json_object_get(o, "buffer"), "spool", gw_queue_spool_json(h->q));
+    json_object_set_new(o, "dead_letter", gw_deadletter_json());
+    json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->draining)));
+    {
+        char *stats = gw_script_stats_json();
+        json_t *sj = stats ? json_loads(stats, 0, NULL) : NULL;
+        free(stats);
+        if (sj)
+            json_object_set_new(o, "scripts", sj);
+    }
+    return answer_json(c, 200, o, R_HEALTH);
+}
+
+/* Is the media type (before any ';' parameters) application/json? */
+static int is_json_type(const char *ct)
+{
+    size_t n = strcspn(ct, "; \t");
+    return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+/* POST /v1/debug/transform: a body as the ingest endpoints take it (JSON
+ * when the Content-Type is application/json, else line protocol with
+ * ?precision=), run through this worker's scripts. Answers 200 with what
+ * became of each point (docs/scripts.md); nothing is queued. */
+static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, req_t *r)
+{
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+    const char *prec = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "precision");
+    gw_ingest_t in = {.format = ct && is_json_type(ct) ? GW_FMT_JSON : GW_FMT_LINEPROTO,
+                      .ns_per_unit = 1,
+                      .now_ns = gw_now_ns()};
+    gw_buf_t inflated = {0}, json = {0};
+    const char *body = r->body.data ? r->body.data : "";
+    size_t len = r->body.len;
+    gw_pipeline_t *w;
+    enum MHD_Result ret;
+    int rc;
+
+    if (in.format == GW_FMT_LINEPROTO && prec && gw_lp_precision(prec, &in.ns_per_unit))
+        return answer_error(c, 400, r->route,
+                            "precision: unknown value \"%.32s\" (use ns, us, ms, s, m or h)", prec);
+    if (enc && strcasecmp(enc, "gzip") == 0) {
+        rc = gunzip(&r->body, &inflated, h->cfg->listen.max_body_bytes);
+        if (rc) {
+            gw_buf_free(&inflated);
+            return rc > 0 ? answer_error(c, 413, r->route, "body: larger than listen.max_body_bytes after gzip inflation")
+                          : answer_error(c, 400, r->route, "body: invalid gzip data");
+        }
+        body = inflated.data ? inflated.data : "";
+        len = inflated.len;
+    }
+    w = worker(h);
+    rc = w ? gw_pipeline_debug(w, &in, body, len, &json) : -ENOMEM;
+    gw_buf_free(&inflated);
+    if (rc) {
+        gw_buf_free(&json);
+        return answer_error(c, 500, r->route, "out of memory while processing the body");
+    }
+    ret = answer(c, 200, json.data ? json.data : "{}", json.data ? json.len : 2, "application/json");
+    gw_buf_free(&json);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    gw_http_t *h = cls;
+    req_t *r = *con_cls;
+
+    if (!r) {
+        enum route route = R_NONE;
+        const char *allowed = NULL;
+        int post = strcmp(method, "POST") == 0;
+        int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+        const char *cl, *ct, *enc;
+
+        for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+            if (strcmp(url, routes[i].path) == 0) {
+                route = routes[i].route;
+                allowed = routes[i].methods;
+            }
+        if (route == R_NONE)
+            return answer_error(c, 404, R_NONE, "path: %.200s not found", url);
+        if ((route == R_PING || route == R_HEALTH) ? !get : !post) {
+            struct MHD_Response *resp;
+            char *text;
+            json_t *o = json_pack("{s:s}", "error", "method not allowed");
+            enum MHD_Result rc;
+            text = json_dumps(o, JSON_COMPACT);
+            json_decref(o);
+            resp = MHD_create_response_from_buffer(text ? strlen(text) : 0, text ? text : "",
+                                                   MHD_RESPMEM_MUST_COPY);
+            free(text);
+            if (!resp)
+                return MHD_NO;
+            MHD_add_response_header(resp, "Allow", allowed);
+            MHD_add_response_header(resp, "Content-Type", "application/json");
+            rc = MHD_queue_response(c, 405, resp);
+            MHD_destroy_response(resp);
+            return rc;
+        }
+        if (route == R_PING)
+            return answer(c, 204, "", 0, NULL);
+        if (route == R_HEALTH)
+            return health(h, c);
+
+        /* POST to an ingest endpoint: check what the headers tell before
+         * reading a byte of the body. */
+        if (atomic_load(&h->draining))
+            return answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
+        ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+        if (route == R_POINTS && ct && !is_json_type(ct))
+            return answer_error(c, 415, route,
+                                "Content-Type: %.100s is not supported here, send application/json", ct);
+        enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+        if (enc && strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "identity") != 0)
+            return answer_error(c, 415, route, "Content-Encoding: %.100s is not supported (use gzip)", enc);
+        cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        size_t n = cl ? strtoull(cl, NULL, 10) : 0;
+        size_t limit = h->cfg->listen.max_body_bytes;
+        /* Far too large: answer before reading (the connection is closed).
+         * Somewhat too large: read and discard it first, so that a client
+         * that sends its whole body before reading sees the 413. */
+        if (n > limit && n - limit > DRAIN_MAX)
+            return answer_error(c, 413, route, "body: %.20s bytes, larger than listen.max_body_bytes (%zu)",
+                                cl, limit);
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->route = route;
+        if (n > limit)
+            r->too_large = 1;
+        else if (n && gw_buf_reserve(&r->body, n)) {
+            free(r);
+            return MHD_NO;
+        }
+        *con_cls = r;
+        return MHD_YES;
+    }
+
+    if (*upload_size) {
+        if (!r->too_large) {
+            if (r->body.len + *upload_size > h->cfg->listen.max_body_bytes)
+                r->too_large = 1;
+            else if (gw_buf_append(&r->body, upload, *upload_size))
+                return MHD_NO;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->too_large)
+        return answer_error(c, 413, r->route, "body: larger than listen.max_body_bytes (%zu)",
+                            h->cfg->listen.max_body_bytes);
+    if (r->route == R_DEBUG)
+        return debug_transform(h, c, r);
+    return ingest(h, c, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    req_t *r = *con_cls;
+    if (!r)
+        return;
+    gw_buf_free(&r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
+    for (char *p = msg; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    gw_log_warn("http", "detail=\"%s\"", msg);
+}
+
+gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen)
+{
+    gw_http_t *h = calloc(1, sizeof(*h));
+    struct addrinfo hints, *ai = NULL;
+    char port[16];
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    int grc;
+
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->cfg = cfg;
+    h->q = q;
+    h->lp_flags = cfg->monitoring.version == 1 ? GW_LP_NO_UINT : 0;
+    if (pthread_key_create(&h->key, worker_free)) {
+        snprintf(err, errlen, "pthread_key_create failed");
+        free(h);
+        return NULL;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(port, sizeof(port), "%d", cfg->listen.port);
+    grc = getaddrinfo(cfg->listen.address, port, &hints, &ai);
+    if (grc) {
+        snprintf(err, errlen, "listen.address %s: %s", cfg->listen.address, gai_strerror(grc));
+        goto fail;
+    }
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    h->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->listen.port, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, so it sees every message */
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->listen.threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->listen.connection_timeout,
+        /* A bigger per-connection buffer hands us bodies in fewer pieces. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!h->daemon) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen.address, cfg->listen.port,
+                 errno ? strerror(errno) : "libmicrohttpd failed");
+        goto fail;
+    }
+    return h;
+fail:
+    pthread_key_delete(h->key);
+    free(h);
+    return NULL;
+}
+
+void gw_http_drain(gw_http_t *h)
+{
+    if (h)
+        atomic_store(&h->draining, 1);
+}
+
+void gw_http_stop(gw_http_t *h)
+{
+    if (!h)
+        return;
+    MHD_stop_daemon(h->daemon);
+    pthread_key_delete(h->key);
+    free(h);
+}

@@ -1,0 +1,31 @@
+/* http.h — the HTTP ingest server (libmicrohttpd, thread pool).
+ *
+ *   POST /v1/points       JSON points
+ *   POST /write           InfluxDB 1.x line protocol (db, rp, precision, u, p)
+ *   POST /api/v2/write    InfluxDB 2.x line protocol (org, bucket, precision)
+ *   GET  /ping            204, X-Influxdb-Version
+ *   GET  /health          200, JSON
+ * Each worker thread owns a gw_pipeline_t; accepted points go to the queue. */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <stddef.h>
+
+#include "batch.h"
+#include "config.h"
+
+typedef struct gw_http gw_http_t;
+
+/* Listen on cfg->listen and serve until gw_http_stop. cfg and q are borrowed
+ * and must outlive the server. NULL on failure with the reason in err. */
+gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen);
+
+/* Stop accepting points: from now on every ingest request is answered 503
+ * (nothing of it taken) while /ping and /health still answer, so clients
+ * learn to go elsewhere during the final flush. NULL is a no-op. */
+void gw_http_drain(gw_http_t *h);
+
+/* Stop listening, finish the requests in progress, free the server. */
+void gw_http_stop(gw_http_t *h);
+
+#endif

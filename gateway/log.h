@@ -1,0 +1,29 @@
+/* log.h — one line per event on stderr: time, level, then key=value pairs.
+ *
+ *   2026-11-25T20:30:00.123Z level=warn msg="influx write failed" status=503
+ *
+ * Callers format the key=value part themselves (printf-style). */
+#ifndef GW_LOG_H
+#define GW_LOG_H
+
+enum { GW_LOG_DEBUG = 0, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
+
+/* Set the minimum level printed. */
+void gw_log_set_level(int level);
+
+/* Parse "debug|info|warn|error"; -1 when unknown. */
+int gw_log_level_from_name(const char *name);
+
+/* Is level printed? Lets callers skip formatting work. */
+int gw_log_enabled(int level);
+
+/* Log msg (quoted for the reader) followed by the formatted key=value pairs,
+ * e.g. gw_log(GW_LOG_WARN, "write failed", "status=%d", 503). fmt may be "". */
+void gw_log(int level, const char *msg, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define gw_log_debug(msg, ...) gw_log(GW_LOG_DEBUG, msg, __VA_ARGS__)
+#define gw_log_info(msg, ...)  gw_log(GW_LOG_INFO, msg, __VA_ARGS__)
+#define gw_log_warn(msg, ...)  gw_log(GW_LOG_WARN, msg, __VA_ARGS__)
+#define gw_log_error(msg, ...) gw_log(GW_LOG_ERROR, msg, __VA_ARGS__)
+
+#endif

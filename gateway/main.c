@@ -1,0 +1,214 @@
+/* main.c — command line, start-up and orderly shutdown. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "script.h"
+#include "sender.h"
+#include "version.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: luagw [-c FILE] [--check-config] [--help-config] [--version] [--help]\n"
+            "\n"
+            "Receive monitoring points over HTTP (JSON on /v1/points, InfluxDB line\n"
+            "protocol on /write and /api/v2/write), run each series' Lua script and\n"
+            "forward the points to InfluxDB in batches.\n"
+            "\n"
+            "  -c, --config FILE  configuration file (default %s)\n"
+            "      --check-config validate the configuration and exit 0 (valid) or 1\n"
+            "      --help-config  list every configuration key with its default\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT stop accepting, flush within\n"
+            "monitoring.shutdown_timeout and exit 0. SIGHUP reloads the scripts\n"
+            "(the scripts section and the script files); if anything is wrong\n"
+            "the running scripts stay.\n",
+            GW_CONFIG_DEFAULT_PATH);
+}
+
+/* Quotes in a message would end the log value early. */
+static const char *unquote(char *s)
+{
+    for (char *p = s; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    return s;
+}
+
+/* SIGHUP: read the file again and put its scripts in force, atomically:
+ * workers switch at their next request and finish the one in progress with
+ * the old scripts. A bad file or a script that does not load is logged and
+ * the running scripts stay. Other settings take effect on restart. */
+static void reload(const char *path)
+{
+    char err[1024];
+    gw_config_t *cfg = gw_config_load(path, err, sizeof(err));
+    gw_script_set_t *set;
+
+    if (!cfg) {
+        gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
+        return;
+    }
+    set = gw_script_set_load(cfg, err, sizeof(err));
+    gw_config_free(cfg);
+    if (!set) {
+        gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
+        return;
+    }
+    gw_log_info("scripts reloaded", "config=%s scripts=%d", path, gw_script_set_count(set));
+    gw_script_set_publish(set);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'C'},
+        {"help-config", no_argument, NULL, 'R'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = GW_CONFIG_DEFAULT_PATH;
+    int check_only = 0, opt, sig = 0, level;
+    char err[1024];
+    gw_config_t *cfg = NULL;
+    gw_queue_t *q = NULL;
+    gw_sender_t *sender = NULL;
+    gw_http_t *http = NULL;
+    gw_script_set_t *scripts;
+    sigset_t set;
+    uint64_t left;
+    int status = 1;
+
+    while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'C':
+            check_only = 1;
+            break;
+        case 'R':
+            gw_config_print_reference(stdout);
+            return 0;
+        case 'V':
+            printf("luagw %s\n", GW_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "luagw: unexpected argument: %s\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    cfg = gw_config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    /* The scripts are part of the configuration: they must load too. */
+    scripts = gw_script_set_load(cfg, err, sizeof(err));
+    if (!scripts) {
+        fprintf(stderr, "%s\n", err);
+        gw_config_free(cfg);
+        return 1;
+    }
+    if (check_only) {
+        printf("%s: ok\n", path);
+        gw_script_set_release(scripts);
+        gw_config_free(cfg);
+        return 0;
+    }
+    level = gw_log_level_from_name(cfg->log.level);
+    gw_log_set_level(level < 0 ? GW_LOG_INFO : level);
+    gw_log_info("scripts loaded", "dir=%s scripts=%d", cfg->scripts.dir, gw_script_set_count(scripts));
+    gw_script_set_publish(scripts);
+
+    /* Every thread inherits this mask; signals are taken by sigwait below,
+     * so no handler ever runs inside a worker. SIGPIPE is simply ignored. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
+        gw_log_error("curl_global_init failed", "%s", "");
+        goto out;
+    }
+    /* With spool.dir set this also recovers what an earlier run left. */
+    q = gw_queue_open(cfg, err, sizeof(err));
+    if (!q) {
+        gw_log_error("cannot create the buffer", "error=\"%s\"", err);
+        goto out;
+    }
+    sender = gw_sender_start(cfg, q, err, sizeof(err));
+    if (!sender) {
+        gw_log_error("cannot start the InfluxDB sender", "error=\"%s\"", err);
+        goto out;
+    }
+    http = gw_http_start(cfg, q, err, sizeof(err));
+    if (!http) {
+        gw_log_error("cannot start the HTTP server", "error=\"%s\"", err);
+        goto out;
+    }
+    gw_log_info("luagw started", "version=%s config=%s listen=%s:%d influx=%s:%d/%s", GW_VERSION, path,
+                cfg->listen.address, cfg->listen.port, cfg->monitoring.host, cfg->monitoring.port,
+                cfg->monitoring.version == 2 ? cfg->monitoring.bucket : cfg->monitoring.database);
+
+    for (;;) {
+        if (sigwait(&set, &sig))
+            continue;
+        if (sig == SIGHUP) {
+            reload(path);
+            continue;
+        }
+        break;
+    }
+    gw_log_info("stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    status = 0;
+
+out:
+    /* Stop accepting first (ingest answers 503 from now on) so no point
+     * arrives after the last flush; keep answering while the sender
+     * flushes, then stop serving. */
+    gw_http_drain(http);
+    if (sender) {
+        left = gw_sender_stop(sender, gw_now_mono() + cfg->monitoring.shutdown_timeout);
+        if (left && gw_queue_spool(q))
+            gw_log_warn("stopped with points undelivered, kept in the spool for the next start",
+                        "points=%llu spool=\"%s\"", (unsigned long long)left, cfg->spool.dir);
+        else if (left)
+            gw_log_error("stopped with points undelivered: they are lost", "points=%llu",
+                         (unsigned long long)left);
+        else
+            gw_log_info("stopped, everything delivered", "written=%llu",
+                        (unsigned long long)GW_GET(points_written));
+    }
+    gw_http_stop(http);
+    gw_queue_destroy(q);
+    gw_script_shutdown();
+    gw_config_free(cfg);
+    curl_global_cleanup();
+    return status;
+}

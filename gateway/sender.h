@@ -1,0 +1,67 @@
+/* sender.h — the delivery loop: takes batches from the queue and writes them
+ * to InfluxDB, deciding per answer what happens (see the answer table in
+ * sender.c and docs/delivery.md): delivered; split and resent (413); the
+ * refused points isolated by bisection and dead-lettered (400/422); or kept
+ * and retried with backoff (401/403/404, 429/503, 5xx, no answer). */
+#ifndef GW_SENDER_H
+#define GW_SENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "config.h"
+#include "influx.h"
+
+typedef struct gw_sender gw_sender_t;
+
+/* Start the sender thread for cfg (must outlive the sender) and q.
+ * NULL on failure with the reason in err. */
+gw_sender_t *gw_sender_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen);
+
+/* Close the queue, let the thread deliver what is held until deadline
+ * (monotonic seconds), then stop it. Returns the points left undelivered
+ * (with a spool they stay in it for the next run). */
+uint64_t gw_sender_stop(gw_sender_t *s, double deadline);
+
+/* What the sender does with an answer (the rows of the answer table). */
+typedef enum {
+    GW_ACT_DELIVERED = 0, /* 2xx: stored */
+    GW_ACT_PARTIAL,       /* 400/422 "partial write ... dropped=N": the rest is stored */
+    GW_ACT_REJECTED,      /* other 400/422: some points are bad, which ones unknown */
+    GW_ACT_TOO_LARGE,     /* 413: split in halves */
+    GW_ACT_REFUSED,       /* 401/403/404: configuration; keep, retry at retry_max */
+    GW_ACT_THROTTLED,     /* 429/503: keep, wait Retry-After (capped) */
+    GW_ACT_RETRY,         /* 5xx, no answer, anything else: keep, back off */
+} gw_action_t;
+
+/* Classify InfluxDB's answer (status 0 = none; error its message). For
+ * GW_ACT_PARTIAL *dropped is the N it reported, else -1. */
+gw_action_t gw_delivery_classify(long status, const char *error, long *dropped);
+
+/* One batch's delivery, separated from the thread and the HTTP client so
+ * that specs can drive it with a fake InfluxDB through the FFI. */
+typedef struct gw_delivery {
+    /* POST body; fill ans; return as gw_influx_write does. */
+    int (*write)(void *ud, const char *body, size_t len, gw_influx_answer_t *ans);
+    /* Wait secs before the next try; return 1 to give the batch up (stop). */
+    int (*sleep)(void *ud, double secs);
+    /* Points [from, to) of the batch were refused for good. */
+    void (*reject)(void *ud, const char *lines, const uint32_t *ends, uint32_t from, uint32_t to,
+                   long status, const char *why);
+    void *ud;               /* borrowed: passed to the three */
+    double retry_max;       /* seconds: cap of every wait */
+    unsigned seed;          /* jitter */
+    size_t byte_cap;        /* learned from 413s: bodies larger than this are split first; 0 = none */
+    uint64_t requests;      /* counters since creation */
+    uint64_t delivered;
+    uint64_t rejected;
+} gw_delivery_t;
+
+/* Deliver the n points of a batch (data; ends[i] the offset just past point
+ * i). Every point ends up stored (a 2xx covered it) or refused (reject() got
+ * it, alone or in a range InfluxDB refused whole). Returns 0 when done, 1
+ * when sleep() gave up first; *done is the points dealt with either way. */
+int gw_delivery_run(gw_delivery_t *d, const char *data, const uint32_t *ends, uint32_t n, uint32_t *done);
+
+#endif
