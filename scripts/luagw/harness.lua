@@ -1,0 +1,271 @@
+-- luagw.harness — run luagw's series scripts from a busted spec, exactly as
+-- luagw runs them: the same C engine (gateway/libluagw.so through LuaJIT's
+-- FFI), the same sandbox, type rules, chains, params and limits.
+--
+--   local harness = require("luagw.harness")    -- lpath: scripts/?.lua
+--   local h = harness.new {
+--     dir = "scripts",                          -- scripts.dir (default "scripts")
+--     params = { deployment = { tags = { datacenter = "eu-1" } } },
+--     series = { errors = { "errors.lua", "lib/owner.lua" } },   -- optional
+--     timeout_ms = 50, memory_limit = "64MiB", on_error = "pass", -- optional
+--   }
+--   -- or: harness.new { config = "config/luagw.yaml" }  (its scripts section)
+--   local out = h:run { series = "requests", time = 1700000000.5,
+--                       tags = { method = "get", resource = "/version" },
+--                       fields = { execution_time = 0.01, count = 3 } }
+--   out.points[1].tags.route         --> "GET:/version"
+--   out.points[1].types.count        --> "integer"
+--   out.errors, out.rejected         --> see below
+--   h:close()
+--
+-- h:run(point or list of points) sends JSON, like POST /v1/points: a Lua
+-- number without fraction is an integer field, others floats (harness.float(2)
+-- forces a float, harness.int("9223372036854775807") an exact integer);
+-- time is Unix seconds (microseconds kept), absent = now.
+-- h:run_lines(text, precision) sends line protocol, like POST /write.
+--
+-- The result is what POST /v1/debug/transform answers, decoded:
+--   points[i] = { series, time (seconds), time_ns (string, exact), tags,
+--                 fields, types = { name = "float"|"integer"|"unsigned"|
+--                 "string"|"boolean" }, line (line protocol), src (input
+--                 index or line), scripts = { paths that ran } }
+--     integer fields beyond +-2^53 are int64_t/uint64_t cdata (exact);
+--   errors[i] = { src, series, script ("file:line"), kind ("error"|"timeout"|
+--                 "memory"), message, action ("pass"|"drop") };
+--   rejected[i] = { src, error } (no fields left, or not encodable);
+--   parse_error = { where, at, error, count } when the input itself was bad.
+--
+-- The library is found at $LUAGW_LIB, else gateway/libluagw.so next to this
+-- file's scripts/ directory (run `make` first).
+local ffi = require("ffi")
+local cjson = require("cjson")
+
+local M = {}
+
+local function declared(f) return (pcall(f)) end
+
+local function here()
+  local src = debug.getinfo(1, "S").source:sub(2)
+  return src:match("^(.*)/scripts/luagw/[^/]+$") or "."
+end
+
+local lib = ffi.load(os.getenv("LUAGW_LIB") or (here() .. "/gateway/libluagw.so"))
+M.lib = lib
+
+if not declared(function() return ffi.typeof("gw_script_t") end) then
+  ffi.cdef "typedef struct gw_script gw_script_t;"
+end
+for name, decl in pairs {
+  gw_script_open = "gw_script_t *gw_script_open(const char *path, char *err, size_t errlen);",
+  gw_script_transform = "int gw_script_transform(gw_script_t *s, int format, const char *body, size_t len, int64_t ns_per_unit, char **json);",
+  gw_script_close = "void gw_script_close(gw_script_t *s);",
+  gw_script_stats_json = "char *gw_script_stats_json(void);",
+} do
+  if not declared(function() return lib[name] end) then ffi.cdef(decl) end
+end
+if not declared(function() return ffi.C.free end) then ffi.cdef "void free(void *p);" end
+
+local FLOAT = setmetatable({}, { __mode = "k" })
+
+-- A float field even when the value is integral: harness.float(2).
+function M.float(v)
+  local box = { value = v }
+  FLOAT[box] = true
+  return box
+end
+
+-- An exact integer field: harness.int(5) or harness.int("9223372036854775807")
+-- (an unsigned one above INT64_MAX).
+function M.int(v)
+  if type(v) == "string" then
+    local n = assert(v:match("^%s*([+-]?%d+)%s*$"), "harness.int: not an integer: " .. v)
+    return M.exact(n)
+  end
+  assert(type(v) == "number" and v == math.floor(v), "harness.int: not an integer: " .. tostring(v))
+  return ffi.new("int64_t", v)
+end
+
+---------------------------------------------------------------------------
+-- JSON in (numbers written so that their type survives)
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\\128-\255]', function(c)
+    local b = c:byte()
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\"
+    elseif c == "\n" then return "\\n" elseif c == "\t" then return "\\t" elseif c == "\r" then return "\\r"
+    elseif b >= 128 then return c
+    else return ("\\u%04x"):format(b) end
+  end) .. '"'
+end
+
+local function json_number(v, as_float)
+  if v ~= v or v == math.huge or v == -math.huge then error("harness: cannot send " .. tostring(v)) end
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then
+    return as_float and ("%d.0"):format(v) or ("%d"):format(v)
+  end
+  local s = ("%.17g"):format(v)
+  if as_float and not s:find("[%.eEn]") then s = s .. ".0" end
+  return s
+end
+
+local function json_value(v, is_field)
+  local t = type(v)
+  if t == "string" then return json_string(v) end
+  if t == "boolean" then return v and "true" or "false" end
+  if t == "number" then return json_number(v, false) end
+  if t == "cdata" then return (tostring(v):gsub("U?LL$", "")) end
+  if t == "table" and FLOAT[v] then return json_number(v.value, true) end
+  error("harness: cannot send a " .. t .. (is_field and " as a field value" or ""))
+end
+
+local function json_object(t, is_field)
+  local keys, parts = {}, {}
+  for k in pairs(t or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do parts[#parts + 1] = json_string(k) .. ":" .. json_value(t[k], is_field) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local function json_time(v)
+  if type(v) == "string" then return json_string(v) end
+  if v == math.floor(v) then return ("%d"):format(v) end
+  return ("%.6f"):format(v)
+end
+
+local function point_json(p)
+  local parts = { '"series":' .. json_string(assert(p.series, "harness: a point needs series")) }
+  if p.time ~= nil then parts[#parts + 1] = '"time":' .. json_time(p.time) end
+  parts[#parts + 1] = '"tags":' .. json_object(p.tags, false)
+  parts[#parts + 1] = '"fields":' .. json_object(p.fields, true)
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+---------------------------------------------------------------------------
+-- The config file the harness writes (JSON is YAML)
+
+local function yaml_value(v)
+  local t = type(v)
+  if t == "table" then
+    if #v > 0 then
+      local parts = {}
+      for _, x in ipairs(v) do parts[#parts + 1] = yaml_value(x) end
+      return "[" .. table.concat(parts, ", ") .. "]"
+    end
+    local keys, parts = {}, {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for _, k in ipairs(keys) do parts[#parts + 1] = json_string(k) .. ": " .. yaml_value(v[k]) end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  elseif t == "string" then
+    return json_string(v)
+  elseif t == "number" then
+    return json_number(v, false)
+  elseif t == "boolean" then
+    return v and "true" or "false"
+  end
+  error("harness: cannot write a " .. t .. " into the config")
+end
+
+local function write_config(o)
+  local s = { dir = o.dir or "scripts" }
+  for _, k in ipairs { "timeout_ms", "memory_limit", "on_error", "params", "series" } do
+    if o[k] ~= nil then s[k] = o[k] end
+  end
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write("scripts: ", yaml_value(s), "\n")
+  f:close()
+  return path
+end
+
+---------------------------------------------------------------------------
+
+local H = {}
+H.__index = H
+
+if not declared(function() return ffi.C.strtoll end) then
+  ffi.cdef "long long strtoll(const char *s, char **end, int base);"
+end
+if not declared(function() return ffi.C.strtoull end) then
+  ffi.cdef "unsigned long long strtoull(const char *s, char **end, int base);"
+end
+
+-- A decimal integer string as int64_t, or uint64_t above INT64_MAX.
+function M.exact(text)
+  local digits = text:gsub("^[+-]", ""):gsub("^0+(%d)", "%1")
+  if text:sub(1, 1) == "-" or #digits < 19 or (#digits == 19 and digits <= "9223372036854775807") then
+    return ffi.new("int64_t", ffi.C.strtoll(text, nil, 10))
+  end
+  return ffi.new("uint64_t", ffi.C.strtoull(text, nil, 10))
+end
+
+local function decode(text)
+  local doc = cjson.decode(text)
+  for _, p in ipairs(doc.points) do
+    for k, s in pairs(p.exact or {}) do p.fields[k] = M.exact(s) end
+  end
+  return doc
+end
+
+function M.new(o)
+  o = o or {}
+  local path, tmp = o.config, nil
+  if not path then
+    path = write_config(o)
+    tmp = path
+  end
+  local err = ffi.new("char[1024]")
+  local s = lib.gw_script_open(path, err, 1024)
+  if tmp then os.remove(tmp) end
+  if s == nil then return nil, ffi.string(err) end
+  return setmetatable({ s = ffi.gc(s, lib.gw_script_close) }, H)
+end
+
+local function transform(self, format, body, ns_per_unit)
+  local out = ffi.new("char *[1]")
+  local rc = lib.gw_script_transform(self.s, format, body, #body, ns_per_unit, out)
+  assert(rc == 0, "harness: out of memory")
+  local text = ffi.string(out[0])
+  ffi.C.free(out[0])
+  return decode(text), text
+end
+
+-- Run one point or a list of points (Lua tables, see above).
+function H:run(points)
+  if points.series then points = { points } end
+  local parts = {}
+  for i, p in ipairs(points) do parts[i] = point_json(p) end
+  return transform(self, 1, "[" .. table.concat(parts, ",") .. "]", 1)
+end
+
+-- Run a JSON body as POST /v1/points would receive it.
+function H:run_json(body) return transform(self, 1, body, 1) end
+
+local PRECISION = { n = 1, ns = 1, u = 1000, us = 1000, ms = 1000000, s = 1000000000,
+  m = 60000000000, h = 3600000000000 }
+
+-- Run line protocol as POST /write would receive it (precision: ns by default).
+function H:run_lines(text, precision)
+  local mult = PRECISION[precision or "ns"] or error("harness: unknown precision " .. tostring(precision))
+  return transform(self, 0, text, mult)
+end
+
+-- Shorthand: the transformed points of one input point.
+function H:points(p) return self:run(p).points end
+
+function H:close()
+  if self.s then
+    lib.gw_script_close(ffi.gc(self.s, nil))
+    self.s = nil
+  end
+end
+
+-- Error counters of this process (all harnesses and luagw's own engine).
+function M.stats()
+  local p = lib.gw_script_stats_json()
+  local t = cjson.decode(ffi.string(p))
+  ffi.C.free(p)
+  return t
+end
+
+return M
