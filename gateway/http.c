@@ -7,6 +7,9 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,7 +38,13 @@ enum route {
 };
 
 struct gw_http {
-    struct MHD_Daemon *daemon;
+    struct MHD_Daemon **daemons; /* owned: one single-threaded daemon per worker */
+    int ndaemons;
+    int listen_fd;               /* owned */
+    int wake[2];                 /* owned: pipe that stops the acceptor */
+    pthread_t acceptor;
+    int acceptor_ok;
+    int key_ok;
     const gw_config_t *cfg; /* borrowed */
     gw_queue_t *q;          /* borrowed */
     pthread_key_t key;      /* each worker thread's gw_pipeline_t */
@@ -499,26 +508,50 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     gw_log_warn("http", "detail=\"%s\"", msg);
 }
 
-gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen)
+/* The acceptor: one listening socket, connections handed to the worker
+ * daemons in turn. libmicrohttpd's own thread pool lets an idle worker
+ * accept a burst of connections at once, so a client's whole connection pool
+ * could land on one worker and leave the other cores idle. */
+static void *acceptor(void *arg)
 {
-    gw_http_t *h = calloc(1, sizeof(*h));
+    gw_http_t *h = arg;
+    unsigned next = 0;
+
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = h->listen_fd, .events = POLLIN},
+                                {.fd = h->wake[0], .events = POLLIN}};
+        struct sockaddr_storage addr;
+        socklen_t alen = sizeof(addr);
+        int fd;
+
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            gw_log_error("http: poll failed", "error=\"%s\"", strerror(errno));
+            return NULL;
+        }
+        if (pfd[1].revents)
+            return NULL; /* gw_http_stop */
+        fd = accept4(h->listen_fd, (struct sockaddr *)&addr, &alen, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                gw_log_warn("http: cannot accept", "error=\"%s\"", strerror(errno));
+                poll(NULL, 0, 100); /* let connections close before trying again */
+            }
+            continue;
+        }
+        /* On failure libmicrohttpd closes fd itself. */
+        MHD_add_connection(h->daemons[next++ % h->ndaemons], fd, (struct sockaddr *)&addr, alen);
+    }
+}
+
+/* Bind and listen on cfg->listen. Returns the socket or -1 with err set. */
+static int open_listener(const gw_config_t *cfg, char *err, size_t errlen)
+{
     struct addrinfo hints, *ai = NULL;
     char port[16];
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-    int grc;
+    int fd = -1, one = 1, grc;
 
-    if (!h) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    h->cfg = cfg;
-    h->q = q;
-    h->lp_flags = cfg->monitoring.version == 1 ? GW_LP_NO_UINT : 0;
-    if (pthread_key_create(&h->key, worker_free)) {
-        snprintf(err, errlen, "pthread_key_create failed");
-        free(h);
-        return NULL;
-    }
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -527,31 +560,81 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
     grc = getaddrinfo(cfg->listen.address, port, &hints, &ai);
     if (grc) {
         snprintf(err, errlen, "listen.address %s: %s", cfg->listen.address, gai_strerror(grc));
-        goto fail;
+        return -1;
     }
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    h->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->listen.port, NULL, NULL, on_request, h,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, so it sees every message */
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->listen.threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->listen.connection_timeout,
-        /* A bigger per-connection buffer hands us bodies in fewer pieces. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!h->daemon) {
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* SO_REUSEADDR only (not SO_REUSEPORT): a second luagw on the same port
+     * must fail loudly, not share the traffic. */
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1024)) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen.address, cfg->listen.port,
-                 errno ? strerror(errno) : "libmicrohttpd failed");
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen)
+{
+    gw_http_t *h = calloc(1, sizeof(*h));
+    /* Each daemon is one worker thread with its own epoll; connections come
+     * only from the acceptor (MHD_add_connection needs the ITC). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->cfg = cfg;
+    h->q = q;
+    h->listen_fd = h->wake[0] = h->wake[1] = -1;
+    h->lp_flags = cfg->monitoring.version == 1 ? GW_LP_NO_UINT : 0;
+    if (pthread_key_create(&h->key, worker_free)) {
+        snprintf(err, errlen, "pthread_key_create failed");
+        free(h);
+        return NULL;
+    }
+    h->key_ok = 1;
+    h->daemons = calloc((size_t)cfg->listen.threads, sizeof(*h->daemons));
+    if (!h->daemons) {
+        snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    h->listen_fd = open_listener(cfg, err, errlen);
+    if (h->listen_fd < 0)
+        goto fail;
+    for (int i = 0; i < cfg->listen.threads; i++) {
+        h->daemons[i] = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, h,
+            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, so it sees every message */
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->listen.connection_timeout,
+            /* A bigger per-connection buffer hands us bodies in fewer pieces. */
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+            MHD_OPTION_END);
+        if (!h->daemons[i]) {
+            snprintf(err, errlen, "cannot start HTTP worker %d: %s", i,
+                     errno ? strerror(errno) : "libmicrohttpd failed");
+            goto fail;
+        }
+        h->ndaemons++;
+    }
+    if (pipe2(h->wake, O_CLOEXEC)) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+    if (pthread_create(&h->acceptor, NULL, acceptor, h)) {
+        snprintf(err, errlen, "cannot start the acceptor thread");
+        goto fail;
+    }
+    h->acceptor_ok = 1;
     return h;
 fail:
-    pthread_key_delete(h->key);
-    free(h);
+    gw_http_stop(h);
     return NULL;
 }
 
@@ -565,7 +648,21 @@ void gw_http_stop(gw_http_t *h)
 {
     if (!h)
         return;
-    MHD_stop_daemon(h->daemon);
-    pthread_key_delete(h->key);
+    if (h->acceptor_ok) {
+        /* Wake the acceptor; it exits before any daemon goes away. */
+        if (write(h->wake[1], "x", 1) < 0)
+            gw_log_error("http: cannot wake the acceptor", "error=\"%s\"", strerror(errno));
+        pthread_join(h->acceptor, NULL);
+    }
+    if (h->listen_fd >= 0)
+        close(h->listen_fd);
+    for (int i = 0; i < h->ndaemons; i++)
+        MHD_stop_daemon(h->daemons[i]);
+    for (int i = 0; i < 2; i++)
+        if (h->wake[i] >= 0)
+            close(h->wake[i]);
+    free(h->daemons);
+    if (h->key_ok)
+        pthread_key_delete(h->key);
     free(h);
 }
