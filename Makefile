@@ -16,14 +16,15 @@ CONFIG   ?= config/luagw.yaml
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS := build-essential pkg-config libluajit-5.1-dev luajit libmicrohttpd-dev \
             libcurl4-openssl-dev libyaml-dev libjansson-dev zlib1g-dev \
-            lua-busted lua-socket lua-cjson influxdb curl ca-certificates
+            lua-busted lua-socket lua-cjson influxdb curl ca-certificates \
+            python3-influxdb openssl man-db clang libclang-rt-14-dev
 
 CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
 CORE_LUA := $(wildcard gateway/*.lua)
 CORE_OBJ := $(CORE_SRC:.c=.o) $(CORE_LUA:.lua=_lua.o)
 MAIN_OBJ := gateway/main.o
 
-.PHONY: all deps run test check clean bench
+.PHONY: all deps run test check clean bench asan test-asan tsan test-tsan fuzz
 
 all: gateway/luagw gateway/libluagw.so
 
@@ -42,6 +43,65 @@ gateway/%.o: gateway/%.c
 gateway/%_lua.o: gateway/%.lua
 	$(LUAJIT) -bg -n gw_$* $< $@
 
+# ThreadSanitizer build of the binary, apart from the others (build/tsan/luagw),
+# and the specs that drive the binary (many clients, reloads) run against it;
+# any report fails (docs/hardening.md).
+TSAN_DIR   ?= build/tsan
+TSAN_FLAGS ?= -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DGW_JSON_REGION_MAX=0
+TSAN_OBJ   := $(patsubst gateway/%.c,$(TSAN_DIR)/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
+TSAN_LOGS  := $(CURDIR)/$(TSAN_DIR)/logs
+TSAN_SPECS ?= spec/concurrency_spec.lua spec/e2e_spec.lua spec/e2e_scripts_spec.lua \
+              spec/delivery_spec.lua spec/limits_spec.lua
+
+tsan: $(TSAN_DIR)/luagw
+
+$(TSAN_DIR)/luagw: $(TSAN_DIR)/main.o $(TSAN_OBJ)
+	$(ASAN_CC) $(CFLAGS) $(TSAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(TSAN_DIR)/%.o: gateway/%.c
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(CFLAGS) $(TSAN_FLAGS) -c -o $@ $<
+
+test-tsan: deps
+	@$(MAKE) --no-print-directory all tsan
+	@rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
+	LUAGW_BIN=$(CURDIR)/$(TSAN_DIR)/luagw TSAN_OPTIONS=log_path=$(TSAN_LOGS)/luagw \
+	$(BUSTED) $(TSAN_SPECS); rc=$$?; \
+	if [ -n "$$(ls -A $(TSAN_LOGS))" ]; then \
+	  echo "test-tsan: sanitizer reports:"; tail -n +1 $(TSAN_LOGS)/*; exit 1; fi; \
+	exit $$rc
+
+# libFuzzer harnesses (fuzz/, clang), each run for FUZZ_SECONDS with the seeds
+# of fuzz/corpus/<name>; what they find lands in build/fuzz/crashes/<name>/
+# and fails the target (docs/hardening.md).
+FUZZ_DIR     ?= build/fuzz
+FUZZ_CC      ?= clang
+FUZZ_FLAGS   ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer -DGW_JSON_REGION_MAX=0
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := lineproto json config script
+FUZZ_OBJ     := $(patsubst gateway/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
+
+fuzz: $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t; \
+	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ \
+	    $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1 || rc=1; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log); \
+	  found=$$(ls $(FUZZ_DIR)/crashes/$$t | wc -l); \
+	  echo "fuzz: $$t: $${runs:-?} executions in $(FUZZ_SECONDS) s, $$found crashes (log $(FUZZ_DIR)/$$t.log)"; \
+	done; exit $$rc
+
+$(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DFUZZ_SCRIPT_DIR='"$(CURDIR)/fuzz/script"' \
+	  $(LDFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+.PRECIOUS: $(FUZZ_DIR)/obj/%.o
+$(FUZZ_DIR)/obj/%.o: gateway/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
 # Install what is missing (as root, from Debian's archive), once.
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -51,6 +111,13 @@ deps:
 	  echo "deps: installing $$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@# spec/clients_spec.lua runs node and npm (its package lands in spec/.node).
+	@# A node from elsewhere (nodesource) brings its own npm: keep it.
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "deps: installing nodejs npm"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm; \
 	fi
 
 # Start a local InfluxDB (unless one answers) and luagw in the foreground.
@@ -64,6 +131,47 @@ test: deps
 	$(BUSTED) $(BUSTED_ARGS)
 
 check: test
+
+# AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer) build, apart
+# from the normal one: build/asan/luagw and build/asan/libluagw.so. jansson's
+# bump region is off (-DGW_JSON_REGION_MAX=0) so every allocation is checked.
+# `make test-asan` runs every spec against it; any sanitizer report fails it
+# (docs/hardening.md).
+ASAN_DIR   ?= build/asan
+ASAN_CC    ?= clang
+ASAN_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -DGW_JSON_REGION_MAX=0
+ASAN_OBJ   := $(patsubst gateway/%.c,$(ASAN_DIR)/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
+ASAN_LOGS  := $(CURDIR)/$(ASAN_DIR)/logs
+
+asan: $(ASAN_DIR)/luagw $(ASAN_DIR)/libluagw.so
+
+$(ASAN_DIR)/luagw: $(ASAN_DIR)/main.o $(ASAN_OBJ)
+	$(ASAN_CC) $(CFLAGS) $(ASAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(ASAN_DIR)/libluagw.so: $(ASAN_OBJ)
+	$(ASAN_CC) $(CFLAGS) $(ASAN_FLAGS) $(LDFLAGS) -shared -shared-libasan -o $@ $^ $(LDLIBS)
+
+$(ASAN_DIR)/%.o: gateway/%.c
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
+
+# The busted host (luajit) loads the sanitized library through FFI, so the
+# runtime is preloaded there, without leak checking (luajit and busted are not
+# ours); spec/support/asan.lua then drops LD_PRELOAD and gives every luagw the
+# specs spawn LUAGW_CHILD_ASAN_OPTIONS, leak checking on. Reports go to files
+# in $(ASAN_LOGS); any file there fails the target.
+test-asan: deps
+	@$(MAKE) --no-print-directory all asan
+	@rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
+	LUAGW_BIN=$(CURDIR)/$(ASAN_DIR)/luagw LUAGW_LIB=$(CURDIR)/$(ASAN_DIR)/libluagw.so \
+	LD_PRELOAD=$$($(ASAN_CC) -print-file-name=libclang_rt.asan-x86_64.so) \
+	ASAN_OPTIONS=detect_leaks=0:log_path=$(ASAN_LOGS)/host \
+	LUAGW_CHILD_ASAN_OPTIONS=detect_leaks=1:log_path=$(ASAN_LOGS)/luagw \
+	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(ASAN_LOGS)/ubsan \
+	$(BUSTED) --helper=spec/support/asan.lua $(BUSTED_ARGS); rc=$$?; \
+	if [ -n "$$(ls -A $(ASAN_LOGS))" ]; then \
+	  echo "test-asan: sanitizer reports:"; tail -n +1 $(ASAN_LOGS)/*; exit 1; fi; \
+	exit $$rc
 
 # The benchmark (docs/performance.md): its binaries go to the git-ignored
 # bench/results/bin, then bench/run.sh measures and writes bench/results/latest.txt.
@@ -79,7 +187,37 @@ $(BENCH_BIN)/%:
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
+# Install under PREFIX (staged under DESTDIR for packaging): the binary, the
+# shipped scripts, the config under $(SYSCONFDIR)/luagw (an existing file is
+# kept; the new one lands beside it as *.new), the man page and the systemd
+# unit (packaging/luagw.service.in with the paths filled in).
+BINDIR     ?= $(PREFIX)/bin
+DATADIR    ?= $(PREFIX)/share/luagw
+SYSCONFDIR ?= $(PREFIX)/etc
+MANDIR     ?= $(PREFIX)/share/man
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+
+.PHONY: install
+install: gateway/luagw
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/scripts/luagw $(DESTDIR)$(SYSCONFDIR)/luagw \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSTEMDDIR)
+	install -m 755 gateway/luagw $(DESTDIR)$(BINDIR)/luagw
+	install -m 644 scripts/*.lua $(DESTDIR)$(DATADIR)/scripts/
+	install -m 644 scripts/luagw/*.lua $(DESTDIR)$(DATADIR)/scripts/luagw/
+	@for f in luagw.yaml series.yaml; do \
+	  t=$(DESTDIR)$(SYSCONFDIR)/luagw/$$f; [ -e $$t ] && t=$$t.new; \
+	  echo "install -m 644 config/$$f $$t"; install -m 644 config/$$f $$t || exit 1; \
+	done
+	install -m 644 docs/luagw.1 $(DESTDIR)$(MANDIR)/man1/luagw.1
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+	  packaging/luagw.service.in > $(DESTDIR)$(SYSTEMDDIR)/luagw.service
+	chmod 644 $(DESTDIR)$(SYSTEMDDIR)/luagw.service
+
 clean:
 	rm -f gateway/*.o gateway/*.d gateway/luagw gateway/libluagw.so
+	rm -rf build
 
 -include $(wildcard gateway/*.d)
+-include $(wildcard $(ASAN_DIR)/*.d)
+-include $(wildcard $(FUZZ_DIR)/obj/*.d)
+-include $(wildcard $(TSAN_DIR)/*.d)

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "buf.h"
+#include "schema.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -35,6 +36,7 @@ enum opt_type {
     OPT_ENUM,    /* char *; one of choices */
     OPT_PARAMS,  /* gw_conf_node_t *; a mapping of anything (default {}) */
     OPT_CHAINS,  /* gw_conf_node_t *; a mapping of name -> [file, ...] (default {}) */
+    OPT_LIST,    /* gw_conf_node_t *; a sequence of non-empty strings (default []) */
 };
 
 typedef struct {
@@ -66,6 +68,7 @@ static const char *const fsync_choices[] = {"batch", "interval", "never", NULL};
 #define BOOL(k, f, d, h) {k, OPT_BOOL, 0, 1, NULL, d, OFF(f), h}
 #define ENUM(k, f, c, d, h) {k, OPT_ENUM, 0, 0, c, d, OFF(f), h}
 #define TREE(k, t, f, h) {k, t, 0, 0, NULL, "{}", OFF(f), h}
+#define LIST(k, f, h) {k, OPT_LIST, 0, 0, NULL, "[]", OFF(f), h}
 
 static const option_t options[] = {
     STRING("listen.address", listen.address, 1, "127.0.0.1",
@@ -78,6 +81,29 @@ static const option_t options[] = {
          "largest request body accepted, also after gzip inflation (413 beyond)"),
     INT("listen.connection_timeout", listen.connection_timeout, 1, 3600, "30",
         "seconds an idle client connection may stay open"),
+    INT("listen.max_connections", listen.max_connections, 1, 1000000, "1024",
+        "client connections open at once; more are closed on accept"),
+    SIZE("listen.max_header_bytes", listen.max_header_bytes, 8 * KIB, 64 * MIB, "128KiB",
+         "memory of one connection for its request line and headers; larger headers are refused"),
+    UINT32("listen.max_points", listen.max_points, 1, 100000000, "1000000",
+           "points in one request body (413 beyond)"),
+    SIZE("listen.max_line_bytes", listen.max_line_bytes, KIB, GIB, "1MiB",
+         "longest line of a line-protocol body (413 beyond)"),
+    UINT32("listen.max_tags", listen.max_tags, 1, 65535, "256",
+           "tags of one point; a point with more is rejected (400)"),
+    UINT32("listen.max_fields", listen.max_fields, 1, 65535, "1024",
+           "fields of one point; a point with more is rejected (400)"),
+    SIZE("listen.max_key_bytes", listen.max_key_bytes, 64, 64 * KIB, "1KiB",
+         "longest series name, tag key or field key; a point with a longer one is rejected"),
+    SIZE("listen.max_value_bytes", listen.max_value_bytes, 64, 64 * MIB, "64KiB",
+         "longest tag value or string field value; a point with a longer one is rejected"),
+    /* stored in gw_config_t.access, after the sections, for layout */
+    LIST("listen.tokens", access.tokens,
+         "ingest tokens: requests need Authorization: Bearer/Token T (or u/p, Basic); [] = no check"),
+    STRING("listen.tls_cert", access.tls_cert, 0, "",
+           "PEM certificate file: serve HTTPS; empty means plain HTTP"),
+    STRING("listen.tls_key", access.tls_key, 0, "",
+           "PEM private key file for listen.tls_cert"),
 
     ENUM("monitoring.storage_type", monitoring.storage_type, storage_types, "influx",
          "where points are written; only InfluxDB so far"),
@@ -89,6 +115,11 @@ static const option_t options[] = {
         "InfluxDB port"),
     BOOL("monitoring.use_ssl", monitoring.use_ssl, "false",
          "talk HTTPS to InfluxDB"),
+    /* stored in gw_config_t.access */
+    BOOL("monitoring.tls_verify", access.tls_verify, "true",
+         "with use_ssl: verify InfluxDB's certificate and host name (false is logged)"),
+    STRING("monitoring.tls_ca", access.tls_ca, 0, "",
+           "with use_ssl: CA bundle file to verify InfluxDB against; empty means the system's"),
     STRING("monitoring.database", monitoring.database, 0, "luna_monitoring",
            "v1: database to write to (must not be empty with version 1)"),
     STRING("monitoring.rp", monitoring.rp, 0, "",
@@ -146,6 +177,12 @@ static const option_t options[] = {
 
     ENUM("log.level", log.level, log_levels, "info",
          "least severe log level printed"),
+
+    /* Top-level keys (no section). */
+    STRING("service", service, 0, "",
+           "this deployment's service name; series defaults written $service stand for it"),
+    TREE("series", OPT_PARAMS, series,
+         "per series: its tags and fields, types, required, defaults (docs/series.md)"),
 };
 
 #define NOPT (sizeof(options) / sizeof(options[0]))
@@ -164,6 +201,7 @@ typedef struct {
     yaml_mark_t mark[NOPT];
     gw_buf_t val;          /* owned: the current value after ${} expansion */
     gw_buf_t msg;          /* owned: scratch for one error message */
+    int depth;             /* include: nesting */
 } loader_t;
 
 /* Append s as a quoted, one-line, bounded string: the error is one line and
@@ -307,6 +345,9 @@ static void put_expectation(gw_buf_t *b, const option_t *o)
     case OPT_CHAINS:
         gw_buf_printf(b, "must be a mapping of series to a list of script files");
         break;
+    case OPT_LIST:
+        gw_buf_printf(b, "must be a list of non-empty strings");
+        break;
     }
 }
 
@@ -344,6 +385,9 @@ static void put_type(gw_buf_t *b, const option_t *o)
         break;
     case OPT_CHAINS:
         gw_buf_printf(b, "mapping series: [files]");
+        break;
+    case OPT_LIST:
+        gw_buf_printf(b, "list of strings");
         break;
     }
 }
@@ -482,9 +526,10 @@ static int parse_value(const option_t *o, const char *s, value_t *out)
         return -1;
     case OPT_PARAMS:
     case OPT_CHAINS:
+    case OPT_LIST:
         /* Only the default comes here as text; values are loaded as trees. */
         out->tree = NULL;
-        return strcmp(s, "{}") == 0 ? 0 : -1;
+        return strcmp(s, o->type == OPT_LIST ? "[]" : "{}") == 0 ? 0 : -1;
     }
     return -1;
 }
@@ -515,6 +560,7 @@ static void store_value(gw_config_t *cfg, const option_t *o, value_t v)
         break;
     case OPT_PARAMS:
     case OPT_CHAINS:
+    case OPT_LIST:
         gw_conf_node_free(*(gw_conf_node_t **)field);
         *(gw_conf_node_t **)field = v.tree;
         break;
@@ -693,6 +739,10 @@ static void report_unknown(loader_t *ld, yaml_mark_t mark, const char *key, int 
     for (size_t i = 0; i < NOPT; i++) {
         const char *k = options[i].key, *kdot = strchr(k, '.');
         size_t d;
+        if (!kdot)
+            kdot = k + strlen(k); /* a top-level key: its own "section" */
+        if (!top && !*kdot)
+            continue;
         if (top) {
             snprintf(cand, sizeof(cand), "%.*s", (int)(kdot - k), k);
             d = edit_distance(key, cand);
@@ -716,6 +766,11 @@ static void report_unknown(loader_t *ld, yaml_mark_t mark, const char *key, int 
     ld->msg.len = 0;
     for (size_t i = 0; i < NOPT; i++) {
         const char *k = options[i].key, *kdot = strchr(k, '.');
+        if (!kdot) {
+            if (top)
+                gw_buf_printf(&ld->msg, "%s%s", ld->msg.len ? ", " : "", k);
+            continue;
+        }
         if (top) {
             if (i && strncmp(options[i - 1].key, k, (size_t)(kdot - k) + 1) == 0)
                 continue;
@@ -724,6 +779,8 @@ static void report_unknown(loader_t *ld, yaml_mark_t mark, const char *key, int 
             gw_buf_printf(&ld->msg, "%s%s", ld->msg.len ? ", " : "", kdot + 1);
         }
     }
+    if (top)
+        gw_buf_printf(&ld->msg, ", include"); /* not an option: read by load_root */
     report(ld, mark, key, strlen(key), "unknown key (expected one of: %.*s)", (int)ld->msg.len, ld->msg.data);
 }
 
@@ -868,20 +925,50 @@ static int check_chains(loader_t *ld, const option_t *o, const gw_conf_node_t *r
     return rc;
 }
 
+/* A list: every item a non-empty scalar. */
+static int check_list(loader_t *ld, const option_t *o, const gw_conf_node_t *root)
+{
+    for (const gw_conf_node_t *c = root->child; c; c = c->next)
+        if (c->kind != GW_CONF_SCALAR || !*c->value) {
+            report(ld, node_mark(c), o->key, strlen(o->key), "must be a list of non-empty strings, got %s",
+                   c->kind != GW_CONF_SCALAR ? "a nested item" : "an empty string");
+            return -1;
+        }
+    return 0;
+}
+
+/* series: the declarations must make sense (schema.c says what is wrong). */
+static int check_series(loader_t *ld, const gw_conf_node_t *root)
+{
+    const gw_conf_node_t *bad = root;
+    char msg[512];
+    const char *colon;
+
+    if (!gw_schema_check(root, &bad, msg, sizeof(msg)))
+        return 0;
+    colon = strstr(msg, ": ");
+    if (!colon)
+        colon = msg + strlen(msg);
+    report(ld, node_mark(bad), msg, (size_t)(colon - msg), "%s", *colon ? colon + 2 : "invalid");
+    return -1;
+}
+
 static int load_tree_option(loader_t *ld, const option_t *o, yaml_node_t *v)
 {
     value_t val = {0};
 
-    if (is_null(v) || (v->type == YAML_MAPPING_NODE && v->data.mapping.pairs.start == v->data.mapping.pairs.top))
-        goto store; /* "params:" with nothing under it, or {}: the default */
-    if (v->type != YAML_MAPPING_NODE) {
+    if (is_null(v) || (v->type == YAML_MAPPING_NODE && v->data.mapping.pairs.start == v->data.mapping.pairs.top) ||
+        (o->type == OPT_LIST && v->type == YAML_SEQUENCE_NODE && v->data.sequence.items.start == v->data.sequence.items.top))
+        goto store; /* "params:" with nothing under it, {} or []: the default */
+    if (v->type != (o->type == OPT_LIST ? YAML_SEQUENCE_NODE : YAML_MAPPING_NODE)) {
         ld->msg.len = 0;
         put_expectation(&ld->msg, o);
         report(ld, v->start_mark, o->key, strlen(o->key), "%.*s, got %s", (int)ld->msg.len, ld->msg.data,
                kind_name(v));
         return -1;
     }
-    if (build_tree(ld, o, v, NULL, 0, &val.tree) || (o->type == OPT_CHAINS && check_chains(ld, o, val.tree))) {
+    if (build_tree(ld, o, v, NULL, 0, &val.tree) || (o->type == OPT_CHAINS && check_chains(ld, o, val.tree)) ||
+        (o->off == OFF(series) && check_series(ld, val.tree)) || (o->type == OPT_LIST && check_list(ld, o, val.tree))) {
         gw_conf_node_free(val.tree);
         return -1;
     }
@@ -900,7 +987,7 @@ static int load_option(loader_t *ld, const option_t *o, yaml_node_t *v)
     value_t val = {0};
     int rc;
 
-    if (o->type == OPT_PARAMS || o->type == OPT_CHAINS)
+    if (o->type == OPT_PARAMS || o->type == OPT_CHAINS || o->type == OPT_LIST)
         return load_tree_option(ld, o, v);
     ld->msg.len = 0;
     if (v->type != YAML_SCALAR_NODE || (is_null(v) && o->type != OPT_STRING)) {
@@ -990,6 +1077,89 @@ fail:
     return -1;
 }
 
+static int read_file(loader_t *ld, gw_buf_t *text);
+static void report_yaml(loader_t *ld, yaml_parser_t *parser, const gw_buf_t *text);
+static int load_root(loader_t *ld, yaml_node_t *root);
+
+/* Load one included file (name relative to the including file's directory)
+ * into the same config: its top level is read like the main file's, so a key
+ * it sets is set; a key set again later wins. 0 or -1 (reported). */
+static int load_one_include(loader_t *ld, yaml_node_t *v, const char *name)
+{
+    const char *saved_path = ld->path, *slash = strrchr(ld->path, '/');
+    yaml_document_t *saved_doc = ld->doc, doc;
+    yaml_parser_t parser;
+    gw_buf_t path = {0}, text = {0};
+    yaml_node_t *root;
+    int rc = -1, have_parser = 0, have_doc = 0;
+
+    if (!*name) {
+        report(ld, v->start_mark, "include", 7, "must name a file");
+        return -1;
+    }
+    if (ld->depth >= 8) {
+        report(ld, v->start_mark, "include", 7, "nested more than 8 levels deep (a loop?)");
+        return -1;
+    }
+    if (*name != '/' && slash)
+        gw_buf_append(&path, ld->path, (size_t)(slash - ld->path) + 1);
+    gw_buf_printf(&path, "%s", name);
+    if (!path.data) {
+        report(ld, v->start_mark, "include", 7, "out of memory");
+        return -1;
+    }
+    ld->path = path.data;
+    ld->depth++;
+    if (read_file(ld, &text))
+        goto out;
+    if (!yaml_parser_initialize(&parser)) {
+        report_file(ld, "cannot load", ENOMEM);
+        goto out;
+    }
+    have_parser = 1;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(text.data ? text.data : ""), text.len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        report_yaml(ld, &parser, &text);
+        goto out;
+    }
+    have_doc = 1;
+    ld->doc = &doc;
+    root = yaml_document_get_root_node(&doc);
+    rc = root ? load_root(ld, root) : 0;
+out:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    ld->depth--;
+    ld->doc = saved_doc;
+    ld->path = saved_path;
+    gw_buf_free(&text);
+    gw_buf_free(&path);
+    return rc;
+}
+
+/* include: a file name or a list of them. 0 or -1. */
+static int load_include(loader_t *ld, yaml_node_t *v)
+{
+    if (v->type == YAML_SCALAR_NODE && !is_null(v))
+        return load_one_include(ld, v, (const char *)v->data.scalar.value);
+    if (v->type != YAML_SEQUENCE_NODE) {
+        report(ld, v->start_mark, "include", 7, "must be a file name or a list of file names, got %s", kind_name(v));
+        return -1;
+    }
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        yaml_node_t *f = yaml_document_get_node(ld->doc, *it);
+        if (f->type != YAML_SCALAR_NODE || is_null(f)) {
+            report(ld, f->start_mark, "include", 7, "must be a file name, got %s", kind_name(f));
+            return -1;
+        }
+        if (load_one_include(ld, f, (const char *)f->data.scalar.value))
+            return -1;
+    }
+    return 0;
+}
+
 /* Load the root mapping. 0 or -1. */
 static int load_root(loader_t *ld, yaml_node_t *root)
 {
@@ -1009,7 +1179,23 @@ static int load_root(loader_t *ld, yaml_node_t *root)
         yaml_node_t *k = yaml_document_get_node(ld->doc, p->key);
         const char *kv = (const char *)k->data.scalar.value;
         size_t kn = k->data.scalar.length;
+        const option_t *top = NULL;
 
+        if (kn == 7 && memcmp(kv, "include", 7) == 0) {
+            if (load_include(ld, yaml_document_get_node(ld->doc, p->value)))
+                return -1;
+            continue;
+        }
+        if (kn < sizeof(name) && !memchr(kv, '.', kn)) {
+            memcpy(name, kv, kn);
+            name[kn] = '\0';
+            top = find_option(name);
+        }
+        if (top) {
+            if (load_option(ld, top, yaml_document_get_node(ld->doc, p->value)))
+                return -1;
+            continue;
+        }
         if (!is_section(kv, kn) || kn >= sizeof(name)) {
             gw_buf_t key = {0};
             gw_buf_append(&key, kv, kn);
@@ -1072,6 +1258,12 @@ static int cross_check(loader_t *ld)
                "monitoring.buffer_limit", strlen("monitoring.buffer_limit"),
                "must be at least monitoring.batch_size (%u), got %u",
                (unsigned)c->monitoring.batch_size, (unsigned)c->monitoring.buffer_limit);
+        return -1;
+    }
+    if (!*c->access.tls_cert != !*c->access.tls_key) {
+        const char *k = *c->access.tls_cert ? "listen.tls_key" : "listen.tls_cert";
+        report(ld, mark_of(ld, "listen.tls_cert", "listen.tls_key", NULL), k, strlen(k),
+               "listen.tls_cert and listen.tls_key go together: set both or neither");
         return -1;
     }
     if (c->monitoring.version == 1 && !*c->monitoring.database)
@@ -1232,7 +1424,7 @@ void gw_config_free(gw_config_t *cfg)
     for (size_t i = 0; i < NOPT; i++)
         if (options[i].type == OPT_STRING || options[i].type == OPT_ENUM)
             free(*(char **)((char *)cfg + options[i].off));
-        else if (options[i].type == OPT_PARAMS || options[i].type == OPT_CHAINS)
+        else if (options[i].type == OPT_PARAMS || options[i].type == OPT_CHAINS || options[i].type == OPT_LIST)
             gw_conf_node_free(*(gw_conf_node_t **)((char *)cfg + options[i].off));
     free(cfg->path);
     free(cfg);

@@ -35,6 +35,15 @@ typedef struct {
         int threads;            /* libmicrohttpd thread pool size */
         size_t max_body_bytes;  /* request body limit, after gzip inflation too */
         int connection_timeout; /* seconds an idle connection may stay */
+        /* Limits on clients and bodies (docs/hardening.md). */
+        int max_connections;     /* open client connections at most */
+        size_t max_header_bytes; /* a connection's memory for request line and headers */
+        uint32_t max_points;     /* points in one request body */
+        size_t max_line_bytes;   /* one line-protocol line */
+        uint32_t max_tags;       /* tags of one point */
+        uint32_t max_fields;     /* fields of one point */
+        size_t max_key_bytes;    /* series name, tag key, field key */
+        size_t max_value_bytes;  /* tag value, string field value */
     } listen;
 
     struct {
@@ -80,6 +89,20 @@ typedef struct {
         char *fsync;           /* owned: batch | interval | never */
         double fsync_interval; /* seconds, with fsync: interval */
     } spool;
+
+    /* Top-level keys, kept last so the layout above stays put. */
+    char *service;          /* owned: `service:`, what `$service` defaults stand for; "" = none */
+    gw_conf_node_t *series; /* owned: `series:` declarations (schema.c, docs/series.md), NULL = {} */
+
+    /* Access: listen.tokens, listen.tls_*, monitoring.tls_* (kept here, after
+     * the sections, so their layout stays put). */
+    struct {
+        gw_conf_node_t *tokens; /* owned: listen.tokens, a sequence of scalars; NULL = no check */
+        char *tls_cert;         /* owned: listen.tls_cert, PEM file; "" = plain HTTP */
+        char *tls_key;          /* owned: listen.tls_key, PEM file */
+        int tls_verify;         /* monitoring.tls_verify */
+        char *tls_ca;           /* owned: monitoring.tls_ca, CA bundle; "" = the system's */
+    } access;
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with

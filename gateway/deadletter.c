@@ -116,9 +116,10 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
         strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
         fprintf(dl.file, "# %s.%03ldZ status=%ld error=\"%s\"\n", stamp, ts.tv_nsec / 1000000, status, reason);
         fwrite(lines + start, 1, ends[to - 1] - start, dl.file);
+        static gw_log_limit_t lim = GW_LOG_LIMIT_INIT; /* a full disk fails every batch */
         if (fflush(dl.file))
-            gw_log_error("cannot write the dead-letter file", "path=\"%s\" error=\"%s\"", dl.path,
-                         strerror(errno));
+            gw_log_limited(&lim, 1.0, GW_LOG_ERROR, "cannot write the dead-letter file", "path=\"%s\" error=\"%s\"",
+                           dl.path, strerror(errno));
     }
     dl.held += to - from;
     snprintf(dl.held_why, sizeof(dl.held_why), "%s", reason);

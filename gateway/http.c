@@ -24,7 +24,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "prom.h"
 #include "script.h"
+#include "spool.h"
 #include "version.h"
 
 enum route {
@@ -34,6 +36,7 @@ enum route {
     R_WRITE_V2, /* POST /api/v2/write */
     R_PING,
     R_HEALTH,
+    R_METRICS,  /* GET /metrics: Prometheus */
     R_DEBUG,    /* POST /v1/debug/transform */
 };
 
@@ -50,6 +53,8 @@ struct gw_http {
     pthread_key_t key;      /* each worker thread's gw_pipeline_t */
     unsigned lp_flags;
     atomic_int draining;    /* set by gw_http_drain: ingest answers 503 */
+    char *tls_cert;         /* owned: PEM text of listen.tls_cert, NULL = plain HTTP */
+    char *tls_key;          /* owned: PEM text of listen.tls_key */
 };
 
 /* Bytes over the body limit that are read and discarded to deliver a 413. */
@@ -72,6 +77,7 @@ static const struct {
     {"/api/v2/write", R_WRITE_V2, "POST"},
     {"/ping", R_PING, "GET, HEAD"},
     {"/health", R_HEALTH, "GET, HEAD"},
+    {"/metrics", R_METRICS, "GET, HEAD"},
     {"/v1/debug/transform", R_DEBUG, "POST"},
 };
 
@@ -108,6 +114,7 @@ static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned status, js
 
     if (route == R_WRITE_V2 && json_object_get(obj, "error")) {
         json_object_set_new(obj, "code", json_string(status == 413 ? "request too large"
+                                                     : status == 401 ? "unauthorized"
                                                      : status == 503 ? "unavailable"
                                                      : status >= 500 ? "internal error"
                                                                      : "invalid"));
@@ -150,6 +157,16 @@ static gw_pipeline_t *worker(gw_http_t *h)
     gw_pipeline_t *w = pthread_getspecific(h->key);
     if (!w) {
         w = gw_pipeline_create(h->lp_flags);
+        if (w) {
+            const gw_config_t *cfg = h->cfg;
+            gw_limits_t lim = {.max_points = cfg->listen.max_points,
+                               .max_line_bytes = cfg->listen.max_line_bytes,
+                               .max_tags = cfg->listen.max_tags,
+                               .max_fields = cfg->listen.max_fields,
+                               .max_key_bytes = cfg->listen.max_key_bytes,
+                               .max_value_bytes = cfg->listen.max_value_bytes};
+            gw_pipeline_set_limits(w, &lim);
+        }
         if (w && pthread_setspecific(h->key, w)) {
             gw_pipeline_destroy(w);
             w = NULL;
@@ -263,6 +280,10 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
         return answer_error(c, 500, r->route, "out of memory");
     }
     rc = gw_pipeline_run(w, &in, body, len, &res);
+    if (rc == GW_PIPELINE_TOO_LARGE) {
+        gw_buf_free(&inflated);
+        return answer_error(c, 413, r->route, "%s", res.err_msg);
+    }
     if (rc) {
         gw_buf_free(&inflated);
         return answer_error(c, 500, r->route, "out of memory while processing the body");
@@ -295,6 +316,7 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
     }
     GW_COUNT(points_accepted, res.accepted);
     GW_COUNT(points_rejected, res.rejected);
+    gw_pipeline_count_accepted(w);
     if (!res.has_error)
         return answer(c, 204, "", 0, NULL);
     ret = answer_json(c, 400, result_json(&res, res.accepted ? "partial write: " : ""), r->route);
@@ -333,7 +355,47 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
         if (sj)
             json_object_set_new(o, "scripts", sj);
     }
-    return answer_json(c, 200, o, R_HEALTH);
+    /* What is wrong, in words; any of it makes the answer 503. */
+    {
+        json_t *problems = json_array();
+        gw_spool_t *sp = gw_queue_spool(h->q);
+        uint64_t points = gw_queue_points(h->q);
+        char text[160];
+        if (refusing) {
+            snprintf(text, sizeof(text), "influxdb refuses writes (HTTP %lld): check credentials, database or bucket",
+                     (long long)refusing);
+            json_array_append_new(problems, json_string(text));
+        } else if (!ok) {
+            snprintf(text, sizeof(text), "influxdb unreachable or failing (last status %lld), retrying",
+                     (long long)GW_GET(last_status));
+            json_array_append_new(problems, json_string(text));
+        }
+        if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
+            json_array_append_new(problems, json_string("spool full (95% of spool.max_bytes): ingest answers 503"));
+        else if (!sp && points >= h->cfg->monitoring.buffer_limit)
+            json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit): ingest answers 503"));
+        if (json_array_size(problems))
+            json_object_set_new(o, "status", json_string("fail"));
+        json_object_set_new(o, "problems", problems);
+        return answer_json(c, json_array_size(problems) ? 503 : 200, o, R_HEALTH);
+    }
+}
+
+static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route);
+
+/* GET /metrics: Prometheus text format (prom.c). */
+static enum MHD_Result metrics(gw_http_t *h, struct MHD_Connection *c)
+{
+    gw_buf_t b = {0};
+    enum MHD_Result rc;
+
+    if (gw_prom_render(&b, h->q)) {
+        gw_buf_free(&b);
+        return answer_error(c, 500, R_METRICS, "out of memory");
+    }
+    rc = answer(c, 200, b.data, b.len, "text/plain; version=0.0.4; charset=utf-8");
+    gw_buf_free(&b);
+    return rc;
 }
 
 /* Is the media type (before any ';' parameters) application/json? */
@@ -408,7 +470,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             }
         if (route == R_NONE)
             return answer_error(c, 404, R_NONE, "path: %.200s not found", url);
-        if ((route == R_PING || route == R_HEALTH) ? !get : !post) {
+        if ((route == R_PING || route == R_HEALTH || route == R_METRICS) ? !get : !post) {
             struct MHD_Response *resp;
             char *text;
             json_t *o = json_pack("{s:s}", "error", "method not allowed");
@@ -430,6 +492,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return answer(c, 204, "", 0, NULL);
         if (route == R_HEALTH)
             return health(h, c);
+        if (route == R_METRICS)
+            return metrics(h, c);
+        /* Ingest and the debug transform need a token when tokens are set;
+         * /ping, /health and /metrics stay open for probes and scrapers. */
+        if (h->cfg->access.tokens && !authorized(h, c, route))
+            return answer_error(c, 401, route,
+                                "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write)");
 
         /* POST to an ingest endpoint: check what the headers tell before
          * reading a byte of the body. */
@@ -505,7 +574,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     for (char *p = msg; *p; p++)
         if (*p == '"')
             *p = '\'';
-    gw_log_warn("http", "detail=\"%s\"", msg);
+    {
+        /* Per-connection trouble (a client resetting, bad requests) repeats. */
+        static gw_log_limit_t lim = GW_LOG_LIMIT_INIT;
+        gw_log_limited(&lim, 1.0, GW_LOG_WARN, "http", "detail=\"%s\"", msg);
+    }
 }
 
 /* The acceptor: one listening socket, connections handed to the worker
@@ -535,7 +608,8 @@ static void *acceptor(void *arg)
         fd = accept4(h->listen_fd, (struct sockaddr *)&addr, &alen, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                gw_log_warn("http: cannot accept", "error=\"%s\"", strerror(errno));
+                static gw_log_limit_t lim = GW_LOG_LIMIT_INIT;
+                gw_log_limited(&lim, 5.0, GW_LOG_WARN, "http: cannot accept", "error=\"%s\"", strerror(errno));
                 poll(NULL, 0, 100); /* let connections close before trying again */
             }
             continue;
@@ -577,6 +651,118 @@ static int open_listener(const gw_config_t *cfg, char *err, size_t errlen)
     return fd;
 }
 
+/* The whole of a PEM file, NUL-terminated (libmicrohttpd takes PEM text).
+ * NULL with the reason in err. Free with free(). */
+static char *read_pem(const char *path, const char *key, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    gw_buf_t b = {0};
+    size_t n;
+
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open %s: %s", key, path, strerror(errno));
+        return NULL;
+    }
+    do {
+        if (gw_buf_reserve(&b, 16384))
+            break;
+        n = fread(b.data + b.len, 1, b.cap - b.len, f);
+        b.len += n;
+    } while (n > 0 && b.len < (1 << 20));
+    fclose(f);
+    if (!b.len || gw_buf_putc(&b, '\0')) {
+        snprintf(err, errlen, "%s: %s is empty or unreadable", key, path);
+        gw_buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+/* ---------------------------------------------------------------- access */
+
+/* Equal, in time that depends only on the length of want (a configured
+ * token), not on where have differs. */
+static int token_eq(const char *have, size_t hn, const char *want)
+{
+    size_t wn = strlen(want);
+    unsigned char d = hn != wn;
+
+    for (size_t i = 0; i < wn; i++)
+        d |= (unsigned char)(i < hn ? have[i] : 0) ^ (unsigned char)want[i];
+    return d == 0;
+}
+
+/* Is tok (n bytes) one of listen.tokens? Every token is compared. */
+static int token_ok(const gw_http_t *h, const char *tok, size_t n)
+{
+    int ok = 0;
+
+    for (const gw_conf_node_t *t = h->cfg->access.tokens->child; t; t = t->next)
+        ok |= token_eq(tok, n, t->value);
+    return ok;
+}
+
+static int b64val(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+         : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decode base64 s into out (at most outlen-1 bytes, NUL-terminated).
+ * Length, or -1. */
+static long b64decode(const char *s, char *out, size_t outlen)
+{
+    unsigned acc = 0;
+    int bits = 0;
+    size_t n = 0;
+
+    for (; *s && *s != '='; s++) {
+        int v = b64val((unsigned char)*s);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n + 1 >= outlen)
+                return -1;
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[n] = '\0';
+    return (long)n;
+}
+
+/* listen.tokens: does the request carry one? Authorization: Bearer T or
+ * Token T (InfluxDB 2.x clients), Basic with T as the password (1.x clients
+ * given a user and password), or ?p=T (1.x query parameters, /write only). */
+static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route)
+{
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *p;
+
+    if (a) {
+        while (*a == ' ')
+            a++;
+        if (!strncasecmp(a, "Bearer ", 7) || !strncasecmp(a, "Token ", 6)) {
+            a += a[0] == 'B' || a[0] == 'b' ? 7 : 6;
+            while (*a == ' ')
+                a++;
+            return token_ok(h, a, strlen(a));
+        }
+        if (!strncasecmp(a, "Basic ", 6)) {
+            char up[1024], *colon;
+            long n = b64decode(a + 6, up, sizeof(up));
+            if (n < 0 || !(colon = memchr(up, ':', (size_t)n)))
+                return 0;
+            return token_ok(h, colon + 1, (size_t)(up + n - (colon + 1)));
+        }
+        return 0;
+    }
+    p = route == R_WRITE_V1 ? MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p") : NULL;
+    return p && token_ok(h, p, strlen(p));
+}
+
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen)
 {
     gw_http_t *h = calloc(1, sizeof(*h));
@@ -584,6 +770,8 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
      * only from the acceptor (MHD_add_connection needs the ITC). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
+                                    {MHD_OPTION_END, 0, NULL}};
 
     if (!h) {
         snprintf(err, errlen, "out of memory");
@@ -604,6 +792,18 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (cfg->access.tls_cert[0]) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf(err, errlen, "listen.tls_cert: this libmicrohttpd was built without TLS");
+            goto fail;
+        }
+        if (!(h->tls_cert = read_pem(cfg->access.tls_cert, "listen.tls_cert", err, errlen)) ||
+            !(h->tls_key = read_pem(cfg->access.tls_key, "listen.tls_key", err, errlen)))
+            goto fail;
+        flags |= MHD_USE_TLS;
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+    }
     h->listen_fd = open_listener(cfg, err, errlen);
     if (h->listen_fd < 0)
         goto fail;
@@ -612,9 +812,14 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
             flags, 0, NULL, NULL, on_request, h,
             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, so it sees every message */
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->listen.connection_timeout,
-            /* A bigger per-connection buffer hands us bodies in fewer pieces. */
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+            /* Bounds the request line and headers; a bigger buffer also
+             * hands us bodies in fewer pieces. */
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->listen.max_header_bytes,
+            /* Per daemon: listen.max_connections over all of them. */
+            MHD_OPTION_CONNECTION_LIMIT,
+            (unsigned)((cfg->listen.max_connections + cfg->listen.threads - 1) / cfg->listen.threads),
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+            MHD_OPTION_ARRAY, tls, /* listen.tls_*: key and certificate, or nothing */
             MHD_OPTION_END);
         if (!h->daemons[i]) {
             snprintf(err, errlen, "cannot start HTTP worker %d: %s", i,
@@ -664,5 +869,7 @@ void gw_http_stop(gw_http_t *h)
     free(h->daemons);
     if (h->key_ok)
         pthread_key_delete(h->key);
+    free(h->tls_cert);
+    free(h->tls_key);
     free(h);
 }

@@ -465,6 +465,26 @@ static inline int same_key(gw_str_t a, gw_str_t b)
     return a.n == b.n && a.p[0] == b.p[0] && memcmp(a.p, b.p, a.n) == 0;
 }
 
+/* Up to this many tags (or fields), duplicates are found pairwise; beyond,
+ * by sorting a copy of the keys: a line of 50,000 tags must not cost 10^9
+ * comparisons (found by the hardening specs, issue 7). */
+#define DUP_LINEAR 32
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return gw_str_cmp(*(const gw_str_t *)a, *(const gw_str_t *)b);
+}
+
+/* Sort keys[0..n) and return the first duplicate, or NULL. */
+static const gw_str_t *sorted_dup(gw_str_t *keys, uint32_t n)
+{
+    qsort(keys, n, sizeof(*keys), cmp_keys);
+    for (uint32_t i = 1; i < n; i++)
+        if (gw_str_eq(keys[i - 1], keys[i]))
+            return &keys[i];
+    return NULL;
+}
+
 /* Room for one more tag or field in the scratch. 0 or -ENOMEM. */
 static int grow(parser_t *ps, void **v, uint32_t *cap, size_t size)
 {
@@ -680,7 +700,7 @@ static int parse_line(parser_t *ps, const char *s)
             return rc;
         if (tag->key.n == 4 && !memcmp(tag->key.p, "time", 4))
             return reject(ps, k, "tag key \"time\" is not allowed (InfluxDB cannot store it)");
-        for (uint32_t i = 0; i < ps->ntags; i++)
+        for (uint32_t i = 0; ps->ntags < DUP_LINEAR && i < ps->ntags; i++)
             if (same_key(ps->tags[i].key, tag->key))
                 return reject(ps, k, "duplicate tag \"%s\"", show(kb, k, (size_t)(p - k)));
 
@@ -729,7 +749,7 @@ static int parse_line(parser_t *ps, const char *s)
             return rc;
         if (f->key.n == 4 && !memcmp(f->key.p, "time", 4))
             return reject(ps, k, "field key \"time\" is not allowed (InfluxDB cannot store it)");
-        for (uint32_t i = 0; i < ps->nfields; i++)
+        for (uint32_t i = 0; ps->nfields < DUP_LINEAR && i < ps->nfields; i++)
             if (same_key(ps->fields[i].key, f->key))
                 return reject(ps, k, "duplicate field \"%s\"", show(kb, k, (size_t)(p - k)));
 
@@ -772,6 +792,28 @@ static int parse_line(parser_t *ps, const char *s)
         if (p == ps->lend || *p == ' ')
             break;
         p++; /* ',' */
+    }
+
+    /* Duplicates among many tags or fields, all at once. */
+    if (ps->ntags >= DUP_LINEAR || ps->nfields >= DUP_LINEAR) {
+        uint32_t n = ps->ntags > ps->nfields ? ps->ntags : ps->nfields;
+        gw_str_t *keys = gw_arena_alloc(ps->a, (size_t)n * sizeof(*keys));
+        const gw_str_t *d;
+
+        if (!keys)
+            return -ENOMEM;
+        if (ps->ntags >= DUP_LINEAR) {
+            for (uint32_t i = 0; i < ps->ntags; i++)
+                keys[i] = ps->tags[i].key;
+            if ((d = sorted_dup(keys, ps->ntags)))
+                return reject(ps, s, "duplicate tag \"%s\"", show(kb, d->p, d->n));
+        }
+        if (ps->nfields >= DUP_LINEAR) {
+            for (uint32_t i = 0; i < ps->nfields; i++)
+                keys[i] = ps->fields[i].key;
+            if ((d = sorted_dup(keys, ps->nfields)))
+                return reject(ps, s, "duplicate field \"%s\"", show(kb, d->p, d->n));
+        }
     }
 
     /* Timestamp. */
@@ -1267,6 +1309,8 @@ int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t
      * insertion sort, as tag counts are small and often already sorted.
      * Meanwhile bound the line's length: everything escaped. */
     need = 2 * p->series.n + 2 + 21 + 1 + 8; /* 8: put_escaped's overshoot */
+    if (p->ntags > DUP_LINEAR) /* many (a script's, a JSON body's): not quadratic */
+        qsort(p->tags, p->ntags, sizeof(*p->tags), cmp_keys); /* the key is the first member */
     for (uint32_t i = 0; i < p->ntags; i++) {
         gw_tag_t t = p->tags[i];
         uint32_t j = i;
@@ -1280,6 +1324,23 @@ int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t
     for (uint32_t i = 0; i < p->nfields; i++) {
         const gw_field_t *f = &p->fields[i];
         need += 2 + 2 * f->key.n + (f->type == GW_FIELD_STRING ? 2 + 2 * f->v.s.n : DOUBLE_MAX_CHARS);
+    }
+    if (p->nfields > DUP_LINEAR) {
+        gw_str_t *keys = malloc((size_t)p->nfields * sizeof(*keys));
+        const gw_str_t *dup;
+
+        if (!keys)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < p->nfields; i++)
+            keys[i] = p->fields[i].key;
+        dup = sorted_dup(keys, p->nfields);
+        if (dup) {
+            snprintf(err, errlen, "series \"%s\": duplicate field \"%s\"",
+                     show(sb, p->series.p, p->series.n), show(kb, dup->p, dup->n));
+            free(keys);
+            return 1;
+        }
+        free(keys);
     }
     if (gw_buf_reserve(out, need))
         return -ENOMEM;
@@ -1340,7 +1401,7 @@ int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t
                      lead_name(f->key.p[0]));
             goto fail;
         }
-        for (uint32_t j = 0; j < i; j++) {
+        for (uint32_t j = 0; p->nfields <= DUP_LINEAR && j < i; j++) {
             if (same_key(p->fields[j].key, f->key)) {
                 snprintf(err, errlen, "series \"%s\": duplicate field \"%s\"",
                          show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n));

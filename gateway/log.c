@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -58,4 +59,35 @@ void gw_log(int level, const char *msg, const char *fmt, ...)
     line[n++] = '\n';
     /* One write per line so lines from several threads never interleave. */
     fwrite(line, 1, n, stderr);
+}
+
+void gw_log_limited(gw_log_limit_t *lim, double every_s, int level, const char *msg, const char *fmt, ...)
+{
+    struct timespec ts;
+    long long now, last;
+    unsigned n;
+    char kv[1536];
+    va_list ap;
+
+    if (level < min_level)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    last = atomic_load_explicit(&lim->last_ns, memory_order_relaxed);
+    if ((last && now - last < (long long)(every_s * 1e9)) ||
+        !atomic_compare_exchange_strong(&lim->last_ns, &last, now)) {
+        atomic_fetch_add_explicit(&lim->suppressed, 1, memory_order_relaxed);
+        return;
+    }
+    n = atomic_exchange_explicit(&lim->suppressed, 0, memory_order_relaxed);
+    kv[0] = '\0';
+    if (fmt && *fmt) {
+        va_start(ap, fmt);
+        vsnprintf(kv, sizeof(kv), fmt, ap);
+        va_end(ap);
+    }
+    if (n)
+        gw_log(level, msg, "%s%ssuppressed=%u", kv, *kv ? " " : "", n);
+    else
+        gw_log(level, msg, "%s", kv);
 }

@@ -21,6 +21,19 @@ int gw_log_enabled(int level);
  * e.g. gw_log(GW_LOG_WARN, "write failed", "status=%d", 503). fmt may be "". */
 void gw_log(int level, const char *msg, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Rate limit for an error that can repeat per request: one per call site,
+ * static and zero-initialised (GW_LOG_LIMIT_INIT). */
+typedef struct {
+    _Atomic long long last_ns; /* monotonic time of the last printed line, 0 = never */
+    _Atomic unsigned suppressed;
+} gw_log_limit_t;
+#define GW_LOG_LIMIT_INIT {0, 0}
+
+/* Like gw_log, but at most one line per every_s seconds per lim; the next
+ * printed line ends with suppressed=N, the lines left out meanwhile. */
+void gw_log_limited(gw_log_limit_t *lim, double every_s, int level, const char *msg, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 #define gw_log_debug(msg, ...) gw_log(GW_LOG_DEBUG, msg, __VA_ARGS__)
 #define gw_log_info(msg, ...)  gw_log(GW_LOG_INFO, msg, __VA_ARGS__)
 #define gw_log_warn(msg, ...)  gw_log(GW_LOG_WARN, msg, __VA_ARGS__)

@@ -11,6 +11,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "schema.h"
 #include "script.h"
 #include "sender.h"
 #include "version.h"
@@ -88,6 +89,7 @@ int main(int argc, char **argv)
     gw_sender_t *sender = NULL;
     gw_http_t *http = NULL;
     gw_script_set_t *scripts;
+    gw_schema_t *schema = NULL;
     sigset_t set;
     uint64_t left;
     int status = 1;
@@ -142,6 +144,14 @@ int main(int argc, char **argv)
     gw_log_set_level(level < 0 ? GW_LOG_INFO : level);
     gw_log_info("scripts loaded", "dir=%s scripts=%d", cfg->scripts.dir, gw_script_set_count(scripts));
     gw_script_set_publish(scripts);
+    /* Series declarations are read at start-up (a reload keeps them). */
+    schema = gw_schema_create(cfg);
+    if (!schema) {
+        gw_log_error("cannot compile the series declarations", "error=\"out of memory\"");
+        goto out;
+    }
+    gw_schema_publish(schema);
+    gw_log_info("series declarations loaded", "series=%d service=\"%s\"", gw_schema_count(schema), cfg->service);
 
     /* Every thread inherits this mask; signals are taken by sigwait below,
      * so no handler ever runs inside a worker. SIGPIPE is simply ignored. */
@@ -208,6 +218,8 @@ out:
     gw_http_stop(http);
     gw_queue_destroy(q);
     gw_script_shutdown();
+    gw_schema_publish(NULL);
+    gw_schema_destroy(schema);
     gw_config_free(cfg);
     curl_global_cleanup();
     return status;

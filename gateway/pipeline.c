@@ -2,11 +2,16 @@
 #include "pipeline.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "json.h"
 #include "lineproto.h"
+#include "metrics.h"
+#include "schema.h"
 #include "script.h"
 
 struct gw_pipeline {
@@ -14,9 +19,11 @@ struct gw_pipeline {
     gw_points_t points; /* owned: reused across requests */
     gw_buf_t out;       /* owned: encoded lines of the last run */
     uint32_t *ends;     /* owned: end offset of each encoded line */
+    gw_series_slot_t **slots; /* owned array: each encoded line's series counters (borrowed) */
     uint32_t ends_cap;
     uint32_t nout;
     unsigned lp_flags;
+    gw_limits_t limits;   /* 0 = no limit */
     gw_script_t *scripts; /* owned: this worker's Lua state (follows the published set) */
 };
 
@@ -44,17 +51,129 @@ gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
     return w;
 }
 
+void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim)
+{
+    w->limits = *lim;
+}
+
+/* Refuse the whole body: nothing of it is accepted. */
+static int too_large(gw_result_t *res, int kind, uint32_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int too_large(gw_result_t *res, int kind, uint32_t n, const char *fmt, ...)
+{
+    va_list ap;
+
+    memset(res, 0, sizeof(*res));
+    res->rejected = n;
+    res->has_error = 1;
+    res->err_kind = kind;
+    va_start(ap, fmt);
+    vsnprintf(res->err_msg, sizeof(res->err_msg), fmt, ap);
+    va_end(ap);
+    return GW_PIPELINE_TOO_LARGE;
+}
+
+/* The 1-based number of the first line-protocol line longer than max, or 0. */
+static uint32_t long_line(const char *body, size_t len, size_t max)
+{
+    const char *p = body, *end = body + len;
+    uint32_t line = 1;
+
+    if (len <= max)
+        return 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            nl = end;
+        if ((size_t)(nl - p) > max)
+            return line;
+        p = nl + 1;
+        line++;
+    }
+    return 0;
+}
+
+/* Does p break a per-point limit? 1 with the reason in err, else 0. */
+static int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, size_t errlen)
+{
+    const char *what = NULL;
+    size_t n = 0, max = 0;
+
+    if (l->max_tags && p->ntags > l->max_tags) {
+        snprintf(err, errlen, "%u tags, more than listen.max_tags (%u)", p->ntags, l->max_tags);
+        return 1;
+    }
+    if (l->max_fields && p->nfields > l->max_fields) {
+        snprintf(err, errlen, "%u fields, more than listen.max_fields (%u)", p->nfields, l->max_fields);
+        return 1;
+    }
+    if (l->max_key_bytes && p->series.n > l->max_key_bytes)
+        what = "series name", n = p->series.n, max = l->max_key_bytes;
+    for (uint32_t i = 0; !what && i < p->ntags; i++) {
+        if (l->max_key_bytes && p->tags[i].key.n > l->max_key_bytes)
+            what = "tag key", n = p->tags[i].key.n, max = l->max_key_bytes;
+        else if (l->max_value_bytes && p->tags[i].val.n > l->max_value_bytes)
+            what = "tag value", n = p->tags[i].val.n, max = l->max_value_bytes;
+    }
+    for (uint32_t i = 0; !what && i < p->nfields; i++) {
+        if (l->max_key_bytes && p->fields[i].key.n > l->max_key_bytes)
+            what = "field key", n = p->fields[i].key.n, max = l->max_key_bytes;
+        else if (l->max_value_bytes && p->fields[i].type == GW_FIELD_STRING &&
+                 p->fields[i].v.s.n > l->max_value_bytes)
+            what = "string field value", n = p->fields[i].v.s.n, max = l->max_value_bytes;
+    }
+    if (!what)
+        return 0;
+    snprintf(err, errlen, "a %s of %zu bytes, longer than listen.%s (%zu)", what, n,
+             strstr(what, "value") ? "max_value_bytes" : "max_key_bytes", max);
+    return 1;
+}
+
 static int ends_reserve(gw_pipeline_t *w, uint32_t n)
 {
     uint32_t *e;
     if (n <= w->ends_cap)
         return 0;
+    gw_series_slot_t **sl;
     e = realloc(w->ends, (size_t)n * sizeof(*e));
     if (!e)
         return -ENOMEM;
     w->ends = e;
+    sl = realloc(w->slots, (size_t)n * sizeof(*sl));
+    if (!sl)
+        return -ENOMEM;
+    w->slots = sl;
     w->ends_cap = n;
     return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void count_run(gw_series_slot_t *slot, uint64_t run, uint64_t script_ns)
+{
+    if (!slot || !run)
+        return;
+    GW_SERIES_ADD(slot, GW_S_RECEIVED, run);
+    if (script_ns)
+        GW_SERIES_ADD(slot, GW_S_SCRIPT_NS, run * script_ns);
+}
+
+void gw_pipeline_count_accepted(gw_pipeline_t *w)
+{
+    uint64_t run = 0;
+
+    for (uint32_t i = 0; i < w->nout; i++) {
+        run++;
+        if (i + 1 == w->nout || w->slots[i + 1] != w->slots[i]) {
+            GW_SERIES_ADD(w->slots[i], GW_S_ACCEPTED, run);
+            run = 0;
+        }
+    }
 }
 
 int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len,
@@ -62,47 +181,94 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
 {
     int kind = in->format == GW_FMT_JSON ? GW_WHERE_INDEX : GW_WHERE_LINE;
     char err[256];
+    const gw_schema_t *schema;
+    gw_series_slot_t *slot = NULL;
+    uint64_t run = 0, t0, script_ns;
     int rc;
 
     gw_arena_reset(w->arena);
     w->points.n = 0;
     w->out.len = 0;
     w->nout = 0;
+    if (in->format != GW_FMT_JSON && w->limits.max_line_bytes) {
+        uint32_t line = long_line(body, len, w->limits.max_line_bytes);
+        if (line)
+            return too_large(res, GW_WHERE_BODY, 0, "line %u: longer than listen.max_line_bytes (%zu)", line,
+                             w->limits.max_line_bytes);
+    }
     if (in->format == GW_FMT_JSON)
         rc = gw_json_parse(body, len, in->now_ns, w->arena, &w->points, res);
     else
         rc = gw_lp_parse(body, len, in->ns_per_unit, in->now_ns, w->arena, &w->points, res);
     if (rc)
         return rc;
+    if (w->limits.max_points && w->points.n > w->limits.max_points)
+        return too_large(res, GW_WHERE_BODY, w->points.n + res->rejected,
+                         "body: %u points, more than listen.max_points (%u)", w->points.n,
+                         w->limits.max_points);
 
     /* Scripts run here, before the checks below, so that a script can add
      * what a point lacks (fields, for one). */
+    t0 = mono_ns();
     rc = gw_script_run(w->scripts, &w->points, w->arena, res, kind);
     if (rc)
         return rc;
+    script_ns = w->points.n ? (mono_ns() - t0) / w->points.n : 0;
 
     if (ends_reserve(w, w->points.n))
         return -ENOMEM;
+    schema = gw_schema_current();
+/* A point that fails a check: counted for its series and reported in res. */
+#define REJECT(msg)                                                   \
+    do {                                                              \
+        GW_SERIES_ADD(slot, GW_S_REJECTED, 1);                        \
+        gw_result_reject(res, kind, p->src, "%s", (msg));             \
+    } while (0)
     for (uint32_t i = 0; i < w->points.n; i++) {
         gw_point_t *p = &w->points.v[i];
 
+        /* Per-series counters: one lookup and one add per run of points of
+         * the same series, not per point. */
+        if (!slot || p->series.n != slot->len || memcmp(p->series.p, slot->name, p->series.n)) {
+            count_run(slot, run, script_ns);
+            slot = gw_series_slot(p->series.p, p->series.n);
+            run = 0;
+        }
+        run++;
+        if (over_limits(&w->limits, p, err, sizeof(err))) {
+            REJECT(err);
+            continue;
+        }
+        /* Series declarations: after the scripts (which may add what a
+         * declaration requires), before encoding; defaults filled in here. */
+        rc = gw_schema_apply(schema, p, w->arena, err, sizeof(err));
+        if (rc < 0)
+            return rc;
+        if (rc > 0) {
+            REJECT(err);
+            continue;
+        }
         if (p->nfields == 0) {
-            gw_result_reject(res, kind, p->src,
-                             "series \"%.*s\": a point needs at least one field (InfluxDB cannot store a point without fields)",
-                             (int)(p->series.n > 64 ? 64 : p->series.n), p->series.p);
+            snprintf(err, sizeof(err),
+                     "series \"%.*s\": a point needs at least one field (InfluxDB cannot store a point without fields)",
+                     (int)(p->series.n > 64 ? 64 : p->series.n), p->series.p);
+            REJECT(err);
             continue;
         }
         rc = gw_lp_encode(&w->out, p, w->lp_flags, err, sizeof(err));
         if (rc < 0)
             return rc;
         if (rc > 0) {
-            gw_result_reject(res, kind, p->src, "%s", err);
+            REJECT(err);
             continue;
         }
         if (w->out.len > UINT32_MAX)
             return -ENOMEM; /* bodies are limited far below 4 GiB */
+        w->slots[w->nout] = slot;
         w->ends[w->nout++] = (uint32_t)w->out.len;
     }
+#undef REJECT
+    count_run(slot, run, script_ns);
     res->accepted = w->nout;
     return 0;
 }
@@ -133,5 +299,6 @@ void gw_pipeline_destroy(gw_pipeline_t *w)
     gw_points_free(&w->points);
     gw_buf_free(&w->out);
     free(w->ends);
+    free(w->slots);
     free(w);
 }

@@ -22,14 +22,33 @@ typedef struct {
     int64_t now_ns;      /* time of receipt: for points without a time */
 } gw_ingest_t;
 
+/* What one body may hold (the listen.max_* keys of the configuration); a
+ * field left 0 means no limit. */
+typedef struct {
+    uint32_t max_points;    /* points in one body: beyond, the run is refused */
+    size_t max_line_bytes;  /* one line-protocol line: beyond, the run is refused */
+    uint32_t max_tags;      /* per point: beyond, the point is rejected */
+    uint32_t max_fields;
+    size_t max_key_bytes;   /* series name, tag keys, field keys */
+    size_t max_value_bytes; /* tag values, string field values */
+} gw_limits_t;
+
+/* gw_pipeline_run: the body breaks a limit of the whole body. */
+#define GW_PIPELINE_TOO_LARGE 1
+
 /* Create a worker's pipeline. lp_flags go to gw_lp_encode (GW_LP_NO_UINT for
  * InfluxDB 1.x). NULL on ENOMEM. Free with gw_pipeline_destroy. */
 gw_pipeline_t *gw_pipeline_create(unsigned lp_flags);
 
+/* Set w's limits (copied). A new pipeline has none. */
+void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim);
+
 /* Run one body through the pipeline. Afterwards the accepted points' lines
  * are available from gw_pipeline_output until the next run; res counts
  * accepted and rejected points and keeps the first error.
- * Returns 0, or -ENOMEM (res then says nothing useful). */
+ * Returns 0; GW_PIPELINE_TOO_LARGE when the body breaks max_points or
+ * max_line_bytes (nothing is accepted, res->err_msg says which: answer 413);
+ * or -ENOMEM (res then says nothing useful). */
 int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len,
                     gw_result_t *res);
 
@@ -42,6 +61,10 @@ int gw_pipeline_debug(gw_pipeline_t *w, const gw_ingest_t *in, const char *body,
  * (*ends)[i] the offset just past point i's line. Borrowed from w. */
 const char *gw_pipeline_output(gw_pipeline_t *w, size_t *len, const uint32_t **ends,
                                uint32_t *npoints);
+
+/* Count the points of the last run as accepted, per series (/metrics):
+ * call once they are queued. */
+void gw_pipeline_count_accepted(gw_pipeline_t *w);
 
 /* Current time as Unix nanoseconds. */
 int64_t gw_now_ns(void);

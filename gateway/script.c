@@ -917,7 +917,7 @@ static int guarded_pcall(gw_script_t *s, lua_State *L, int nargs, int nres, int 
     gw_guard_t *g = &s->guard;
     int jumped, rc;
 
-    g->budget_ns = budget;
+    __atomic_store_n(&g->budget_ns, budget, __ATOMIC_RELAXED); /* the watchdog reads it unlocked */
     g->abandon_ns = budget * 4 > budget + 200 * 1000000LL ? budget * 4 : budget + 200 * 1000000LL;
     g->L = L;
     g->where[0] = '\0';
@@ -1585,7 +1585,8 @@ static int merge(gw_script_t *s, gw_points_t *pts)
         } else if (s->scripted[i] && drop) {
             n = 0;
         }
-        memcpy(dst + k, from, n * sizeof(*dst));
+        if (n) /* dst and s->out are NULL while nothing was emitted */
+            memcpy(dst + k, from, n * sizeof(*dst));
         if (s->dbg)
             for (uint32_t q = 0; q < n; q++)
                 s->dbg->origin[k + q] = i;

@@ -406,9 +406,12 @@ static void *wd_main(void *arg)
         int64_t tick = 100 * 1000000LL;
         struct timespec ts;
 
-        for (gw_guard_t *g = wd_list; g; g = g->next)
-            if (g->budget_ns / 4 < tick)
-                tick = g->budget_ns / 4;
+        for (gw_guard_t *g = wd_list; g; g = g->next) {
+            /* Read while its worker may be setting it (unarmed): atomic. */
+            int64_t budget = __atomic_load_n(&g->budget_ns, __ATOMIC_RELAXED);
+            if (budget / 4 < tick)
+                tick = budget / 4;
+        }
         if (tick < 1000000)
             tick = 1000000;
         clock_gettime(CLOCK_MONOTONIC, &ts);

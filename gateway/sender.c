@@ -140,6 +140,38 @@ static const char *loggable(const char *in, char *out, size_t outlen)
     return out;
 }
 
+/* Add lines lo..hi of a batch to counter k of their series (/metrics): one
+ * table lookup per run of lines of the same series. The name is the line's
+ * measurement as encoded (escapes kept). */
+static void count_series(const char *data, const uint32_t *ends, uint32_t lo, uint32_t hi, int k)
+{
+    gw_series_slot_t *slot = NULL;
+    const char *name = NULL;
+    size_t n = 0;
+    uint64_t run = 0;
+
+    for (uint32_t i = lo; i < hi; i++) {
+        const char *p = data + (i ? ends[i - 1] : 0);
+        size_t len = ends[i] - (i ? ends[i - 1] : 0), m = 0;
+        while (m < len && p[m] != ',' && p[m] != ' ' && p[m] != '\n')
+            m += p[m] == '\\' && m + 1 < len ? 2 : 1;
+        if (m > len)
+            m = len;
+        if (name && m == n && memcmp(p, name, n) == 0) {
+            run++;
+            continue;
+        }
+        if (slot)
+            GW_SERIES_ADD(slot, k, run);
+        slot = gw_series_slot(p, m);
+        name = p;
+        n = m;
+        run = 1;
+    }
+    if (slot)
+        GW_SERIES_ADD(slot, k, run);
+}
+
 static int push_halves(range_t *stack, int *top, range_t r, uint32_t mid)
 {
     if (*top + 2 > STACK_MAX)
@@ -167,13 +199,18 @@ int gw_delivery_run(gw_delivery_t *d, const char *data, const uint32_t *ends, ui
         gw_action_t act;
         long dropped;
         int split = 0, by_bytes = 0;
+        double t0;
 
         if (d->byte_cap && len > d->byte_cap && count > 1) {
             /* InfluxDB refused this size before: do not ask again. */
             if (push_halves(stack, &top, r, middle(ends, r, 1)) == 0)
                 continue;
         }
+        t0 = gw_now_mono();
         d->write(d->ud, data + start, len, &a);
+        gw_hist_observe(&gw_hist_write_seconds, gw_now_mono() - t0);
+        gw_hist_observe(&gw_hist_batch_points, count);
+        gw_influx_status_count(a.status);
         d->requests++;
         act = gw_delivery_classify(a.status, a.error, &dropped);
         GW_SET(last_status, a.status);
@@ -182,6 +219,7 @@ int gw_delivery_run(gw_delivery_t *d, const char *data, const uint32_t *ends, ui
             d->delivered += count;
             *done += count;
             GW_COUNT(points_written, count);
+            count_series(data, ends, r.lo, r.hi, GW_S_WRITTEN);
             GW_COUNT(batches_written, 1);
             GW_SET(healthy, 1);
             GW_SET(influx_refusing, 0);
@@ -201,6 +239,7 @@ int gw_delivery_run(gw_delivery_t *d, const char *data, const uint32_t *ends, ui
                 d->rejected += r.hi - r.lo;
                 *done += r.hi - r.lo;
                 GW_COUNT(points_dropped, r.hi - r.lo);
+                count_series(data, ends, r.lo, r.hi, GW_S_DROPPED);
                 attempt = 0;
                 continue;
             }
@@ -222,6 +261,7 @@ int gw_delivery_run(gw_delivery_t *d, const char *data, const uint32_t *ends, ui
                 d->rejected++;
                 *done += 1;
                 GW_COUNT(points_dropped, 1);
+                count_series(data, ends, r.lo, r.hi, GW_S_DROPPED);
                 continue;
             }
             gw_log_debug("influx refused part of a batch, splitting it",
@@ -359,6 +399,9 @@ gw_sender_t *gw_sender_start(const gw_config_t *cfg, gw_queue_t *q, char *err, s
         free(s);
         return NULL;
     }
+    if (cfg->monitoring.use_ssl && !cfg->access.tls_verify)
+        gw_log_warn("TLS to InfluxDB without certificate verification (monitoring.tls_verify: false)",
+                    "host=%s port=%d", cfg->monitoring.host, cfg->monitoring.port);
     if (gw_deadletter_open(cfg->monitoring.dead_letter, err, errlen)) {
         gw_influx_destroy(s->influx);
         free(s);

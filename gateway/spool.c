@@ -458,8 +458,9 @@ int gw_spool_append(gw_spool_t *s, const char *lines, size_t len, const uint32_t
          * stays a sequence of whole records. */
         if (ftruncate(s->wfd, (off_t)act->size) || lseek(s->wfd, (off_t)act->size, SEEK_SET) < 0)
             s->broken = 1;
-        gw_log_error("spool: cannot write, refusing this request", "dir=\"%s\" error=\"%s\"", s->dir,
-                     strerror(e));
+        static gw_log_limit_t lim = GW_LOG_LIMIT_INIT; /* once per request otherwise */
+        gw_log_limited(&lim, 1.0, GW_LOG_ERROR, "spool: cannot write, refusing this request",
+                       "dir=\"%s\" error=\"%s\"", s->dir, strerror(e));
         rc = GW_SPOOL_FULL;
         goto out;
     }
@@ -821,7 +822,8 @@ static int list_segments(gw_spool_t *s, uint64_t **out, size_t *n)
         v[(*n)++] = seq;
     }
     closedir(d);
-    qsort(v, *n, sizeof(*v), cmp_u64);
+    if (*n)
+        qsort(v, *n, sizeof(*v), cmp_u64); /* v is NULL when there are none */
     *out = v;
     return 0;
 }

@@ -18,6 +18,8 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     char *path;
     struct {
       char *address; int port; int threads; size_t max_body_bytes; int connection_timeout;
+      int max_connections; size_t max_header_bytes; uint32_t max_points; size_t max_line_bytes;
+      uint32_t max_tags; uint32_t max_fields; size_t max_key_bytes; size_t max_value_bytes;
     } listen;
     struct {
       char *storage_type; int version; char *host; int port; int use_ssl;
@@ -33,6 +35,8 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     } scripts;
     struct { char *level; } log;
     struct { char *dir; size_t max_bytes; char *fsync; double fsync_interval; } spool;
+    char *service; gw_conf_node_t *series;
+    struct { gw_conf_node_t *tokens; char *tls_cert; char *tls_key; int tls_verify; char *tls_ca; } access;
   } gw_config_t;
   ]]
 end
@@ -61,6 +65,9 @@ end
 local DEFAULTS = {
   ["listen.address"] = "127.0.0.1", ["listen.port"] = 8080, ["listen.threads"] = 2,
   ["listen.max_body_bytes"] = 16 * 1024 * 1024, ["listen.connection_timeout"] = 30,
+  ["listen.max_connections"] = 1024, ["listen.max_header_bytes"] = 128 * 1024,
+  ["listen.max_points"] = 1000000, ["listen.max_line_bytes"] = 1024 * 1024, ["listen.max_tags"] = 256,
+  ["listen.max_fields"] = 1024, ["listen.max_key_bytes"] = 1024, ["listen.max_value_bytes"] = 64 * 1024,
   ["monitoring.storage_type"] = "influx", ["monitoring.version"] = 1,
   ["monitoring.host"] = "127.0.0.1", ["monitoring.port"] = 8086, ["monitoring.use_ssl"] = false,
   ["monitoring.database"] = "luna_monitoring", ["monitoring.rp"] = "", ["monitoring.user"] = "",
@@ -75,13 +82,19 @@ local DEFAULTS = {
   ["scripts.dir"] = "scripts", ["scripts.timeout_ms"] = 50, ["scripts.memory_limit"] = 64 * 1024 * 1024,
   ["scripts.on_error"] = "pass", ["scripts.series"] = "{}", ["scripts.params"] = "{}",
   ["log.level"] = "info",
+  ["service"] = "", ["series"] = "{}", -- top-level keys
+  ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
+  ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
 }
-local TREES = { ["scripts.series"] = true, ["scripts.params"] = true }
+local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true }
+-- Keys stored in gw_config_t.access (after the sections, for layout).
+local ACCESS = { ["listen.tokens"] = "tokens", ["listen.tls_cert"] = "tls_cert", ["listen.tls_key"] = "tls_key",
+  ["monitoring.tls_verify"] = "tls_verify", ["monitoring.tls_ca"] = "tls_ca" }
 local KEYS = {}
 for k in pairs(DEFAULTS) do KEYS[#KEYS + 1] = k end
 table.sort(KEYS)
 
-local BOOLS = { ["monitoring.use_ssl"] = true, ["monitoring.gzip"] = true }
+local BOOLS = { ["monitoring.use_ssl"] = true, ["monitoring.gzip"] = true, ["monitoring.tls_verify"] = true }
 
 -- A loaded config as a flat Lua table keyed like the YAML: strings as Lua
 -- strings (a NULL pointer would raise here), numbers as numbers, bools as
@@ -90,9 +103,11 @@ local function flatten(cfg)
   local t = {}
   for _, key in ipairs(KEYS) do
     local section, name = key:match("^(%w+)%.(.+)$")
-    local v = cfg[section][name]
+    local v
+    if ACCESS[key] then v = cfg.access[ACCESS[key]]
+    elseif section then v = cfg[section][name] else v = cfg[key] end
     if TREES[key] then
-      v = v == nil and "{}" or "tree"
+      v = v == nil and DEFAULTS[key] or "tree"
     elseif type(v) == "cdata" and ffi.istype("char *", v) then
       assert(v ~= nil, key .. " is NULL")
       v = ffi.string(v)
@@ -161,7 +176,11 @@ describe("config/luagw.yaml as shipped", function()
     local cfg, err = load("config/luagw.yaml")
     assert(cfg, err)
     assert.are.equal("config/luagw.yaml", ffi.string(cfg.path))
-    assert.are.same(DEFAULTS, flatten(cfg))
+    local want = {}
+    for k, v in pairs(DEFAULTS) do want[k] = v end
+    -- The deployment's service, and the series declarations it includes.
+    want.service, want.series = "luna-sender", "tree"
+    assert.are.same(want, flatten(cfg))
   end)
 
   it("spells out every key, each once", function()
@@ -169,7 +188,10 @@ describe("config/luagw.yaml as shipped", function()
     for line in io.lines("config/luagw.yaml") do
       local s = line:match("^(%w+):%s*$")
       local k = line:match("^  (%w[%w_]*):")
+      local top = line:match("^(%w+):%s*[^%s#]")
       if s then section = s end
+      if top == "include" and line:match("series%.yaml") then seen.series = true
+      elseif top then seen[top] = true end
       if k then
         local key = section .. "." .. k
         assert.is_nil(seen[key], "twice: " .. key)
@@ -207,7 +229,7 @@ describe("defaults", function()
     local cfg = assert(load(write("")))
     for _, key in ipairs(KEYS) do
       local section, name = key:match("^(%w+)%.(.+)$")
-      local v = cfg[section][name]
+      local v = ACCESS[key] and cfg.access[ACCESS[key]] or section and cfg[section][name] or cfg[key]
       if ffi.istype("char *", v) then assert.is_true(v ~= nil, key) end
     end
     -- Two loads never share string storage.
@@ -225,6 +247,9 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
     assert.are.same({
       ["listen.address"] = "::1", ["listen.port"] = 9090, ["listen.threads"] = 8,
       ["listen.max_body_bytes"] = 512 * 1024, ["listen.connection_timeout"] = 120,
+      ["listen.max_connections"] = 300, ["listen.max_header_bytes"] = 16 * 1024, ["listen.max_points"] = 50000,
+      ["listen.max_line_bytes"] = 64 * 1024, ["listen.max_tags"] = 32, ["listen.max_fields"] = 64,
+      ["listen.max_key_bytes"] = 128, ["listen.max_value_bytes"] = 4 * 1024,
       ["monitoring.storage_type"] = "influx", ["monitoring.version"] = 2,
       ["monitoring.host"] = "influx.example.org", ["monitoring.port"] = 443, ["monitoring.use_ssl"] = true,
       ["monitoring.database"] = "", ["monitoring.rp"] = "autogen", ["monitoring.user"] = "reader",
@@ -239,6 +264,9 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["scripts.dir"] = "/etc/luagw/scripts", ["scripts.timeout_ms"] = 50,
       ["scripts.memory_limit"] = 64 * 1024 * 1024, ["scripts.on_error"] = "pass",
       ["scripts.series"] = "{}", ["scripts.params"] = "{}", ["log.level"] = "debug",
+      ["service"] = "", ["series"] = "{}",
+      ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
+      ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
     }, flatten(cfg))
   end)
 end)
@@ -471,12 +499,14 @@ describe("errors: file:line:column: key: what", function()
 
   it("an unknown key with nothing close lists the keys of its section", function()
     rejects("listen:\n  zzz: 1\n", "2:3", "listen.zzz",
-      "unknown key (expected one of: address, port, threads, max_body_bytes, connection_timeout)")
+      "unknown key (expected one of: address, port, threads, max_body_bytes, connection_timeout, "
+      .. "max_connections, max_header_bytes, max_points, max_line_bytes, max_tags, max_fields, "
+      .. "max_key_bytes, max_value_bytes, tokens, tls_cert, tls_key)")
   end)
 
   it("an unknown section, close or not", function()
     rejects("listn:\n  port: 1\n", "1:1", "listn", "unknown key (did you mean listen?)")
-    rejects("\n\nhttp:\n  port: 1\n", "3:1", "http", "unknown key (expected one of: listen, monitoring, spool, scripts, log)")
+    rejects("\n\nhttp:\n  port: 1\n", "3:1", "http", "unknown key (expected one of: listen, monitoring, spool, scripts, log, service, series, include)")
   end)
 
   it("a dotted key at the top level explains the nesting", function()
@@ -700,6 +730,10 @@ describe("gw_config_print_reference", function()
       local want = DEFAULTS[key]
       if want == "" then want = '""' end
       if key == "listen.max_body_bytes" then want = "16MiB" end
+      if key == "listen.max_header_bytes" then want = "128KiB" end
+      if key == "listen.max_line_bytes" then want = "1MiB" end
+      if key == "listen.max_key_bytes" then want = "1KiB" end
+      if key == "listen.max_value_bytes" then want = "64KiB" end
       if key == "scripts.memory_limit" then want = "64MiB" end
       if key == "spool.max_bytes" then want = "1GiB" end
       assert.are.equal(tostring(want), def, key)

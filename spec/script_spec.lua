@@ -653,3 +653,109 @@ describe("the debug transform", function()
     assert.equal(3, out.parse_error.at)
   end)
 end)
+
+describe("escape attempts (issue 7): luagw keeps serving, the point follows on_error", function()
+  -- Each case runs on the first point; the second point must still be
+  -- scripted, and so must a following request.
+  local function attempt(body, opts)
+    opts = opts or {}
+    local h = gw({ ["m.lua"] = ([[
+      return function(p)
+        if p.tags.evil then %s end
+        p.tags.ok = "yes"
+        return p
+      end]]):format(body) }, { timeout_ms = opts.timeout_ms or 100, memory_limit = opts.memory_limit,
+                               on_error = opts.on_error })
+    local t0 = socket.gettime()
+    local out = h:run_lines("m,evil=1 x=1 1\nm x=2 2")
+    assert.is_true(socket.gettime() - t0 < 10, "took too long")
+    assert.equal("yes", out.points[#out.points].tags.ok)
+    assert.equal("yes", h:run_lines("m x=3 3").points[1].tags.ok)
+    return out
+  end
+
+  local function failed(out, kind)
+    assert.equal(1, #out.errors)
+    if kind then assert.equal(kind, out.errors[1].kind) end
+    assert.equal(2, #out.points) -- on_error: pass, the point as it came in
+    assert.is_nil(out.points[1].tags.ok)
+    assert.equal("1", out.points[1].tags.evil)
+  end
+
+  it("deep (non-tail) recursion ends in a stack overflow error", function()
+    local out = attempt("local function f(n) return 1 + f(n + 1) end return f(1)")
+    failed(out, "error")
+    assert.matches("stack overflow", out.errors[1].message)
+  end)
+
+  it("a cyclic fan-out array (an array holding itself)", function()
+    failed(attempt("local t = { p } t[2] = t return t"))
+  end)
+
+  it("a cyclic tag or field table", function()
+    failed(attempt("p.tags.self = p.tags return p"))
+    failed(attempt("p.fields.self = p.fields return p"))
+    failed(attempt("p.fields = p return p"))
+  end)
+
+  it("an enormous returned point: 10000 tags and a 1 MB string field", function()
+    local out = attempt("for i = 1, 10000 do p.tags['t' .. i] = 'v' end p.fields.big = ('x'):rep(1e6) return p",
+      { timeout_ms = 2000 })
+    assert.equal(0, #out.errors)
+    assert.equal(1000000, #out.points[1].fields.big)
+  end)
+
+  it("metatables on the point, its tags and fields that loop or raise are not run by the engine", function()
+    -- The engine reads returned tables raw: a metamethod never runs outside the budget.
+    local out = attempt([[
+      setmetatable(p.fields, { __index = function() while true do end end,
+                               __newindex = function() error("no") end })
+      setmetatable(p.tags, { __index = function() error("boom") end })
+      setmetatable(p, { __index = function() while true do end end, __len = function() while true do end end })
+      p.tags.ok = "yes" return p]])
+    assert.equal(0, #out.errors)
+    assert.equal("yes", out.points[1].tags.ok)
+  end)
+
+  it("an error object whose __tostring loops or raises", function()
+    failed(attempt("error(setmetatable({}, { __tostring = function() while true do end end }))"))
+    failed(attempt("error(setmetatable({}, { __tostring = function() error('again') end }))"))
+  end)
+
+  it("a series or tag value that is a table with __tostring is still a bad value", function()
+    failed(attempt("p.series = setmetatable({}, { __tostring = function() return 'x' end }) return p"))
+    failed(attempt("p.tags.t = setmetatable({}, { __tostring = function() return 'x' end }) return p"))
+  end)
+
+  it("the string metatable cannot be reached or changed, not even through pcall or select", function()
+    local out = attempt([[
+      local mt = getmetatable("")
+      if mt ~= nil and type(mt) == "table" then pcall(function() mt.__index = { upper = function() return "pwned" end } end) end
+      pcall(setmetatable, "", {})
+      p.tags.u = ("x"):upper()
+      p.tags.ok = "yes" return p]])
+    assert.equal(0, #out.errors)
+    assert.equal("X", out.points[1].tags.u)
+  end)
+
+  it("no coroutine, string.dump, getfenv or collectgarbage behind the globals' backs", function()
+    local out = attempt([[
+      local found = {}
+      for _, lib in pairs({ _G, string, table, math, os, bit }) do
+        for k, v in pairs(lib) do
+          if k == "dump" or k == "getfenv" or k == "setfenv" or k == "collectgarbage" or k == "coroutine"
+             or k == "wrap" or k == "create" or k == "load" or k == "loadstring" then found[#found + 1] = k end
+        end
+      end
+      local ok = pcall(function() return ("").dump end)
+      p.tags.found = table.concat(found, ",")
+      p.tags.ok = "yes" return p]])
+    assert.equal(0, #out.errors)
+    assert.is_nil(out.points[1].tags.found) -- "" removes the tag: nothing found
+  end)
+
+  it("a huge allocation fails the call, not the process", function()
+    failed(attempt("local t = {} for i = 1, 1e8 do t[i] = i end", { memory_limit = "8MiB", timeout_ms = 5000 }),
+      "memory")
+  end)
+end)

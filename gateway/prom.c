@@ -1,0 +1,153 @@
+/* prom.c — Prometheus text format for GET /metrics.
+ *
+ * Everything read here is a relaxed atomic (metrics.h) or taken from the
+ * modules that own it (queue depth, spool, script errors); scraping takes no
+ * lock on the ingest path. Names follow Prometheus conventions: *_total for
+ * counters, base units (seconds, bytes). */
+#include "prom.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "metrics.h"
+#include "script.h"
+#include "spool.h"
+#include "version.h"
+
+static void put_label_value(gw_buf_t *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' || s[i] == '"')
+            gw_buf_printf(b, "\\%c", s[i]);
+        else if (s[i] == '\n')
+            gw_buf_printf(b, "\\n");
+        else
+            gw_buf_putc(b, s[i]);
+    }
+}
+
+static void head(gw_buf_t *b, const char *name, const char *type, const char *help)
+{
+    gw_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void scalar(gw_buf_t *b, const char *name, const char *type, const char *help, unsigned long long v)
+{
+    head(b, name, type, help);
+    gw_buf_printf(b, "%s %llu\n", name, v);
+}
+
+typedef struct {
+    gw_buf_t *b;
+    int k;             /* GW_S_* */
+    const char *name;
+    double scale;      /* 0: integer counter */
+} series_ctx_t;
+
+static void series_line(const gw_series_slot_t *s, void *ud)
+{
+    series_ctx_t *x = ud;
+    unsigned long long v = atomic_load_explicit(&s->v[x->k], memory_order_relaxed);
+
+    gw_buf_printf(x->b, "%s{series=\"", x->name);
+    put_label_value(x->b, s->name, s->len);
+    if (x->scale)
+        gw_buf_printf(x->b, "\"} %.9g\n", (double)v * x->scale);
+    else
+        gw_buf_printf(x->b, "\"} %llu\n", v);
+}
+
+static void hist(gw_buf_t *b, const char *name, const char *help, gw_hist_t *h)
+{
+    unsigned long long cum = 0;
+
+    head(b, name, "histogram", help);
+    for (int i = 0; i <= h->nbounds; i++) {
+        cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+        if (i < h->nbounds)
+            gw_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], cum);
+        else
+            gw_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    }
+    gw_buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name,
+                  (double)atomic_load_explicit(&h->sum_micro, memory_order_relaxed) / 1e6, name, cum);
+}
+
+/* Script failures per series and kind, from script.c's accounting. */
+static void script_errors(gw_buf_t *b)
+{
+    static const char *const kinds[] = {"errors", "timeouts", "memory"};
+    static const char *const labels[] = {"error", "timeout", "memory"};
+    char *text = gw_script_stats_json();
+    json_t *o = text ? json_loads(text, 0, NULL) : NULL, *series = json_object_get(o, "series"), *v;
+    const char *name;
+
+    free(text);
+    head(b, "luagw_script_errors_total", "counter",
+         "script calls that failed, per series and kind (error, timeout, memory)");
+    json_object_foreach(series, name, v) {
+        for (int k = 0; k < 3; k++) {
+            gw_buf_printf(b, "luagw_script_errors_total{series=\"");
+            put_label_value(b, name, strlen(name));
+            gw_buf_printf(b, "\",kind=\"%s\"} %lld\n", labels[k],
+                          (long long)json_integer_value(json_object_get(v, kinds[k])));
+        }
+    }
+    json_decref(o);
+}
+
+int gw_prom_render(gw_buf_t *b, gw_queue_t *q)
+{
+    static const struct {
+        int k;
+        const char *name, *help;
+        double scale;
+    } per_series[] = {
+        {GW_S_RECEIVED, "luagw_series_points_received_total", "points that reached the checks, after scripts", 0},
+        {GW_S_ACCEPTED, "luagw_series_points_accepted_total", "points queued for InfluxDB", 0},
+        {GW_S_REJECTED, "luagw_series_points_rejected_total", "points refused with a 400 (declaration, encoding)", 0},
+        {GW_S_WRITTEN, "luagw_series_points_written_total", "points InfluxDB stored (2xx)", 0},
+        {GW_S_DROPPED, "luagw_series_points_dropped_total", "points InfluxDB refused for good", 0},
+        {GW_S_SCRIPT_NS, "luagw_series_script_seconds_total",
+         "time spent in scripts; a request's script time is shared by its points", 1e-9},
+    };
+    gw_spool_t *sp = q ? gw_queue_spool(q) : NULL;
+
+    head(b, "luagw_build_info", "gauge", "version of this luagw");
+    gw_buf_printf(b, "luagw_build_info{version=\"%s\",influx_compat=\"%s\"} 1\n", GW_VERSION,
+                  GW_INFLUX_COMPAT_VERSION);
+    scalar(b, "luagw_requests_total", "counter", "ingest requests answered", GW_GET(requests));
+    scalar(b, "luagw_points_received_total", "counter", "points parsed or rejected by the parsers",
+           GW_GET(points_received));
+    scalar(b, "luagw_points_accepted_total", "counter", "points queued for InfluxDB", GW_GET(points_accepted));
+    scalar(b, "luagw_points_rejected_total", "counter", "bad points answered with 400", GW_GET(points_rejected));
+    scalar(b, "luagw_points_refused_total", "counter", "points of bodies refused by backpressure (503)",
+           GW_GET(points_refused));
+    scalar(b, "luagw_points_written_total", "counter", "points InfluxDB stored", GW_GET(points_written));
+    scalar(b, "luagw_points_dropped_total", "counter", "points InfluxDB refused for good", GW_GET(points_dropped));
+    scalar(b, "luagw_points_overflowed_total", "counter", "points dropped by overflow: drop_oldest",
+           GW_GET(points_overflowed));
+    scalar(b, "luagw_write_errors_total", "counter", "failed write attempts to InfluxDB (retried)",
+           GW_GET(write_errors));
+    for (size_t i = 0; i < sizeof(per_series) / sizeof(per_series[0]); i++) {
+        series_ctx_t x = {b, per_series[i].k, per_series[i].name, per_series[i].scale};
+        head(b, per_series[i].name, "counter", per_series[i].help);
+        gw_series_each(series_line, &x);
+    }
+    script_errors(b);
+    hist(b, "luagw_batch_points", "points per write request to InfluxDB", &gw_hist_batch_points);
+    hist(b, "luagw_write_duration_seconds", "duration of one write request to InfluxDB", &gw_hist_write_seconds);
+    head(b, "luagw_influx_responses_total", "counter",
+         "InfluxDB's answers to write requests by HTTP status (0: no answer)");
+    for (int s = 0; s < 600; s++) {
+        unsigned long long v = atomic_load_explicit(&gw_influx_status[s], memory_order_relaxed);
+        if (v)
+            gw_buf_printf(b, "luagw_influx_responses_total{code=\"%d\"} %llu\n", s, v);
+    }
+    scalar(b, "luagw_influx_up", "gauge", "1 while the last write attempt succeeded", GW_GET(healthy) != 0);
+    scalar(b, "luagw_buffer_points", "gauge", "points waiting for delivery", q ? gw_queue_points(q) : 0);
+    scalar(b, "luagw_spool_bytes", "gauge", "bytes of the spool on disk (0 without a spool)",
+           sp ? gw_spool_bytes(sp) : 0);
+    return b->data ? 0 : -ENOMEM;
+}

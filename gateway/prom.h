@@ -1,0 +1,13 @@
+/* prom.h — GET /metrics: the counters of metrics.h, the queue and the
+ * scripts in Prometheus text exposition format 0.0.4. */
+#ifndef GW_PROM_H
+#define GW_PROM_H
+
+#include "batch.h"
+#include "buf.h"
+
+/* Append the whole exposition to out. q (borrowed) gives buffer depth and
+ * spool bytes; may be NULL. Returns 0, or -ENOMEM. */
+int gw_prom_render(gw_buf_t *out, gw_queue_t *q);
+
+#endif
