@@ -1,0 +1,214 @@
+-- Limits that hold against hostile clients and bodies (issue 7,
+-- docs/hardening.md): the listen.max_* keys of gateway/config.c, enforced in
+-- gateway/pipeline.c (bodies, points) and gateway/http.c (connections,
+-- headers, timeouts). The real binary, no InfluxDB behind it: accepted
+-- points only wait in the buffer.
+local cjson = require("cjson")
+local socket = require("socket")
+local http = require("support.http")
+local luagw = require("support.luagw")
+local proc = require("support.proc")
+
+local function start(listen)
+  -- shutdown_timeout 0: nothing is behind it, so do not try to flush at exit
+  return luagw.start { config = { listen = listen, log = { level = "error" },
+                                  monitoring = { shutdown_timeout = 0 } } }
+end
+
+local function err_of(body)
+  local ok, t = pcall(cjson.decode, body or "")
+  return ok and type(t) == "table" and t.error or tostring(body)
+end
+
+-- A raw TCP connection to the gateway.
+local function connect(gw)
+  local c = assert(socket.tcp())
+  c:settimeout(2)
+  assert(c:connect("127.0.0.1", gw.port))
+  return c
+end
+
+-- True when the server has closed c (within timeout seconds).
+local function closed_by_server(c, timeout)
+  c:settimeout(timeout)
+  local _, err, partial = c:receive("*a")
+  return err == "closed" or (err == nil) or (partial ~= nil and err == "closed")
+end
+
+describe("limits on bodies", function()
+  local gw
+  lazy_setup(function()
+    gw = start { max_points = 3, max_line_bytes = 1024, max_tags = 2, max_fields = 2,
+                 max_key_bytes = 64, max_value_bytes = 64 }
+  end)
+  lazy_teardown(function() if gw then gw:destroy() end end)
+
+  it("listen.max_points: a body with more points gets 413 and nothing of it is taken", function()
+    assert.equal(204, (gw:post("/write", "m v=1\nm v=2\nm v=3\n")))
+    local st, body = gw:post("/write", "m v=1\nm v=2\nm v=3\nm v=4\n")
+    assert.equal(413, st)
+    assert.matches("4 points, more than listen.max_points %(3%)", err_of(body))
+    st, body = gw:post("/v1/points", cjson.encode {
+      { series = "m", fields = { v = 1 } }, { series = "m", fields = { v = 2 } },
+      { series = "m", fields = { v = 3 } }, { series = "m", fields = { v = 4 } } })
+    assert.equal(413, st)
+    assert.matches("listen.max_points", err_of(body))
+    local _, h = gw:get("/health")
+    assert.equal(3, cjson.decode(h).buffer.points)
+  end)
+
+  it("listen.max_line_bytes: a body with a longer line gets 413, naming the line", function()
+    local long = "m s=\"" .. ("x"):rep(1100) .. "\""
+    local st, body = gw:post("/write", "m v=1\n" .. long .. "\n")
+    assert.equal(413, st)
+    assert.matches("line 2: longer than listen.max_line_bytes %(1024%)", err_of(body))
+    assert.equal(204, (gw:post("/write", ("m v=1\n"):rep(3))))
+  end)
+
+  it("listen.max_tags and max_fields: such a point is rejected, the others go on", function()
+    local st, body = gw:post("/write", "m,a=1,b=2 v=1\nm,a=1,b=2,c=3 v=1\n")
+    assert.equal(400, st)
+    local r = cjson.decode(body)
+    assert.equal(1, r.accepted)
+    assert.equal(1, r.rejected)
+    assert.matches("line 2: 3 tags, more than listen.max_tags %(2%)", r.error)
+    st, body = gw:post("/write", "m a=1,b=2,c=3\n")
+    assert.equal(400, st)
+    assert.matches("3 fields, more than listen.max_fields %(2%)", err_of(body))
+    st, body = gw:post("/v1/points", cjson.encode { series = "m", tags = { a = "1", b = "2", c = "3" },
+      fields = { v = 1 } })
+    assert.equal(400, st)
+    assert.matches("listen.max_tags", err_of(body))
+  end)
+
+  it("listen.max_key_bytes and max_value_bytes: such a point is rejected", function()
+    local k65, v65 = ("k"):rep(65), ("v"):rep(65)
+    local cases = {
+      { k65 .. " v=1", "series name of 65 bytes, longer than listen.max_key_bytes %(64%)" },
+      { "m," .. k65 .. "=1 v=1", "tag key of 65 bytes" },
+      { "m " .. k65 .. "=1", "field key of 65 bytes" },
+      { "m,t=" .. v65 .. " v=1", "tag value of 65 bytes, longer than listen.max_value_bytes %(64%)" },
+      { "m s=\"" .. v65 .. "\"", "string field value of 65 bytes" },
+    }
+    for _, c in ipairs(cases) do
+      local st, body = gw:post("/write", c[1])
+      assert.equal(400, st, c[1])
+      assert.matches(c[2], err_of(body))
+    end
+    assert.equal(204, (gw:post("/write", ("k"):rep(64) .. ",t=" .. ("v"):rep(64) .. " s=\"" .. ("v"):rep(64) .. "\"")))
+  end)
+end)
+
+describe("cost of many tags or fields", function()
+  -- Duplicate checks and the encoder's tag sort were pairwise: a line of
+  -- 50,000 tags took 4 s of a worker (10^9 key comparisons), a 16 MiB body
+  -- hours. Now they sort beyond a few dozen keys.
+  local function many(prefix, n, sep, fmt)
+    local t = {}
+    for i = 1, n do t[i] = fmt:format(i) end
+    return prefix .. table.concat(t, sep)
+  end
+
+  it("a line protocol line of 50,000 tags or fields is refused quickly", function()
+    local gw = start { max_tags = 65535, max_fields = 65535 }
+    finally(function() gw:destroy() end)
+    for _, body in ipairs {
+      many("m,", 50000, ",", "t%d=v") .. " v=1",
+      many("m ", 50000, ",", "f%d=1"),
+      many("m,", 50000, ",", "t%d=v") .. ",t1=v v=1", -- a duplicate among many
+    } do
+      local t0 = socket.gettime()
+      local st = gw:post("/write", body, nil, 30)
+      assert.is_true(st == 204 or st == 400, tostring(st))
+      assert.is_true(socket.gettime() - t0 < 1.5, ("took %.2f s"):format(socket.gettime() - t0))
+    end
+    local st, body = gw:post("/write", many("m,", 100, ",", "t%d=v") .. ",t7=v v=1")
+    assert.equal(400, st)
+    assert.matches('duplicate tag "t7"', err_of(body))
+    st, body = gw:post("/write", many("m ", 100, ",", "f%d=1") .. ",f7=2")
+    assert.equal(400, st)
+    assert.matches('duplicate field "f7"', err_of(body))
+  end)
+
+  it("the encoder sorts 100,000 tags (a JSON body through /v1/debug/transform) quickly", function()
+    local harness = require("luagw.harness")
+    local h = assert(harness.new { dir = "/nonexistent" })
+    finally(function() h:close() end)
+    local body = '{"series":"m",' .. many('"tags":{', 100000, ",", '"t%d":"v"') .. '},'
+      .. many('"fields":{', 100000, ",", '"f%d":1') .. "}}"
+    local t0 = socket.gettime()
+    local doc = h:run_json(body)
+    assert.is_true(socket.gettime() - t0 < 3, ("took %.2f s"):format(socket.gettime() - t0))
+    assert.equal(1, #doc.points)
+  end)
+end)
+
+describe("limits on clients", function()
+  it("listen.max_connections: a connection beyond it is closed at once; a freed slot serves again", function()
+    local gw = start { threads = 1, max_connections = 2 }
+    finally(function() gw:destroy() end)
+    local a, b = connect(gw), connect(gw)
+    socket.sleep(0.2)
+    local c = connect(gw) -- the kernel accepts; luagw closes it
+    assert.is_true(closed_by_server(c, 2))
+    c:close()
+    -- a and b still work
+    a:send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+    a:settimeout(2)
+    assert.matches("^HTTP/1.1 204", a:receive("*l"))
+    a:close()
+    b:close()
+    socket.sleep(0.2)
+    assert.equal(204, (gw:post("/write", "m v=1")))
+  end)
+
+  it("listen.max_header_bytes: headers that do not fit are refused; the gateway serves on", function()
+    local gw = start { threads = 1, max_header_bytes = 8192 }
+    finally(function() gw:destroy() end)
+    local st = gw:post("/write", "m v=1", { ["X-Padding"] = ("p"):rep(16 * 1024) })
+    -- libmicrohttpd answers 431 (older versions 413) or drops the connection
+    assert.is_true(st == nil or st == 431 or st == 413, tostring(st))
+    assert.equal(204, (gw:post("/write", "m v=1", { ["X-Padding"] = ("p"):rep(2 * 1024) })))
+  end)
+
+  it("slowloris: clients that trickle headers hold no worker, and idle ones are closed after connection_timeout", function()
+    local gw = start { threads = 1, connection_timeout = 1 }
+    finally(function() gw:destroy() end)
+    local slow = {}
+    for i = 1, 20 do
+      slow[i] = connect(gw)
+      slow[i]:send("POST /write HTTP/1.1\r\nHost: x\r\n")
+    end
+    -- While they trickle (a header byte each, every 0.1 s), the single worker
+    -- answers everybody else at once.
+    local t0 = proc.now()
+    for round = 1, 10 do
+      for _, c in ipairs(slow) do c:send("X") end
+      local s0 = proc.now()
+      assert.equal(204, (gw:post("/write", "m v=" .. round, nil, 2)))
+      assert.is_true(proc.now() - s0 < 0.5, "a request waited behind the trickling clients")
+      socket.sleep(0.1)
+    end
+    assert.is_true(proc.now() - t0 < 6)
+    -- A connection that goes quiet mid-header is closed after the timeout.
+    local idle = connect(gw)
+    idle:send("POST /write HTTP/1.1\r\nHo")
+    local i0 = proc.now()
+    assert.is_true(closed_by_server(idle, 5))
+    assert.is_true(proc.now() - i0 < 4)
+    for _, c in ipairs(slow) do c:close() end
+    idle:close()
+  end)
+
+  it("a gzip bomb gets 413: the inflated size is bounded by listen.max_body_bytes", function()
+    local gw = start { max_body_bytes = 1024 * 1024 }
+    finally(function() gw:destroy() end)
+    local bomb = http.gzip(("m v=1\n"):rep(8 * 1024 * 1024 / 6)) -- 8 MiB inflated
+    assert.is_true(#bomb < 64 * 1024)
+    local st, body = gw:post("/write", bomb, { ["Content-Encoding"] = "gzip" })
+    assert.equal(413, st)
+    assert.matches("after gzip inflation", err_of(body))
+    assert.is_true(gw:running())
+    assert.equal(204, (gw:post("/write", http.gzip("m v=1\n"), { ["Content-Encoding"] = "gzip" })))
+  end)
+end)
