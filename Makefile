@@ -4,7 +4,7 @@ CC       ?= cc
 PREFIX   ?= /usr/local
 OPT      ?= -O2 -g
 WARN     ?= -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
-PKGS     := luajit libmicrohttpd libcurl yaml-0.1 jansson zlib
+PKGS     := luajit libmicrohttpd libcurl yaml-0.1 jansson yajl zlib
 CFLAGS   ?= $(OPT)
 CFLAGS   += $(WARN) -std=gnu11 -fPIC -pthread -MMD -MP -D_GNU_SOURCE
 CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -15,7 +15,7 @@ CONFIG   ?= config/luagw.yaml
 
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS := build-essential pkg-config libluajit-5.1-dev luajit libmicrohttpd-dev \
-            libcurl4-openssl-dev libyaml-dev libjansson-dev zlib1g-dev \
+            libcurl4-openssl-dev libyaml-dev libjansson-dev libyajl-dev zlib1g-dev \
             lua-busted lua-socket lua-cjson influxdb curl ca-certificates \
             python3-influxdb openssl man-db clang libclang-rt-14-dev
 
@@ -47,7 +47,7 @@ gateway/%_lua.o: gateway/%.lua
 # and the specs that drive the binary (many clients, reloads) run against it;
 # any report fails (docs/hardening.md).
 TSAN_DIR   ?= build/tsan
-TSAN_FLAGS ?= -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DGW_JSON_REGION_MAX=0
+TSAN_FLAGS ?= -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 TSAN_OBJ   := $(patsubst gateway/%.c,$(TSAN_DIR)/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
 TSAN_LOGS  := $(CURDIR)/$(TSAN_DIR)/logs
 TSAN_SPECS ?= spec/concurrency_spec.lua spec/e2e_spec.lua spec/e2e_scripts_spec.lua \
@@ -77,7 +77,7 @@ test-tsan: deps
 FUZZ_DIR     ?= build/fuzz
 FUZZ_CC      ?= clang
 FUZZ_FLAGS   ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-                -fno-omit-frame-pointer -DGW_JSON_REGION_MAX=0
+                -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := lineproto json config script
 FUZZ_OBJ     := $(patsubst gateway/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
@@ -133,13 +133,12 @@ test: deps
 check: test
 
 # AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer) build, apart
-# from the normal one: build/asan/luagw and build/asan/libluagw.so. jansson's
-# bump region is off (-DGW_JSON_REGION_MAX=0) so every allocation is checked.
+# from the normal one: build/asan/luagw and build/asan/libluagw.so.
 # `make test-asan` runs every spec against it; any sanitizer report fails it
 # (docs/hardening.md).
 ASAN_DIR   ?= build/asan
 ASAN_CC    ?= clang
-ASAN_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -DGW_JSON_REGION_MAX=0
+ASAN_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 ASAN_OBJ   := $(patsubst gateway/%.c,$(ASAN_DIR)/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
 ASAN_LOGS  := $(CURDIR)/$(ASAN_DIR)/logs
 

@@ -1,177 +1,57 @@
-/* json.c — JSON ingest for POST /v1/points with jansson, see json.h.
+/* json.c — JSON ingest for POST /v1/points with YAJL, see json.h.
  *
- * Why jansson and not cJSON: jansson keeps integers as int64 and tells 1 from
- * 1.0 by syntax, which Influx field types need; cJSON only has doubles. The
- * measurements are in bench/json_choice.md.
+ * YAJL is a streaming (SAX) parser: it hands us each token as it reads it
+ * and builds no tree. We build the gw_point_t of each array element directly
+ * in the arena as its events arrive. Numbers come as their JSON text
+ * (yajl_number), so integer vs float is decided by syntax, int64 and uint64
+ * are exact, and integers beyond int64 need no second pass. Strings come as
+ * (pointer, length) slices, either into the body or into YAJL's unescape
+ * buffer; everything a point keeps is copied into the arena.
  *
- * jansson has two gaps we work around here:
- *  - an integer beyond int64 fails the whole document ("too big integer"),
- *    while we want it as an unsigned field (or one rejected point). On that
- *    error only, the body is copied with every such integer replaced by a
- *    placeholder string of the same length and parsed again (see bigint_*).
- *  - it keeps no number text, so a fractional time is a double: we round it
- *    to the microsecond, which the double always holds exactly for the next
- *    two centuries (RFC 3339 strings keep nanoseconds).
- * And one cost: ~35 malloc/free pairs per point. A per-thread region takes
- * them during a parse (see region_*), which saves about a fifth. */
+ * Why YAJL and not a DOM parser: jansson spent about 87% of a JSON ingest
+ * building and freeing its DOM (bench/json_choice.md has the history).
+ *
+ * The rules are jansson's, which this file used before, kept exactly:
+ *  - YAJL is looser than jansson in a few places, and we close each gap
+ *    ourselves: overlong or surrogate UTF-8, \v and \f as white space, and
+ *    raw control characters (check_bytes, one pass over the body); \u0000
+ *    and lone surrogate escapes (check_escapes); duplicate keys (a small
+ *    per-object key list); real numbers that overflow a double; nesting
+ *    deeper than jansson's 2048.
+ *  - A body that is not JSON is rejected as a whole, as before: points
+ *    already built are dropped and per-point errors are forgotten. Its
+ *    message is jansson's own (line, column and text), so on this cold
+ *    path only the body is handed to jansson to describe the error
+ *    (see body_error).
+ *  - Time as a number keeps its microseconds exactly and rounds what lies
+ *    beyond, as before.
+ * One difference, on purpose: jansson skips a raw NUL byte that directly
+ * follows a number, true, false or null (a quirk of its lexer's pushback);
+ * here any raw NUL is a body error, as it is anywhere else in jansson. */
 #include "json.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
-/* Duplicate keys are a body error: jansson would otherwise keep the last one
- * silently, and a point that loses a field without a word is worse than a
- * rejected body. DECODE_ANY lets us name a top-level scalar ourselves. */
+/* What jansson flags we describe body errors with. Duplicate keys are a body
+ * error: a point that loses a field without a word is worse than a rejected
+ * body. */
 #define LOAD_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
+
+/* jansson's JSON_PARSER_MAX_DEPTH: the top-level value is at depth 1. */
+#define MAX_DEPTH 2048
 
 #define KEY_SHOW 64 /* bytes of a key or value quoted in an error message */
 
 #define NS_PER_SEC 1000000000LL
-
-typedef struct {
-    gw_arena_t *a;       /* borrowed */
-    gw_result_t *res;    /* borrowed */
-    const gw_str_t *big; /* borrowed: texts of integers beyond int64, by placeholder index */
-    size_t nbig;
-    uint32_t index;      /* of the point being parsed */
-    int64_t now_ns;
-} parse_t;
-
-/* ---- jansson's allocator --------------------------------------------------
- *
- * json_set_alloc_funcs is process-wide, so these functions serve every
- * jansson user on every thread (influx.c reads error bodies, others may build
- * responses). Outside gw_json_parse a thread's region is inactive and they
- * are the previous functions (malloc/free). During a parse, allocations come
- * from the thread's region, and free() of a region pointer is a no-op: the
- * whole region is reused by the next parse. A DOM made in a parse is freed
- * before gw_json_parse returns, so a region pointer never reaches another
- * thread or outlives its region. Anything that does not fit goes to malloc,
- * and a region only grows to GW_JSON_REGION_MAX, so a huge body costs malloc
- * calls, not pinned memory. */
-
-#define REGION_MIN ((size_t)256 << 10)
-/* The most a thread's region grows to: ~2,500 points of 180 bytes. 0 turns
- * regions off, so that a leak checker sees every DOM node. */
-#ifndef GW_JSON_REGION_MAX
-#define GW_JSON_REGION_MAX ((size_t)4 << 20)
-#endif
-
-static __thread struct {
-    char *base;  /* owned; freed at thread exit by region_key's destructor */
-    size_t size;
-    size_t used;
-    size_t want; /* bytes the last parse asked for, region or not */
-    int active;  /* inside gw_json_parse on this thread */
-} region;
-
-static json_malloc_t prev_malloc; /* what was installed before us */
-static json_free_t prev_free;
-static pthread_key_t region_key;
-static int region_key_ok;
-
-static void *region_malloc(size_t n)
-{
-    size_t need = (n + 15) & ~(size_t)15; /* jansson stores doubles and size_t */
-
-    if (region.active) {
-        region.want += need;
-        if (need >= n && need <= region.size - region.used) {
-            void *p = region.base + region.used;
-            region.used += need;
-            return p;
-        }
-    }
-    return prev_malloc(n);
-}
-
-static void region_free(void *p)
-{
-    /* Unsigned: one compare tells whether p lies in [base, base + size). */
-    if ((uintptr_t)p - (uintptr_t)region.base < region.size)
-        return;
-    prev_free(p);
-}
-
-static void region_destroy(void *base)
-{
-    free(base);
-    region.base = NULL; /* later frees on this thread must not match it */
-    region.size = 0;
-}
-
-/* Installed at load time, before any thread can be inside jansson: the two
- * function pointers are plain globals in jansson. */
-__attribute__((constructor)) static void region_install(void)
-{
-    json_get_alloc_funcs(&prev_malloc, &prev_free);
-    region_key_ok = pthread_key_create(&region_key, region_destroy) == 0;
-    json_set_alloc_funcs(region_malloc, region_free);
-}
-
-/* At exit, give back the exiting thread's region too (key destructors run
- * only for other threads), so leak checkers see nothing left. The alloc
- * functions stay: another thread may still be inside jansson. */
-__attribute__((destructor)) static void region_release(void)
-{
-    if (region.active)
-        return;
-    if (region_key_ok)
-        pthread_setspecific(region_key, NULL); /* or a thread exit frees it again */
-    region_destroy(region.base);
-}
-
-/* Start a parse: size the region for what the last one wanted (no DOM from
- * it is alive now, so the old region may go). Failing to grow is fine: the
- * parse then uses malloc. */
-static void region_begin(void)
-{
-    size_t size = REGION_MIN;
-
-    while (size < region.want && size * 2 <= GW_JSON_REGION_MAX)
-        size *= 2;
-    if (size > GW_JSON_REGION_MAX)
-        size = GW_JSON_REGION_MAX;
-    if (size > region.size && region_key_ok) {
-        char *b = malloc(size);
-        if (b && pthread_setspecific(region_key, b) == 0) {
-            free(region.base);
-            region.base = b;
-            region.size = size;
-        } else {
-            free(b);
-        }
-    }
-    region.used = 0;
-    region.want = 0;
-    region.active = 1;
-}
-
-static void region_end(void)
-{
-    region.active = 0;
-}
-
-/* Reject the current point. Returns 1, what the per-point helpers return for
- * "rejected, keep going". */
-__attribute__((format(printf, 2, 3))) static int reject(parse_t *ps, const char *fmt, ...)
-{
-    char msg[sizeof(ps->res->err_msg)];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    gw_result_reject(ps->res, GW_WHERE_INDEX, ps->index, "%s", msg);
-    return 1;
-}
 
 static int show(size_t n)
 {
@@ -183,56 +63,7 @@ static int is_time_key(const char *k, size_t n)
     return n == 4 && memcmp(k, "time", 4) == 0;
 }
 
-static int dup_str(parse_t *ps, const char *p, size_t n, gw_str_t *out)
-{
-    char *d = gw_arena_dup(ps->a, p, n);
-    if (!d)
-        return -ENOMEM;
-    out->p = d;
-    out->n = n;
-    return 0;
-}
-
-/* ---- integers beyond int64 ---------------------------------------------- */
-
-/* A placeholder is a string "\u0000<index>": user strings cannot hold NUL
- * (we refuse \u0000 in bodies that take this path), so it cannot collide. */
-static const gw_str_t *bigint_of(const parse_t *ps, const json_t *v)
-{
-    const char *s;
-    size_t n, k = 0;
-
-    if (!ps->nbig || !json_is_string(v))
-        return NULL;
-    s = json_string_value(v);
-    n = json_string_length(v);
-    if (n < 2 || s[0] != '\0')
-        return NULL;
-    for (size_t i = 1; i < n; i++)
-        k = k * 10 + (size_t)(s[i] - '0');
-    return k < ps->nbig ? &ps->big[k] : NULL;
-}
-
-/* "null is not a field value", "an object is not a tag value"... */
-static const char *what(const parse_t *ps, const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return bigint_of(ps, v) ? "a number" : "a string";
-    case JSON_INTEGER:
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
+/* ---- integer texts and positions (also for body errors) ----------------- */
 
 /* Is t exactly a JSON integer token, -?(0|[1-9][0-9]*)? */
 static int is_int_token(const char *t, size_t n)
@@ -502,45 +333,7 @@ static int real_to_ns(double t, int64_t *ns)
 /* What time values int64 nanoseconds can hold, for messages. */
 #define TIME_RANGE "out of range (int64 nanoseconds: 1677-09-21 to 2262-04-11)"
 
-static int parse_time(parse_t *ps, const json_t *v, int64_t *ns)
-{
-    const gw_str_t *big;
-    const char *s, *why;
-    char num[32];
-    size_t n;
-    int rc;
-
-    switch (json_typeof(v)) {
-    case JSON_INTEGER:
-        if (!__builtin_mul_overflow(json_integer_value(v), NS_PER_SEC, ns))
-            return 0;
-        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return reject(ps, "time: %s is " TIME_RANGE, num);
-    case JSON_REAL:
-        if (!real_to_ns(json_real_value(v), ns))
-            return 0;
-        snprintf(num, sizeof(num), "%.17g", json_real_value(v));
-        return reject(ps, "time: %s is " TIME_RANGE, num);
-    case JSON_STRING:
-        if ((big = bigint_of(ps, v)))
-            return reject(ps, "time: %.*s is " TIME_RANGE, show(big->n), big->p);
-        s = json_string_value(v);
-        n = json_string_length(v);
-        rc = rfc3339_to_ns(s, n, ns, &why);
-        if (rc == -2)
-            return reject(ps, "time: \"%.*s\" is " TIME_RANGE, show(n), s);
-        if (rc)
-            return reject(ps, "time: \"%.*s\" is not an RFC 3339 time: %s", show(n), s, why);
-        return 0;
-    case JSON_NULL:
-        return reject(ps, "time: null is not a time (leave the key out for the time of receipt)");
-    default:
-        return reject(ps, "time: %s is not a time (Unix seconds or an RFC 3339 string)",
-                      what(ps, v));
-    }
-}
-
-/* ---- tags and fields ---------------------------------------------------- */
+/* ---- number texts ------------------------------------------------------- */
 
 /* The shortest text that reads back as the same double: 1.5 -> "1.5",
  * 0.1 -> "0.1" (not "0.10000000000000001"), 1e3 -> "1000". */
@@ -555,196 +348,989 @@ static size_t real_text(double d, char *buf, size_t size)
     return (size_t)n;
 }
 
-static int parse_tags(parse_t *ps, json_t *obj, gw_point_t *pt)
+/* ---- the parse state ---------------------------------------------------- */
+
+/* What the innermost open value is, as a frame on our stack. */
+enum {
+    F_TOP = 0, /* before the top-level value (fr[0], always there) */
+    F_ARRAY,   /* the top-level array: each element is a point */
+    F_POINT,   /* a point object */
+    F_TAGS,    /* a point's "tags" object */
+    F_FIELDS,  /* a point's "fields" object */
+    F_SKIP,    /* any other object or array: read, checked, dropped */
+};
+
+/* Which key of a point the next value belongs to. */
+enum { K_NONE = 0, K_SERIES, K_TIME, K_TAGS, K_FIELDS };
+
+/* Kinds of JSON value, for dispatch and for "null is not a ..." messages. */
+enum { V_NULL = 0, V_BOOL, V_NUM, V_STR, V_MAP, V_ARR };
+
+typedef struct {
+    uint8_t kind;   /* F_* */
+    uint8_t is_map; /* an object: keys[kbase..nkeys) are its keys so far */
+    uint32_t kbase;
+} frame_t;
+
+/* A number token, classified. */
+typedef struct {
+    const char *t; /* borrowed: the JSON text */
+    size_t n;
+    int is_int;    /* no fraction or exponent */
+    int big;       /* an integer beyond int64: only t is meaningful */
+    int64_t i;     /* is_int && !big */
+    double d;      /* !is_int, once !pending */
+    int pending;   /* d is still to be read (see real_of) */
+} num_t;
+
+/* A growable array of fixed-size items, malloc'd, freed by the parse. */
+typedef struct {
+    void *v; /* owned */
+    uint32_t n;
+    uint32_t cap;
+} vec_t;
+
+typedef struct {
+    const char *body; /* borrowed */
+    size_t len;
+    yajl_handle h;    /* borrowed */
+    gw_arena_t *a;    /* borrowed */
+    gw_result_t *res; /* borrowed */
+    gw_points_t *out; /* borrowed */
+    int64_t now_ns;
+
+    vec_t fr;     /* frame_t: open values, fr[0] is F_TOP */
+    vec_t keys;   /* gw_str_t: keys of the open objects (borrow body or arena) */
+    vec_t tags;   /* gw_tag_t: the current point's tags so far */
+    vec_t fields; /* gw_field_t: the current point's fields so far */
+
+    gw_point_t pt;    /* the point being built */
+    int rejected;     /* pt is rejected: read the rest of it, keep nothing */
+    int has_series;
+    int has_time;
+    int pkey;         /* K_*: the point key whose value comes next */
+    gw_str_t key;     /* the tag or field key whose value comes next */
+    uint32_t index;   /* of the point being parsed */
+    uint32_t nelem;   /* elements of the top-level array seen */
+    int top;          /* V_*: kind of a top-level scalar, -1 when none */
+    size_t end_at;    /* offset just past the top-level value */
+
+    uint32_t *kset;   /* owned: hash index of the keys of big objects (see key_seen) */
+    uint32_t kset_cap;
+    uint32_t kset_used;
+
+    char *slab;       /* borrowed (arena): where the next string goes */
+    char *slab_end;
+    char *big_slab;   /* borrowed (arena): the last string too big for slabs */
+
+    int err;          /* -ENOMEM, or 1: a body error, described later */
+    const char *why;  /* our own words for it (if jansson has none) */
+    size_t why_at;    /* and its byte offset */
+} parse_t;
+
+static __attribute__((noinline)) int vec_grow(vec_t *v, size_t size)
 {
-    const char *k;
-    size_t klen;
-    json_t *v;
+    uint32_t cap = v->cap ? v->cap * 2 : 16;
+    void *nv = realloc(v->v, (size_t)cap * size);
 
-    if (json_is_null(obj))
-        return 0; /* what Go and others write for an empty map */
-    if (!json_is_object(obj))
-        return reject(ps, "tags: %s is not an object of tags", what(ps, obj));
-    if (json_object_size(obj) == 0)
-        return 0;
-    pt->tags = gw_arena_alloc(ps->a, json_object_size(obj) * sizeof(*pt->tags));
-    if (!pt->tags)
+    if (!nv)
         return -ENOMEM;
-    json_object_keylen_foreach(obj, k, klen, v) {
-        gw_tag_t *t = &pt->tags[pt->ntags];
-        const gw_str_t *big;
-        char num[32];
-        gw_str_t val;
+    v->v = nv;
+    v->cap = cap;
+    return 0;
+}
 
-        if (is_time_key(k, klen))
-            return reject(ps, "tags.time: InfluxDB cannot store a tag named time");
-        switch (json_typeof(v)) {
-        case JSON_STRING:
-            if ((big = bigint_of(ps, v))) {
-                val = *big; /* the JSON text, as for any number */
-                break;
-            }
-            val = (gw_str_t){json_string_value(v), json_string_length(v)};
-            break;
-        case JSON_INTEGER:
-            val = (gw_str_t){num, (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-                                                   json_integer_value(v))};
-            break;
-        case JSON_REAL:
-            val = (gw_str_t){num, real_text(json_real_value(v), num, sizeof(num))};
-            break;
-        case JSON_TRUE:
-            val = GW_STR_LIT("true");
-            break;
-        case JSON_FALSE:
-            val = GW_STR_LIT("false");
-            break;
-        default:
-            return reject(ps, "tags.%.*s: %s is not a tag value (string, number or boolean)",
-                          show(klen), k, what(ps, v));
-        }
-        /* Influx has no empty tag values: "" means the tag is absent. */
-        if (val.n == 0)
-            continue;
-        if (dup_str(ps, k, klen, &t->key) || dup_str(ps, val.p, val.n, &t->val))
-            return -ENOMEM;
-        pt->ntags++;
+static inline void *vec_push(vec_t *v, size_t size)
+{
+    if (v->n == v->cap && vec_grow(v, size))
+        return NULL;
+    return (char *)v->v + (size_t)v->n++ * size;
+}
+
+#define FRAME(ps) (&((frame_t *)(ps)->fr.v)[(ps)->fr.n - 1])
+
+/* Stop the parse: the body is not (jansson's) JSON. Returns 0, what a YAJL
+ * callback returns to cancel. */
+static int body_bad(parse_t *ps, const char *why)
+{
+    if (!ps->err) {
+        ps->err = 1;
+        ps->why = why;
+        ps->why_at = yajl_get_bytes_consumed(ps->h);
     }
     return 0;
 }
 
-static int parse_fields(parse_t *ps, json_t *obj, gw_point_t *pt)
+static int no_memory(parse_t *ps)
 {
-    const char *k;
-    size_t klen;
-    json_t *v;
+    ps->err = -ENOMEM;
+    return 0;
+}
 
-    if (json_is_null(obj))
-        return 0;
-    if (!json_is_object(obj))
-        return reject(ps, "fields: %s is not an object of fields", what(ps, obj));
-    if (json_object_size(obj) == 0)
-        return 0; /* no fields is for a later stage (or a script) to judge */
-    pt->fields = gw_arena_alloc(ps->a, json_object_size(obj) * sizeof(*pt->fields));
-    if (!pt->fields)
+/* Reject the current point (once) and read on. Returns 1, the YAJL callback
+ * return for "go on". */
+__attribute__((format(printf, 2, 3))) static int reject(parse_t *ps, const char *fmt, ...)
+{
+    char msg[sizeof(ps->res->err_msg)];
+    va_list ap;
+
+    ps->rejected = 1;
+    if (!gw_result_wants_msg(ps->res, ps->index)) {
+        gw_result_reject(ps->res, GW_WHERE_INDEX, ps->index, "%s", "");
+        return 1;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    gw_result_reject(ps->res, GW_WHERE_INDEX, ps->index, "%s", msg);
+    return 1;
+}
+
+/* "null is not a field value", "an object is not a tag value"... */
+static const char *what(int kind)
+{
+    static const char *const names[] = {"null", "a boolean", "a number", "a string",
+                                        "an object", "an array"};
+    return names[kind];
+}
+
+static int in_body(const parse_t *ps, const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)ps->body < ps->len;
+}
+
+/* Copy a string into the arena. Strings need no alignment, so they are
+ * packed into slabs taken from the arena, a bump of their own: one arena
+ * call per STR_SLAB bytes instead of one per string. */
+#define STR_SLAB 4096
+
+static __attribute__((noinline)) int new_slab(parse_t *ps, size_t n)
+{
+    size_t size = n > STR_SLAB / 4 ? n : STR_SLAB; /* a big string gets its own */
+    char *p = gw_arena_alloc(ps->a, size);
+
+    if (!p)
         return -ENOMEM;
-    json_object_keylen_foreach(obj, k, klen, v) {
-        gw_field_t *f = &pt->fields[pt->nfields];
-        const gw_str_t *big;
-
-        if (is_time_key(k, klen))
-            return reject(ps, "fields.time: InfluxDB cannot store a field named time");
-        switch (json_typeof(v)) {
-        case JSON_STRING:
-            if ((big = bigint_of(ps, v))) {
-                if (text_to_u64(*big, &f->v.u))
-                    return reject(ps, "fields.%.*s: %.*s is out of range (int64 or uint64)",
-                                  show(klen), k, show(big->n), big->p);
-                f->type = GW_FIELD_UINT;
-                break;
-            }
-            f->type = GW_FIELD_STRING;
-            if (dup_str(ps, json_string_value(v), json_string_length(v), &f->v.s))
-                return -ENOMEM;
-            break;
-        case JSON_INTEGER:
-            f->type = GW_FIELD_INT;
-            f->v.i = json_integer_value(v);
-            break;
-        case JSON_REAL:
-            f->type = GW_FIELD_FLOAT;
-            f->v.f = json_real_value(v);
-            break;
-        case JSON_TRUE:
-        case JSON_FALSE:
-            f->type = GW_FIELD_BOOL;
-            f->v.b = json_is_true(v);
-            break;
-        default:
-            return reject(ps, "fields.%.*s: %s is not a field value (number, string or boolean)",
-                          show(klen), k, what(ps, v));
-        }
-        if (dup_str(ps, k, klen, &f->key))
-            return -ENOMEM;
-        pt->nfields++;
+    if (size == STR_SLAB) {
+        ps->slab = p;
+        ps->slab_end = p + size;
+    } else {
+        ps->big_slab = p;
     }
     return 0;
+}
+
+static inline int dup_str(parse_t *ps, const char *p, size_t n, gw_str_t *out)
+{
+    char *d;
+
+    if (n == 0) {
+        *out = (gw_str_t){"", 0};
+        return 0;
+    }
+    if ((size_t)(ps->slab_end - ps->slab) >= n) {
+        d = ps->slab;
+        ps->slab += n;
+    } else {
+        if (new_slab(ps, n))
+            return -ENOMEM;
+        if (n > STR_SLAB / 4) {
+            d = ps->big_slab;
+        } else {
+            d = ps->slab;
+            ps->slab += n;
+        }
+    }
+    memcpy(d, p, n);
+    out->p = d;
+    out->n = n;
+    return 0;
+}
+
+/* ---- checks YAJL leaves to us --------------------------------------------- */
+
+/* Is the body UTF-8 as jansson reads it (no overlong forms, no surrogates,
+ * nothing above U+10FFFF), and free of control characters other than tab,
+ * newline and return (a string may hold none, and outside strings only
+ * those three are white space; YAJL also takes \v and \f)? Eight bytes at a
+ * time while they are plain printable ASCII. */
+static int check_bytes(const unsigned char *s, size_t n, size_t *bad_at)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    size_t i = 0;
+
+    while (i < n) {
+        if (n - i >= 8) {
+            uint64_t x;
+            memcpy(&x, s + i, 8);
+            /* a byte >= 0x80, or < 0x20 (exact for bytes below 0x80) */
+            if (!((x | ((x - ones * 0x20) & ~x)) & highs)) {
+                i += 8;
+                continue;
+            }
+        }
+        unsigned c = s[i];
+        *bad_at = i;
+        if (c < 0x80) {
+            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+                return -2;
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t k;
+        if (c >= 0xc2 && c <= 0xdf) {
+            k = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            k = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            k = 3;
+            cp = c & 0x07;
+        } else {
+            return -1;
+        }
+        if (n - i <= k)
+            return -1;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return -1;
+            cp = cp << 6 | (s[i + j] & 0x3f);
+        }
+        if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return -1;
+        i += k + 1;
+    }
+    return 0;
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v * 16 + (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+/* A string with escapes, which YAJL has unescaped into its own buffer: does
+ * its text in the body hold \u0000 or a lone surrogate (YAJL turns those
+ * into a NUL byte, '?' or CESU-8; jansson refuses them)? The string's token
+ * ends where YAJL has read to; its opening quote is the first one, going
+ * back, that no backslash escapes. Returns 0 when it is clean. */
+static int check_escapes(const parse_t *ps)
+{
+    size_t end = yajl_get_bytes_consumed(ps->h), b, i;
+
+    if (end < 2 || end > ps->len || ps->body[end - 1] != '"')
+        return -1; /* cannot happen with the whole body in one yajl_parse */
+    for (b = end - 1; b-- > 0;) {
+        size_t bs = 0;
+        if (ps->body[b] != '"')
+            continue;
+        while (bs < b && ps->body[b - 1 - bs] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            break;
+    }
+    /* YAJL has checked the escapes' syntax: \u is followed by 4 hex digits. */
+    for (i = b + 1; i < end - 1; i++) {
+        int u, lo;
+        if (ps->body[i] != '\\')
+            continue;
+        if (ps->body[++i] != 'u')
+            continue;
+        u = hex4(ps->body + i + 1);
+        i += 4;
+        if (u == 0 || (u >= 0xdc00 && u <= 0xdfff))
+            return -1;
+        if (u >= 0xd800 && u <= 0xdbff) {
+            if (end - 1 - i < 7 || ps->body[i + 1] != '\\' || ps->body[i + 2] != 'u')
+                return -1;
+            lo = hex4(ps->body + i + 3);
+            if (lo < 0xdc00 || lo > 0xdfff)
+                return -1;
+            i += 6;
+        }
+    }
+    return 0;
+}
+
+/* A string from YAJL as a slice that stays valid for the whole parse: the
+ * body's own bytes when it had no escapes, else a copy in the arena.
+ * 0, 1 (a body error, recorded) or -ENOMEM. */
+static int take_str(parse_t *ps, const unsigned char *s, size_t n, gw_str_t *out)
+{
+    if (in_body(ps, s)) {
+        *out = (gw_str_t){(const char *)s, n};
+        return 0;
+    }
+    if (check_escapes(ps)) {
+        body_bad(ps, memchr(s, 0, n) ? "\\u0000 is not allowed" : "invalid Unicode escape");
+        return 1;
+    }
+    return dup_str(ps, (const char *)s, n, out);
+}
+
+/* ---- real numbers ------------------------------------------------------ */
+
+/* A real number text to the double strtod would give, when that takes one
+ * exact operation: at most 15 significant digits (exact in a double) and a
+ * power of ten up to 10^22 (exact too), so that the one multiplication or
+ * division rounds correctly (Clinger's fast path). The common case: 0.0123,
+ * 1700000000.5, 1.5e3. Returns 0, or -1 for strtod to do. */
+static int fast_real(const char *t, size_t n, double *out)
+{
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = t[0] == '-';
+    int64_t m = 0, e = 0, ex = 0;
+    int nd = 0, exneg = 0;
+    double d;
+
+    /* YAJL has checked the grammar: -?int(.frac)?([eE][+-]?exp)? */
+    for (; i < n && t[i] >= '0' && t[i] <= '9'; i++) {
+        if (nd || t[i] != '0')
+            nd++;
+        m = m * 10 + (t[i] - '0');
+        if (nd > 15)
+            return -1;
+    }
+    if (i < n && t[i] == '.') {
+        for (i++; i < n && t[i] >= '0' && t[i] <= '9'; i++) {
+            if (nd || t[i] != '0')
+                nd++;
+            m = m * 10 + (t[i] - '0');
+            e--;
+            if (nd > 15 || e < -22)
+                return -1;
+        }
+    }
+    if (i < n) { /* e or E */
+        i++;
+        if (t[i] == '-' || t[i] == '+')
+            exneg = t[i++] == '-';
+        for (; i < n; i++) {
+            ex = ex * 10 + (t[i] - '0');
+            if (ex > 22)
+                return -1;
+        }
+        e += exneg ? -ex : ex;
+    }
+    if (e < -22 || e > 22)
+        return -1;
+    d = (double)m;
+    d = e < 0 ? d / pow10[-e] : d * pow10[e];
+    *out = t[0] == '-' ? -d : d;
+    return 0;
+}
+
+/* Could the real number text t be beyond a double, 1.8e308? Only when its
+ * decimal magnitude (integer digits plus exponent) is near 308. */
+static int may_overflow(const char *t, size_t n)
+{
+    size_t i = t[0] == '-';
+    long mag = 0, ex = 0;
+    int neg = 0;
+
+    if (t[i] != '0')
+        for (; i < n && t[i] >= '0' && t[i] <= '9'; i++)
+            mag++;
+    while (i < n && t[i] != 'e' && t[i] != 'E')
+        i++;
+    if (i < n) {
+        i++;
+        if (t[i] == '-' || t[i] == '+')
+            neg = t[i++] == '-';
+        for (; i < n && ex < 100000; i++)
+            ex = ex * 10 + (t[i] - '0');
+    }
+    return mag + (neg ? -ex : ex) > 300;
+}
+
+/* Read num's double with strtod, which wants a terminated text: a number is
+ * short, unless someone writes a thousand digits. 0, or -1 (ENOMEM, noted
+ * in ps). */
+static int strtod_text(parse_t *ps, num_t *num)
+{
+    char buf[64], *c = num->n < sizeof(buf) ? buf : malloc(num->n + 1);
+
+    if (!c) {
+        no_memory(ps);
+        return -1;
+    }
+    memcpy(c, num->t, num->n);
+    c[num->n] = '\0';
+    num->d = strtod(c, NULL);
+    num->pending = 0;
+    if (c != buf)
+        free(c);
+    return 0;
+}
+
+/* num's value as a double. 0, or -1 (ENOMEM, noted in ps). */
+static int real_of(parse_t *ps, num_t *num)
+{
+    return num->pending ? strtod_text(ps, num) : 0;
+}
+
+/* ---- time values ------------------------------------------------------- */
+
+/* Unix seconds written d+.d{1,6} with fewer than 2^33 whole seconds, to
+ * nanoseconds, exactly: the common case, and what real_to_ns gives for it
+ * (see there). Returns 0, or -1 for anything else. */
+static int text_to_ns(const char *t, size_t n, int64_t *ns)
+{
+    size_t i = t[0] == '-', nd = 0;
+    int64_t s = 0, us = 0;
+
+    for (; i < n && t[i] >= '0' && t[i] <= '9'; i++, nd++) {
+        if (nd == 10)
+            return -1;
+        s = s * 10 + (t[i] - '0');
+    }
+    if (nd == 0 || i == n || t[i] != '.' || s >= ((int64_t)1 << 33))
+        return -1;
+    for (i++, nd = 0; i < n && t[i] >= '0' && t[i] <= '9'; i++, nd++) {
+        if (nd == 6)
+            return -1;
+        us = us * 10 + (t[i] - '0');
+    }
+    if (i != n || nd == 0)
+        return -1;
+    for (; nd < 6; nd++)
+        us *= 10;
+    *ns = (s * 1000000 + us) * 1000;
+    if (t[0] == '-')
+        *ns = -*ns;
+    return 0;
+}
+
+static int on_time(parse_t *ps, int kind, num_t *num, const char *s, size_t n)
+{
+    int64_t *ns = &ps->pt.time_ns;
+    const char *why;
+    int rc;
+
+    ps->has_time = 1;
+    switch (kind) {
+    case V_NUM:
+        if (num->big)
+            return reject(ps, "time: %.*s is " TIME_RANGE, show(num->n), num->t);
+        if (num->is_int) {
+            if (!__builtin_mul_overflow(num->i, NS_PER_SEC, ns))
+                return 1;
+            return reject(ps, "time: %" PRId64 " is " TIME_RANGE, num->i);
+        }
+        if (!text_to_ns(num->t, num->n, ns))
+            return 1;
+        if (real_of(ps, num))
+            return 0;
+        if (!real_to_ns(num->d, ns))
+            return 1;
+        return reject(ps, "time: %.17g is " TIME_RANGE, num->d);
+    case V_STR:
+        rc = rfc3339_to_ns(s, n, ns, &why);
+        if (rc == -2)
+            return reject(ps, "time: \"%.*s\" is " TIME_RANGE, show(n), s);
+        if (rc)
+            return reject(ps, "time: \"%.*s\" is not an RFC 3339 time: %s", show(n), s, why);
+        return 1;
+    case V_NULL:
+        return reject(ps, "time: null is not a time (leave the key out for the time of receipt)");
+    default:
+        return reject(ps, "time: %s is not a time (Unix seconds or an RFC 3339 string)",
+                      what(kind));
+    }
+}
+
+/* ---- tag and field values ---------------------------------------------- */
+
+static int on_tag(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+{
+    gw_str_t val;
+    gw_tag_t *t;
+    char buf[32];
+
+    switch (kind) {
+    case V_STR:
+        val = (gw_str_t){s, n};
+        break;
+    case V_NUM:
+        if (num->big) {
+            val = (gw_str_t){num->t, num->n}; /* the JSON text, as for any number */
+        } else if (num->is_int) {
+            /* An integer token is already the text of its value, but "-0". */
+            val = num->i == 0 ? GW_STR_LIT("0") : (gw_str_t){num->t, num->n};
+        } else {
+            if (real_of(ps, num))
+                return 0;
+            val = (gw_str_t){buf, real_text(num->d, buf, sizeof(buf))};
+        }
+        break;
+    case V_BOOL:
+        val = b ? GW_STR_LIT("true") : GW_STR_LIT("false");
+        break;
+    default:
+        return reject(ps, "tags.%.*s: %s is not a tag value (string, number or boolean)",
+                      show(ps->key.n), ps->key.p, what(kind));
+    }
+    /* Influx has no empty tag values: "" means the tag is absent. */
+    if (val.n == 0)
+        return 1;
+    if (!(t = vec_push(&ps->tags, sizeof(*t))) || dup_str(ps, ps->key.p, ps->key.n, &t->key) ||
+        dup_str(ps, val.p, val.n, &t->val))
+        return no_memory(ps);
+    return 1;
+}
+
+static int on_field(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+{
+    gw_field_t f = {0}, *fp;
+
+    switch (kind) {
+    case V_STR:
+        f.type = GW_FIELD_STRING;
+        if (dup_str(ps, s, n, &f.v.s))
+            return no_memory(ps);
+        break;
+    case V_NUM:
+        if (num->big) {
+            if (text_to_u64((gw_str_t){num->t, num->n}, &f.v.u))
+                return reject(ps, "fields.%.*s: %.*s is out of range (int64 or uint64)",
+                              show(ps->key.n), ps->key.p, show(num->n), num->t);
+            f.type = GW_FIELD_UINT;
+        } else if (num->is_int) {
+            f.type = GW_FIELD_INT;
+            f.v.i = num->i;
+        } else {
+            if (real_of(ps, num))
+                return 0;
+            f.type = GW_FIELD_FLOAT;
+            f.v.f = num->d;
+        }
+        break;
+    case V_BOOL:
+        f.type = GW_FIELD_BOOL;
+        f.v.b = b;
+        break;
+    default:
+        return reject(ps, "fields.%.*s: %s is not a field value (number, string or boolean)",
+                      show(ps->key.n), ps->key.p, what(kind));
+    }
+    if (dup_str(ps, ps->key.p, ps->key.n, &f.key) || !(fp = vec_push(&ps->fields, sizeof(*fp))))
+        return no_memory(ps);
+    *fp = f;
+    return 1;
+}
+
+/* Move the tags or fields gathered in v into the arena. */
+static void *keep(parse_t *ps, vec_t *v, size_t size, uint32_t *n)
+{
+    void *p;
+
+    *n = v->n;
+    if (!v->n)
+        return NULL;
+    if (!(p = gw_arena_dup(ps->a, v->v, (size_t)v->n * size)))
+        no_memory(ps);
+    return p;
 }
 
 /* ---- points ------------------------------------------------------------- */
 
-/* Parse one point object and append it to out when it is good. Returns 0
- * (appended), 1 (rejected in ps->res) or -ENOMEM. */
-static int parse_point(parse_t *ps, json_t *obj, gw_points_t *out)
+static void begin_point(parse_t *ps)
 {
-    gw_point_t pt = {0};
-    int has_series = 0, has_time = 0, rc;
-    const char *k;
-    size_t klen;
-    json_t *v;
+    memset(&ps->pt, 0, sizeof(ps->pt));
+    ps->rejected = 0;
+    ps->has_series = 0;
+    ps->has_time = 0;
+    ps->pkey = K_NONE;
+    ps->tags.n = 0;
+    ps->fields.n = 0;
+}
+
+static int end_point(parse_t *ps)
+{
     gw_point_t *p;
 
-    if (!json_is_object(obj))
-        return reject(ps, "a point must be an object, not %s", what(ps, obj));
-    json_object_keylen_foreach(obj, k, klen, v) {
-        if (klen == 6 && memcmp(k, "series", 6) == 0) {
-            if (!json_is_string(v) || bigint_of(ps, v))
-                return reject(ps, "series: %s is not a series name (a non-empty string)",
-                              what(ps, v));
-            if (json_string_length(v) == 0)
-                return reject(ps, "series: must not be empty");
-            if (dup_str(ps, json_string_value(v), json_string_length(v), &pt.series))
-                return -ENOMEM;
-            has_series = 1;
-            continue;
-        }
-        if (klen == 4 && memcmp(k, "time", 4) == 0) {
-            rc = parse_time(ps, v, &pt.time_ns);
-            has_time = 1;
-        } else if (klen == 4 && memcmp(k, "tags", 4) == 0)
-            rc = parse_tags(ps, v, &pt);
-        else if (klen == 6 && memcmp(k, "fields", 6) == 0)
-            rc = parse_fields(ps, v, &pt);
-        else
-            return reject(ps, "%.*s: unknown key (a point has series, time, tags and fields)",
-                          show(klen), k);
-        if (rc)
-            return rc;
-    }
-    if (!has_series)
+    if (ps->rejected)
+        return 1;
+    if (!ps->has_series)
         return reject(ps, "series: missing (a point needs a non-empty string \"series\")");
-    if (!has_time)
-        pt.time_ns = ps->now_ns;
-    pt.src = ps->index;
-    p = gw_points_push(out);
-    if (!p)
+    if (!ps->has_time)
+        ps->pt.time_ns = ps->now_ns;
+    ps->pt.src = ps->index;
+    if (!(p = gw_points_push(ps->out)))
+        return no_memory(ps);
+    *p = ps->pt;
+    return 1;
+}
+
+static int on_point_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n,
+                          frame_t *push)
+{
+    switch (ps->pkey) {
+    case K_SERIES:
+        if (kind != V_STR)
+            return reject(ps, "series: %s is not a series name (a non-empty string)",
+                          what(kind));
+        if (n == 0)
+            return reject(ps, "series: must not be empty");
+        if (dup_str(ps, s, n, &ps->pt.series))
+            return no_memory(ps);
+        ps->has_series = 1;
+        return 1;
+    case K_TIME:
+        return on_time(ps, kind, num, s, n);
+    case K_TAGS:
+    case K_FIELDS:
+        if (kind == V_NULL)
+            return 1; /* what Go and others write for an empty map */
+        if (kind != V_MAP)
+            return ps->pkey == K_TAGS
+                       ? reject(ps, "tags: %s is not an object of tags", what(kind))
+                       : reject(ps, "fields: %s is not an object of fields", what(kind));
+        push->kind = ps->pkey == K_TAGS ? F_TAGS : F_FIELDS;
+        return 1;
+    }
+    return 1; /* K_NONE: cannot happen, YAJL sends a key first */
+}
+
+/* ---- YAJL callbacks ------------------------------------------------------- */
+
+/* Every value goes through here: kind, and its number, string or boolean.
+ * Returns 1 to go on, 0 to stop the parse. */
+static int on_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+{
+    frame_t *f = FRAME(ps), push = {F_SKIP, kind == V_MAP, 0};
+
+    if (ps->fr.n > MAX_DEPTH)
+        return body_bad(ps, "maximum parsing depth reached");
+    switch (f->kind) {
+    case F_TOP:
+        if (kind == V_MAP) {
+            begin_point(ps);
+            push.kind = F_POINT;
+        } else if (kind == V_ARR) {
+            push.kind = F_ARRAY;
+        } else {
+            ps->top = kind; /* judged once the whole body is known to be JSON */
+            /* 0: a number YAJL could only end at yajl_complete_parse */
+            ps->end_at = yajl_get_bytes_consumed(ps->h);
+            if (ps->end_at == 0)
+                ps->end_at = ps->len;
+        }
+        break;
+    case F_ARRAY:
+        ps->index = ps->nelem++;
+        if (kind == V_MAP) {
+            begin_point(ps);
+            push.kind = F_POINT;
+        } else {
+            reject(ps, "a point must be an object, not %s", what(kind));
+        }
+        break;
+    case F_POINT:
+        if (!ps->rejected)
+            on_point_value(ps, kind, num, s, n, &push);
+        break;
+    case F_TAGS:
+        if (!ps->rejected)
+            on_tag(ps, kind, num, s, n, b);
+        break;
+    case F_FIELDS:
+        if (!ps->rejected)
+            on_field(ps, kind, num, s, n, b);
+        break;
+    default:
+        break;
+    }
+    if (ps->err)
+        return 0;
+    if (kind == V_MAP || kind == V_ARR) {
+        frame_t *nf = vec_push(&ps->fr, sizeof(*nf));
+        if (!nf)
+            return no_memory(ps);
+        push.kbase = ps->keys.n;
+        *nf = push;
+    }
+    return 1;
+}
+
+static int on_null(void *ctx)
+{
+    return on_value(ctx, V_NULL, NULL, NULL, 0, 0);
+}
+
+static int on_boolean(void *ctx, int b)
+{
+    return on_value(ctx, V_BOOL, NULL, NULL, 0, b != 0);
+}
+
+static int on_number(void *ctx, const char *t, size_t n)
+{
+    parse_t *ps = ctx;
+    num_t num = {.t = t, .n = n, .is_int = 1};
+    size_t i = t[0] == '-';
+    uint64_t u = 0;
+
+    for (size_t j = i; j < n; j++) {
+        if (t[j] < '0' || t[j] > '9') {
+            num.is_int = 0;
+            break;
+        }
+    }
+    if (num.is_int) {
+        for (; i < n; i++) {
+            if (__builtin_mul_overflow(u, 10, &u) ||
+                __builtin_add_overflow(u, (uint64_t)(t[i] - '0'), &u)) {
+                num.big = 1;
+                break;
+            }
+        }
+        if (!num.big) {
+            if (t[0] != '-' && u <= INT64_MAX)
+                num.i = (int64_t)u;
+            else if (t[0] == '-' && u <= (uint64_t)INT64_MAX + 1)
+                num.i = (int64_t)(0 - u);
+            else
+                num.big = 1;
+        }
+    } else if (fast_real(t, n, &num.d)) {
+        /* strtod is slow: leave it to whoever needs the value, unless the
+         * number might overflow, which makes the whole body bad. */
+        num.pending = 1;
+        if (may_overflow(t, n)) {
+            if (strtod_text(ps, &num))
+                return 0;
+            if (isinf(num.d))
+                return body_bad(ps, "real number overflow");
+        }
+    }
+    return on_value(ps, V_NUM, &num, NULL, 0, 0);
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t n)
+{
+    parse_t *ps = ctx;
+
+    /* Only an escaped string, in YAJL's buffer, needs checking: the body's
+     * own bytes were checked by check_bytes. */
+    if (!in_body(ps, s) && check_escapes(ps))
+        return body_bad(ps, memchr(s, 0, n) ? "\\u0000 is not allowed" : "invalid Unicode escape");
+    return on_value(ps, V_STR, NULL, (const char *)s, n, 0);
+}
+
+static int on_start_map(void *ctx)
+{
+    return on_value(ctx, V_MAP, NULL, NULL, 0, 0);
+}
+
+static int on_start_array(void *ctx)
+{
+    return on_value(ctx, V_ARR, NULL, NULL, 0, 0);
+}
+
+/* ---- duplicate keys ------------------------------------------------------ */
+
+/* An object's keys so far are keys[kbase..keys.n). Up to KSET_FROM of them,
+ * a linear scan finds a duplicate; past that (a client can send a million
+ * keys in one object) they also go into kset, an open-addressing table of
+ * 1 + their index in keys. Entries are never removed: one is valid when its
+ * index lies in [kbase, keys.n), that is, in the current object, and its key
+ * matches. Stale ones are dropped when the table is rebuilt. */
+#define KSET_FROM 16
+
+static uint32_t key_hash(const char *p, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 16777619u;
+    return h;
+}
+
+static void kset_put(parse_t *ps, uint32_t j)
+{
+    const gw_str_t *k = &((gw_str_t *)ps->keys.v)[j];
+    uint32_t mask = ps->kset_cap - 1, i = key_hash(k->p, k->n) & mask;
+
+    while (ps->kset[i])
+        i = (i + 1) & mask;
+    ps->kset[i] = j + 1;
+    ps->kset_used++;
+}
+
+/* Make room for one more entry: rebuild with the keys of every open object
+ * that is in the table (it has more than KSET_FROM keys), plus the range
+ * [from, to) of the current one when it is just joining. 0 or -ENOMEM. */
+static int kset_room(parse_t *ps, uint32_t from, uint32_t to)
+{
+    const frame_t *fr = ps->fr.v;
+    uint32_t live = to - from, cap = 64, *t;
+
+    if ((ps->kset_used + live + 1) * 2 <= ps->kset_cap)
+        return 0;
+    /* An open object's keys end where the next open object's begin. */
+    for (uint32_t i = ps->fr.n, end = ps->keys.n; i-- > 0;) {
+        if (!fr[i].is_map)
+            continue;
+        if (end - fr[i].kbase > KSET_FROM)
+            live += end - fr[i].kbase;
+        end = fr[i].kbase;
+    }
+    while (cap < (live + 1) * 4)
+        cap *= 2;
+    if (!(t = calloc(cap, sizeof(*t))))
         return -ENOMEM;
-    *p = pt;
+    free(ps->kset);
+    ps->kset = t;
+    ps->kset_cap = cap;
+    ps->kset_used = 0;
+    for (uint32_t i = ps->fr.n, end = ps->keys.n; i-- > 0;) {
+        if (!fr[i].is_map)
+            continue;
+        if (end - fr[i].kbase > KSET_FROM)
+            for (uint32_t j = fr[i].kbase; j < end; j++)
+                kset_put(ps, j);
+        end = fr[i].kbase;
+    }
     return 0;
 }
 
-static void reject_syntax(gw_result_t *res, const json_error_t *err)
+/* Has the current object f a key k already? Then 1; else records k and
+ * returns 0; or -ENOMEM. */
+static int key_seen(parse_t *ps, const frame_t *f, gw_str_t k)
 {
-    gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s", err->line,
-                     err->column > 0 ? err->column : 1, err->text);
+    const gw_str_t *ks = ps->keys.v;
+    uint32_t cnt = ps->keys.n - f->kbase, n = ps->keys.n;
+    gw_str_t *kp;
+
+    if (cnt <= KSET_FROM) {
+        for (uint32_t i = f->kbase; i < n; i++)
+            if (ks[i].n == k.n && memcmp(ks[i].p, k.p, k.n) == 0)
+                return 1;
+    } else {
+        uint32_t mask = ps->kset_cap - 1, i = key_hash(k.p, k.n) & mask;
+        for (; ps->kset[i]; i = (i + 1) & mask) {
+            uint32_t j = ps->kset[i] - 1;
+            if (j >= f->kbase && j < n && ks[j].n == k.n && memcmp(ks[j].p, k.p, k.n) == 0)
+                return 1;
+        }
+    }
+    /* Joining the table at KSET_FROM + 1 keys: put the first ones in too. */
+    if (cnt >= KSET_FROM && kset_room(ps, cnt == KSET_FROM ? f->kbase : 0,
+                                      cnt == KSET_FROM ? n : 0))
+        return -ENOMEM;
+    if (!(kp = vec_push(&ps->keys, sizeof(*kp))))
+        return -ENOMEM;
+    *kp = k;
+    if (cnt == KSET_FROM)
+        for (uint32_t j = f->kbase; j < n; j++)
+            kset_put(ps, j);
+    if (cnt >= KSET_FROM)
+        kset_put(ps, n);
+    return 0;
 }
 
-int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
-                  gw_points_t *out, gw_result_t *res)
+static int on_map_key(void *ctx, const unsigned char *s, size_t n)
 {
-    parse_t ps = {.a = a, .res = res, .now_ns = now_ns};
+    parse_t *ps = ctx;
+    frame_t *f = FRAME(ps);
+    gw_str_t k;
+    int rc;
+
+    if ((rc = take_str(ps, s, n, &k)))
+        return rc < 0 ? no_memory(ps) : 0;
+    if ((rc = key_seen(ps, f, k)))
+        return rc < 0 ? no_memory(ps) : body_bad(ps, "duplicate object key");
+    if (ps->rejected)
+        return 1;
+    switch (f->kind) {
+    case F_POINT:
+        if (n == 6 && memcmp(k.p, "series", 6) == 0)
+            ps->pkey = K_SERIES;
+        else if (n == 4 && memcmp(k.p, "time", 4) == 0)
+            ps->pkey = K_TIME;
+        else if (n == 4 && memcmp(k.p, "tags", 4) == 0)
+            ps->pkey = K_TAGS;
+        else if (n == 6 && memcmp(k.p, "fields", 6) == 0)
+            ps->pkey = K_FIELDS;
+        else
+            reject(ps, "%.*s: unknown key (a point has series, time, tags and fields)", show(n),
+                   k.p);
+        break;
+    case F_TAGS:
+        if (is_time_key(k.p, n))
+            return reject(ps, "tags.time: InfluxDB cannot store a tag named time");
+        ps->key = k;
+        break;
+    case F_FIELDS:
+        if (is_time_key(k.p, n))
+            return reject(ps, "fields.time: InfluxDB cannot store a field named time");
+        ps->key = k;
+        break;
+    }
+    return 1;
+}
+
+static int on_end(void *ctx)
+{
+    parse_t *ps = ctx;
+    frame_t f = *FRAME(ps);
+
+    if (--ps->fr.n == 1)
+        ps->end_at = yajl_get_bytes_consumed(ps->h);
+    if (f.is_map)
+        ps->keys.n = f.kbase;
+    switch (f.kind) {
+    case F_POINT:
+        end_point(ps);
+        break;
+    case F_TAGS:
+        if (!ps->rejected)
+            ps->pt.tags = keep(ps, &ps->tags, sizeof(gw_tag_t), &ps->pt.ntags);
+        break;
+    case F_FIELDS:
+        if (!ps->rejected)
+            ps->pt.fields = keep(ps, &ps->fields, sizeof(gw_field_t), &ps->pt.nfields);
+        break;
+    }
+    return !ps->err;
+}
+
+static const yajl_callbacks callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_map_key,
+    .yajl_end_map = on_end,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end,
+};
+
+/* ---- body errors -------------------------------------------------------- */
+
+/* The body is not JSON (YAJL said so, or one of our checks): describe it as
+ * jansson does, which this parser used to be, so that clients see the same
+ * words and positions. jansson needs its numeric-overflow workaround here
+ * (bigint_rewrite). Should jansson take the body after all, our own words
+ * are used, at the byte offset where we stopped. 0 or -ENOMEM. */
+static int body_error(const char *body, size_t len, gw_result_t *res, const char *why,
+                      size_t why_at)
+{
     gw_str_t *big = NULL; /* owned */
     char *copy = NULL;    /* owned: body with placeholders, when needed */
     json_t *root;         /* owned */
     json_error_t err, err2;
-    int rc = 0;
+    int rc = 0, line, col;
 
-    if (len == 0) {
-        gw_result_reject(res, GW_WHERE_BODY, 0,
-                         "the body is empty (expected a point object or an array of them)");
-        return 0;
-    }
-    region_begin();
     root = json_loadb(body, len, LOAD_FLAGS, &err);
     if (!root && json_error_code(&err) == json_error_numeric_overflow) {
         size_t nul_at = 0;
@@ -754,7 +1340,6 @@ int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
             goto done;
         }
         if (n == -1) {
-            int line, col;
             line_col(body, nul_at, &line, &col);
             gw_result_reject(res, GW_WHERE_BODY, 0,
                              "invalid JSON at line %d column %d: \\u0000 is not allowed", line,
@@ -762,8 +1347,6 @@ int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
             goto done;
         }
         if (n > 0) {
-            ps.big = big;
-            ps.nbig = (size_t)n;
             root = json_loadb(copy, len, LOAD_FLAGS | JSON_ALLOW_NUL, &err2);
             /* A placeholder as a key is still the number where a key
              * should be: keep jansson's first word on it. */
@@ -776,33 +1359,100 @@ int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
             rc = -ENOMEM;
             goto done;
         }
-        reject_syntax(res, &err);
+        gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s",
+                         err.line, err.column > 0 ? err.column : 1, err.text);
         goto done;
     }
-
-    if (json_is_object(root)) {
-        rc = parse_point(&ps, root, out);
-    } else if (json_is_array(root)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(root, i, v) {
-            ps.index = (uint32_t)i;
-            rc = parse_point(&ps, v, out);
-            if (rc < 0)
-                break;
-        }
-    } else {
-        gw_result_reject(res, GW_WHERE_BODY, 0,
-                         "the body must be a point object or an array of them, not %s",
-                         what(&ps, root));
-    }
-    if (rc > 0)
-        rc = 0;
-
+    if (why_at >= len)
+        why_at = len ? len - 1 : 0;
+    line_col(body, why_at, &line, &col);
+    gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s", line, col,
+                     why);
 done:
-    json_decref(root); /* region pointers are no-ops, spilled ones are freed */
-    region_end();
+    json_decref(root);
     free(copy);
     free(big);
+    return rc;
+}
+
+/* ---- the body ----------------------------------------------------------- */
+
+/* Is there more than white space after the top-level value? YAJL takes an
+ * unterminated string there for input still to come, and says nothing. */
+static int trailing(parse_t *ps)
+{
+    for (size_t i = ps->end_at; i < ps->len; i++) {
+        char c = ps->body[i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            ps->err = 1;
+            ps->why = "end of file expected";
+            ps->why_at = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* See json.h: points go to out (strings in a), rejections to res; a body
+ * that is not JSON adds no points and one GW_WHERE_BODY error. Returns 0 or
+ * -ENOMEM. */
+int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
+                  gw_points_t *out, gw_result_t *res)
+{
+    parse_t ps = {.body = body, .len = len, .a = a, .res = res, .out = out, .now_ns = now_ns,
+                  .top = -1};
+    gw_result_t res0 = *res; /* to forget per-point errors if the body is bad */
+    uint32_t n0 = out->n;     /* to drop this body's points if it is bad */
+    unsigned char *ymsg = NULL;
+    frame_t *top;
+    int rc = 0;
+
+    if (len == 0) {
+        gw_result_reject(res, GW_WHERE_BODY, 0,
+                         "the body is empty (expected a point object or an array of them)");
+        return 0;
+    }
+    if ((rc = check_bytes((const unsigned char *)body, len, &ps.why_at)))
+        return body_error(body, len, res,
+                          rc == -2 ? "control character" : "invalid UTF-8", ps.why_at);
+
+    if (!(ps.h = yajl_alloc(&callbacks, NULL, &ps)) || !(top = vec_push(&ps.fr, sizeof(*top)))) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    *top = (frame_t){F_TOP, 0, 0};
+    /* check_bytes has done YAJL's UTF-8 check, more strictly. */
+    yajl_config(ps.h, yajl_dont_validate_strings, 1);
+
+    if (yajl_parse(ps.h, (const unsigned char *)body, len) != yajl_status_ok ||
+        yajl_complete_parse(ps.h) != yajl_status_ok || trailing(&ps)) {
+        if (ps.err < 0) {
+            rc = ps.err;
+            goto done;
+        }
+        if (!ps.err) {
+            ymsg = yajl_get_error(ps.h, 0, (const unsigned char *)body, len);
+            ps.why = ymsg ? (const char *)ymsg : "syntax error";
+            ps.why_at = yajl_get_bytes_consumed(ps.h);
+        }
+        out->n = n0;
+        *res = res0;
+        rc = body_error(body, len, res, ps.why, ps.why_at);
+        goto done;
+    }
+    if (ps.top >= 0)
+        gw_result_reject(res, GW_WHERE_BODY, 0,
+                         "the body must be a point object or an array of them, not %s",
+                         what(ps.top));
+done:
+    if (ymsg)
+        yajl_free_error(ps.h, ymsg);
+    if (ps.h)
+        yajl_free(ps.h);
+    free(ps.fr.v);
+    free(ps.keys.v);
+    free(ps.kset);
+    free(ps.tags.v);
+    free(ps.fields.v);
     return rc;
 }
