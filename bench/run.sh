@@ -142,7 +142,8 @@ cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $
 worker_ticks() {
   local t
   for t in /proc/"$1"/task/*; do
-    [ "$(cat "$t/comm" 2>/dev/null)" = MHD-worker ] || continue
+    # MHD-worker: a thread pool (bench/bare); MHD-single: luagw's one-thread daemons
+    case "$(cat "$t/comm" 2>/dev/null)" in MHD-worker|MHD-single) ;; *) continue ;; esac
     echo "${t##*/} $(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
   done
 }
