@@ -6,6 +6,7 @@ local cjson = require("cjson")
 local socket = require("socket")
 local luagw = require("support.luagw")
 local proc = require("support.proc")
+local ports = require("support.ports")
 
 local function write_atomic(path, text)
   proc.write_file(path .. ".tmp", text)
@@ -17,8 +18,11 @@ describe("many parallel clients during SIGHUP reloads", function()
     local dir = proc.tmpdir("luagw-conc")
     finally(function() proc.rmdir(dir) end)
     proc.write_file(dir .. "/m.lua", 'return function(p) p.tags.v = "0" return p end\n')
+    -- InfluxDB on a port where nothing listens: every accepted point stays in
+    -- the buffer, so /health counts them (a server on the default 8086, e.g.
+    -- one left by `make run`, would drain it).
     local gw = luagw.start { config = { listen = { threads = 4 }, scripts = { dir = dir },
-      monitoring = { shutdown_timeout = 0 }, log = { level = "info" } } }
+      monitoring = { port = ports.free(), shutdown_timeout = 0 }, log = { level = "info" } } }
     finally(function() gw:destroy() end)
 
     local CLIENTS, REQS = 8, 100

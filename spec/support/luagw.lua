@@ -150,7 +150,9 @@ local tmpdirs = {} -- removed at exit unless destroyed before
 function M.defaults(port)
   return {
     listen = { address = "127.0.0.1", port = port },
-    monitoring = { flushing_period = 0.1 },
+    -- Without influxd/fake2 InfluxDB is a port where nothing listens, never
+    -- the default 8086, where a server of `make run` might answer.
+    monitoring = { flushing_period = 0.1, port = ports.free() },
     log = { level = "info" },
   }
 end
