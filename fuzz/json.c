@@ -7,26 +7,13 @@
 #include "roundtrip.h"
 #include "../gateway/json.h"
 
+static int parse(const char *body, size_t len, gw_arena_t *a, gw_points_t *out, gw_result_t *res)
+{
+    return gw_json_parse(body, len, 1700000000000000000LL, a, out, res);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static gw_arena_t *a, *a2;
-    static gw_points_t pts;
-    gw_result_t res;
-    gw_buf_t out = {0};
-    char *body = malloc(size ? size : 1);
-
-    if (!a) {
-        a = gw_arena_create(65536);
-        a2 = gw_arena_create(65536);
-    }
-    memcpy(body, data, size);
-    memset(&res, 0, sizeof(res));
-    pts.n = 0;
-    CHECK(gw_json_parse(body, size, 1700000000000000000LL, a, &pts, &res) == 0, "parse ENOMEM");
-    for (uint32_t i = 0; i < pts.n; i++)
-        roundtrip(&pts.v[i], a2, &out);
-    gw_buf_free(&out);
-    gw_arena_reset(a);
-    free(body);
+    fuzz_parse_roundtrip(data, size, parse);
     return 0;
 }

@@ -21,20 +21,15 @@
         }                                                                          \
     } while (0)
 
-static inline int str_eq(gw_str_t a, gw_str_t b)
-{
-    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
-}
-
 static inline void same_point(const gw_point_t *a, const gw_point_t *b, const char *line, size_t n)
 {
-    CHECK(str_eq(a->series, b->series), "series differs after round trip: %.*s", (int)n, line);
+    CHECK(gw_str_eq(a->series, b->series), "series differs after round trip: %.*s", (int)n, line);
     CHECK(a->time_ns == b->time_ns, "time differs: %.*s", (int)n, line);
     CHECK(a->ntags == b->ntags, "tag count %u vs %u: %.*s", a->ntags, b->ntags, (int)n, line);
     CHECK(a->nfields == b->nfields, "field count %u vs %u: %.*s", a->nfields, b->nfields, (int)n, line);
     for (uint32_t i = 0; i < a->ntags; i++) {
-        CHECK(str_eq(a->tags[i].key, b->tags[i].key), "tag key %u: %.*s", i, (int)n, line);
-        CHECK(str_eq(a->tags[i].val, b->tags[i].val), "tag value %u: %.*s", i, (int)n, line);
+        CHECK(gw_str_eq(a->tags[i].key, b->tags[i].key), "tag key %u: %.*s", i, (int)n, line);
+        CHECK(gw_str_eq(a->tags[i].val, b->tags[i].val), "tag value %u: %.*s", i, (int)n, line);
     }
     for (uint32_t i = 0; i < a->nfields; i++) {
         const gw_field_t *fa = &a->fields[i];
@@ -50,7 +45,7 @@ static inline void same_point(const gw_point_t *a, const gw_point_t *b, const ch
         case GW_FIELD_INT: CHECK(fa->v.i == fb->v.i, "int: %.*s", (int)n, line); break;
         case GW_FIELD_UINT: CHECK(fa->v.u == fb->v.u, "uint: %.*s", (int)n, line); break;
         case GW_FIELD_BOOL: CHECK(fa->v.b == fb->v.b, "bool: %.*s", (int)n, line); break;
-        case GW_FIELD_STRING: CHECK(str_eq(fa->v.s, fb->v.s), "string: %.*s", (int)n, line); break;
+        case GW_FIELD_STRING: CHECK(gw_str_eq(fa->v.s, fb->v.s), "string: %.*s", (int)n, line); break;
         default: CHECK(0, "bad field type %d", fa->type);
         }
     }
@@ -76,6 +71,35 @@ static inline void roundtrip(gw_point_t *p, gw_arena_t *a2, gw_buf_t *out)
     CHECK(back.n == 1 && res2.rejected == 0, "encoded line does not parse back (%u points, %s): %.*s",
           back.n, res2.err_msg, (int)out->len, out->data);
     same_point(p, &back.v[0], out->data, out->len);
+}
+
+/* The body of a parser harness: parse an exact-size copy of data (so a
+ * read past the end is caught) with parse, then round-trip every point it
+ * accepted. parse returns 0 or -ENOMEM, like gw_lp_parse and gw_json_parse. */
+typedef int (*fuzz_parse_fn)(const char *body, size_t len, gw_arena_t *a, gw_points_t *out,
+                             gw_result_t *res);
+
+static inline void fuzz_parse_roundtrip(const uint8_t *data, size_t size, fuzz_parse_fn parse)
+{
+    static gw_arena_t *a, *a2;
+    static gw_points_t pts;
+    gw_result_t res;
+    gw_buf_t out = {0};
+    char *body = malloc(size ? size : 1);
+
+    if (!a) {
+        a = gw_arena_create(65536);
+        a2 = gw_arena_create(65536);
+    }
+    memcpy(body, data, size);
+    memset(&res, 0, sizeof(res));
+    pts.n = 0;
+    CHECK(parse(body, size, a, &pts, &res) == 0, "parse ENOMEM");
+    for (uint32_t i = 0; i < pts.n; i++)
+        roundtrip(&pts.v[i], a2, &out);
+    gw_buf_free(&out);
+    gw_arena_reset(a);
+    free(body);
 }
 
 #endif
