@@ -708,13 +708,23 @@ describe("escape attempts (issue 7): luagw keeps serving, the point follows on_e
   it("metatables on the point, its tags and fields that loop or raise are not run by the engine", function()
     -- The engine reads returned tables raw: a metamethod never runs outside the budget.
     local out = attempt([[
-      setmetatable(p.fields, { __index = function() while true do end end,
-                               __newindex = function() error("no") end })
-      setmetatable(p.tags, { __index = function() error("boom") end })
-      setmetatable(p, { __index = function() while true do end end, __len = function() while true do end end })
-      p.tags.ok = "yes" return p]])
+      p.fields = setmetatable({ x = 1 }, { __index = function() while true do end end,
+                                           __newindex = function() error("no") end })
+      p.tags = setmetatable({ evil = "1" }, { __index = function() error("boom") end })
+      p.tags.ok = "yes"
+      return setmetatable({ series = p.series, tags = p.tags, fields = p.fields },
+        { __index = function() while true do end end, __len = function() while true do end end })]])
     assert.equal(0, #out.errors)
     assert.equal("yes", out.points[1].tags.ok)
+  end)
+
+  it("the metatables of point, point.tags and point.fields are luagw's: hidden and not replaceable", function()
+    failed(attempt("setmetatable(p, {})"))
+    failed(attempt("setmetatable(p.tags, {})"))
+    failed(attempt("setmetatable(p.fields, { __index = function() return 1 end })"))
+    local out = attempt("if getmetatable(p) ~= false or getmetatable(p.tags) ~= false or getmetatable(p.fields) ~= false "
+      .. "then error('visible') end")
+    assert.equal(0, #out.errors)
   end)
 
   it("an error object whose __tostring loops or raises", function()
@@ -757,5 +767,127 @@ describe("escape attempts (issue 7): luagw keeps serving, the point follows on_e
   it("a huge allocation fails the call, not the process", function()
     failed(attempt("local t = {} for i = 1, 1e8 do t[i] = i end", { memory_limit = "8MiB", timeout_ms = 5000 }),
       "memory")
+  end)
+end)
+
+describe("the reused point tables (written back as a difference)", function()
+  -- One point, tags and fields table per worker, refilled for each point;
+  -- what a script leaves untouched is copied from the incoming point.
+  it("every kind of edit of tags and fields comes back as the script left it", function()
+    local h = gw { ["m.lua"] = [[return function(p)
+        local t, f = p.tags, p.fields
+        t.changed = "new"           -- an original, changed
+        t.gone = nil                -- an original, removed
+        t.back = nil t.back = "again" -- removed, then set again
+        t.same = nil t.same = "s"   -- removed, then set to the value it had
+        t.added = "a"               -- a new key
+        t.twice = "1" t.twice = nil t.twice = "2" -- added, removed, added
+        t.brief = "x" t.brief = nil -- added, then removed
+        rawset(t, "raw", "r")       -- added with rawset
+        t.num = 200                 -- a number becomes a string
+        f.n = f.n + 0               -- the same number: stays the same integer
+        f.big = f.big               -- beyond 2^53, untouched value: exact
+        f.x = f.x * 2               -- changed integer
+        f.s = nil                   -- removed
+        rawset(f, "rf", int(7))     -- added with rawset
+        f.added = true
+        return p end]] }
+    local out = h:run_lines('m,changed=old,gone=1,back=b,same=s,keep=k n=5i,big=9007199254740993i,x=3i,s="str",keep=1.5 1')
+    assert.equal(0, #out.errors)
+    local p = out.points[1]
+    assert.same({ changed = "new", back = "again", same = "s", keep = "k", added = "a", twice = "2",
+      raw = "r", num = "200" }, p.tags)
+    assert.equal(5, p.fields.n)
+    assert.equal(9007199254740993LL, p.fields.big)
+    assert.equal(6, p.fields.x)
+    assert.equal(7, p.fields.rf)
+    assert.is_nil(p.fields.s)
+    assert.same({ n = "integer", big = "integer", x = "integer", keep = "float", rf = "integer", added = "boolean" },
+      p.types)
+    assert.matches("^m,added=a,back=again,changed=new,keep=k,num=200,raw=r,same=s,twice=2 ", p.line)
+  end)
+
+  it("nothing of one point reaches the next: keys of other shapes, point keys, a failed point's keys", function()
+    local h = gw { ["m.lua"] = [[
+      local n = 0
+      return function(p)
+        n = n + 1
+        local c = 0
+        for _ in pairs(p.tags) do c = c + 1 end
+        p.fields.ntags = int(c)
+        if p.extra then p.tags.leaked = "yes" end
+        p.extra = true
+        p.tags.added = "x" .. n
+        if p.tags.boom then error("boom") end
+        return p
+      end]] }
+    local out = h:run_lines(table.concat({
+      "m,a=1,b=2,c=3 v=1 1",
+      "m,boom=1,z=9 v=2 2",  -- fails: passed on as it came in
+      "m v=3 3",
+      "m,d=4 w=4i 4",
+    }, "\n"))
+    assert.equal(1, #out.errors)
+    assert.equal(4, #out.points)
+    assert.same({ a = "1", b = "2", c = "3", added = "x1" }, out.points[1].tags)
+    assert.equal(3, out.points[1].fields.ntags)
+    assert.same({ boom = "1", z = "9" }, out.points[2].tags)
+    assert.same({ added = "x3" }, out.points[3].tags)
+    assert.same({ v = 3, ntags = 0 }, out.points[3].fields)
+    assert.same({ d = "4", added = "x4" }, out.points[4].tags)
+    assert.same({ w = 4, ntags = 1 }, out.points[4].fields)
+  end)
+
+  it("the point returned twice, or its tables shared with a new point, come back whole", function()
+    local h = gw { ["m.lua"] = [[return function(p)
+        p.tags.added = "a"
+        if p.tags.kind == "twice" then return { p, p } end
+        return { p, { series = "copy", tags = p.tags, fields = { n = int(1) } } }
+      end]] }
+    local out = h:run_lines("m,kind=twice v=1 1\nm,kind=share v=2 2")
+    assert.equal(4, #out.points)
+    for i = 1, 2 do
+      assert.same({ kind = "twice", added = "a" }, out.points[i].tags)
+      assert.same({ v = 1 }, out.points[i].fields)
+    end
+    assert.same({ kind = "share", added = "a" }, out.points[3].tags)
+    assert.equal("copy", out.points[4].series)
+    assert.same({ kind = "share", added = "a" }, out.points[4].tags)
+    assert.same({ n = 1 }, out.points[4].fields)
+  end)
+
+  it("table.insert into tags is a bad return value, not a silently lost tag", function()
+    local h = gw { ["m.lua"] = [[return function(p) table.insert(p.tags, "x") return p end]] }
+    local out = h:run_lines("m,a=1 v=1 1")
+    assert.equal(1, #out.errors)
+    assert.matches("tag keys must be non%-empty strings", out.errors[1].message)
+  end)
+
+  it("points with many tags and fields (the generic path) keep every edit", function()
+    local h = gw { ["m.lua"] = [[return function(p)
+        p.tags.t7 = "seven" p.tags.t20 = nil p.tags.extra = "e"
+        p.fields.f3 = p.fields.f3 + 1 p.fields.f29 = nil
+        return p end]] }
+    local tags, fields = {}, {}
+    for i = 1, 30 do
+      tags[#tags + 1] = ("t%d=v%d"):format(i, i)
+      fields[#fields + 1] = ("f%d=%di"):format(i, i)
+    end
+    local line = "m," .. table.concat(tags, ",") .. " " .. table.concat(fields, ",") .. " 1"
+    local out = h:run_lines(line .. "\n" .. line)
+    assert.equal(2, #out.points)
+    for _, p in ipairs(out.points) do
+      local n = 0
+      for _ in pairs(p.tags) do n = n + 1 end
+      assert.equal(30, n)
+      assert.equal("seven", p.tags.t7)
+      assert.is_nil(p.tags.t20)
+      assert.equal("e", p.tags.extra)
+      assert.equal("v30", p.tags.t30)
+      assert.equal(4, p.fields.f3)
+      assert.equal("integer", p.types.f3)
+      assert.is_nil(p.fields.f29)
+      assert.equal(30, p.fields.f30)
+    end
   end)
 end)
