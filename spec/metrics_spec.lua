@@ -124,4 +124,26 @@ describe("GET /metrics", function()
     local m = parse(body)
     assert.equal(1, m['luagw_script_errors_total{series="m_err",kind="error"}'])
   end)
+
+  it("counts exactly when series change at every point, more of them than a request tallies at once", function()
+    -- pipeline.c tallies up to 16 series per request and flushes when full:
+    -- 20 series interleaved, 3 rounds.
+    local lines = {}
+    for round = 1, 3 do
+      for i = 1, 20 do
+        lines[#lines + 1] = ("m_il%02d v=%di %d"):format(i, round, 1700000000000000000 + round * 100 + i)
+      end
+    end
+    local st = gw:post("/write", table.concat(lines, "\n"))
+    assert.equal(204, st)
+    assert.is_true(wait(function()
+      return scrape()['luagw_series_points_written_total{series="m_il20"}'] == 3
+    end, 10), "not written")
+    local m = scrape()
+    for i = 1, 20 do
+      local s = ('{series="m_il%02d"}'):format(i)
+      assert.equal(3, m["luagw_series_points_received_total" .. s], s)
+      assert.equal(3, m["luagw_series_points_accepted_total" .. s], s)
+    end
+  end)
 end)
