@@ -1393,21 +1393,30 @@ static int replace_state(gw_script_t *s, int abandon)
     return 0;
 }
 
-/* Call the driver from start until it has walked every point, handling each
- * failure of a point in between. */
+/* Call the driver on each scripted point, handling each failure of a point.
+ * One protected call per point rather than one per request: a Lua loop over
+ * the request's points made LuaJIT record the points' inner loops (2 to 5
+ * tags, varying) into the request loop's trace, which it could not unroll;
+ * now and then it blacklisted the loop and a request ran interpreted (4x the
+ * instructions). A call per point costs a few hundred instructions and
+ * leaves each point's code to traces of its own. */
 static void drive(gw_script_t *s)
 {
     gw_script_ctl_t *c = &s->ctl;
     uint32_t start = 0;
     int fresh = 1;
 
-    while (start < c->nin && s->st) {
+    while (s->st) {
         lua_State *L = s->st->L;
         uint32_t i, id;
         int rc, kind;
         char msg[512], where[160];
         const char *m;
 
+        while (start < c->nin && !c->chain[start])
+            start++;
+        if (start >= c->nin)
+            return;
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->st->msgh_ref);
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->st->run_ref);
         lua_pushinteger(L, start);
@@ -1417,7 +1426,9 @@ static void drive(gw_script_t *s)
         rc = guarded_pcall(s, L, 2, 0, -4, s->set->timeout_ns);
         if (rc == 0) {
             lua_settop(L, 0);
-            return;
+            start++;
+            fresh = 0;
+            continue;
         }
         /* A point failed: the one in progress, or the first not done (the
          * stop may land between two points). */

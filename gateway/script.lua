@@ -3,19 +3,18 @@
 -- Compiled into luagw as bytecode and run once in every worker's Lua state:
 --   local run = chunk(setup, ctl)
 -- It builds the sandbox, loads each script into its own environment, and
--- returns run(start, fresh), which script.c calls once per request (and again
--- from the next point after an error). run reads the request's points from C
--- through the FFI into one reused set of point tables (see TAGS below), calls
--- the point's chain of scripts, and writes what they return back into C
+-- returns run(i, fresh), which script.c calls once per scripted point i
+-- (fresh on a request's first call). run reads the point from C through the
+-- FFI into one reused set of point tables (see TAGS below), calls the
+-- point's chain of scripts, and writes what they return back into C
 -- structures:
 --   * tags and fields the script did not change are copied from the
 --     incoming C point (slices of the request body);
 --   * new strings are written as pointers into the Lua strings themselves,
---     which stay referenced from `anchor` until the next run, so the encoder
---     (which runs before the next run) reads live memory.
+--     which stay referenced from `anchor` until the request's next fresh
+--     call, so the encoder (which runs before it) reads live memory.
 -- Errors are not caught here: they unwind to script.c's lua_pcall, which
--- applies scripts.on_error to the point in progress (ctl.cur) and calls run
--- again from the next point. This keeps pcall out of the hot loop.
+-- applies scripts.on_error to the point in progress (ctl.cur).
 local ffi = require("ffi")
 local bit = require("bit")
 local tnew = require("table.new")
@@ -549,24 +548,6 @@ local function added(t, keys, nkeys, put, arr, n)
   return n
 end
 
--- Write back the tags (what 1) or fields (2) of the point in progress: t
--- the reused table, keys/vals the originals handed to the script, src the
--- incoming C array of count entries, addkeys the nadd keys added. Each key
--- is cleared once read. Returns the output array, the first entry and the
--- end.
-local function write_back(what, t, keys, vals, src, count, put, addkeys, nadd)
-  local arr, n = room(what, count + nadd)
-  local n0 = n
-  for j = 0, count - 1 do
-    local k = keys[j + 1]
-    local v = rawget(t, k)
-    if v == vals[j + 1] then arr[n] = src[j]; n = n + 1
-    elseif v ~= nil then n = put(arr, n, src[j].key, k, v) end
-    rawset(t, k, nil)
-  end
-  return arr, n0, added(t, addkeys, nadd, put, arr, n)
-end
-
 -- After a point written back as a difference: every key read and cleared.
 local function finish(o, ct, t0, t1, cf, f0, f1)
   local c = ctl
@@ -588,36 +569,115 @@ local function slow(r, p)
 end
 
 ---------------------------------------------------------------------------
--- One point: fill the reused tables, run the chain, write back. One
--- function for every shape of point: straight-line code generated per
--- (tags, fields) count was measured 3x slower (the request loop's trace
--- forked per shape and ran out of spill slots).
+-- One point: fill the reused tables, run the chain, write back. Filling and
+-- writing back are straight-line code generated per number of tags and
+-- fields: loops of two to five iterations whose count changes from point to
+-- point are what LuaJIT's tracer handles worst (it keeps trying to unroll
+-- them into the request loop's trace, gives up, and now and then the whole
+-- loop fell back to the interpreter: 4x the instructions). Loops beyond
+-- MAX_UNROLL entries.
 
+local MAX_UNROLL = 24
 local OK, OV, FK, FV = {}, {}, {}, {}   -- the originals: key and value strings
+
+local function fill_loop(nt, nf)
+  return function(ptg, pfl, tags, fields)
+    for j = 0, nt - 1 do
+      local t = ptg[j]
+      local k, v = ffi_string(t.key.p, t.key.n), ffi_string(t.val.p, t.val.n)
+      OK[j + 1], OV[j + 1] = k, v
+      rawset(tags, k, v)
+    end
+    for j = 0, nf - 1 do
+      local f = pfl[j]
+      local k, v = ffi_string(f.key.p, f.key.n), read_field(f)
+      FK[j + 1], FV[j + 1] = k, v
+      rawset(fields, k, v)
+    end
+  end
+end
+
+-- Write back count tags (or fields) of the point in progress: t the reused
+-- table, keys/vals the originals handed to the script, src the incoming C
+-- array, arr[n] the first free output entry, put put_tag or put_field.
+-- Each key is cleared once read. Returns the next free index.
+local function write_loop(count)
+  return function(t, keys, vals, src, arr, n, put)
+    for j = 0, count - 1 do
+      local k = keys[j + 1]
+      local v = rawget(t, k)
+      if v == vals[j + 1] then arr[n] = src[j]; n = n + 1
+      elseif v ~= nil then n = put(arr, n, src[j].key, k, v) end
+      rawset(t, k, nil)
+    end
+    return n
+  end
+end
+
+local function gen(src, ...)
+  return assert(load(src, "=driver"))(...)
+end
+
+local fillers, writers = {}, {}
+
+local function filler(nt, nf)
+  local key = nt * 256 + nf
+  local f = fillers[key]
+  if f then return f end
+  if nt > MAX_UNROLL or nf > MAX_UNROLL then
+    f = fill_loop(nt, nf)
+  else
+    local b = { "local ffi_string, read_field, rawset, OK, OV, FK, FV = ...",
+      "return function(ptg, pfl, tags, fields)", "local t, k, v" }
+    for j = 0, nt - 1 do
+      b[#b + 1] = ("t = ptg[%d]; k, v = ffi_string(t.key.p, t.key.n), ffi_string(t.val.p, t.val.n); "
+        .. "OK[%d], OV[%d] = k, v; rawset(tags, k, v)"):format(j, j + 1, j + 1)
+    end
+    for j = 0, nf - 1 do
+      b[#b + 1] = ("t = pfl[%d]; k, v = ffi_string(t.key.p, t.key.n), read_field(t); "
+        .. "FK[%d], FV[%d] = k, v; rawset(fields, k, v)"):format(j, j + 1, j + 1)
+    end
+    b[#b + 1] = "end"
+    f = gen(table.concat(b, "\n"), ffi_string, read_field, rawset, OK, OV, FK, FV)
+  end
+  fillers[key] = f
+  return f
+end
+
+local function writer(count)
+  local f = writers[count]
+  if f then return f end
+  if count > MAX_UNROLL then
+    f = write_loop(count)
+  else
+    local b = { "local rawget, rawset = ...", "return function(t, keys, vals, src, arr, n, put)", "local k, v" }
+    for j = 0, count - 1 do
+      b[#b + 1] = ("k = keys[%d]; v = rawget(t, k); if v == vals[%d] then arr[n] = src[%d]; n = n + 1 "
+        .. "elseif v ~= nil then n = put(arr, n, src[%d].key, k, v) end; rawset(t, k, nil)"):format(j + 1, j + 1, j, j)
+    end
+    b[#b + 1] = "return n end"
+    f = gen(table.concat(b, "\n"), rawget, rawset)
+  end
+  writers[count] = f
+  return f
+end
 
 local function run_point(p, cid)
   begin(p, cid)
   local nt, nf = p.ntags, p.nfields
   local ptg, pfl = p.tags, p.fields
   local tags, fields = TAGS, FIELDS
-  for j = 0, nt - 1 do
-    local tg = ptg[j]
-    local k, v = ffi_string(tg.key.p, tg.key.n), ffi_string(tg.val.p, tg.val.n)
-    OK[j + 1], OV[j + 1] = k, v
-    rawset(tags, k, v)
-  end
-  for j = 0, nf - 1 do
-    local f = pfl[j]
-    local k, v = ffi_string(f.key.p, f.key.n), read_field(f)
-    FK[j + 1], FV[j + 1] = k, v
-    rawset(fields, k, v)
-  end
+  filler(nt, nf)(ptg, pfl, tags, fields)
   local r, ran, fast = call_chain(cid)
   if not fast then slow(r, p) return ran end
   local o = head(PT, p, cur_series, cur_time)
-  local ct, t0, n = write_back(1, tags, OK, OV, ptg, nt, put_tag, TADD, ntadd)
+  local ct, t0 = room(1, nt + ntadd)
+  local n = writer(nt)(tags, OK, OV, ptg, ct, t0, put_tag)
+  n = added(tags, TADD, ntadd, put_tag, ct, n)
   ntadd = 0
-  local cf, f0, m = write_back(2, fields, FK, FV, pfl, nf, put_field, FADD, nfadd)
+  local cf, f0 = room(2, nf + nfadd)
+  local m = writer(nf)(fields, FK, FV, pfl, cf, f0, put_field)
+  m = added(fields, FADD, nfadd, put_field, cf, m)
   nfadd = 0
   finish(o, ct, t0, n, cf, f0, m)
   return ran
@@ -626,29 +686,24 @@ end
 ---------------------------------------------------------------------------
 -- The per-request loop
 
-local function run(start, fresh)
+-- Run point i (script.c calls this once per scripted point; fresh on the
+-- request's first call).
+local function run(i, fresh)
   local c = ctl
   if fresh then
     if nanchor > 65536 then anchor = {} else tclear(anchor) end
     nanchor = 0
   end
   if dirty then wipe() end
-  local inp, chain_of, recs = c.inp, c.chain, c.rec
-  for i = start, c.nin - 1 do
-    local cid = chain_of[i]
-    if cid ~= 0 then
-      c.cur = i
-      local p = inp[i]
-      local first = c.nout
-      local rc = recs[i]
-      local ran = run_point(p, cid)
-      rc.first = first
-      rc.n = c.nout - first
-      rc.steps = ran
-      rc.status = 1
-      c.committed = c.nout
-    end
-  end
+  c.cur = i
+  local first = c.nout
+  local ran = run_point(c.inp[i], c.chain[i])
+  local rc = c.rec[i]
+  rc.first = first
+  rc.n = c.nout - first
+  rc.steps = ran
+  rc.status = 1
+  c.committed = c.nout
 end
 
 return run, layout, lines
