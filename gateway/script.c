@@ -65,6 +65,7 @@ typedef struct {
     uint32_t n;      /* output points */
     uint32_t status; /* REC_* */
     uint32_t steps;  /* scripts of the chain that ran */
+    uint32_t numbers; /* fields written back as FIELD_NUMBER */
 } gw_script_rec_t;
 
 typedef struct gw_script_ctl {
@@ -1619,9 +1620,11 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *
     gw_script_ctl_t *c = &s->ctl;
     const gw_script_set_t *set;
     uint32_t n = pts->n, nscripted = 0, ntags = 0, nfields = 0;
-    const char *last = NULL;
-    size_t lastlen = 0;
-    uint16_t lastid = 0;
+    struct {
+        gw_str_t name; /* borrowed: a point's series, valid during this run */
+        uint16_t id;
+    } seen[8]; /* series already looked up in this request */
+    uint32_t nseen = 0;
     int rc;
 
     (void)res;
@@ -1638,14 +1641,18 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *
     /* 1. Chains, in C. */
     for (uint32_t i = 0; i < n; i++) {
         const gw_point_t *p = &pts->v[i];
+        uint32_t k = 0;
         uint16_t id;
-        if (last && p->series.n == lastlen && memcmp(p->series.p, last, lastlen) == 0) {
-            id = lastid;
+        while (k < nseen && !gw_str_eq(seen[k].name, p->series))
+            k++;
+        if (k < nseen) {
+            id = seen[k].id;
         } else {
             id = set_lookup(set, p->series.p, p->series.n);
-            last = p->series.p;
-            lastlen = p->series.n;
-            lastid = id;
+            if (nseen < sizeof(seen) / sizeof(seen[0])) {
+                seen[nseen].name = p->series;
+                seen[nseen++].id = id;
+            }
         }
         s->chain[i] = id;
         s->scripted[i] = id != 0;
@@ -1702,7 +1709,7 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *
 
     /* 3. Results in place. */
     for (uint32_t i = 0; i < n; i++)
-        if (s->scripted[i] && s->rec[i].status == REC_OK)
+        if (s->scripted[i] && s->rec[i].status == REC_OK && s->rec[i].numbers)
             resolve_numbers(s, i);
     rc = merge(s, pts);
     if (s->st)

@@ -33,7 +33,7 @@ typedef struct {
   gw_str_t series; int64_t time_ns; gw_tag_t *tags; gw_field_t *fields;
   uint32_t ntags; uint32_t nfields; uint32_t src;
 } gw_point_t;
-typedef struct { uint32_t first, n, status, steps; } gw_script_rec_t;
+typedef struct { uint32_t first, n, status, steps, numbers; } gw_script_rec_t;
 typedef struct gw_script_ctl {
   gw_point_t *inp;
   const uint16_t *chain;
@@ -262,6 +262,7 @@ end
 
 local NUMBER = 99
 local anchor, nanchor = {}, 0           -- strings C points into, until the next run
+local nnumbers = 0                      -- fields written as NUMBER (script.c types them)
 
 local function bad(fmt, ...)
   error(where[ctl.script] .. ": bad return value: " .. format(fmt, ...), 0)
@@ -351,6 +352,7 @@ local function put_field(cf, n, key, k, v)
   local tv = type(v)
   if tv == "number" then
     f.type = NUMBER; f.v.f = v
+    nnumbers = nnumbers + 1
   elseif tv == "string" then
     f.type = STRING; f.v.s.p = v; f.v.s.n = #v
     na = na + 1; anchor[na] = v
@@ -697,11 +699,13 @@ local function run(i, fresh)
   if dirty then wipe() end
   c.cur = i
   local first = c.nout
+  nnumbers = 0
   local ran = run_point(c.inp[i], c.chain[i])
   local rc = c.rec[i]
   rc.first = first
   rc.n = c.nout - first
   rc.steps = ran
+  rc.numbers = nnumbers
   rc.status = 1
   c.committed = c.nout
 end
