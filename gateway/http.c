@@ -17,7 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "deadletter.h"
 #include "lineproto.h"
@@ -177,42 +177,61 @@ static gw_pipeline_t *worker(gw_http_t *h)
 
 /* ------------------------------------------------------------------ ingest */
 
-/* Inflate a gzip (or zlib) body into out, at most limit bytes.
- * Returns 0, 1 when the result would exceed limit, -1 when corrupt. */
+/* Decompress one gzip member (or zlib stream) of in, from *at, appending
+ * to out without going beyond limit + 1 bytes; *at moves past it.
+ * libdeflate decompresses whole buffers only: it is tried with a guess of
+ * the size (gzip's trailer states it, mod 2^32 and maybe falsely; zlib
+ * gives none: 4x) doubled until it fits. 0, 1 (beyond limit), -1 (corrupt).*/
+static int inflate_member(struct libdeflate_decompressor *d, int gzip, const gw_buf_t *in, size_t *at,
+                          gw_buf_t *out, size_t limit)
+{
+    const unsigned char *src = (const unsigned char *)in->data + *at;
+    size_t n = in->len - *at, used = 0, got = 0, room = limit + 1 - out->len, want;
+    enum libdeflate_result r;
+
+    want = gzip && n >= 18 ? (size_t)src[n - 4] | (size_t)src[n - 3] << 8 | (size_t)src[n - 2] << 16 |
+                                 (size_t)src[n - 1] << 24
+                           : n * 4;
+    if (want < 65536)
+        want = 65536;
+    for (;;) {
+        if (want > room)
+            want = room;
+        if (gw_buf_reserve(out, want))
+            return -1;
+        r = gzip ? libdeflate_gzip_decompress_ex(d, src, n, out->data + out->len, want, &used, &got)
+                 : libdeflate_zlib_decompress_ex(d, src, n, out->data + out->len, want, &used, &got);
+        if (r == LIBDEFLATE_SUCCESS)
+            break;
+        if (r != LIBDEFLATE_INSUFFICIENT_SPACE)
+            return -1;
+        if (want == room)
+            return 1;
+        want *= 2;
+    }
+    out->len += got;
+    *at += used;
+    return out->len > limit ? 1 : 0;
+}
+
+/* Decompress a gzip (every member, as InfluxDB's Go reader does) or zlib
+ * body into out, at most limit bytes. Returns 0, 1 when the result would
+ * exceed limit, -1 when corrupt. libdeflate: about 3x zlib's inflate. */
 static int gunzip(const gw_buf_t *in, gw_buf_t *out, size_t limit)
 {
-    z_stream z;
-    int rc;
+    const unsigned char *b = (const unsigned char *)in->data;
+    int gzip = in->len >= 2 && b[0] == 0x1f && b[1] == 0x8b, rc = -1;
+    size_t at = 0;
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
 
-    memset(&z, 0, sizeof(z));
-    if (inflateInit2(&z, 15 + 32) != Z_OK)
+    if (!d)
         return -1;
-    z.next_in = (Bytef *)in->data;
-    z.avail_in = (uInt)in->len;
     do {
-        size_t want = out->len + (in->len * 4 > 65536 ? in->len * 4 : 65536);
-        if (want > limit + 1)
-            want = limit + 1;
-        if (out->len >= limit + 1 || gw_buf_reserve(out, want - out->len)) {
-            rc = out->len > limit ? 1 : -1;
-            goto done;
-        }
-        z.next_out = (Bytef *)out->data + out->len;
-        z.avail_out = (uInt)(want - out->len);
-        rc = inflate(&z, Z_NO_FLUSH);
-        out->len = want - z.avail_out;
-        if (out->len > limit) {
-            rc = 1;
-            goto done;
-        }
-        if (rc == Z_BUF_ERROR && z.avail_in == 0) {
-            rc = -1; /* truncated */
-            goto done;
-        }
-    } while (rc == Z_OK || rc == Z_BUF_ERROR);
-    rc = rc == Z_STREAM_END ? 0 : -1;
-done:
-    inflateEnd(&z);
+        rc = inflate_member(d, gzip, in, &at, out, limit);
+    } while (rc == 0 && gzip && in->len - at >= 2 && b[at] == 0x1f && b[at + 1] == 0x8b);
+    if (rc == 0 && at != in->len)
+        rc = -1; /* trailing bytes that are not another member */
+    libdeflate_free_decompressor(d);
     return rc;
 }
 

@@ -200,6 +200,35 @@ describe("limits on clients", function()
     idle:close()
   end)
 
+  it("gzip bodies: every member is read, a zlib stream too; trailing or cut bytes are a 400", function()
+    local gw = start { max_body_bytes = 1024 * 1024 }
+    finally(function() gw:destroy() end)
+    local gz = { ["Content-Encoding"] = "gzip" }
+    -- A bad last line makes the answer a 400 that counts what was accepted.
+    local function accepted(body)
+      local st, resp = gw:post("/write", body, gz)
+      assert.equal(400, st)
+      return cjson.decode(resp).accepted, err_of(resp)
+    end
+    local two = http.gzip("m v=1\nm v=2\n") .. http.gzip("m v=3\nm v=4\nbad\n")
+    assert.equal(4, (accepted(two)))
+    assert.equal(2, (accepted(http.gzip("m v=1\nm v=2\nbad\n", 6, 15)))) -- zlib wrapper
+    local big = ("m v=1\n"):rep(150000) .. "bad\n" -- 900 KB inflated, 16x its gzip
+    assert.equal(150000, (accepted(http.gzip(big, 9))))
+    for _, broken in ipairs { http.gzip("m v=1\n") .. "junk", http.gzip("m v=1\n"):sub(1, -3) } do
+      local st, resp = gw:post("/write", broken, gz)
+      assert.equal(400, st)
+      assert.equal("body: invalid gzip data", err_of(resp))
+    end
+    -- The bound is exact: max_body_bytes inflated is accepted, one more is not.
+    local line = "m v=1\n"
+    local exact = line:rep(math.floor(1024 * 1024 / #line))
+    exact = exact .. ("#"):rep(1024 * 1024 - #exact - 1) .. "\n"
+    assert.equal(1024 * 1024, #exact)
+    assert.equal(204, (gw:post("/write", http.gzip(exact), gz)))
+    assert.equal(413, (gw:post("/write", http.gzip(exact .. "\n"), gz)))
+  end)
+
   it("a gzip bomb gets 413: the inflated size is bounded by listen.max_body_bytes", function()
     local gw = start { max_body_bytes = 1024 * 1024 }
     finally(function() gw:destroy() end)

@@ -93,10 +93,10 @@ const char *zlibVersion(void);
 end
 
 -- gzip-compress s (a gzip member, like `gzip -c`).
-function M.gzip(s, level)
+function M.gzip(s, level, window_bits) -- window_bits 15: a zlib stream instead of gzip
   local Z = z(); local ffi, lib = Z.ffi, Z.lib
   local strm = ffi.new("luagw_spec_z_stream")
-  local rc = lib.deflateInit2_(strm, level or 6, 8, 31, 8, 0, lib.zlibVersion(), ffi.sizeof(strm))
+  local rc = lib.deflateInit2_(strm, level or 6, 8, window_bits or 31, 8, 0, lib.zlibVersion(), ffi.sizeof(strm))
   assert(rc == 0, "deflateInit2 failed: " .. rc)
   local cap = #s + 64 + math.floor(#s / 100)
   local out = ffi.new("unsigned char[?]", cap)
