@@ -524,14 +524,20 @@ local function call_chain(cid)
 end
 
 -- Room for need more tags (what 1) or fields (2) in ctl's arrays: the
--- array and its first free index.
+-- array and its first free index. (No loop on the way: see run_point.)
+local function grow_for(c, what, need)
+  while (what == 1 and c.ntags + need > c.tagcap) or (what == 2 and c.nfields + need > c.fieldcap) do
+    if c.grow(c, what, what == 1 and c.ntags or c.nfields) ~= 0 then error("out of memory", 0) end
+  end
+end
+
 local function room(what, need)
   local c = ctl
-  local tags = what == 1
-  while (tags and c.ntags + need > c.tagcap) or (not tags and c.nfields + need > c.fieldcap) do
-    if c.grow(c, what, tags and c.ntags or c.nfields) ~= 0 then error("out of memory", 0) end
+  if what == 1 then
+    if c.ntags + need > c.tagcap then grow_for(c, 1, need) end
+    return c.tags, c.ntags
   end
-  if tags then return c.tags, c.ntags end
+  if c.nfields + need > c.fieldcap then grow_for(c, 2, need) end
   return c.fields, c.nfields
 end
 
@@ -539,6 +545,7 @@ end
 -- cleared as it is read, which also skips an original the script removed
 -- and set again (already written) and a key added twice.
 local function added(t, keys, nkeys, put, arr, n)
+  if nkeys == 0 then return n end
   for a = 1, nkeys do
     local k = keys[a]
     local v = rawget(t, k)
