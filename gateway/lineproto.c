@@ -53,14 +53,17 @@ enum {
     C_KEY_ESC = 0x08,   /* ... in tag keys, tag values and field keys */
     C_STR_ESC = 0x10,   /* ... in string field values */
     C_VAL_STOP = 0x20,  /* ends a number, boolean or timestamp */
+    C_NL = 0x40,        /* a newline: no name may hold one */
+    C_SPACE = 0x80,     /* ends a timestamp */
 };
 
 static const unsigned char cls[256] = {
-    [' '] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP,
+    [' '] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP | C_SPACE,
     [','] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP,
     ['='] = C_KEY_STOP | C_KEY_ESC,
     ['\\'] = C_MEAS_STOP | C_KEY_STOP | C_STR_ESC,
     ['"'] = C_STR_ESC,
+    ['\n'] = C_NL,
 };
 
 static inline int is_digit(char c)
@@ -74,6 +77,9 @@ static inline int is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\0';
 }
+
+/* The bytes that belong to some class. */
+static const char specials[] = " ,=\\\"\n";
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define SWAR 1
@@ -89,31 +95,58 @@ static inline uint64_t byte_eq(uint64_t w, unsigned char c)
 }
 
 /* Flags for the bytes of w in class c; c is a constant at every call, so
- * the tests of cls[] fold away. */
+ * the loop unrolls and the tests of cls[] fold away. */
 static inline uint64_t class_mask(uint64_t w, unsigned c)
 {
     uint64_t m = 0;
-    if (cls[' '] & c)
-        m |= byte_eq(w, ' ');
-    if (cls[','] & c)
-        m |= byte_eq(w, ',');
-    if (cls['='] & c)
-        m |= byte_eq(w, '=');
-    if (cls['\\'] & c)
-        m |= byte_eq(w, '\\');
-    if (cls['"'] & c)
-        m |= byte_eq(w, '"');
+#pragma GCC unroll 8
+    for (size_t i = 0; i < sizeof(specials) - 1; i++)
+        if (cls[(unsigned char)specials[i]] & c)
+            m |= byte_eq(w, (unsigned char)specials[i]);
     return m;
 }
 #else
 #define SWAR 0
 #endif
 
-/* The first byte of class c in p..end, or end. Names are scanned eight
- * bytes at a time: this is the parser's and the encoder's inner loop. */
-static inline const char *find_class(const char *p, const char *end, unsigned c)
+#ifdef __SSE2__ /* the x86-64 baseline */
+#include <emmintrin.h>
+#define VEC 1
+
+/* Bit i set when byte i of v is in class c (constant at every call, so
+ * the tests of cls[] fold away): 16 bytes in a dozen instructions. */
+static inline __attribute__((always_inline)) unsigned class_bits(__m128i v, unsigned c)
 {
-#if SWAR
+    __m128i m = _mm_setzero_si128();
+#pragma GCC unroll 8
+    for (size_t i = 0; i < sizeof(specials) - 1; i++)
+        if (cls[(unsigned char)specials[i]] & c)
+            m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(specials[i])));
+    return (unsigned)_mm_movemask_epi8(m);
+}
+#else
+#define VEC 0
+#endif
+
+/* The first byte of class c in p..end, or end. Bytes up to lim (>= end,
+ * the end of the buffer) may be read: sixteen at a time, this is the
+ * parser's inner loop. */
+static inline const char *find_class(const char *p, const char *end, const char *lim,
+                                     unsigned c)
+{
+#if VEC
+    while (lim - p >= 16) {
+        unsigned m = class_bits(_mm_loadu_si128((const __m128i *)p), c);
+        if (m) {
+            p += __builtin_ctz(m);
+            return p < end ? p : end;
+        }
+        if (end - p <= 16)
+            return end;
+        p += 16;
+    }
+#elif SWAR
+    (void)lim;
     while (end - p >= 8) {
         uint64_t w, m;
         memcpy(&w, p, 8);
@@ -122,6 +155,8 @@ static inline const char *find_class(const char *p, const char *end, unsigned c)
             return p + (__builtin_ctzll(m) >> 3);
         p += 8;
     }
+#else
+    (void)lim;
 #endif
     while (p < end && !(cls[(unsigned char)*p] & c))
         p++;
@@ -359,11 +394,11 @@ reject(parser_t *ps, const char *at, const char *fmt, ...)
 
 /* Advance over a name up to the first unescaped byte of class stop; *esc is
  * set when a backslash was seen (the name then needs unescaping). */
-static inline const char *scan_name(const char *p, const char *end, unsigned stop,
-                                    unsigned escs, int *esc)
+static inline const char *scan_name(const char *p, const char *end, const char *lim,
+                                    unsigned stop, unsigned escs, int *esc)
 {
     for (;;) {
-        p = find_class(p, end, stop);
+        p = find_class(p, end, lim, stop);
         if (p == end || *p != '\\')
             return p;
         *esc = 1;
@@ -501,23 +536,62 @@ static int grow(parser_t *ps, void **v, uint32_t *cap, size_t size)
     return 0;
 }
 
-/* Digits s..e (checked) to v. Returns 0, or -1 when above UINT64_MAX. */
-static inline int to_u64(const char *s, const char *e, uint64_t *out)
+#if SWAR
+/* Are the eight bytes of w all ASCII digits? Each byte must have 3 as its
+ * high nibble, and keep it when 6 is added (0x30..0x39). A carry out of a
+ * byte only happens from a byte that fails the test anyway. */
+static inline int all_digits8(uint64_t w)
+{
+    uint64_t hi = UINT64_C(0xF0F0F0F0F0F0F0F0);
+    return ((w & hi) | ((w + ONES * 6) & hi) >> 4) == ONES * 0x33;
+}
+
+/* The value of eight ASCII digits, the first in the lowest byte: digits
+ * to pairs, pairs to quads and quads to the whole, by multiplication. */
+static inline uint32_t value8(uint64_t w)
+{
+    uint64_t lanes = UINT64_C(0x000000FF000000FF);
+
+    w -= ONES * '0';
+    w = w * 10 + (w >> 8); /* even bytes: 10 * digit + the next digit */
+    w = (w & lanes) * (100 + (UINT64_C(1000000) << 32)) +
+        (w >> 16 & lanes) * (1 + (UINT64_C(10000) << 32));
+    return (uint32_t)(w >> 32);
+}
+#endif
+
+/* The value of s..e if it is all digits. Returns 0, 1 when a byte is not
+ * a digit, or 2 when the value is above UINT64_MAX. */
+static inline int read_digits(const char *s, const char *e, uint64_t *out)
 {
     uint64_t v = 0;
 
-    /* Up to 19 digits cannot overflow; only longer numbers need checks. */
-    if (e - s <= 19) {
-        for (; s < e; s++)
-            v = v * 10 + (uint64_t)(*s - '0');
+    if (e - s > 19) { /* rare; the only lengths that can overflow */
+        for (const char *x = s; x < e; x++)
+            if (!is_digit(*x))
+                return 1;
+        for (; s < e; s++) {
+            unsigned d = (unsigned)(*s - '0');
+            if (v > (UINT64_MAX - d) / 10)
+                return 2;
+            v = v * 10 + d;
+        }
         *out = v;
         return 0;
     }
+#if SWAR
+    for (; e - s >= 8; s += 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        if (!all_digits8(w))
+            return 1;
+        v = v * 100000000 + value8(w);
+    }
+#endif
     for (; s < e; s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
+        if (!is_digit(*s))
+            return 1;
+        v = v * 10 + (uint64_t)(*s - '0');
     }
     *out = v;
     return 0;
@@ -530,7 +604,7 @@ static int to_int(const char *s, const char *e, int is_uint, gw_field_t *f)
     int neg = *s == '-';
     uint64_t v;
 
-    if (to_u64(s + neg, e, &v))
+    if (read_digits(s + neg, e, &v))
         return -1;
     if (is_uint) {
         f->type = GW_FIELD_UINT;
@@ -640,11 +714,12 @@ static int parse_time(parser_t *ps, const char *p, const char *e, int64_t *out)
     q += neg;
     if (q == e)
         goto bad;
-    for (const char *x = q; x < e; x++)
-        if (!is_digit(*x))
-            goto bad;
-    if (to_u64(q, e, &v))
+    switch (read_digits(q, e, &v)) {
+    case 1:
+        goto bad;
+    case 2:
         goto range;
+    }
     if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX)
         goto range;
     t = neg ? (int64_t)(0 - v) : (int64_t)v;
@@ -675,7 +750,7 @@ static int parse_line(parser_t *ps, const char *s)
     ps->ntags = ps->nfields = 0;
 
     /* Measurement. */
-    p = scan_name(p, ps->lend, C_MEAS_STOP, C_MEAS_ESC, &esc);
+    p = scan_name(p, ps->lend, ps->end, C_MEAS_STOP, C_MEAS_ESC, &esc);
     if (p == s)
         return reject(ps, s, "missing measurement");
     if ((rc = take(ps, s, (size_t)(p - s), esc, C_MEAS_ESC, &series)))
@@ -687,7 +762,7 @@ static int parse_line(parser_t *ps, const char *s)
         const char *k = ++p, *v;
 
         esc = 0;
-        p = scan_name(p, ps->lend, C_KEY_STOP, C_KEY_ESC, &esc);
+        p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
         if (p == k)
             return reject(ps, k, "missing tag key");
         if (p == ps->lend || *p != '=')
@@ -706,7 +781,7 @@ static int parse_line(parser_t *ps, const char *s)
 
         v = ++p;
         esc = 0;
-        p = scan_name(p, ps->lend, C_KEY_STOP, C_KEY_ESC, &esc);
+        p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
         if (p < ps->lend && *p == '=') {
             for (t = p; t < ps->lend && *t != ',' && *t != ' '; t++)
                 ;
@@ -734,7 +809,7 @@ static int parse_line(parser_t *ps, const char *s)
         const char *k = p, *v;
 
         esc = 0;
-        p = scan_name(p, ps->lend, C_KEY_STOP, C_KEY_ESC, &esc);
+        p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
         if (p == k)
             return reject(ps, k, "missing field key");
         if (p == ps->lend || *p != '=')
@@ -757,7 +832,14 @@ static int parse_line(parser_t *ps, const char *s)
         if (p == ps->lend || *p == ',' || *p == ' ')
             return reject(ps, v, "field \"%s\": missing value", show(kb, k, (size_t)(v - 1 - k)));
         if (*p == '"') {
-            const char *q = close_quote(p + 1, ps->end);
+            /* Most strings hold no backslash: then the first quote ends
+             * them. */
+            const char *q = find_class(p + 1, ps->end, ps->end, C_STR_ESC);
+            int sesc = q < ps->end && *q == '\\';
+            if (sesc)
+                q = close_quote(p + 1, ps->end);
+            else if (q == ps->end)
+                q = NULL;
             if (!q) {
                 /* As in InfluxDB, the open string runs to the end of the
                  * body: nothing after it can be told apart from its text. */
@@ -770,9 +852,7 @@ static int parse_line(parser_t *ps, const char *s)
                 set_eol(ps, q + 1);
             }
             f->type = GW_FIELD_STRING;
-            if ((rc = take(ps, p + 1, (size_t)(q - p - 1),
-                           memchr(p + 1, '\\', (size_t)(q - p - 1)) != NULL, C_STR_ESC,
-                           &f->v.s)))
+            if ((rc = take(ps, p + 1, (size_t)(q - p - 1), sesc, C_STR_ESC, &f->v.s)))
                 return rc;
             p = q + 1;
             if (p < ps->lend && *p != ',' && *p != ' ') {
@@ -783,7 +863,7 @@ static int parse_line(parser_t *ps, const char *s)
                               show(kb, k, (size_t)(v - 1 - k)), show(vb, p, (size_t)(t - p)));
             }
         } else {
-            t = find_class(p, ps->lend, C_VAL_STOP);
+            t = find_class(p, ps->lend, ps->end, C_VAL_STOP);
             if ((rc = parse_scalar(ps, p, t, k, (size_t)(v - 1 - k), f)))
                 return rc;
             p = t;
@@ -821,9 +901,7 @@ static int parse_line(parser_t *ps, const char *s)
         p++;
     ts = ps->now_ns;
     if (p < ps->lend) {
-        t = memchr(p, ' ', (size_t)(ps->lend - p));
-        if (!t)
-            t = ps->lend;
+        t = find_class(p, ps->lend, ps->end, C_SPACE);
         if (parse_time(ps, p, t, &ts))
             return 1;
         for (p = t; p < ps->lend && *p == ' '; p++)
@@ -1085,31 +1163,52 @@ static int grisu2(double v, char *buf, int *k)
     return len;
 }
 
-static const char digit_pairs[201] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
+/* The eight decimal digits of v < 10^8 as bytes 0..9 in memory order
+ * (little-endian), all at once: split into halves of four digits, those
+ * into pairs, the pairs into digits, dividing by multiplication. */
+static inline uint64_t digits8(uint32_t v)
+{
+    uint64_t x = v / 10000 | (uint64_t)(v % 10000) << 32;
+    uint64_t q = (x * 10486 >> 20) & UINT64_C(0x0000007F0000007F); /* /100 */
+    x = q | (x - q * 100) << 16;
+    q = (x * 103 >> 10) & UINT64_C(0x000F000F000F000F); /* /10 */
+    return q | (x - q * 10) << 8;
+}
 
-/* Write v in decimal; returns the end. */
+/* Write v < 10^8 without leading zeros; returns the end. Stores eight
+ * bytes whatever the length: callers reserve the slack. */
+static inline char *put_short(char *d, uint32_t v)
+{
+    uint64_t x = digits8(v);
+    /* Leading zero digits are the low zero bytes; the last digit counts as
+     * non-zero so that 0 prints as "0". */
+    unsigned z = (unsigned)__builtin_ctzll(x | UINT64_C(1) << 56) >> 3;
+
+    x = (x + UINT64_C(0x3030303030303030)) >> (8 * z);
+    memcpy(d, &x, 8);
+    return d + 8 - z;
+}
+
+static inline char *put_8(char *d, uint32_t v)
+{
+    uint64_t x = digits8(v) + UINT64_C(0x3030303030303030);
+    memcpy(d, &x, 8);
+    return d + 8;
+}
+
+/* Write v in decimal; returns the end. May store up to 7 bytes past it. */
 static char *put_u64(char *d, uint64_t v)
 {
-    char tmp[20];
-    char *t = tmp + sizeof(tmp);
-
-    while (v >= 100) {
-        unsigned r = (unsigned)(v % 100);
-        v /= 100;
-        t -= 2;
-        memcpy(t, digit_pairs + 2 * r, 2);
+    if (v < 100000000)
+        return put_short(d, (uint32_t)v);
+    if (v < UINT64_C(10000000000000000)) {
+        d = put_short(d, (uint32_t)(v / 100000000));
+        return put_8(d, (uint32_t)(v % 100000000));
     }
-    if (v >= 10) {
-        t -= 2;
-        memcpy(t, digit_pairs + 2 * v, 2);
-    } else {
-        *--t = (char)('0' + v);
-    }
-    memcpy(d, t, (size_t)(tmp + sizeof(tmp) - t));
-    return d + (tmp + sizeof(tmp) - t);
+    d = put_short(d, (uint32_t)(v / UINT64_C(10000000000000000)));
+    v %= UINT64_C(10000000000000000);
+    d = put_8(d, (uint32_t)(v / 100000000));
+    return put_8(d, (uint32_t)(v % 100000000));
 }
 
 static char *put_i64(char *d, int64_t v)
@@ -1272,10 +1371,218 @@ static int is_time(gw_str_t s)
     return s.n == 4 && !memcmp(s.p, "time", 4);
 }
 
-/* Append p to out as one line (sorting p->tags in place). Returns 0;
- * -ENOMEM; or 1 with the reason in err when p cannot be written. out keeps
- * its length unless 0 is returned. */
-int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t errlen)
+/* Copy s when none of its bytes is in class c; returns the end, or NULL
+ * (d then holds rubbish). Never reads outside s nor writes past d + s.n:
+ * short strings are covered by two overlapping loads. */
+static inline __attribute__((always_inline)) char *copy_clean(char *d, gw_str_t s, unsigned c)
+{
+    const char *p = s.p;
+    size_t n = s.n;
+
+#if VEC
+    if (n >= 16) {
+        __m128i v;
+        for (size_t i = 0; i + 16 < n; i += 16) {
+            v = _mm_loadu_si128((const __m128i *)(p + i));
+            if (class_bits(v, c))
+                return NULL;
+            _mm_storeu_si128((__m128i *)(d + i), v);
+        }
+        v = _mm_loadu_si128((const __m128i *)(p + n - 16));
+        if (class_bits(v, c))
+            return NULL;
+        _mm_storeu_si128((__m128i *)(d + n - 16), v);
+    } else if (n >= 8) {
+        uint64_t lo, hi;
+        memcpy(&lo, p, 8);
+        memcpy(&hi, p + n - 8, 8);
+        if (class_bits(_mm_set_epi64x((long long)hi, (long long)lo), c))
+            return NULL;
+        memcpy(d, &lo, 8);
+        memcpy(d + n - 8, &hi, 8);
+    } else if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + n - 4, 4);
+        if (class_bits(_mm_set_epi32(0, 0, (int)hi, (int)lo), c))
+            return NULL;
+        memcpy(d, &lo, 4);
+        memcpy(d + n - 4, &hi, 4);
+    } else if (n) {
+        /* p[0], p[n / 2] and p[n - 1] are every byte of 1 to 3. */
+        unsigned char b0 = (unsigned char)p[0], b1 = (unsigned char)p[n / 2],
+                      b2 = (unsigned char)p[n - 1];
+        if (class_bits(_mm_cvtsi32_si128((int)(b0 | b1 << 8 | (unsigned)b2 << 16)), c))
+            return NULL;
+        d[0] = (char)b0;
+        d[n / 2] = (char)b1;
+        d[n - 1] = (char)b2;
+    }
+#else
+    for (size_t i = 0; i < n; i++) {
+        if (cls[(unsigned char)p[i]] & c)
+            return NULL;
+        d[i] = p[i];
+    }
+#endif
+    return d + n;
+}
+
+/* Write name s, escaping the bytes that stop it (class stop, whose
+ * escapes are escs); NULL when bad_name refuses it. */
+static inline __attribute__((always_inline)) char *put_name(char *d, gw_str_t s, unsigned stop, unsigned escs)
+{
+    char *e;
+
+    if (s.n == 0)
+        return NULL;
+    /* Most names hold no delimiter, no backslash and no newline. */
+    e = copy_clean(d, s, stop | C_NL);
+    if (e)
+        return e;
+    return bad_name(s) ? NULL : put_escaped(d, s, escs);
+}
+
+/* Write the value of f; NULL when it cannot be written (NaN or infinite,
+ * unsigned too large under GW_LP_NO_UINT, unknown type). */
+static inline char *put_value(char *d, const gw_field_t *f, unsigned flags)
+{
+    char *e;
+
+    switch (f->type) {
+    case GW_FIELD_FLOAT:
+        return isfinite(f->v.f) ? put_double(d, f->v.f) : NULL;
+    case GW_FIELD_INT:
+        d = put_i64(d, f->v.i);
+        *d++ = 'i';
+        return d;
+    case GW_FIELD_UINT:
+        if ((flags & GW_LP_NO_UINT) && f->v.u > (uint64_t)INT64_MAX)
+            return NULL;
+        d = put_u64(d, f->v.u);
+        *d++ = flags & GW_LP_NO_UINT ? 'i' : 'u';
+        return d;
+    case GW_FIELD_STRING:
+        *d++ = '"';
+        e = copy_clean(d, f->v.s, C_STR_ESC);
+        d = e ? e : put_escaped(d, f->v.s, C_STR_ESC);
+        *d++ = '"';
+        return d;
+    case GW_FIELD_BOOL:
+        memcpy(d, f->v.b ? "true" : "false", f->v.b ? 4 : 5);
+        return d + (f->v.b ? 4 : 5);
+    default:
+        return NULL;
+    }
+}
+
+/* Sort p's tags by key, bytewise as InfluxDB does (Go bytes.Compare):
+ * insertion sort, as tag counts are small and often already sorted.
+ * Returns how many bytes the line can take, everything escaped, with the
+ * slack the writers store past their ends. */
+static size_t sort_and_size(gw_point_t *p)
+{
+    size_t need = 2 * p->series.n + 2 + 21 + 1 + 8; /* 8: put_escaped's overshoot */
+
+    if (p->ntags > DUP_LINEAR) /* many (a script's, a JSON body's): not quadratic */
+        qsort(p->tags, p->ntags, sizeof(*p->tags), cmp_keys); /* the key is the first member */
+    for (uint32_t i = 0; i < p->ntags; i++) {
+        gw_tag_t t = p->tags[i];
+        uint32_t j = i;
+        while (j > 0 && key_cmp(p->tags[j - 1].key, t.key) > 0) {
+            p->tags[j] = p->tags[j - 1];
+            j--;
+        }
+        p->tags[j] = t;
+        need += 2 + 2 * t.key.n + 2 * t.val.n;
+    }
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        need += 2 + 2 * f->key.n + (f->type == GW_FIELD_STRING ? 2 + 2 * f->v.s.n : DOUBLE_MAX_CHARS);
+    }
+    return need;
+}
+
+/* gw_lp_encode for a point that passes every check, in one pass with no
+ * message to prepare. Returns 0, -ENOMEM, or 1 when some check fails or
+ * looks like it might: encode_checked then decides, and says why. out
+ * keeps its length unless 0 is returned. */
+static int encode_fast(gw_buf_t *out, gw_point_t *p, unsigned flags)
+{
+    size_t start = out->len, sn;
+    const gw_str_t *prev = NULL;
+    char *d;
+
+    if (p->nfields == 0 || p->nfields > DUP_LINEAR || p->time_ns < TIME_MIN ||
+        p->time_ns > TIME_MAX || gw_buf_reserve(out, 2 * p->series.n + 8))
+        return 1;
+    /* The series before the tags are sorted: encode_checked leaves them
+     * unsorted when it refuses the series. */
+    d = put_name(out->data + start, p->series, C_MEAS_STOP, C_MEAS_ESC);
+    if (!d || p->series.p[0] == '#' || is_unescapable_blank(p->series.p[0]))
+        return 1;
+    sn = (size_t)(d - (out->data + start));
+    if (gw_buf_reserve(out, sort_and_size(p)))
+        return -ENOMEM;
+
+    d = out->data + start + sn;
+    for (uint32_t i = 0; i < p->ntags; i++) {
+        const gw_tag_t *t = &p->tags[i];
+        if (t->val.n == 0)
+            continue; /* InfluxDB treats an empty tag value as no tag */
+        *d++ = ',';
+        d = put_name(d, t->key, C_KEY_STOP, C_KEY_ESC);
+        if (!d || is_time(t->key) || (prev && same_key(*prev, t->key)))
+            return 1;
+        *d++ = '=';
+        d = put_name(d, t->val, C_KEY_STOP, C_KEY_ESC);
+        if (!d)
+            return 1;
+        prev = &t->key;
+    }
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        *d++ = i ? ',' : ' ';
+        d = put_name(d, f->key, C_KEY_STOP, C_KEY_ESC);
+        if (!d || is_time(f->key) || is_unescapable_blank(f->key.p[0]))
+            return 1;
+        for (uint32_t j = 0; j < i; j++)
+            if (same_key(p->fields[j].key, f->key))
+                return 1;
+        *d++ = '=';
+        d = put_value(d, f, flags);
+        if (!d)
+            return 1;
+    }
+    *d++ = ' ';
+    d = put_i64(d, p->time_ns);
+    *d++ = '\n';
+    out->len = (size_t)(d - out->data);
+    return 0;
+}
+
+/* Why f's value cannot be written, into err. */
+static void value_error(const gw_point_t *p, const gw_field_t *f, char *err, size_t errlen)
+{
+    char sb[SHOW_MAX + 4], kb[SHOW_MAX + 4];
+
+    show(sb, p->series.p, p->series.n);
+    show(kb, f->key.p, f->key.n);
+    if (f->type == GW_FIELD_FLOAT)
+        snprintf(err, errlen, "series \"%s\": field \"%s\" is %s, which InfluxDB cannot store", sb,
+                 kb, isnan(f->v.f) ? "NaN" : "infinite");
+    else if (f->type == GW_FIELD_UINT)
+        snprintf(err, errlen,
+                 "series \"%s\": field \"%s\": unsigned %llu is too large for an integer "
+                 "(the target has no unsigned type)",
+                 sb, kb, (unsigned long long)f->v.u);
+    else
+        snprintf(err, errlen, "series \"%s\": field \"%s\" has unknown type %d", sb, kb, f->type);
+}
+
+/* gw_lp_encode with every check in order, each failure with its message:
+ * the first check that fails is the one reported. */
+static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t errlen)
 {
     char sb[SHOW_MAX + 4], kb[SHOW_MAX + 4];
     size_t start = out->len, need;
@@ -1305,26 +1612,7 @@ int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t
         return 1;
     }
 
-    /* Sort tags by key, bytewise as InfluxDB does (Go bytes.Compare);
-     * insertion sort, as tag counts are small and often already sorted.
-     * Meanwhile bound the line's length: everything escaped. */
-    need = 2 * p->series.n + 2 + 21 + 1 + 8; /* 8: put_escaped's overshoot */
-    if (p->ntags > DUP_LINEAR) /* many (a script's, a JSON body's): not quadratic */
-        qsort(p->tags, p->ntags, sizeof(*p->tags), cmp_keys); /* the key is the first member */
-    for (uint32_t i = 0; i < p->ntags; i++) {
-        gw_tag_t t = p->tags[i];
-        uint32_t j = i;
-        while (j > 0 && key_cmp(p->tags[j - 1].key, t.key) > 0) {
-            p->tags[j] = p->tags[j - 1];
-            j--;
-        }
-        p->tags[j] = t;
-        need += 2 + 2 * t.key.n + 2 * t.val.n;
-    }
-    for (uint32_t i = 0; i < p->nfields; i++) {
-        const gw_field_t *f = &p->fields[i];
-        need += 2 + 2 * f->key.n + (f->type == GW_FIELD_STRING ? 2 + 2 * f->v.s.n : DOUBLE_MAX_CHARS);
-    }
+    need = sort_and_size(p);
     if (p->nfields > DUP_LINEAR) {
         gw_str_t *keys = malloc((size_t)p->nfields * sizeof(*keys));
         const gw_str_t *dup;
@@ -1411,44 +1699,9 @@ int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t
         *d++ = i ? ',' : ' ';
         d = put_escaped(d, f->key, C_KEY_ESC);
         *d++ = '=';
-        switch (f->type) {
-        case GW_FIELD_FLOAT:
-            if (!isfinite(f->v.f)) {
-                snprintf(err, errlen, "series \"%s\": field \"%s\" is %s, which InfluxDB cannot store",
-                         show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n),
-                         isnan(f->v.f) ? "NaN" : "infinite");
-                goto fail;
-            }
-            d = put_double(d, f->v.f);
-            break;
-        case GW_FIELD_INT:
-            d = put_i64(d, f->v.i);
-            *d++ = 'i';
-            break;
-        case GW_FIELD_UINT:
-            if ((flags & GW_LP_NO_UINT) && f->v.u > (uint64_t)INT64_MAX) {
-                snprintf(err, errlen,
-                         "series \"%s\": field \"%s\": unsigned %llu is too large for an integer "
-                         "(the target has no unsigned type)",
-                         show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n),
-                         (unsigned long long)f->v.u);
-                goto fail;
-            }
-            d = put_u64(d, f->v.u);
-            *d++ = flags & GW_LP_NO_UINT ? 'i' : 'u';
-            break;
-        case GW_FIELD_STRING:
-            *d++ = '"';
-            d = put_escaped(d, f->v.s, C_STR_ESC);
-            *d++ = '"';
-            break;
-        case GW_FIELD_BOOL:
-            memcpy(d, f->v.b ? "true" : "false", f->v.b ? 4 : 5);
-            d += f->v.b ? 4 : 5;
-            break;
-        default:
-            snprintf(err, errlen, "series \"%s\": field \"%s\" has unknown type %d",
-                     show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n), f->type);
+        d = put_value(d, f, flags);
+        if (!d) {
+            value_error(p, f, err, errlen);
             goto fail;
         }
     }
@@ -1461,4 +1714,14 @@ int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t
 fail:
     out->len = start;
     return 1;
+}
+
+/* Append p to out as one line (sorting p->tags in place). Returns 0;
+ * -ENOMEM; or 1 with the reason in err when p cannot be written. out keeps
+ * its length unless 0 is returned. */
+int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t errlen)
+{
+    int rc = encode_fast(out, p, flags);
+
+    return rc == 1 ? encode_checked(out, p, flags, err, errlen) : rc;
 }

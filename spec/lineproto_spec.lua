@@ -720,4 +720,92 @@ describe("gw_lp_encode", function()
       assert.are.equal(100, n)
     end)
   end)
+
+  -- The writers work 8 and 16 bytes at a time: every length and every
+  -- position of a special byte, against a byte-by-byte model.
+  describe("word-at-a-time writers", function()
+    local function digits(n) -- "1", "12", ..., "12345678901234567890"
+      return ("12345678901234567890"):sub(1, n)
+    end
+
+    it("writes integers and times of every digit count", function()
+      for n = 1, 20 do
+        local u = digits(n)
+        local nines = ("9"):rep(n)
+        for _, text in ipairs({ u, nines, "1" .. ("0"):rep(n - 1) }) do
+          local v = ffi.new("uint64_t", 0) + 0ULL
+          for c in text:gmatch("%d") do v = v * 10ULL + (c:byte() - 48) end
+          local rc, line = encode(mkpoint({ fields = { { "u", "uint", v } } }))
+          if #text < 20 or text <= "18446744073709551615" then
+            assert.are.equal(0, rc)
+            assert.are.equal("m u=" .. text .. "u 0\n", line)
+          end
+          if n <= 18 or (n == 19 and text <= "9223372036854775806") then
+            local i = ffi.new("int64_t", v)
+            rc, line = encode(mkpoint({ fields = { { "i", "int", -i } }, time = i }))
+            assert.are.equal(0, rc)
+            assert.are.equal("m i=-" .. text .. "i " .. text .. "\n", line)
+            rc, line = encode(mkpoint({ fields = { { "i", "int", i } }, time = -i }))
+            assert.are.equal("m i=" .. text .. "i -" .. text .. "\n", line)
+          end
+        end
+      end
+      local rc, line = encode(mkpoint({ fields = { { "z", "int", 0LL }, { "x", "float", 12345678 } } }))
+      assert.are.equal(0, rc)
+      assert.are.equal("m z=0i,x=12345678 0\n", line)
+    end)
+
+    local function model(s, special)
+      return (s:gsub("[" .. special .. "]", "\\%0"))
+    end
+
+    it("escapes a special byte at every position of names of every length", function()
+      for n = 1, 40 do
+        for at = 1, n do
+          for _, c in ipairs({ " ", ",", "=", '"' }) do
+            local name = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"):sub(1, n)
+            name = name:sub(1, at - 1) .. c .. name:sub(at + 1)
+            local rc, line = encode(mkpoint({
+              series = "s" .. name, tags = { { "k" .. name, "v" .. name } },
+              fields = { { "f" .. name, "string", name .. '\\"' } },
+            }))
+            assert.are.equal(0, rc, name)
+            assert.are.equal("s" .. model(name, ", ") .. ",k" .. model(name, ",= ") .. "=v"
+                             .. model(name, ",= ") .. " f" .. model(name, ",= ") .. '="'
+                             .. model(name .. '\\"', '"\\') .. '" 0\n', line)
+          end
+        end
+      end
+    end)
+
+    it("finds a newline or a backslash at every position", function()
+      for n = 1, 40 do
+        for at = 1, n do
+          local name = ("x"):rep(at - 1) .. "\n" .. ("x"):rep(n - at)
+          local rc, _, err = encode(mkpoint({ tags = { { "k", "v" }, { "t", name } } }))
+          assert.are.equal(1, rc)
+          assert.are.equal('series "m": value of tag "t" contains a newline', err)
+          rc, _, err = encode(mkpoint({ fields = { { "g", "int", 1LL }, { name, "int", 1LL } } }))
+          assert.are.equal(1, rc)
+          assert.matches('^series "m": field key "x*%?x*" contains a newline$', err)
+          name = name:gsub("\n", "\\")
+          local line
+          rc, line, err = encode(mkpoint({ series = name }))
+          if at == n then
+            assert.are.equal(1, rc)
+            assert.matches("ends with a backslash$", err)
+          else
+            assert.are.equal(0, rc, err)
+            assert.are.equal(name .. " f=1 0\n", line)
+          end
+        end
+      end
+    end)
+
+    it("does not sort the tags of a point whose series it refuses", function()
+      local p = mkpoint({ series = "a\nb", tags = { { "b", "2" }, { "a", "1" } } })
+      assert.are.equal(1, (encode(p)))
+      assert.are.same({ "b", "a" }, { core.str(p.tags[0].key), core.str(p.tags[1].key) })
+    end)
+  end)
 end)
