@@ -1487,14 +1487,17 @@ static size_t sort_and_size(gw_point_t *p)
     if (p->ntags > DUP_LINEAR) /* many (a script's, a JSON body's): not quadratic */
         qsort(p->tags, p->ntags, sizeof(*p->tags), cmp_keys); /* the key is the first member */
     for (uint32_t i = 0; i < p->ntags; i++) {
-        gw_tag_t t = p->tags[i];
-        uint32_t j = i;
-        while (j > 0 && key_cmp(p->tags[j - 1].key, t.key) > 0) {
-            p->tags[j] = p->tags[j - 1];
-            j--;
+        gw_tag_t *v = p->tags;
+        need += 2 + 2 * v[i].key.n + 2 * v[i].val.n;
+        if (i > 0 && key_cmp(v[i - 1].key, v[i].key) > 0) { /* else in place */
+            gw_tag_t t = v[i];
+            uint32_t j = i;
+            do {
+                v[j] = v[j - 1];
+                j--;
+            } while (j > 0 && key_cmp(v[j - 1].key, t.key) > 0);
+            v[j] = t;
         }
-        p->tags[j] = t;
-        need += 2 + 2 * t.key.n + 2 * t.val.n;
     }
     for (uint32_t i = 0; i < p->nfields; i++) {
         const gw_field_t *f = &p->fields[i];

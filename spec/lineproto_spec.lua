@@ -549,6 +549,122 @@ describe("gw_lp_parse", function()
   end)
 end)
 
+-- The parser reads 8 digits and 16 bytes at a time, never past the body:
+-- every length and position, with bodies in exact-size heap blocks so that
+-- ASan (make test-asan) sees any read beyond them.
+pcall(ffi.cdef, "void *malloc(size_t n);")
+pcall(ffi.cdef, "void free(void *p);")
+describe("gw_lp_parse, word at a time", function()
+  local function exact(body)
+    local buf = ffi.gc(ffi.cast("char *", ffi.C.malloc(math.max(#body, 1))), ffi.C.free)
+    ffi.copy(buf, body, #body)
+    return buf
+  end
+  local function parse_exact(body)
+    return parse(exact(body), 1, #body)
+  end
+  local digits = "12345678901234567890"
+
+  it("reads timestamps of every length, and refuses a non-digit at every position", function()
+    for n = 1, 19 do
+      local t = digits:sub(1, n)
+      local pts, res = parse_exact("m f=1 " .. t)
+      assert.are.equal(0, res.rejected, t)
+      assert.are.equal(t .. "LL", tostring(pts[1].time_ns))
+      pts = parse_exact("m f=1 -" .. t)
+      assert.are.equal("-" .. t .. "LL", tostring(pts[1].time_ns))
+      for at = 1, n do
+        -- (a NUL first would be whitespace before the timestamp)
+        for _, c in ipairs({ "x", "/", ":", at > 1 and "\0" or "+", "\255" }) do
+          local bad_t = t:sub(1, at - 1) .. c .. t:sub(at + 1)
+          local _, r = parse_exact("m f=1 " .. bad_t)
+          assert.are.equal(1, r.rejected, bad_t)
+          assert.matches("^column 7: invalid timestamp", r.msg)
+        end
+      end
+    end
+    local _, r = parse_exact("m f=1 " .. digits .. "x")
+    assert.matches("^column 7: invalid timestamp", r.msg)
+    _, r = parse_exact("m f=1 " .. digits)
+    assert.matches("^column 7: timestamp out of range", r.msg)
+  end)
+
+  it("reads integers of every digit count", function()
+    for n = 1, 20 do
+      local v = digits:sub(1, n)
+      local pts, res = parse_exact("m u=" .. v .. "u")
+      assert.are.equal(0, res.rejected, v)
+      assert.are.equal(v .. "ULL", tostring(pts[1].fields.u))
+      if n <= 18 then
+        pts = parse_exact("m i=-" .. v .. "i,j=" .. v .. "i")
+        assert.are.equal("-" .. v .. "LL", tostring(pts[1].fields.i))
+        assert.are.equal(v .. "LL", tostring(pts[1].fields.j))
+      end
+    end
+    local _, r = parse_exact("m u=" .. digits .. "0u")
+    assert.matches("unsigned integer out of range", r.msg)
+  end)
+
+  it("finds an escape or a delimiter at every position of names of every length", function()
+    local letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for n = 1, 40 do
+      for at = 1, n do
+        local name = letters:sub(1, n)
+        local raw = name:sub(1, at - 1) .. "\\ " .. name:sub(at + 1)
+        local plain = name:sub(1, at - 1) .. " " .. name:sub(at + 1)
+        local raw_k = name:sub(1, at - 1) .. "\\=" .. name:sub(at + 1)
+        local plain_k = name:sub(1, at - 1) .. "=" .. name:sub(at + 1)
+        local str = name:sub(1, at - 1) .. '\\"' .. name:sub(at + 1)
+        local pts, res = parse_exact(raw .. "," .. raw_k .. "=" .. raw_k .. " " .. raw_k .. '="' .. str .. '"')
+        assert.are.equal(0, res.rejected, res.msg)
+        assert.are.equal(plain, pts[1].series)
+        assert.are.equal(plain_k, pts[1].tags[plain_k])
+        assert.are.equal(name:sub(1, at - 1) .. '"' .. name:sub(at + 1), pts[1].fields[plain_k])
+        -- An unescaped delimiter at the same place ends the name there.
+        pts, res = parse_exact(name:sub(1, at - 1) .. ",k=" .. name .. " f=1")
+        if at == 1 then
+          assert.are.equal("column 1: missing measurement", res.msg)
+        else
+          assert.are.equal(0, res.rejected, res.msg)
+          assert.are.equal(name:sub(1, at - 1), pts[1].series)
+          assert.are.equal(name, pts[1].tags.k)
+        end
+      end
+    end
+  end)
+
+  it("parses every prefix of a line, each ending at the end of its buffer", function()
+    local line = 'requests,service=luna-sender,route=GET:/api/users/{id},status_code=200 '
+      .. 'request_id="2c74965f-0000",execution_time=0.042262,n=12i,s="a\\"b" 1700000001000000000'
+    local whole = parse_exact(line)
+    assert.are.equal(1, #whole)
+    for n = 1, #line do
+      local pts, res = parse_exact(line:sub(1, n))
+      assert.are.equal(1, #pts + res.rejected, n)
+      -- (two, unless the first copy ends in an open string, which runs on)
+      pts, res = parse_exact(line:sub(1, n) .. "\n" .. line:sub(1, n) .. "\r")
+      assert.is_true(#pts + res.rejected >= 1, n)
+    end
+    local pts = parse_exact("")
+    assert.are.equal(0, #pts)
+  end)
+
+  it("finds the closing quote at every position, across lines", function()
+    for n = 0, 40 do
+      local text = ("x"):rep(n)
+      local pts, res = parse_exact('m s="' .. text .. '"')
+      assert.are.equal(0, res.rejected)
+      assert.are.equal(text, pts[1].fields.s)
+      pts, res = parse_exact('m s="' .. text .. '\n' .. text .. '",t=1i 5\nm f=1')
+      assert.are.equal(0, res.rejected, res.msg)
+      assert.are.equal(text .. "\n" .. text, pts[1].fields.s)
+      assert.are.same({ 1, 3 }, { pts[1].src, pts[2].src })
+      _, res = parse_exact('m s="' .. text)
+      assert.matches('unterminated string$', res.msg)
+    end
+  end)
+end)
+
 describe("gw_lp_encode", function()
   describe("round trips", function()
     local canonical = {
