@@ -618,6 +618,18 @@ static int to_int(const char *s, const char *e, int is_uint, gw_field_t *f)
     return 0;
 }
 
+/* Add digit c to the significand m as to_double does: leading zeros are
+ * not significant, and past 19 significant digits only the count grows
+ * (to_double then takes its slow path). */
+static inline void add_digit(uint64_t *m, int *nsig, char c)
+{
+    if (*m || c != '0') {
+        if (*nsig < 19)
+            *m = *m * 10 + (uint64_t)(c - '0');
+        ++*nsig;
+    }
+}
+
 /* Parse a non-string field value p..e (it ends at ',', ' ' or the line end)
  * into f. Returns 0, 1 (rejected) or -ENOMEM. */
 static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *key,
@@ -626,7 +638,8 @@ static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *
     char kb[SHOW_MAX + 4], vb[SHOW_MAX + 4];
     size_t n = (size_t)(e - p);
     const char *q = p;
-    int digits = 0, dot = 0, expo = 0, rc;
+    int digits = 0, dot = 0, expo = 0, nsig = 0, frac = 0, rc;
+    uint64_t m = 0;
 
     switch (*p) {
     case 't':
@@ -657,12 +670,17 @@ static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *
      * -?digits+ followed by i or u. */
     if (*q == '-')
         q++;
-    for (; q < e && is_digit(*q); q++)
+    for (; q < e && is_digit(*q); q++) {
         digits++;
+        add_digit(&m, &nsig, *q);
+    }
     if (q < e && *q == '.') {
         dot = 1;
-        for (q++; q < e && is_digit(*q); q++)
+        for (q++; q < e && is_digit(*q); q++) {
             digits++;
+            frac++;
+            add_digit(&m, &nsig, *q);
+        }
     }
     if (!digits)
         goto bad_number;
@@ -689,6 +707,12 @@ static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *
     if (q != e)
         goto bad_number;
     f->type = GW_FIELD_FLOAT;
+    if (!expo && nsig <= 19 && m <= (UINT64_C(1) << 53) && frac <= 22) {
+        /* to_double's first fast path, on the digits read above. */
+        double d = (double)m / pow10_exact[frac];
+        f->v.f = *p == '-' ? -d : d;
+        return 0;
+    }
     rc = to_double(p, n, ps->a, &f->v.f);
     if (rc == -ENOMEM)
         return rc;
@@ -1476,20 +1500,31 @@ static inline char *put_value(char *d, const gw_field_t *f, unsigned flags)
     }
 }
 
-/* Sort p's tags by key, bytewise as InfluxDB does (Go bytes.Compare):
- * insertion sort, as tag counts are small and often already sorted.
- * Returns how many bytes the line can take, everything escaped, with the
- * slack the writers store past their ends. */
-static size_t sort_and_size(gw_point_t *p)
+/* How many bytes p's line can take, everything escaped, with the slack
+ * the writers store past their ends. */
+static size_t line_size(const gw_point_t *p)
 {
     size_t need = 2 * p->series.n + 2 + 21 + 1 + 8; /* 8: put_escaped's overshoot */
 
+    for (uint32_t i = 0; i < p->ntags; i++)
+        need += 2 + 2 * p->tags[i].key.n + 2 * p->tags[i].val.n;
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        need += 2 + 2 * f->key.n + (f->type == GW_FIELD_STRING ? 2 + 2 * f->v.s.n : DOUBLE_MAX_CHARS);
+    }
+    return need;
+}
+
+/* Sort p's tags by key, bytewise as InfluxDB does (Go bytes.Compare):
+ * insertion sort, as tag counts are small and often already sorted. */
+static void sort_tags(gw_point_t *p)
+{
+    gw_tag_t *v = p->tags;
+
     if (p->ntags > DUP_LINEAR) /* many (a script's, a JSON body's): not quadratic */
-        qsort(p->tags, p->ntags, sizeof(*p->tags), cmp_keys); /* the key is the first member */
-    for (uint32_t i = 0; i < p->ntags; i++) {
-        gw_tag_t *v = p->tags;
-        need += 2 + 2 * v[i].key.n + 2 * v[i].val.n;
-        if (i > 0 && key_cmp(v[i - 1].key, v[i].key) > 0) { /* else in place */
+        qsort(v, p->ntags, sizeof(*v), cmp_keys); /* the key is the first member */
+    for (uint32_t i = 1; i < p->ntags; i++) {
+        if (key_cmp(v[i - 1].key, v[i].key) > 0) { /* else in place */
             gw_tag_t t = v[i];
             uint32_t j = i;
             do {
@@ -1499,11 +1534,6 @@ static size_t sort_and_size(gw_point_t *p)
             v[j] = t;
         }
     }
-    for (uint32_t i = 0; i < p->nfields; i++) {
-        const gw_field_t *f = &p->fields[i];
-        need += 2 + 2 * f->key.n + (f->type == GW_FIELD_STRING ? 2 + 2 * f->v.s.n : DOUBLE_MAX_CHARS);
-    }
-    return need;
 }
 
 /* gw_lp_encode for a point that passes every check, in one pass with no
@@ -1512,23 +1542,21 @@ static size_t sort_and_size(gw_point_t *p)
  * keeps its length unless 0 is returned. */
 static int encode_fast(gw_buf_t *out, gw_point_t *p, unsigned flags)
 {
-    size_t start = out->len, sn;
+    size_t start = out->len;
     const gw_str_t *prev = NULL;
     char *d;
 
+    /* Out of memory here is left to encode_checked too: a point it refuses
+     * is refused before it reserves. */
     if (p->nfields == 0 || p->nfields > DUP_LINEAR || p->time_ns < TIME_MIN ||
-        p->time_ns > TIME_MAX || gw_buf_reserve(out, 2 * p->series.n + 8))
+        p->time_ns > TIME_MAX || gw_buf_reserve(out, line_size(p)))
         return 1;
     /* The series before the tags are sorted: encode_checked leaves them
      * unsorted when it refuses the series. */
     d = put_name(out->data + start, p->series, C_MEAS_STOP, C_MEAS_ESC);
     if (!d || p->series.p[0] == '#' || is_unescapable_blank(p->series.p[0]))
         return 1;
-    sn = (size_t)(d - (out->data + start));
-    if (gw_buf_reserve(out, sort_and_size(p)))
-        return -ENOMEM;
-
-    d = out->data + start + sn;
+    sort_tags(p);
     for (uint32_t i = 0; i < p->ntags; i++) {
         const gw_tag_t *t = &p->tags[i];
         if (t->val.n == 0)
@@ -1615,7 +1643,8 @@ static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *er
         return 1;
     }
 
-    need = sort_and_size(p);
+    need = line_size(p);
+    sort_tags(p);
     if (p->nfields > DUP_LINEAR) {
         gw_str_t *keys = malloc((size_t)p->nfields * sizeof(*keys));
         const gw_str_t *dup;

@@ -267,6 +267,22 @@ describe("gw_lp_parse", function()
       end
     end)
 
+    it("reads plain decimals at the edges of the one-pass fast path bit-exact", function()
+      local texts = { "-0.0", "0.000", "000123.4500", ".5", "5.", "-.5", "9007199254740992",
+                      "9007199254740993.0", "900719925474099.3", "1234567890123456789.5",
+                      "0.0000000000000000000001", "0.00000000000000000000001", "1.0000000000000000000001",
+                      "0000000000000000000000000.1", "12345678901234567890", "-4503599627370497.5" }
+      for n = 1, 24 do
+        texts[#texts + 1] = ("9"):rep(n)
+        texts[#texts + 1] = "0." .. ("3"):rep(n)
+        texts[#texts + 1] = ("7"):rep(n) .. ".25"
+      end
+      for _, text in ipairs(texts) do
+        local p = one("m f=" .. text)
+        assert.are.equal(bits(tonumber(text)), bits(p.fields.f), text)
+      end
+    end)
+
     it("reads integers at the int64 limits exactly", function()
       local p = one("m a=-9223372036854775808i,b=9223372036854775807i,c=0i,d=-0i,e=007i")
       assert.are.equal("-9223372036854775808LL", tostring(p.fields.a))
