@@ -1381,10 +1381,19 @@ static const char *lead_name(char c)
     return c == '#' ? "'#'" : c == '\t' ? "a tab" : "a NUL";
 }
 
-/* gw_str_cmp, with the first byte compared inline: it settles most pairs
- * of tag keys. */
+/* gw_str_cmp, with the first four bytes (or the first byte, of shorter
+ * keys) compared inline: that settles most pairs of tag keys. */
 static inline int key_cmp(gw_str_t a, gw_str_t b)
 {
+#if SWAR
+    if (a.n >= 4 && b.n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, a.p, 4);
+        memcpy(&y, b.p, 4);
+        if (x != y) /* byte-swapped, the first byte is the most significant */
+            return __builtin_bswap32(x) < __builtin_bswap32(y) ? -1 : 1;
+    }
+#endif
     if (a.n && b.n && a.p[0] != b.p[0])
         return (unsigned char)a.p[0] < (unsigned char)b.p[0] ? -1 : 1;
     return gw_str_cmp(a, b);

@@ -740,6 +740,20 @@ describe("gw_lp_encode", function()
       assert.are.same({ "B", "_", "a", "aa", "b" }, keys)
     end)
 
+    it("sorts keys bytewise whatever their shared prefixes and lengths", function()
+      local keys = { "abcd1", "abce", "abcd", "abc", "ab\255\0x", "ab\128", "zzzz", "\255xyz1",
+                     "Abcd", "abcd\0", "a", "abcdabcd", "abcdabce", "b\0\0\0", "b\0\0" }
+      local tags = {}
+      for i, k in ipairs(keys) do tags[i] = { k, "v" } end
+      local p = mkpoint({ tags = tags })
+      assert.are.equal(0, (encode(p)))
+      local want, got = {}, {}
+      for i, k in ipairs(keys) do want[i] = k end
+      table.sort(want)
+      for i = 0, p.ntags - 1 do got[#got + 1] = core.str(p.tags[i].key) end
+      assert.are.same(want, got)
+    end)
+
     it("omits tags with an empty value", function()
       local rc, text = encode(mkpoint({ tags = { { "a", "" }, { "b", "x" }, { "c", "" } } }))
       assert.are.equal(0, rc)
