@@ -24,7 +24,7 @@ CORE_LUA := $(wildcard gateway/*.lua)
 CORE_OBJ := $(CORE_SRC:.c=.o) $(CORE_LUA:.lua=_lua.o)
 MAIN_OBJ := gateway/main.o
 
-.PHONY: all deps run test check clean bench asan test-asan tsan test-tsan fuzz
+.PHONY: all deps run test check clean bench bench-replay asan test-asan tsan test-tsan fuzz
 
 all: gateway/luagw gateway/libluagw.so
 
@@ -177,6 +177,10 @@ test-asan: deps
 BENCH_BIN := bench/results/bin
 bench: all $(BENCH_BIN)/sink $(BENCH_BIN)/load $(BENCH_BIN)/bare $(BENCH_BIN)/replay
 	BENCH_BIN=$(BENCH_BIN) ./bench/run.sh
+
+# Only the callgrind instruction counts (about a minute): bench/results/replay-latest.txt.
+bench-replay: all $(BENCH_BIN)/sink $(BENCH_BIN)/load $(BENCH_BIN)/bare $(BENCH_BIN)/replay
+	BENCH_BIN=$(BENCH_BIN) BENCH_ONLY=replay ./bench/run.sh
 
 $(BENCH_BIN)/sink: bench/sink.c
 $(BENCH_BIN)/bare: bench/bare.c

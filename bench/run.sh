@@ -36,6 +36,12 @@
 #                          and the replay's "scripts on", relative to scripts.dir
 #                          (default subscription_error.lua)
 #   BENCH_REPLAY_ITER=10   replay iterations over 4 bodies under callgrind
+#   BENCH_REPLAY_RUNS=3    callgrind runs of each scripts-on replay: LuaJIT's
+#                          trace choices vary a little from run to run (its
+#                          penalty counters are randomised), so the range is
+#                          printed; scripts-off counts repeat exactly (1 run)
+#   BENCH_ONLY=replay      only the callgrind replay (about a minute; what
+#                          `make bench-replay` runs): no servers, no load
 #   BENCH_BIN=DIR          where the bench binaries are (bench/results/bin)
 #   LUAGW_BIN=PATH         the luagw binary (gateway/luagw)
 set -u
@@ -55,6 +61,8 @@ GW_THREADS=${BENCH_THREADS:-2}
 SCRIPTS_DIR=${BENCH_SCRIPTS:-$ROOT/scripts}
 EVERY_SCRIPT=${BENCH_SCRIPT:-subscription_error.lua}
 REPLAY_ITER=${BENCH_REPLAY_ITER:-10}
+REPLAY_RUNS=${BENCH_REPLAY_RUNS:-3}
+ONLY=${BENCH_ONLY:-}
 BATCH=5000
 DRAIN_MAX=30 # seconds to wait for the sink to count every accepted point
 
@@ -329,57 +337,62 @@ stop_luagw() {
   GW_EXIT="$GW_EXIT;"
 }
 
-"$BIN/sink" -o "$WORK/sink.count" >"$WORK/sink.out" 2>&1 &
-SINK_PID=$!
-PIDS+=("$SINK_PID")
-SINK_PORT=$(read_port "$WORK/sink.out" "$SINK_PID") || die "sink did not start: $(cat "$WORK/sink.out")"
-say "sink pid $SINK_PID on :$SINK_PORT; ${SECS}s per run, $CONNS connections, $NPOINTS points per body"
 GW_EXIT=""
+GW_TOTAL=0
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$WORK/rows"
 : >"$WORK/load.log"
+if [ "$ONLY" = replay ]; then
+  SCRIPT_CHECK="the replay checks that it makes the output longer"
+else
+  "$BIN/sink" -o "$WORK/sink.count" >"$WORK/sink.out" 2>&1 &
+  SINK_PID=$!
+  PIDS+=("$SINK_PID")
+  SINK_PORT=$(read_port "$WORK/sink.out" "$SINK_PID") || die "sink did not start: $(cat "$WORK/sink.out")"
+  say "sink pid $SINK_PID on :$SINK_PORT; ${SECS}s per run, $CONNS connections, $NPOINTS points per body"
 
-# 1. the shipped scripts dir, as it is
-start_luagw shipped
-say "line protocol, maximum load"
-max=$(run_load "lp-max" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp) || exit 1
-say "line protocol, half of $max points/s"
-run_load "lp-half" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -r "$(half "$max")" >/dev/null || exit 1
-say "JSON, maximum load"
-max=$(run_load "json-max" "$GW_PID" "$GW_PORT" 1 "$SECS" -f json) || exit 1
-say "JSON, half of $max points/s"
-run_load "json-half" "$GW_PID" "$GW_PORT" 1 "$SECS" -f json -r "$(half "$max")" >/dev/null || exit 1
-say "line protocol gzip'd, maximum load"
-run_load "lp-max/gzip-in" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -z >/dev/null || exit 1
-stop_luagw shipped
+  # 1. the shipped scripts dir, as it is
+  start_luagw shipped
+  say "line protocol, maximum load"
+  max=$(run_load "lp-max" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp) || exit 1
+  say "line protocol, half of $max points/s"
+  run_load "lp-half" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -r "$(half "$max")" >/dev/null || exit 1
+  say "JSON, maximum load"
+  max=$(run_load "json-max" "$GW_PID" "$GW_PORT" 1 "$SECS" -f json) || exit 1
+  say "JSON, half of $max points/s"
+  run_load "json-half" "$GW_PID" "$GW_PORT" 1 "$SECS" -f json -r "$(half "$max")" >/dev/null || exit 1
+  say "line protocol gzip'd, maximum load"
+  run_load "lp-max/gzip-in" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -z >/dev/null || exit 1
+  stop_luagw shipped
 
-# 2. the same, gzip towards InfluxDB (monitoring.gzip)
-start_luagw gzipout
-say "line protocol, maximum load, gzip'd batches to the sink"
-run_load "lp-max/gzip-out" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp >/dev/null || exit 1
-stop_luagw gzipout
+  # 2. the same, gzip towards InfluxDB (monitoring.gzip)
+  start_luagw gzipout
+  say "line protocol, maximum load, gzip'd batches to the sink"
+  run_load "lp-max/gzip-out" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp >/dev/null || exit 1
+  stop_luagw gzipout
 
-# 3. one script on every point
-start_luagw every
-say "line protocol + script, maximum load"
-max=$(run_load "lp-max+script" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp) || exit 1
-say "line protocol + script, half of $max points/s"
-run_load "lp-half+script" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -r "$(half "$max")" >/dev/null || exit 1
-say "JSON + script, maximum load"
-run_load "json-max+script" "$GW_PID" "$GW_PORT" 1 "$SECS" -f json >/dev/null || exit 1
-stop_luagw every
-GW_TOTAL=$(sink_lines)
-stop_pid "$SINK_PID" 5
+  # 3. one script on every point
+  start_luagw every
+  say "line protocol + script, maximum load"
+  max=$(run_load "lp-max+script" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp) || exit 1
+  say "line protocol + script, half of $max points/s"
+  run_load "lp-half+script" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -r "$(half "$max")" >/dev/null || exit 1
+  say "JSON + script, maximum load"
+  run_load "json-max+script" "$GW_PID" "$GW_PORT" 1 "$SECS" -f json >/dev/null || exit 1
+  stop_luagw every
+  GW_TOTAL=$(sink_lines)
+  stop_pid "$SINK_PID" 5
 
-# ---------------------------------------------------------------- ceiling
-"$BIN/bare" -t "$GW_THREADS" >"$WORK/bare.out" 2>&1 &
-BARE_PID=$!
-PIDS+=("$BARE_PID")
-BARE_PORT=$(read_port "$WORK/bare.out" "$BARE_PID") || die "bare did not start: $(cat "$WORK/bare.out")"
-say "bare ceiling: line protocol, JSON (${BARE_SECS}s each)"
-run_load "bare-lp-max" "$BARE_PID" "$BARE_PORT" 0 "$BARE_SECS" -f lp >/dev/null || exit 1
-run_load "bare-json-max" "$BARE_PID" "$BARE_PORT" 0 "$BARE_SECS" -f json >/dev/null || exit 1
-stop_pid "$BARE_PID" 5
+  # ---------------------------------------------------------------- ceiling
+  "$BIN/bare" -t "$GW_THREADS" >"$WORK/bare.out" 2>&1 &
+  BARE_PID=$!
+  PIDS+=("$BARE_PID")
+  BARE_PORT=$(read_port "$WORK/bare.out" "$BARE_PID") || die "bare did not start: $(cat "$WORK/bare.out")"
+  say "bare ceiling: line protocol, JSON (${BARE_SECS}s each)"
+  run_load "bare-lp-max" "$BARE_PID" "$BARE_PORT" 0 "$BARE_SECS" -f lp >/dev/null || exit 1
+  run_load "bare-json-max" "$BARE_PID" "$BARE_PORT" 0 "$BARE_SECS" -f json >/dev/null || exit 1
+  stop_pid "$BARE_PID" 5
+fi
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- replay
@@ -411,12 +424,24 @@ replay_ipp() { # FORMAT OUTNAME [replay args...]
   echo "log:"
   echo "  level: error"
 } >"$WORK/replay.yaml"
-say "callgrind replay: line protocol and JSON, scripts off and on"
+# A scripts-on count REPLAY_RUNS times: "min-max (median)"; the profile
+# kept is the last run's.
+replay_range() { # FORMAT OUTNAME [replay args...]
+  local i v vals=()
+  for ((i = 0; i < REPLAY_RUNS; i++)); do
+    v=$(replay_ipp "$@")
+    case $v in *[!0-9]*) echo "$v"; return ;; esac
+    vals+=("$v")
+  done
+  printf '%s\n' "${vals[@]}" | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR == 1) print v[1]; else printf "%d-%d (median %d, %d runs)", v[1], v[NR], v[int((NR + 1) / 2)], NR }'
+}
+say "callgrind replay: line protocol and JSON, scripts off and on ($REPLAY_RUNS runs each with scripts)"
 IPP_LP_OFF=$(replay_ipp lp lp-off)
 IPP_JSON_OFF=$(replay_ipp json json-off)
 if [ "$ENGINE" = integrated ]; then
-  IPP_LP_ON=$(replay_ipp lp lp-on -c "$WORK/replay.yaml")
-  IPP_JSON_ON=$(replay_ipp json json-on -c "$WORK/replay.yaml")
+  IPP_LP_ON=$(replay_range lp lp-on -c "$WORK/replay.yaml")
+  IPP_JSON_ON=$(replay_range json json-on -c "$WORK/replay.yaml")
   # The script adds tags and fields: with it the output must be longer.
   for f in lp json; do
     off=$(kv bytes_out "$(cat "$WORK/replay.$f-off.txt" 2>/dev/null)")
@@ -452,6 +477,7 @@ body() { kv body_bytes "$(grep -m1 "^$1:" "$WORK/load.log")"; }
   echo "tree: $commit$dirty. luagw: listen.threads $GW_THREADS, batch_size $BATCH, buffer_limit $BUFFER, flushing_period 1"
   echo "scripts: engine $ENGINE; $SCRIPTS_DIR has $(count_scripts "$SCRIPTS_DIR") series scripts, run as shipped except in" \
        "'+script' runs and the replay's 'on': $EVERY_SCRIPT on every point ($SCRIPT_CHECK)"
+  if [ "$ONLY" != replay ]; then
   echo "load: $CONNS keep-alive connections, $NPOINTS points per body (lp $(body lp-max) B, JSON $(body json-max) B," \
        "gzip'd lp $(body lp-max/gzip-in) B); ${SECS}s per luagw run, ${BARE_SECS}s per bare run"
   echo
@@ -468,10 +494,11 @@ body() { kv body_bytes "$(grep -m1 "^$1:" "$WORK/load.log")"; }
       "$name" "$acc" "$deliv" "$drain" "$lost" "$s503" "$errs" "$p50" "$p99" "$cpu" "$workers" "$nspp" "$rss" "$ceil" "$lcpu" "$scpu" "$idle" "$est"
   done <"$WORK/rows"
   echo
+  fi
   echo "instructions per point (callgrind; replay of $((REPLAY_ITER * 4)) bodies of $NPOINTS points through parse -> script -> encode):"
   echo "  line protocol: scripts off $IPP_LP_OFF, scripts on $IPP_LP_ON"
   echo "  JSON:          scripts off $IPP_JSON_OFF, scripts on $IPP_JSON_ON"
-  echo "sink counted $GW_TOTAL points in total; luagw after SIGTERM:$GW_EXIT"
+  [ "$ONLY" = replay ] || echo "sink counted $GW_TOTAL points in total; luagw after SIGTERM:$GW_EXIT"
   echo
   for f in lp-off lp-on; do
     [ -s "$RESULTS/callgrind.$f.top.txt" ] || continue
@@ -492,7 +519,11 @@ body() { kv body_bytes "$(grep -m1 "^$1:" "$WORK/load.log")"; }
   echo "  est pts/s = $NCPU cores / ns/pt, less what load and sink used: a CPU-bound projection, not a measurement."
 } >"$WORK/table"
 
-cp "$WORK/table" "$RESULTS/latest.txt"
-cp "$WORK/table" "$RESULTS/$(date -u +%Y%m%d-%H%M%S).txt"
-cp "$WORK/load.log" "$RESULTS/latest-load.log"
+if [ "$ONLY" = replay ]; then
+  cp "$WORK/table" "$RESULTS/replay-latest.txt"
+else
+  cp "$WORK/table" "$RESULTS/latest.txt"
+  cp "$WORK/table" "$RESULTS/$(date -u +%Y%m%d-%H%M%S).txt"
+  cp "$WORK/load.log" "$RESULTS/latest-load.log"
+fi
 cat "$WORK/table"
