@@ -1,30 +1,29 @@
-/* json.c — JSON ingest for POST /v1/points with YAJL, see json.h.
+/* json.c — JSON ingest for POST /v1/points, see json.h.
  *
- * YAJL is a streaming (SAX) parser: it hands us each token as it reads it
- * and builds no tree. We build the gw_point_t of each array element directly
- * in the arena as its events arrive. Numbers come as their JSON text
- * (yajl_number), so integer vs float is decided by syntax, int64 and uint64
- * are exact, and integers beyond int64 need no second pass. Strings come as
- * (pointer, length) slices, either into the body or into YAJL's unescape
- * buffer; everything a point keeps is copied into the arena.
+ * A streaming parse with our own validating tokenizer: no DOM, no tree. We
+ * build the gw_point_t of each array element directly in the arena as its
+ * tokens are read. Numbers keep their JSON text, so integer vs float is
+ * decided by syntax, int64 and uint64 are exact, and integers beyond int64
+ * need no second pass. Strings are read in place in the body, or unescaped
+ * into the arena; whatever a point keeps is in the arena (json.h).
  *
- * Why YAJL and not a DOM parser: jansson spent about 87% of a JSON ingest
- * building and freeing its DOM (bench/json_choice.md has the history).
+ * Why not a library: jansson spent about 87% of a JSON ingest building and
+ * freeing its DOM, and YAJL's tokenizer alone cost three times the whole
+ * line-protocol parse (bench/json_choice.md has the figures). The grammar is
+ * small and fixed (RFC 8259); the tokenizer below reads exactly it.
  *
- * The rules are jansson's, which this file used before, kept exactly:
- *  - YAJL is looser than jansson in a few places, and we close each gap
- *    ourselves: overlong or surrogate UTF-8, \v and \f as white space, and
- *    raw control characters (check_bytes, one pass over the body); \u0000
- *    and lone surrogate escapes (check_escapes); duplicate keys (a small
- *    per-object key list); real numbers that overflow a double; nesting
- *    deeper than jansson's 2048.
- *  - A body that is not JSON is rejected as a whole, as before: points
- *    already built are dropped and per-point errors are forgotten. Its
- *    message is jansson's own (line, column and text), so on this cold
- *    path only the body is handed to jansson to describe the error
- *    (see body_error).
+ * The rules are jansson's, which this file used first, kept exactly:
+ *  - UTF-8 as jansson reads it (no overlong forms, no surrogates, nothing
+ *    above U+10FFFF); white space is space, tab, newline and return only;
+ *    no raw control characters in strings; no \u0000 and no lone surrogate
+ *    escapes; no duplicate keys; no real number that overflows a double;
+ *    nesting at most jansson's 2048 deep.
+ *  - A body that is not JSON is rejected as a whole: points already built
+ *    are dropped and per-point errors are forgotten. Its message is
+ *    jansson's own (line, column and text), so on this cold path only the
+ *    body is handed to jansson to describe the error (see body_error).
  *  - Time as a number keeps its microseconds exactly and rounds what lies
- *    beyond, as before.
+ *    beyond.
  * One difference, on purpose: jansson skips a raw NUL byte that directly
  * follows a number, true, false or null (a quirk of its lexer's pushback);
  * here any raw NUL is a body error, as it is anywhere else in jansson. */
@@ -39,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_parse.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* What jansson flags we describe body errors with. Duplicate keys are a body
  * error: a point that loses a field without a word is worse than a rejected
@@ -370,18 +371,32 @@ typedef struct {
     uint8_t kind;   /* F_* */
     uint8_t is_map; /* an object: keys[kbase..nkeys) are its keys so far */
     uint32_t kbase;
+    uint64_t seen;  /* a bit per key (key_bit): a key whose bit is clear is new */
 } frame_t;
 
-/* A number token, classified. */
+/* A number token, classified, and its digits as lex_number read them. */
 typedef struct {
-    const char *t; /* borrowed: the JSON text */
+    const char *t; /* borrowed: the JSON text, in the body */
     size_t n;
     int is_int;    /* no fraction or exponent */
     int big;       /* an integer beyond int64: only t is meaningful */
     int64_t i;     /* is_int && !big */
     double d;      /* !is_int, once !pending */
     int pending;   /* d is still to be read (see real_of) */
+    uint64_t ip;   /* the integer part: exact when nd <= 19, else wrapped */
+    uint64_t m;    /* all digits as one integer: exact when nd + nf <= 19 */
+    uint32_t nd;   /* digits before the point */
+    uint32_t nf;   /* digits after it */
+    int32_t ex;    /* the exponent (its magnitude capped near 10^6) */
 } num_t;
+
+/* The tags (or fields) of the current point, built in place in the arena:
+ * the items from start to cur, in a block with room up to end. */
+typedef struct {
+    char *start; /* borrowed (arena) */
+    char *cur;
+    char *end;
+} run_t;
 
 /* A growable array of fixed-size items, malloc'd, freed by the parse. */
 typedef struct {
@@ -393,27 +408,27 @@ typedef struct {
 typedef struct {
     const char *body; /* borrowed */
     size_t len;
-    yajl_handle h;    /* borrowed */
+    const char *tok;  /* borrowed: start of the token being handled */
     gw_arena_t *a;    /* borrowed */
     gw_result_t *res; /* borrowed */
     gw_points_t *out; /* borrowed */
     int64_t now_ns;
 
-    vec_t fr;     /* frame_t: open values, fr[0] is F_TOP */
-    vec_t keys;   /* gw_str_t: keys of the open objects (borrow body or arena) */
-    vec_t tags;   /* gw_tag_t: the current point's tags so far */
-    vec_t fields; /* gw_field_t: the current point's fields so far */
+    vec_t fr;         /* frame_t: open values, fr[0] is F_TOP */
+    frame_t *frame;   /* borrowed: the innermost, &fr[fr.n - 1] */
+    vec_t keys;       /* gw_str_t: keys of the open objects (borrow body or arena) */
+    run_t tags;       /* gw_tag_t: the current point's tags so far */
+    run_t fields;     /* gw_field_t: the current point's fields so far */
 
     gw_point_t pt;    /* the point being built */
     int rejected;     /* pt is rejected: read the rest of it, keep nothing */
     int has_series;
     int has_time;
     int pkey;         /* K_*: the point key whose value comes next */
-    gw_str_t key;     /* the tag or field key whose value comes next */
+    gw_str_t key;     /* the tag or field key whose value comes next (body or arena) */
     uint32_t index;   /* of the point being parsed */
     uint32_t nelem;   /* elements of the top-level array seen */
     int top;          /* V_*: kind of a top-level scalar, -1 when none */
-    size_t end_at;    /* offset just past the top-level value */
 
     uint32_t *kset;   /* owned: hash index of the keys of big objects (see key_seen) */
     uint32_t kset_cap;
@@ -421,7 +436,6 @@ typedef struct {
 
     char *slab;       /* borrowed (arena): where the next string goes */
     char *slab_end;
-    char *big_slab;   /* borrowed (arena): the last string too big for slabs */
 
     int err;          /* -ENOMEM, or 1: a body error, described later */
     const char *why;  /* our own words for it (if jansson has none) */
@@ -447,18 +461,58 @@ static inline void *vec_push(vec_t *v, size_t size)
     return (char *)v->v + (size_t)v->n++ * size;
 }
 
-#define FRAME(ps) (&((frame_t *)(ps)->fr.v)[(ps)->fr.n - 1])
+#define FRAME(ps) ((ps)->frame)
 
-/* Stop the parse: the body is not (jansson's) JSON. Returns 0, what a YAJL
- * callback returns to cancel. */
-static int body_bad(parse_t *ps, const char *why)
+/* Room for one more item in r, in a new block (with r's items moved there)
+ * when the current one is full. 0 or -ENOMEM. */
+static __attribute__((noinline)) int run_grow(parse_t *ps, run_t *r, size_t size)
+{
+    size_t used = (size_t)(r->cur - r->start), cap = used * 2 > 64 * size ? used * 2 : 64 * size;
+    char *b = gw_arena_alloc(ps->a, cap);
+
+    if (!b)
+        return -ENOMEM;
+    if (used)
+        memcpy(b, r->start, used);
+    r->start = b;
+    r->cur = b + used;
+    r->end = b + cap;
+    return 0;
+}
+
+static inline void *run_push(parse_t *ps, run_t *r, size_t size)
+{
+    char *p;
+
+    if ((size_t)(r->end - r->cur) < size && run_grow(ps, r, size))
+        return NULL;
+    p = r->cur;
+    r->cur = p + size;
+    return p;
+}
+
+/* The items of r as an array, NULL when none; and their number. */
+static inline void *run_take(const run_t *r, size_t size, uint32_t *n)
+{
+    *n = (uint32_t)((size_t)(r->cur - r->start) / size);
+    return *n ? r->start : NULL;
+}
+
+/* Stop the parse at p: the body is not (jansson's) JSON. Returns 0, what a
+ * handler returns to stop. */
+static int body_bad_at(parse_t *ps, const char *p, const char *why)
 {
     if (!ps->err) {
         ps->err = 1;
         ps->why = why;
-        ps->why_at = yajl_get_bytes_consumed(ps->h);
+        ps->why_at = (size_t)(p - ps->body);
     }
     return 0;
+}
+
+static int body_bad(parse_t *ps, const char *why)
+{
+    return body_bad_at(ps, ps->tok, why);
 }
 
 static int no_memory(parse_t *ps)
@@ -467,7 +521,7 @@ static int no_memory(parse_t *ps)
     return 0;
 }
 
-/* Reject the current point (once) and read on. Returns 1, the YAJL callback
+/* Reject the current point (once) and read on. Returns 1, the handler
  * return for "go on". */
 __attribute__((format(printf, 2, 3))) static int reject(parse_t *ps, const char *fmt, ...)
 {
@@ -494,262 +548,339 @@ static const char *what(int kind)
     return names[kind];
 }
 
-static int in_body(const parse_t *ps, const void *p)
-{
-    return (uintptr_t)p - (uintptr_t)ps->body < ps->len;
-}
+/* ---- strings ------------------------------------------------------------ */
 
-/* Copy a string into the arena. Strings need no alignment, so they are
- * packed into slabs taken from the arena, a bump of their own: one arena
- * call per STR_SLAB bytes instead of one per string. */
+/* Room for n bytes of string in the arena. Strings need no alignment, so
+ * they are packed into slabs taken from the arena, a bump of their own: one
+ * arena call per STR_SLAB bytes instead of one per string. NULL on ENOMEM. */
 #define STR_SLAB 4096
 
-static __attribute__((noinline)) int new_slab(parse_t *ps, size_t n)
+static __attribute__((noinline)) char *new_slab(parse_t *ps, size_t n)
 {
-    size_t size = n > STR_SLAB / 4 ? n : STR_SLAB; /* a big string gets its own */
-    char *p = gw_arena_alloc(ps->a, size);
+    char *p;
 
-    if (!p)
+    if (n > STR_SLAB / 4)
+        return gw_arena_alloc(ps->a, n); /* a big string gets its own */
+    if (!(p = gw_arena_alloc(ps->a, STR_SLAB)))
+        return NULL;
+    ps->slab = p + n;
+    ps->slab_end = p + STR_SLAB;
+    return p;
+}
+
+static inline char *alloc_str(parse_t *ps, size_t n)
+{
+    char *d = ps->slab;
+
+    if ((size_t)(ps->slab_end - d) < n)
+        return new_slab(ps, n);
+    ps->slab = d + n;
+    return d;
+}
+
+/* Copy n bytes (n > 0) into the arena. 0 or -ENOMEM. */
+static int dup_str(parse_t *ps, const char *p, size_t n, gw_str_t *out)
+{
+    char *d = alloc_str(ps, n);
+
+    if (!d)
         return -ENOMEM;
-    if (size == STR_SLAB) {
-        ps->slab = p;
-        ps->slab_end = p + size;
-    } else {
-        ps->big_slab = p;
-    }
+    memcpy(d, p, n);
+    *out = (gw_str_t){d, n};
     return 0;
 }
 
-static inline int dup_str(parse_t *ps, const char *p, size_t n, gw_str_t *out)
+/* Make *s, which a point keeps, outlive the body: a slice of the body is
+ * copied into the arena (json.h promises that); a string unescaped into the
+ * arena, or a literal, stays where it is. 0 or -ENOMEM. */
+static inline int keep_str(parse_t *ps, gw_str_t *s)
 {
-    char *d;
+    size_t n = s->n;
 
+    if ((uintptr_t)s->p - (uintptr_t)ps->body >= ps->len)
+        return 0;
     if (n == 0) {
-        *out = (gw_str_t){"", 0};
+        *s = (gw_str_t){"", 0};
         return 0;
     }
-    if ((size_t)(ps->slab_end - ps->slab) >= n) {
-        d = ps->slab;
-        ps->slab += n;
-    } else {
-        if (new_slab(ps, n))
-            return -ENOMEM;
-        if (n > STR_SLAB / 4) {
-            d = ps->big_slab;
-        } else {
-            d = ps->slab;
-            ps->slab += n;
-        }
+#ifdef __SSE2__
+    /* Most keys and values are short: one 16-byte move, when the body and
+     * the slab both have 16 bytes there, instead of a call to memcpy. */
+    if (n <= 16 && ps->body + ps->len - s->p >= 16 && ps->slab_end - ps->slab >= 16) {
+        char *d = ps->slab;
+        _mm_storeu_si128((__m128i *)(void *)d, _mm_loadu_si128((const __m128i *)(const void *)s->p));
+        ps->slab = d + n;
+        s->p = d;
+        return 0;
     }
-    memcpy(d, p, n);
-    out->p = d;
-    out->n = n;
-    return 0;
+#endif
+    return dup_str(ps, s->p, n, s);
 }
 
-/* ---- checks YAJL leaves to us --------------------------------------------- */
-
-/* Is the body UTF-8 as jansson reads it (no overlong forms, no surrogates,
- * nothing above U+10FFFF), and free of control characters other than tab,
- * newline and return (a string may hold none, and outside strings only
- * those three are white space; YAJL also takes \v and \f)? Eight bytes at a
- * time while they are plain printable ASCII. */
-static int check_bytes(const unsigned char *s, size_t n, size_t *bad_at)
+/* Length of the UTF-8 sequence whose lead byte (>= 0x80) is at s, as
+ * jansson reads UTF-8: no overlong forms, no surrogates, nothing above
+ * U+10FFFF. 0 when invalid or cut short by e. */
+static size_t utf8_len(const unsigned char *s, const unsigned char *e)
 {
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    size_t i = 0;
+    unsigned c = s[0];
+    uint32_t cp;
+    size_t k;
 
-    while (i < n) {
-        if (n - i >= 8) {
-            uint64_t x;
-            memcpy(&x, s + i, 8);
-            /* a byte >= 0x80, or < 0x20 (exact for bytes below 0x80) */
-            if (!((x | ((x - ones * 0x20) & ~x)) & highs)) {
-                i += 8;
-                continue;
-            }
-        }
-        unsigned c = s[i];
-        *bad_at = i;
-        if (c < 0x80) {
-            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-                return -2;
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t k;
-        if (c >= 0xc2 && c <= 0xdf) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        if (n - i <= k)
-            return -1;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return -1;
-            cp = cp << 6 | (s[i + j] & 0x3f);
-        }
-        if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return -1;
-        i += k + 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        k = 1;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        k = 2;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        k = 3;
+        cp = c & 0x07;
+    } else {
+        return 0;
     }
-    return 0;
+    if ((size_t)(e - s) <= k)
+        return 0;
+    for (size_t j = 1; j <= k; j++) {
+        if ((s[j] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[j] & 0x3f);
+    }
+    if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return k + 1;
 }
 
+/* Stop the parse at p, which is not what JSON allows there. The words only
+ * show when jansson takes the body (see body_error): a raw NUL just after a
+ * number or literal, which jansson skips. Returns NULL, for lexers. */
+static const char *syntax_at(parse_t *ps, const char *p)
+{
+    const char *e = ps->body + ps->len, *why = "syntax error";
+
+    if (p == e) {
+        why = "unexpected end of input";
+    } else if ((unsigned char)*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') {
+        why = "control character";
+    } else if ((unsigned char)*p >= 0x80 &&
+               !utf8_len((const unsigned char *)p, (const unsigned char *)e)) {
+        why = "invalid UTF-8";
+    }
+    body_bad_at(ps, p, why);
+    return NULL;
+}
+
+static inline const char *skip_ws(const char *p, const char *e)
+{
+    if (p < e && (unsigned char)*p > ' ')
+        return p; /* the common case: no white space */
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* The first byte at or after p that ends a plain run of string: a quote, a
+ * backslash, a control character or a byte >= 0x80; or e. Sixteen bytes at
+ * a time with SSE2 (the x86-64 baseline) while that many are left, so
+ * nothing is read past e. */
+static inline const char *str_stop(const char *p, const char *e)
+{
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                  space = _mm_set1_epi8(0x20);
+
+    while (e - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* A signed compare: bytes >= 0x80 are negative, so below 0x20 too. */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                                 _mm_cmplt_epi8(x, space));
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        if (bits)
+            return p + __builtin_ctz(bits);
+        p += 16;
+    }
+#endif
+    for (; p < e; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
+            break;
+    }
+    return p;
+}
+
+/* The four hex digits at p, or -1. */
 static int hex4(const char *p)
 {
     int v = 0;
+
     for (int i = 0; i < 4; i++) {
         char c = p[i];
-        v = v * 16 + (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+        int x = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (x < 0)
+            return -1;
+        v = v * 16 + x;
     }
     return v;
 }
 
-/* A string with escapes, which YAJL has unescaped into its own buffer: does
- * its text in the body hold \u0000 or a lone surrogate (YAJL turns those
- * into a NUL byte, '?' or CESU-8; jansson refuses them)? The string's token
- * ends where YAJL has read to; its opening quote is the first one, going
- * back, that no backslash escapes. Returns 0 when it is clean. */
-static int check_escapes(const parse_t *ps)
+/* One \u escape (or a surrogate pair of them) at p, before q, as UTF-8 at
+ * *d. Returns the position past it, or NULL (recorded). jansson refuses
+ * \u0000 and lone surrogates. */
+static const char *unescape_u(parse_t *ps, const char *p, const char *q, char **d)
 {
-    size_t end = yajl_get_bytes_consumed(ps->h), b, i;
+    char *o = *d;
+    int cp = q - p >= 6 ? hex4(p + 2) : -1, lo;
 
-    if (end < 2 || end > ps->len || ps->body[end - 1] != '"')
-        return -1; /* cannot happen with the whole body in one yajl_parse */
-    for (b = end - 1; b-- > 0;) {
-        size_t bs = 0;
-        if (ps->body[b] != '"')
-            continue;
-        while (bs < b && ps->body[b - 1 - bs] == '\\')
-            bs++;
-        if (bs % 2 == 0)
-            break;
+    if (cp < 0)
+        return syntax_at(ps, p);
+    p += 6;
+    if (cp == 0) {
+        body_bad_at(ps, p, "\\u0000 is not allowed");
+        return NULL;
     }
-    /* YAJL has checked the escapes' syntax: \u is followed by 4 hex digits. */
-    for (i = b + 1; i < end - 1; i++) {
-        int u, lo;
-        if (ps->body[i] != '\\')
-            continue;
-        if (ps->body[++i] != 'u')
-            continue;
-        u = hex4(ps->body + i + 1);
-        i += 4;
-        if (u == 0 || (u >= 0xdc00 && u <= 0xdfff))
-            return -1;
-        if (u >= 0xd800 && u <= 0xdbff) {
-            if (end - 1 - i < 7 || ps->body[i + 1] != '\\' || ps->body[i + 2] != 'u')
-                return -1;
-            lo = hex4(ps->body + i + 3);
-            if (lo < 0xdc00 || lo > 0xdfff)
-                return -1;
-            i += 6;
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2)) < 0xdc00 ||
+            lo > 0xdfff) {
+            body_bad_at(ps, p, "invalid Unicode escape");
+            return NULL;
         }
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        p += 6;
+    } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+        body_bad_at(ps, p, "invalid Unicode escape");
+        return NULL;
     }
-    return 0;
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xc0 | cp >> 6);
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xe0 | cp >> 12);
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    } else {
+        *o++ = (char)(0xf0 | cp >> 18);
+        *o++ = (char)(0x80 | (cp >> 12 & 0x3f));
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    }
+    *d = o;
+    return p;
 }
 
-/* A string from YAJL as a slice that stays valid for the whole parse: the
- * body's own bytes when it had no escapes, else a copy in the arena.
- * 0, 1 (a body error, recorded) or -ENOMEM. */
-static int take_str(parse_t *ps, const unsigned char *s, size_t n, gw_str_t *out)
+/* The rest of a string that holds escapes: s is its first byte, p its
+ * first backslash. Unescaped into the arena, checked as lex_string checks.
+ * Returns the position past the closing quote, or NULL (recorded). */
+static __attribute__((noinline)) const char *unescape(parse_t *ps, const char *s, const char *p,
+                                                      gw_str_t *out)
 {
-    if (in_body(ps, s)) {
-        *out = (gw_str_t){(const char *)s, n};
-        return 0;
+    static const char simple[256] = {['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
+                                     ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t'};
+    const char *e = ps->body + ps->len, *q = p;
+    char *d, *d0;
+    size_t k;
+
+    /* The closing quote is the first one no backslash escapes; the text up
+     * to it bounds the unescaped size. */
+    while (q < e && *q != '"')
+        q += *q == '\\' ? 2 : 1;
+    if (q >= e)
+        return syntax_at(ps, e);
+    if (!(d0 = alloc_str(ps, (size_t)(q - s)))) {
+        no_memory(ps);
+        return NULL;
     }
-    if (check_escapes(ps)) {
-        body_bad(ps, memchr(s, 0, n) ? "\\u0000 is not allowed" : "invalid Unicode escape");
-        return 1;
+    memcpy(d0, s, (size_t)(p - s));
+    d = d0 + (p - s);
+    while (p < q) {
+        if (*p == '\\') {
+            /* p + 1 < q: the scan above stepped over the escaped byte. */
+            unsigned char c = (unsigned char)p[1];
+            if (c == 'u') {
+                if (!(p = unescape_u(ps, p, q, &d)))
+                    return NULL;
+            } else if (simple[c]) {
+                *d++ = simple[c];
+                p += 2;
+            } else {
+                return syntax_at(ps, p + 1);
+            }
+            continue;
+        }
+        const char *r = str_stop(p, q);
+        memcpy(d, p, (size_t)(r - p));
+        d += r - p;
+        p = r;
+        if (p == q || *p == '\\')
+            continue;
+        if (!(k = utf8_len((const unsigned char *)p, (const unsigned char *)q)))
+            return syntax_at(ps, p);
+        memcpy(d, p, k);
+        d += k;
+        p += k;
     }
-    return dup_str(ps, (const char *)s, n, out);
+    *out = (gw_str_t){d0, (size_t)(d - d0)};
+    return q + 1;
+}
+
+/* Read the string whose opening quote is at p: *out is its text, a slice of
+ * the body when it holds no escapes, else unescaped into the arena. Returns
+ * the position past its closing quote, or NULL (recorded). */
+static inline const char *lex_string(parse_t *ps, const char *p, gw_str_t *out)
+{
+    const char *s = ++p, *e = ps->body + ps->len;
+    size_t k;
+
+    for (;;) {
+        p = str_stop(p, e);
+        if (p < e && *p == '"') {
+            *out = (gw_str_t){s, (size_t)(p - s)};
+            return p + 1;
+        }
+        if (p < e && *p == '\\')
+            return unescape(ps, s, p, out);
+        /* the end, a control character or a byte >= 0x80 */
+        if (p == e || !(k = utf8_len((const unsigned char *)p, (const unsigned char *)e)))
+            return syntax_at(ps, p);
+        p += k;
+    }
 }
 
 /* ---- real numbers ------------------------------------------------------ */
 
-/* A real number text to the double strtod would give, when that takes one
- * exact operation: at most 15 significant digits (exact in a double) and a
- * power of ten up to 10^22 (exact too), so that the one multiplication or
- * division rounds correctly (Clinger's fast path). The common case: 0.0123,
- * 1700000000.5, 1.5e3. Returns 0, or -1 for strtod to do. */
-static int fast_real(const char *t, size_t n, double *out)
+/* num's double, as strtod would give it, when that takes one exact
+ * operation: a mantissa below 2^53 (exact in a double) and a power of ten up
+ * to 10^22 (exact too), so that the one multiplication or division rounds
+ * correctly (Clinger's fast path). The common case: 0.0123, 1700000000.5,
+ * 1.5e3. Returns 0, or -1 for strtod to do. */
+static int fast_real(num_t *num)
 {
     static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    size_t i = t[0] == '-';
-    int64_t m = 0, e = 0, ex = 0;
-    int nd = 0, exneg = 0;
+    int32_t e = num->ex - (int32_t)num->nf;
     double d;
 
-    /* YAJL has checked the grammar: -?int(.frac)?([eE][+-]?exp)? */
-    for (; i < n && t[i] >= '0' && t[i] <= '9'; i++) {
-        if (nd || t[i] != '0')
-            nd++;
-        m = m * 10 + (t[i] - '0');
-        if (nd > 15)
-            return -1;
-    }
-    if (i < n && t[i] == '.') {
-        for (i++; i < n && t[i] >= '0' && t[i] <= '9'; i++) {
-            if (nd || t[i] != '0')
-                nd++;
-            m = m * 10 + (t[i] - '0');
-            e--;
-            if (nd > 15 || e < -22)
-                return -1;
-        }
-    }
-    if (i < n) { /* e or E */
-        i++;
-        if (t[i] == '-' || t[i] == '+')
-            exneg = t[i++] == '-';
-        for (; i < n; i++) {
-            ex = ex * 10 + (t[i] - '0');
-            if (ex > 22)
-                return -1;
-        }
-        e += exneg ? -ex : ex;
-    }
-    if (e < -22 || e > 22)
+    if (num->nd + num->nf > 19 || num->m > ((uint64_t)1 << 53) || e < -22 || e > 22)
         return -1;
-    d = (double)m;
+    d = (double)num->m;
     d = e < 0 ? d / pow10[-e] : d * pow10[e];
-    *out = t[0] == '-' ? -d : d;
+    num->d = num->t[0] == '-' ? -d : d;
+    num->pending = 0;
     return 0;
 }
 
-/* Could the real number text t be beyond a double, 1.8e308? Only when its
+/* Could the real number num be beyond a double, 1.8e308? Only when its
  * decimal magnitude (integer digits plus exponent) is near 308. */
-static int may_overflow(const char *t, size_t n)
+static int may_overflow(const num_t *num)
 {
-    size_t i = t[0] == '-';
-    long mag = 0, ex = 0;
-    int neg = 0;
+    const char *t = num->t + (num->t[0] == '-');
 
-    if (t[i] != '0')
-        for (; i < n && t[i] >= '0' && t[i] <= '9'; i++)
-            mag++;
-    while (i < n && t[i] != 'e' && t[i] != 'E')
-        i++;
-    if (i < n) {
-        i++;
-        if (t[i] == '-' || t[i] == '+')
-            neg = t[i++] == '-';
-        for (; i < n && ex < 100000; i++)
-            ex = ex * 10 + (t[i] - '0');
-    }
-    return mag + (neg ? -ex : ex) > 300;
+    return (t[0] == '0' ? 0 : (long)num->nd) + num->ex > 300;
 }
 
 /* Read num's double with strtod, which wants a terminated text: a number is
@@ -772,10 +903,92 @@ static int strtod_text(parse_t *ps, num_t *num)
     return 0;
 }
 
-/* num's value as a double. 0, or -1 (ENOMEM, noted in ps). */
+/* num's value as a double, what strtod gives. 0, or -1 (ENOMEM, noted in
+ * ps). */
 static int real_of(parse_t *ps, num_t *num)
 {
-    return num->pending ? strtod_text(ps, num) : 0;
+    if (!num->pending || !fast_real(num))
+        return 0;
+    return strtod_text(ps, num);
+}
+
+static inline int is_digit(const char *p, const char *e)
+{
+    return p < e && (unsigned char)(*p - '0') < 10;
+}
+
+/* Read the number at p (a '-' or a digit) into *num, by the JSON grammar
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. An integer is converted
+ * here; a real's double is left to real_of (strtod is slow, and most reals
+ * are only range-checked or kept as text), unless it might overflow, which
+ * makes the whole body bad. Returns the position past it, or NULL
+ * (recorded). */
+static const char *lex_number(parse_t *ps, const char *p, num_t *num)
+{
+    const char *t = p, *e = ps->body + ps->len;
+    uint64_t m = 0;
+    uint32_t nd = 0, nf = 0;
+    int32_t ex = 0;
+    int exp = 0, neg = 0;
+
+    p += *p == '-';
+    if (!is_digit(p, e))
+        return syntax_at(ps, p);
+    /* m takes every digit: past 19 it wraps, and num_t says it is unused. */
+    if (*p == '0') {
+        p++;
+        nd = 1;
+    } else {
+        const char *d = p;
+        for (; is_digit(p, e); p++)
+            m = m * 10 + (uint64_t)(*p - '0');
+        nd = (uint32_t)(p - d);
+    }
+    num->ip = m;
+    if (p < e && *p == '.') {
+        const char *d = ++p;
+        for (; is_digit(p, e); p++)
+            m = m * 10 + (uint64_t)(*p - '0');
+        if (!(nf = (uint32_t)(p - d)))
+            return syntax_at(ps, p);
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        exp = 1;
+        p++;
+        if (p < e && (*p == '+' || *p == '-'))
+            neg = *p++ == '-';
+        if (!is_digit(p, e))
+            return syntax_at(ps, p);
+        for (; is_digit(p, e); p++)
+            if (ex < 100000)
+                ex = ex * 10 + (*p - '0');
+        if (neg)
+            ex = -ex;
+    }
+    num->t = t;
+    num->n = (size_t)(p - t);
+    num->m = m;
+    num->nd = nd;
+    num->nf = nf;
+    num->ex = ex;
+    num->big = 0;
+    num->is_int = !nf && !exp;
+    if (!num->is_int) {
+        num->pending = 1;
+        if (may_overflow(num)) {
+            if (strtod_text(ps, num))
+                return NULL;
+            if (isinf(num->d)) {
+                body_bad(ps, "real number overflow");
+                return NULL;
+            }
+        }
+    } else if (nd > 19 || m > (uint64_t)INT64_MAX + (t[0] == '-')) {
+        num->big = 1;
+    } else {
+        num->i = t[0] == '-' ? (int64_t)(0 - m) : (int64_t)m;
+    }
+    return p;
 }
 
 /* ---- time values ------------------------------------------------------- */
@@ -783,29 +996,18 @@ static int real_of(parse_t *ps, num_t *num)
 /* Unix seconds written d+.d{1,6} with fewer than 2^33 whole seconds, to
  * nanoseconds, exactly: the common case, and what real_to_ns gives for it
  * (see there). Returns 0, or -1 for anything else. */
-static int text_to_ns(const char *t, size_t n, int64_t *ns)
+static int text_to_ns(const num_t *num, int64_t *ns)
 {
-    size_t i = t[0] == '-', nd = 0;
-    int64_t s = 0, us = 0;
+    static const int64_t p10[] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+    int64_t s = (int64_t)num->ip, us;
 
-    for (; i < n && t[i] >= '0' && t[i] <= '9'; i++, nd++) {
-        if (nd == 10)
-            return -1;
-        s = s * 10 + (t[i] - '0');
-    }
-    if (nd == 0 || i == n || t[i] != '.' || s >= ((int64_t)1 << 33))
+    /* Nothing but digits, a point and digits: no exponent. */
+    if (num->is_int || num->n != num->nd + num->nf + 1 + (num->t[0] == '-') || num->nd > 10 ||
+        num->nf > 6 || s >= ((int64_t)1 << 33))
         return -1;
-    for (i++, nd = 0; i < n && t[i] >= '0' && t[i] <= '9'; i++, nd++) {
-        if (nd == 6)
-            return -1;
-        us = us * 10 + (t[i] - '0');
-    }
-    if (i != n || nd == 0)
-        return -1;
-    for (; nd < 6; nd++)
-        us *= 10;
+    us = (int64_t)(num->m - num->ip * (uint64_t)p10[num->nf]) * p10[6 - num->nf];
     *ns = (s * 1000000 + us) * 1000;
-    if (t[0] == '-')
+    if (num->t[0] == '-')
         *ns = -*ns;
     return 0;
 }
@@ -826,7 +1028,7 @@ static int on_time(parse_t *ps, int kind, num_t *num, const char *s, size_t n)
                 return 1;
             return reject(ps, "time: %" PRId64 " is " TIME_RANGE, num->i);
         }
-        if (!text_to_ns(num->t, num->n, ns))
+        if (!text_to_ns(num, ns))
             return 1;
         if (real_of(ps, num))
             return 0;
@@ -850,7 +1052,7 @@ static int on_time(parse_t *ps, int kind, num_t *num, const char *s, size_t n)
 
 /* ---- tag and field values ---------------------------------------------- */
 
-static int on_tag(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+static inline __attribute__((always_inline)) int on_tag(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
 {
     gw_str_t val;
     gw_tag_t *t;
@@ -882,20 +1084,25 @@ static int on_tag(parse_t *ps, int kind, num_t *num, const char *s, size_t n, in
     /* Influx has no empty tag values: "" means the tag is absent. */
     if (val.n == 0)
         return 1;
-    if (!(t = vec_push(&ps->tags, sizeof(*t))) || dup_str(ps, ps->key.p, ps->key.n, &t->key) ||
-        dup_str(ps, val.p, val.n, &t->val))
+    if ((val.p == buf ? dup_str(ps, buf, val.n, &val) : keep_str(ps, &val)) ||
+        !(t = run_push(ps, &ps->tags, sizeof(*t))))
+        return no_memory(ps);
+    t->key = ps->key;
+    t->val = val;
+    if (keep_str(ps, &t->key))
         return no_memory(ps);
     return 1;
 }
 
-static int on_field(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+static inline __attribute__((always_inline)) int on_field(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
 {
     gw_field_t f = {0}, *fp;
 
     switch (kind) {
     case V_STR:
         f.type = GW_FIELD_STRING;
-        if (dup_str(ps, s, n, &f.v.s))
+        f.v.s = (gw_str_t){s, n};
+        if (keep_str(ps, &f.v.s))
             return no_memory(ps);
         break;
     case V_NUM:
@@ -922,23 +1129,11 @@ static int on_field(parse_t *ps, int kind, num_t *num, const char *s, size_t n, 
         return reject(ps, "fields.%.*s: %s is not a field value (number, string or boolean)",
                       show(ps->key.n), ps->key.p, what(kind));
     }
-    if (dup_str(ps, ps->key.p, ps->key.n, &f.key) || !(fp = vec_push(&ps->fields, sizeof(*fp))))
+    f.key = ps->key;
+    if (keep_str(ps, &f.key) || !(fp = run_push(ps, &ps->fields, sizeof(*fp))))
         return no_memory(ps);
     *fp = f;
     return 1;
-}
-
-/* Move the tags or fields gathered in v into the arena. */
-static void *keep(parse_t *ps, vec_t *v, size_t size, uint32_t *n)
-{
-    void *p;
-
-    *n = v->n;
-    if (!v->n)
-        return NULL;
-    if (!(p = gw_arena_dup(ps->a, v->v, (size_t)v->n * size)))
-        no_memory(ps);
-    return p;
 }
 
 /* ---- points ------------------------------------------------------------- */
@@ -950,8 +1145,6 @@ static void begin_point(parse_t *ps)
     ps->has_series = 0;
     ps->has_time = 0;
     ps->pkey = K_NONE;
-    ps->tags.n = 0;
-    ps->fields.n = 0;
 }
 
 static int end_point(parse_t *ps)
@@ -971,7 +1164,7 @@ static int end_point(parse_t *ps)
     return 1;
 }
 
-static int on_point_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n,
+static inline __attribute__((always_inline)) int on_point_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n,
                           frame_t *push)
 {
     switch (ps->pkey) {
@@ -981,7 +1174,8 @@ static int on_point_value(parse_t *ps, int kind, num_t *num, const char *s, size
                           what(kind));
         if (n == 0)
             return reject(ps, "series: must not be empty");
-        if (dup_str(ps, s, n, &ps->pt.series))
+        ps->pt.series = (gw_str_t){s, n};
+        if (keep_str(ps, &ps->pt.series))
             return no_memory(ps);
         ps->has_series = 1;
         return 1;
@@ -996,18 +1190,22 @@ static int on_point_value(parse_t *ps, int kind, num_t *num, const char *s, size
                        ? reject(ps, "tags: %s is not an object of tags", what(kind))
                        : reject(ps, "fields: %s is not an object of fields", what(kind));
         push->kind = ps->pkey == K_TAGS ? F_TAGS : F_FIELDS;
+        if (ps->pkey == K_TAGS)
+            ps->tags.start = ps->tags.cur;
+        else
+            ps->fields.start = ps->fields.cur;
         return 1;
     }
-    return 1; /* K_NONE: cannot happen, YAJL sends a key first */
+    return 1; /* K_NONE: cannot happen, a key comes first */
 }
 
-/* ---- YAJL callbacks ------------------------------------------------------- */
+/* ---- handlers, one per token --------------------------------------------- */
 
 /* Every value goes through here: kind, and its number, string or boolean.
  * Returns 1 to go on, 0 to stop the parse. */
-static int on_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+static inline __attribute__((always_inline)) int on_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
 {
-    frame_t *f = FRAME(ps), push = {F_SKIP, kind == V_MAP, 0};
+    frame_t *f = FRAME(ps), push = {F_SKIP, kind == V_MAP, 0, 0};
 
     if (ps->fr.n > MAX_DEPTH)
         return body_bad(ps, "maximum parsing depth reached");
@@ -1020,10 +1218,6 @@ static int on_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n, 
             push.kind = F_ARRAY;
         } else {
             ps->top = kind; /* judged once the whole body is known to be JSON */
-            /* 0: a number YAJL could only end at yajl_complete_parse */
-            ps->end_at = yajl_get_bytes_consumed(ps->h);
-            if (ps->end_at == 0)
-                ps->end_at = ps->len;
         }
         break;
     case F_ARRAY:
@@ -1058,82 +1252,9 @@ static int on_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n, 
             return no_memory(ps);
         push.kbase = ps->keys.n;
         *nf = push;
+        ps->frame = nf;
     }
     return 1;
-}
-
-static int on_null(void *ctx)
-{
-    return on_value(ctx, V_NULL, NULL, NULL, 0, 0);
-}
-
-static int on_boolean(void *ctx, int b)
-{
-    return on_value(ctx, V_BOOL, NULL, NULL, 0, b != 0);
-}
-
-static int on_number(void *ctx, const char *t, size_t n)
-{
-    parse_t *ps = ctx;
-    num_t num = {.t = t, .n = n, .is_int = 1};
-    size_t i = t[0] == '-';
-    uint64_t u = 0;
-
-    for (size_t j = i; j < n; j++) {
-        if (t[j] < '0' || t[j] > '9') {
-            num.is_int = 0;
-            break;
-        }
-    }
-    if (num.is_int) {
-        for (; i < n; i++) {
-            if (__builtin_mul_overflow(u, 10, &u) ||
-                __builtin_add_overflow(u, (uint64_t)(t[i] - '0'), &u)) {
-                num.big = 1;
-                break;
-            }
-        }
-        if (!num.big) {
-            if (t[0] != '-' && u <= INT64_MAX)
-                num.i = (int64_t)u;
-            else if (t[0] == '-' && u <= (uint64_t)INT64_MAX + 1)
-                num.i = (int64_t)(0 - u);
-            else
-                num.big = 1;
-        }
-    } else if (fast_real(t, n, &num.d)) {
-        /* strtod is slow: leave it to whoever needs the value, unless the
-         * number might overflow, which makes the whole body bad. */
-        num.pending = 1;
-        if (may_overflow(t, n)) {
-            if (strtod_text(ps, &num))
-                return 0;
-            if (isinf(num.d))
-                return body_bad(ps, "real number overflow");
-        }
-    }
-    return on_value(ps, V_NUM, &num, NULL, 0, 0);
-}
-
-static int on_string(void *ctx, const unsigned char *s, size_t n)
-{
-    parse_t *ps = ctx;
-
-    /* Only an escaped string, in YAJL's buffer, needs checking: the body's
-     * own bytes were checked by check_bytes. */
-    if (!in_body(ps, s) && check_escapes(ps))
-        return body_bad(ps, memchr(s, 0, n) ? "\\u0000 is not allowed" : "invalid Unicode escape");
-    return on_value(ps, V_STR, NULL, (const char *)s, n, 0);
-}
-
-static int on_start_map(void *ctx)
-{
-    return on_value(ctx, V_MAP, NULL, NULL, 0, 0);
-}
-
-static int on_start_array(void *ctx)
-{
-    return on_value(ctx, V_ARR, NULL, NULL, 0, 0);
 }
 
 /* ---- duplicate keys ------------------------------------------------------ */
@@ -1152,6 +1273,15 @@ static uint32_t key_hash(const char *p, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ (unsigned char)p[i]) * 16777619u;
     return h;
+}
+
+/* One of 64 bits for a key, from its length and its first and last bytes
+ * (length and last byte alone mix up "series" and "fields"). */
+static inline uint64_t key_bit(gw_str_t k)
+{
+    unsigned h = k.n ? (unsigned char)k.p[0] + (unsigned char)k.p[k.n - 1] * 5u : 0;
+
+    return (uint64_t)1 << ((h + (unsigned)k.n * 11u) & 63);
 }
 
 static void kset_put(parse_t *ps, uint32_t j)
@@ -1202,9 +1332,8 @@ static int kset_room(parse_t *ps, uint32_t from, uint32_t to)
     return 0;
 }
 
-/* Has the current object f a key k already? Then 1; else records k and
- * returns 0; or -ENOMEM. */
-static int key_seen(parse_t *ps, const frame_t *f, gw_str_t k)
+/* key_seen for an object with KSET_FROM keys or more so far. */
+static __attribute__((noinline)) int key_seen_many(parse_t *ps, frame_t *f, gw_str_t k)
 {
     const gw_str_t *ks = ps->keys.v;
     uint32_t cnt = ps->keys.n - f->kbase, n = ps->keys.n;
@@ -1237,15 +1366,40 @@ static int key_seen(parse_t *ps, const frame_t *f, gw_str_t k)
     return 0;
 }
 
-static int on_map_key(void *ctx, const unsigned char *s, size_t n)
+/* Has the current object f a key k already? Then 1; else records k and
+ * returns 0; or -ENOMEM. */
+static inline int key_seen(parse_t *ps, frame_t *f, gw_str_t k)
 {
-    parse_t *ps = ctx;
+    const gw_str_t *ks = ps->keys.v;
+    uint32_t n = ps->keys.n;
+    uint64_t bit;
+    gw_str_t *kp;
+
+    if (n - f->kbase >= KSET_FROM)
+        return key_seen_many(ps, f, k);
+    /* A one-word filter first: the keys of a point, of its tags and of its
+     * fields rarely share a bit, so most keys need no compare. */
+    bit = key_bit(k);
+    if (f->seen & bit) {
+        for (uint32_t i = f->kbase; i < n; i++)
+            if (ks[i].n == k.n && memcmp(ks[i].p, k.p, k.n) == 0)
+                return 1;
+    }
+    f->seen |= bit;
+    if (!(kp = vec_push(&ps->keys, sizeof(*kp))))
+        return -ENOMEM;
+    *kp = k;
+    return 0;
+}
+
+/* A key k of the innermost object (in the body or the arena, so it lasts).
+ * Returns 1 to go on, 0 to stop the parse. */
+static int on_map_key(parse_t *ps, gw_str_t k)
+{
     frame_t *f = FRAME(ps);
-    gw_str_t k;
+    size_t n = k.n;
     int rc;
 
-    if ((rc = take_str(ps, s, n, &k)))
-        return rc < 0 ? no_memory(ps) : 0;
     if ((rc = key_seen(ps, f, k)))
         return rc < 0 ? no_memory(ps) : body_bad(ps, "duplicate object key");
     if (ps->rejected)
@@ -1278,13 +1432,12 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t n)
     return 1;
 }
 
-static int on_end(void *ctx)
+/* The innermost object or array ends. Returns 1 to go on, 0 to stop. */
+static int on_end(parse_t *ps)
 {
-    parse_t *ps = ctx;
     frame_t f = *FRAME(ps);
 
-    if (--ps->fr.n == 1)
-        ps->end_at = yajl_get_bytes_consumed(ps->h);
+    ps->frame = &((frame_t *)ps->fr.v)[--ps->fr.n - 1];
     if (f.is_map)
         ps->keys.n = f.kbase;
     switch (f.kind) {
@@ -1293,31 +1446,19 @@ static int on_end(void *ctx)
         break;
     case F_TAGS:
         if (!ps->rejected)
-            ps->pt.tags = keep(ps, &ps->tags, sizeof(gw_tag_t), &ps->pt.ntags);
+            ps->pt.tags = run_take(&ps->tags, sizeof(gw_tag_t), &ps->pt.ntags);
         break;
     case F_FIELDS:
         if (!ps->rejected)
-            ps->pt.fields = keep(ps, &ps->fields, sizeof(gw_field_t), &ps->pt.nfields);
+            ps->pt.fields = run_take(&ps->fields, sizeof(gw_field_t), &ps->pt.nfields);
         break;
     }
     return !ps->err;
 }
 
-static const yajl_callbacks callbacks = {
-    .yajl_null = on_null,
-    .yajl_boolean = on_boolean,
-    .yajl_number = on_number,
-    .yajl_string = on_string,
-    .yajl_start_map = on_start_map,
-    .yajl_map_key = on_map_key,
-    .yajl_end_map = on_end,
-    .yajl_start_array = on_start_array,
-    .yajl_end_array = on_end,
-};
-
 /* ---- body errors -------------------------------------------------------- */
 
-/* The body is not JSON (YAJL said so, or one of our checks): describe it as
+/* The body is not JSON (the tokenizer or one of our checks said so): describe it as
  * jansson does, which this parser used to be, so that clients see the same
  * words and positions. jansson needs its numeric-overflow workaround here
  * (bigint_rewrite). Should jansson take the body after all, our own words
@@ -1377,20 +1518,138 @@ done:
 
 /* ---- the body ----------------------------------------------------------- */
 
-/* Is there more than white space after the top-level value? YAJL takes an
- * unterminated string there for input still to come, and says nothing. */
-static int trailing(parse_t *ps)
+/* JSON's white space, as switch cases. */
+#define CASE_WS \
+    case ' ':   \
+    case '\t':  \
+    case '\n':  \
+    case '\r'
+
+/* The grammar (RFC 8259) as a loop over the frame stack, calling the
+ * handlers above for each token. White space is rare in what clients send,
+ * so it is a case of each switch rather than a skip before every token.
+ * Returns 0, or -1 when the parse stopped (a body error or ENOMEM, in
+ * ps->err). */
+static int parse_body(parse_t *ps)
 {
-    for (size_t i = ps->end_at; i < ps->len; i++) {
-        char c = ps->body[i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-            ps->err = 1;
-            ps->why = "end of file expected";
-            ps->why_at = i;
-            return 1;
+    const char *p = ps->body, *e = p + ps->len;
+    gw_str_t s;
+    num_t num;
+
+value:
+    ps->tok = p;
+    if (p == e)
+        goto syntax;
+    switch (*p) {
+    CASE_WS:
+        p = skip_ws(p + 1, e);
+        goto value;
+    case '{':
+        if (!on_value(ps, V_MAP, NULL, NULL, 0, 0))
+            return -1;
+        p++;
+        goto first_key;
+    case '[':
+        if (!on_value(ps, V_ARR, NULL, NULL, 0, 0))
+            return -1;
+        p = skip_ws(p + 1, e);
+        if (p < e && *p == ']') {
+            p++;
+            goto close;
         }
+        goto value;
+    case '"':
+        if (!(p = lex_string(ps, p, &s)) || !on_value(ps, V_STR, NULL, s.p, s.n, 0))
+            return -1;
+        break;
+    case 't':
+    case 'f':
+        if (e - p >= 4 && memcmp(p, "true", 4) == 0) {
+            p += 4;
+        } else if (e - p >= 5 && memcmp(p, "false", 5) == 0) {
+            p += 5;
+        } else {
+            goto syntax;
+        }
+        if (!on_value(ps, V_BOOL, NULL, NULL, 0, *ps->tok == 't'))
+            return -1;
+        break;
+    case 'n':
+        if (e - p < 4 || memcmp(p, "null", 4) != 0)
+            goto syntax;
+        p += 4;
+        if (!on_value(ps, V_NULL, NULL, NULL, 0, 0))
+            return -1;
+        break;
+    default:
+        if (!(p = lex_number(ps, p, &num)) || !on_value(ps, V_NUM, &num, NULL, 0, 0))
+            return -1;
+        break;
     }
-    return 0;
+next: /* after a value */
+    if (ps->fr.n == 1) {
+        /* The top-level value: only white space may follow. */
+        p = skip_ws(p, e);
+        if (p == e)
+            return 0;
+        if (!ps->err)
+            body_bad_at(ps, p, (unsigned char)*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r'
+                                   ? "control character"
+                                   : "end of file expected");
+        return -1;
+    }
+    /* At the end, NUL stands for "nothing": neither ends anything. */
+    switch (p < e ? *p : '\0') {
+    CASE_WS:
+        p = skip_ws(p + 1, e);
+        goto next;
+    case ',':
+        p++;
+        if (FRAME(ps)->is_map)
+            goto key;
+        goto value;
+    case '}':
+        if (!FRAME(ps)->is_map)
+            goto syntax;
+        p++;
+        goto close;
+    case ']':
+        if (FRAME(ps)->is_map)
+            goto syntax;
+        p++;
+        goto close;
+    default:
+        goto syntax;
+    }
+close:
+    if (!on_end(ps))
+        return -1;
+    goto next;
+first_key: /* just after '{': a key or '}' */
+    p = skip_ws(p, e);
+    if (p < e && *p == '}') {
+        p++;
+        goto close;
+    }
+key:
+    if (p == e || *p != '"') {
+        p = skip_ws(p, e);
+        if (p == e || *p != '"')
+            goto syntax;
+    }
+    ps->tok = p;
+    if (!(p = lex_string(ps, p, &s)) || !on_map_key(ps, s))
+        return -1;
+    if (p == e || *p != ':') {
+        p = skip_ws(p, e);
+        if (p == e || *p != ':')
+            goto syntax;
+    }
+    p++;
+    goto value;
+syntax:
+    syntax_at(ps, p);
+    return -1;
 }
 
 /* See json.h: points go to out (strings in a), rejections to res; a body
@@ -1403,7 +1662,6 @@ int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
                   .top = -1};
     gw_result_t res0 = *res; /* to forget per-point errors if the body is bad */
     uint32_t n0 = out->n;     /* to drop this body's points if it is bad */
-    unsigned char *ymsg = NULL;
     frame_t *top;
     int rc = 0;
 
@@ -1412,28 +1670,16 @@ int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
                          "the body is empty (expected a point object or an array of them)");
         return 0;
     }
-    if ((rc = check_bytes((const unsigned char *)body, len, &ps.why_at)))
-        return body_error(body, len, res,
-                          rc == -2 ? "control character" : "invalid UTF-8", ps.why_at);
-
-    if (!(ps.h = yajl_alloc(&callbacks, NULL, &ps)) || !(top = vec_push(&ps.fr, sizeof(*top)))) {
+    if (!(top = vec_push(&ps.fr, sizeof(*top)))) {
         rc = -ENOMEM;
         goto done;
     }
-    *top = (frame_t){F_TOP, 0, 0};
-    /* check_bytes has done YAJL's UTF-8 check, more strictly. */
-    yajl_config(ps.h, yajl_dont_validate_strings, 1);
-
-    if (yajl_parse(ps.h, (const unsigned char *)body, len) != yajl_status_ok ||
-        yajl_complete_parse(ps.h) != yajl_status_ok || trailing(&ps)) {
+    *top = (frame_t){F_TOP, 0, 0, 0};
+    ps.frame = top;
+    if (parse_body(&ps)) {
         if (ps.err < 0) {
             rc = ps.err;
             goto done;
-        }
-        if (!ps.err) {
-            ymsg = yajl_get_error(ps.h, 0, (const unsigned char *)body, len);
-            ps.why = ymsg ? (const char *)ymsg : "syntax error";
-            ps.why_at = yajl_get_bytes_consumed(ps.h);
         }
         out->n = n0;
         *res = res0;
@@ -1445,14 +1691,8 @@ int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
                          "the body must be a point object or an array of them, not %s",
                          what(ps.top));
 done:
-    if (ymsg)
-        yajl_free_error(ps.h, ymsg);
-    if (ps.h)
-        yajl_free(ps.h);
     free(ps.fr.v);
     free(ps.keys.v);
     free(ps.kset);
-    free(ps.tags.v);
-    free(ps.fields.v);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* json.h — JSON ingest for POST /v1/points (YAJL, streaming: no DOM).
+/* json.h — JSON ingest for POST /v1/points (our own streaming tokenizer: no DOM).
  *
  * A body is one point object or an array of them:
  *   {"series": "requests", "time": 1700000000.123456,

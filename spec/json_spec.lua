@@ -541,4 +541,162 @@ describe("gw_json_parse", function()
         bad_body('[{"series": "s", "fields": {"u": 18446744073709551615}},\n x]'))
     end)
   end)
+
+  -- gateway/json.c reads JSON with its own tokenizer: strings 16 bytes at a
+  -- time, numbers digit by digit with a fast path for doubles, duplicate keys
+  -- behind a one-word filter. These pin what it must do exactly as jansson
+  -- (which describes every body error) and YAJL (which it replaced) did.
+  describe("the tokenizer", function()
+    it("reads strings of every length, with UTF-8 at every offset", function()
+      for n = 0, 40 do
+        local s = ("a"):rep(n)
+        assert.equal(s, one(with_fields(('{"s": "%s"}'):format(s))).fields.s)
+        for _, ch in ipairs({ "\195\169", "\226\130\172", "\240\159\152\128", "\127" }) do
+          local u = ("a"):rep(n) .. ch .. "b"
+          assert.equal(u, one(with_fields(('{"s": "%s"}'):format(u))).fields.s)
+        end
+      end
+    end)
+
+    it("reads every escape, at the start, middle and end of short and long strings", function()
+      local pairs_ = { { [[\"]], '"' }, { [[\\]], "\\" }, { [[\/]], "/" }, { [[\b]], "\b" },
+        { [[\f]], "\f" }, { [[\n]], "\n" }, { [[\r]], "\r" }, { [[\t]], "\t" },
+        { [[\u0041]], "A" }, { [[\u00e9]], "\195\169" }, { [[\u20AC]], "\226\130\172" },
+        { [[\uD83D\uDE00]], "\240\159\152\128" } }
+      for _, e in ipairs(pairs_) do
+        for _, pad in ipairs({ "", "x", ("y"):rep(20) }) do
+          for _, form in ipairs({ "%s%s", "%2$s%1$s%2$s", "%2$s%1$s" }) do
+            local raw = form:gsub("%%2%$s", pad):gsub("%%1%$s", e[1]):gsub("%%s%%s", e[1] .. pad)
+            local want = form:gsub("%%2%$s", pad):gsub("%%1%$s", e[2]):gsub("%%s%%s", e[2] .. pad)
+            local p = one(('{"series": "s", "tags": {"%s": "v"}, "fields": {"s": "%s"}}'):format(raw, raw))
+            assert.equal(want, p.fields.s)
+            assert.equal("v", p.tags[want])
+          end
+        end
+      end
+    end)
+
+    it("compares keys unescaped: an escaped key can name time or repeat a key", function()
+      assert.equal("tags.time: InfluxDB cannot store a tag named time",
+        bad([[{"series": "s", "tags": {"ti\u006de": "x"}}]]))
+      assert.equal([[invalid JSON at line 1 column 38: duplicate object key near '"\u0061"']],
+        bad_body([[{"series":"s","fields":{"a":1,"\u0061":2}}]]))
+    end)
+
+    it("rejects bad escapes, lone surrogates and strings cut short", function()
+      local cases = {
+        { [[{"series": "s\ud800"}]], [[line 1 column 20: invalid Unicode '\uD800' near '"s\ud800"']] },
+        { [[{"series": "s\ud800x"}]], [[line 1 column 21: invalid Unicode '\uD800' near '"s\ud800x"']] },
+        { [[{"series": "s\ud800\u0041"}]],
+          [[line 1 column 26: invalid Unicode '\uD800\u0041' near '"s\ud800\u0041"']] },
+        { [[{"series": "s\udc00"}]], [[line 1 column 20: invalid Unicode '\uDC00' near '"s\udc00"']] },
+        { [[{"series": "\u12G4"}]], [[line 1 column 17: invalid escape near '"\u12G']] },
+        { [[{"series": "\q"}]], [[line 1 column 14: invalid escape near '"\q']] },
+        { [[{"series": "abc]], [[line 1 column 15: premature end of input near '"abc']] },
+        { [[{"series": "abc\]], [[line 1 column 16: invalid escape near '"abc\']] },
+        { [[{"series":"s"} "abc]], [[line 1 column 19: premature end of input near '"abc']] },
+      }
+      for _, c in ipairs(cases) do assert.equal("invalid JSON at " .. c[2], bad_body(c[1])) end
+    end)
+
+    it("rejects UTF-8 that is cut short, overlong, a surrogate or beyond U+10FFFF", function()
+      assert.equal("invalid JSON at line 1 column 14: unable to decode byte 0xc3 near '\"ab'",
+        bad_body('{"series": "ab\195'))
+      for _, b in ipairs({ "\192\175", "\237\160\128", "\244\144\128\128", "\255" }) do
+        assert.equal(("invalid JSON at line 1 column 12: unable to decode byte 0x%02x near '\"'")
+          :format(b:byte(1)), bad_body('{"series": "' .. b .. '"}'))
+      end
+    end)
+
+    it("reads every number form to what strtod gives", function()
+      local forms = { "0", "-0", "7", "-7", "0.5", "-0.5", "1.0", "1e5", "1E5", "1e+5", "1e-5",
+        "-1.5E-3", "0.1e1", "1700000000.123456", "0.0123", "123456789012345.6",
+        "9007199254740993.0", "12345678901234567890.5", "1e22", "1e23", "1.5e-22", "1.5e-23",
+        "2.2250738585072011e-308", "4.9e-324", "1e-400", "1.7976931348623157e308",
+        "0.30000000000000004", "123456789012345678e-5", "0.000000000000000000001" }
+      for _, t in ipairs(forms) do
+        local p = one(with_fields(('{"v": %s}'):format(t)))
+        if t:find("[.eE]") then
+          assert.equal("float", p.types.v)
+          assert.equal(tonumber(t), p.fields.v, t)
+        else
+          assert.equal("int", p.types.v)
+          assert.equal((t == "-0" and "0" or t) .. "LL", tostring(p.fields.v))
+        end
+      end
+      assert.equal("9223372036854775807LL", tostring(one(with_fields('{"v": 9223372036854775807}')).fields.v))
+      assert.equal("1234567890123456789LL", tostring(one(with_fields('{"v": 1234567890123456789}')).fields.v))
+      assert.equal("12345678901234567890ULL", tostring(one(with_fields('{"v": 12345678901234567890}')).fields.v))
+    end)
+
+    it("reads time numbers in every form", function()
+      local cases = { { "1700000000.5", "1700000000500000000LL" }, { "-1.5", "-1500000000LL" },
+        { "1700000000.1234567", "1700000000123457000LL" }, { "1e9", "1000000000000000000LL" },
+        { "1700000000.000001e0", "1700000000000001000LL" }, { "0.000001", "1000LL" },
+        { "8589934591.5", "8589934591500000000LL" }, { "8589934592.5", "8589934592500000000LL" } }
+      for _, c in ipairs(cases) do assert.equal(c[2], ns(one(with_time(c[1])).time_ns), c[1]) end
+    end)
+
+    it("rejects numbers JSON does not have, wherever they stop", function()
+      local cases = { { "[-", "1 column 2: invalid token near '-'" },
+        { "[1.", "1 column 3: invalid token near '1.'" }, { "[1e", "1 column 3: invalid token near '1e'" },
+        { "[1e+", "1 column 4: invalid token near '1e+'" }, { "[01]", "1 column 2: invalid token near '0'" },
+        { "[.5]", "1 column 2: invalid token near '.'" }, { "[+1]", "1 column 2: invalid token near '+'" },
+        { "[1", "1 column 2: ']' expected near end of file" },
+        { "[1e400]", "1 column 6: real number overflow near '1e400'" },
+        { "[-1e400]", "1 column 7: real number overflow near '-1e400'" },
+        { "tru", "1 column 3: invalid token near 'tru'" }, { "nul", "1 column 3: invalid token near 'nul'" },
+        { '{"a"', "1 column 4: ':' expected near end of file" },
+        { '{"a":', "1 column 5: unexpected token near end of file" } }
+      for _, c in ipairs(cases) do assert.equal("invalid JSON at line " .. c[2], bad_body(c[1])) end
+    end)
+
+    it("finds duplicate keys whatever the filter says, also in values it skips", function()
+      -- same length, first and last byte: one filter bit, two keys
+      local p = one(with_fields('{"axb": 1, "ayb": 2, "azb": 3}'))
+      assert.same({ axb = "int", ayb = "int", azb = "int" }, p.types)
+      assert.matches("duplicate object key", bad_body(with_fields('{"axb": 1, "ayb": 2, "axb": 3}')))
+      assert.equal("invalid JSON at line 1 column 28: duplicate object key near '\"a\"'",
+        bad_body('{"series":"s","x":{"a":1,"a":2}}'))
+      local keys = {}
+      for i = 1, 40 do keys[#keys + 1] = ('"k%d": %d'):format(i, i) end
+      assert.equal(40, #(function() local t = {} for k in pairs(one(with_fields("{" .. table.concat(keys, ", ") .. "}")).fields) do t[#t + 1] = k end return t end)())
+      keys[#keys + 1] = '"k17": 0'
+      assert.matches("duplicate object key", bad_body(with_fields("{" .. table.concat(keys, ", ") .. "}")))
+    end)
+
+    it("nests 2048 deep and no deeper, as jansson", function()
+      local rc, pts, res = parse(("["):rep(2048) .. ("]"):rep(2048))
+      assert.equal(0, rc)
+      assert.equal("index", res.where_kind) -- a point must be an object: read, not a body error
+      assert.matches("maximum parsing depth reached", bad_body(("["):rep(2049) .. ("]"):rep(2049)))
+      assert.matches("maximum parsing depth reached",
+        bad_body('{"series": "s", "x": ' .. ("["):rep(2048) .. ("]"):rep(2048) .. "}"))
+    end)
+
+    it("takes the four JSON white spaces anywhere, and nothing else", function()
+      local p = one(' \t\r\n{ \t\r\n"series" \t\r\n: \t\r\n"s" \t\r\n, \t\r\n"fields" \t\r\n:' ..
+        ' \t\r\n{ \t\r\n"v" \t\r\n: \t\r\n1 \t\r\n} \t\r\n} \t\r\n')
+      assert.equal("s", p.series)
+      assert.equal("invalid JSON at line 1 column 4: invalid token near '\v'", bad_body("[1,\v2]"))
+      assert.equal("invalid JSON at line 1 column 34: '}' expected near '\f'",
+        bad_body('{"series":"s","time":1700000000.5\f}'))
+    end)
+
+    it("says where, in lines and characters, also for a NUL jansson would skip", function()
+      for _, c in ipairs({ { "[1\0]", "1 column 3: control character" },
+        { "1\0", "1 column 2: control character" }, { "[1,\ntrue\0]", "2 column 5: control character" },
+        { '{"series": "\195\169",\n"tags": {},\n "x": tru}', "3 column 9: invalid token near 'tru'" },
+        { '{"series":"s"} x', "1 column 16: end of file expected near 'x'" } }) do
+        assert.equal("invalid JSON at line " .. c[2], bad_body(c[1]))
+      end
+    end)
+
+    it("keeps no string in the body, also for reals as tags and escaped keys", function()
+      local p = one([[{"series": "s", "tags": {"f": 1.5, "i": -0, "b": true, "e\u0301": "x"},
+        "fields": {"k\n": "v", "n": 2}}]])
+      assert.same({ f = "1.5", i = "0", b = "true", ["e\204\129"] = "x" }, p.tags)
+      assert.equal("v", p.fields["k\n"])
+    end)
+  end)
 end)
