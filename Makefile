@@ -4,7 +4,7 @@ CC       ?= cc
 PREFIX   ?= /usr/local
 OPT      ?= -O2 -g
 WARN     ?= -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
-PKGS     := luajit libmicrohttpd libcurl yaml-0.1 jansson yajl zlib libdeflate
+PKGS     := luajit libmicrohttpd libcurl yaml-0.1 jansson zlib libdeflate
 CFLAGS   ?= $(OPT)
 CFLAGS   += $(WARN) -std=gnu11 -fPIC -pthread -MMD -MP -D_GNU_SOURCE
 CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -15,7 +15,7 @@ CONFIG   ?= config/luagw.yaml
 
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS := build-essential pkg-config libluajit-5.1-dev luajit libmicrohttpd-dev \
-            libcurl4-openssl-dev libyaml-dev libjansson-dev libyajl-dev zlib1g-dev libdeflate-dev \
+            libcurl4-openssl-dev libyaml-dev libjansson-dev zlib1g-dev libdeflate-dev \
             lua-busted lua-socket lua-cjson influxdb curl ca-certificates \
             python3-influxdb openssl man-db clang libclang-rt-14-dev
 
