@@ -630,10 +630,35 @@ static inline void add_digit(uint64_t *m, int *nsig, char c)
     }
 }
 
+/* Is the integer s..e (already checked: -?digits) spelled as put_i64
+ * spells it: no leading zero, no "-0"? */
+static inline int is_plain_int(const char *s, const char *e)
+{
+    const char *d = s + (*s == '-');
+    return *d != '0' || (e - d == 1 && d == s);
+}
+
+/* Is the float -?i[.f] (no exponent; its integer part at s, ilen digits,
+ * then, if dot, frac fraction digits; nsig significant digits) spelled as
+ * put_double spells it? With at most 15 significant digits (DBL_DIG) and
+ * no trailing zero, the digits are the shortest that read back, and unique:
+ * so no leading zero but a lone "0", no trailing zero or bare '.', and the
+ * plain form put_double keeps from 1e-6 up. */
+static inline int is_plain_float(const char *s, int ilen, int dot, int frac, int nsig)
+{
+    if (nsig > 15 || ilen == 0 || (ilen > 1 && *s == '0'))
+        return 0;
+    if (!dot)
+        return 1; /* an integer below 10^15: put_u64's digits */
+    return frac > 0 && s[ilen + frac] != '0' && (*s != '0' || frac - nsig <= 5);
+}
+
 /* Parse a non-string field value p..e (it ends at ',', ' ' or the line end)
- * into f. Returns 0, 1 (rejected) or -ENOMEM. */
+ * into f; *canon is cleared unless p..e is what put_value writes for f
+ * (without GW_LP_NO_UINT, which unsigned values depend on: never canonical).
+ * Returns 0, 1 (rejected) or -ENOMEM. */
 static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *key,
-                        size_t keyn, gw_field_t *f)
+                        size_t keyn, gw_field_t *f, unsigned *canon)
 {
     char kb[SHOW_MAX + 4], vb[SHOW_MAX + 4];
     size_t n = (size_t)(e - p);
@@ -652,6 +677,8 @@ static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *
             (n == 5 && (!memcmp(p, "false", 5) || !memcmp(p, "False", 5) || !memcmp(p, "FALSE", 5)))) {
             f->type = GW_FIELD_BOOL;
             f->v.b = *p == 't' || *p == 'T';
+            if (!((n == 4 && *p == 't') || (n == 5 && *p == 'f')))
+                *canon = 0; /* only "true" and "false" */
             return 0;
         }
         return reject(ps, p, "field \"%s\": invalid boolean \"%s\"", show(kb, key, keyn),
@@ -702,6 +729,8 @@ static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *
         if (to_int(p, q, *q == 'u', f))
             return reject(ps, p, "field \"%s\": %s out of range \"%s\"", show(kb, key, keyn),
                           *q == 'u' ? "unsigned integer" : "integer", show(vb, p, n));
+        if (*q == 'u' || !is_plain_int(p, q))
+            *canon = 0;
         return 0;
     }
     if (q != e)
@@ -711,8 +740,11 @@ static int parse_scalar(parser_t *ps, const char *p, const char *e, const char *
         /* to_double's first fast path, on the digits read above. */
         double d = (double)m / pow10_exact[frac];
         f->v.f = *p == '-' ? -d : d;
+        if (!is_plain_float(p + (*p == '-'), digits - frac, dot, frac, nsig))
+            *canon = 0;
         return 0;
     }
+    *canon = 0;
     rc = to_double(p, n, ps->a, &f->v.f);
     if (rc == -ENOMEM)
         return rc;
@@ -765,11 +797,12 @@ range:
 static int parse_line(parser_t *ps, const char *s)
 {
     char kb[SHOW_MAX + 4], vb[SHOW_MAX + 4];
-    const char *p = s, *t, *keyend;
+    const char *p = s, *t, *keyend, *fset, *tail_end;
     gw_str_t series;
     gw_point_t *pt;
     int64_t ts;
     int esc = 0, rc;
+    unsigned clean = GW_LP_CLEAN; /* see point.h; cleared by what the encoder would change */
 
     ps->ntags = ps->nfields = 0;
 
@@ -779,11 +812,14 @@ static int parse_line(parser_t *ps, const char *s)
         return reject(ps, s, "missing measurement");
     if ((rc = take(ps, s, (size_t)(p - s), esc, C_MEAS_ESC, &series)))
         return rc;
+    if (esc)
+        clean = 0;
 
     /* Tags. */
     while (p < ps->lend && *p == ',') {
         gw_tag_t *tag;
         const char *k = ++p, *v;
+        int kesc;
 
         esc = 0;
         p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
@@ -803,6 +839,7 @@ static int parse_line(parser_t *ps, const char *s)
             if (same_key(ps->tags[i].key, tag->key))
                 return reject(ps, k, "duplicate tag \"%s\"", show(kb, k, (size_t)(p - k)));
 
+        kesc = esc;
         v = ++p;
         esc = 0;
         p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
@@ -816,6 +853,8 @@ static int parse_line(parser_t *ps, const char *s)
             return reject(ps, v, "tag \"%s\": missing value", show(kb, k, (size_t)(v - 1 - k)));
         if ((rc = take(ps, v, (size_t)(p - v), esc, C_KEY_ESC, &tag->val)))
             return rc;
+        if (esc || kesc)
+            clean = 0;
         ps->ntags++;
     }
     keyend = p;
@@ -828,6 +867,7 @@ static int parse_line(parser_t *ps, const char *s)
         ;
     if (p == ps->lend)
         return reject(ps, p, "missing fields");
+    fset = p;
     for (;;) {
         gw_field_t *f;
         const char *k = p, *v;
@@ -846,6 +886,9 @@ static int parse_line(parser_t *ps, const char *s)
         f = &ps->fields[ps->nfields];
         if ((rc = take(ps, k, (size_t)(p - k), esc, C_KEY_ESC, &f->key)))
             return rc;
+        /* A tab or NUL after a comma: the encoder refuses it. */
+        if (esc || *k == '\t' || *k == '\0')
+            clean = 0;
         if (f->key.n == 4 && !memcmp(f->key.p, "time", 4))
             return reject(ps, k, "field key \"time\" is not allowed (InfluxDB cannot store it)");
         for (uint32_t i = 0; ps->nfields < DUP_LINEAR && i < ps->nfields; i++)
@@ -878,6 +921,8 @@ static int parse_line(parser_t *ps, const char *s)
             f->type = GW_FIELD_STRING;
             if ((rc = take(ps, p + 1, (size_t)(q - p - 1), sesc, C_STR_ESC, &f->v.s)))
                 return rc;
+            if (sesc)
+                clean = 0;
             p = q + 1;
             if (p < ps->lend && *p != ',' && *p != ' ') {
                 t = p;
@@ -888,7 +933,7 @@ static int parse_line(parser_t *ps, const char *s)
             }
         } else {
             t = find_class(p, ps->lend, ps->end, C_VAL_STOP);
-            if ((rc = parse_scalar(ps, p, t, k, (size_t)(v - 1 - k), f)))
+            if ((rc = parse_scalar(ps, p, t, k, (size_t)(v - 1 - k), f, &clean)))
                 return rc;
             p = t;
         }
@@ -921,6 +966,7 @@ static int parse_line(parser_t *ps, const char *s)
     }
 
     /* Timestamp. */
+    tail_end = p;
     while (p < ps->lend && is_blank(*p))
         p++;
     ts = ps->now_ns;
@@ -928,6 +974,13 @@ static int parse_line(parser_t *ps, const char *s)
         t = find_class(p, ps->lend, ps->end, C_SPACE);
         if (parse_time(ps, p, t, &ts))
             return 1;
+        /* In nanoseconds, one space after the fields: the text the encoder
+         * writes. */
+        if (clean && ps->ns_per_unit == 1 && p == tail_end + 1 && *tail_end == ' ' &&
+            is_plain_int(p, t)) {
+            clean |= GW_LP_CLEAN_TIME;
+            tail_end = t;
+        }
         for (p = t; p < ps->lend && *p == ' '; p++)
             ;
         if (p < ps->lend)
@@ -960,6 +1013,11 @@ static int parse_line(parser_t *ps, const char *s)
     pt->ntags = ps->ntags;
     pt->nfields = ps->nfields;
     pt->src = ps->line_no;
+    if (clean) {
+        pt->lp_clean = clean;
+        pt->lp_tail.p = fset;
+        pt->lp_tail.n = (size_t)(tail_end - fset);
+    }
     return 0;
 }
 
@@ -1406,7 +1464,8 @@ static int is_time(gw_str_t s)
 
 /* Copy s when none of its bytes is in class c; returns the end, or NULL
  * (d then holds rubbish). Never reads outside s nor writes past d + s.n:
- * short strings are covered by two overlapping loads. */
+ * short strings are covered by two overlapping loads. With c = 0 the tests
+ * fold away: a plain copy, inline. */
 static inline __attribute__((always_inline)) char *copy_clean(char *d, gw_str_t s, unsigned c)
 {
     const char *p = s.p;
@@ -1543,6 +1602,40 @@ static void sort_tags(gw_point_t *p)
             v[j] = t;
         }
     }
+}
+
+/* gw_lp_encode for a point the parser marked GW_LP_CLEAN: its names need
+ * no escape nor check, a tag is one slice "key=value" of the body, and the
+ * field set (and the time, with GW_LP_CLEAN_TIME) is copied as written.
+ * Returns 0, -ENOMEM, or 1 when the time of receipt it was given is out of
+ * range (the other paths then say so). */
+static int encode_clean(gw_buf_t *out, gw_point_t *p)
+{
+    size_t need = p->series.n + p->lp_tail.n + 2 + 21 + 8; /* 8: put_i64's overshoot */
+    char *d;
+
+    if (!(p->lp_clean & GW_LP_CLEAN_TIME) && (p->time_ns < TIME_MIN || p->time_ns > TIME_MAX))
+        return 1;
+    for (uint32_t i = 0; i < p->ntags; i++)
+        need += 2 + p->tags[i].key.n + p->tags[i].val.n;
+    if (gw_buf_reserve(out, need))
+        return -ENOMEM;
+    sort_tags(p);
+    d = copy_clean(out->data + out->len, p->series, 0);
+    for (uint32_t i = 0; i < p->ntags; i++) {
+        const gw_tag_t *t = &p->tags[i];
+        *d++ = ',';
+        d = copy_clean(d, (gw_str_t){t->key.p, t->key.n + 1 + t->val.n}, 0);
+    }
+    *d++ = ' ';
+    d = copy_clean(d, p->lp_tail, 0);
+    if (!(p->lp_clean & GW_LP_CLEAN_TIME)) {
+        *d++ = ' ';
+        d = put_i64(d, p->time_ns);
+    }
+    *d++ = '\n';
+    out->len = (size_t)(d - out->data);
+    return 0;
 }
 
 /* gw_lp_encode for a point that passes every check, in one pass with no
@@ -1762,7 +1855,10 @@ fail:
  * its length unless 0 is returned. */
 int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t errlen)
 {
-    int rc = encode_fast(out, p, flags);
+    int rc = p->lp_clean & GW_LP_CLEAN ? encode_clean(out, p) : 1;
+
+    if (rc == 1)
+        rc = encode_fast(out, p, flags);
 
     return rc == 1 ? encode_checked(out, p, flags, err, errlen) : rc;
 }

@@ -45,7 +45,19 @@ typedef struct {
     uint32_t ntags;
     uint32_t nfields;
     uint32_t src;       /* 1-based line (line protocol) or 0-based index (JSON) */
+    uint32_t lp_clean;  /* GW_LP_CLEAN*: what the line-protocol parser vouches for */
+    gw_str_t lp_tail;   /* borrowed (the body): see GW_LP_CLEAN */
 } gw_point_t;
+
+/* lp_clean: set only by the line-protocol parser, for the encoder. Whoever
+ * changes a point (scripts, series defaults) sets it to 0, which vouches for
+ * nothing and is the default of every other producer (gw_points_push zeroes).
+ * GW_LP_CLEAN: every name is a slice of the body that needs no escape and
+ * passes the encoder's checks (a tag's key, '=' and value are contiguous),
+ * and lp_tail is the field set exactly as gw_lp_encode writes it.
+ * GW_LP_CLEAN_TIME: lp_tail goes on with ' ' and time_ns as it writes it. */
+#define GW_LP_CLEAN 0x1
+#define GW_LP_CLEAN_TIME 0x2
 
 /* A growable array of points, owned by a worker and reused across requests
  * (amortised: no allocation per point in the steady state). */

@@ -428,6 +428,7 @@ int gw_schema_apply(const gw_schema_t *s, gw_point_t *p, gw_arena_t *a, char *ms
 
     if (!s || !s->n || !(d = lookup(s, p->series)))
         return 0;
+    p->lp_clean = 0; /* what follows may change the point: the encoder re-derives it */
     for (uint32_t i = 0; i < d->ntags; i++) {
         const rule_t *r = &d->tags[i];
         int k = gw_point_find_tag(p, r->key);

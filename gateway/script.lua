@@ -31,7 +31,7 @@ typedef struct {
 } gw_field_t;
 typedef struct {
   gw_str_t series; int64_t time_ns; gw_tag_t *tags; gw_field_t *fields;
-  uint32_t ntags; uint32_t nfields; uint32_t src;
+  uint32_t ntags; uint32_t nfields; uint32_t src; uint32_t lp_clean; gw_str_t lp_tail;
 } gw_point_t;
 typedef struct { uint32_t first, n, status, steps, numbers; } gw_script_rec_t;
 typedef struct gw_script_ctl {
@@ -315,6 +315,7 @@ local function head(r, p, series_in, tin)
     o.time_ns = floor(t * 1e9 + 0.5)
   end
   o.src = p.src
+  o.lp_clean = 0 -- changed or not, the encoder must not trust the input's text
   return o
 end
 

@@ -955,3 +955,248 @@ describe("gw_lp_encode", function()
     end)
   end)
 end)
+
+-- Points the parser marks clean (point.h, GW_LP_CLEAN) are written from
+-- their text: names copied without checks, tags as "key=value" slices in
+-- sorted order, the field set (and a nanosecond time) as written. Each case
+-- is compared with the same point written the long way (lp_clean = 0).
+describe("gw_lp_encode, clean points", function()
+  local CLEAN, TIME = 1, 2
+
+  local function exact(body)
+    local buf = ffi.gc(ffi.cast("char *", ffi.C.malloc(math.max(#body, 1))), ffi.C.free)
+    ffi.copy(buf, body, #body)
+    return buf
+  end
+
+  -- Parse line (in an exact-size block) and return the raw point, its flags
+  -- and its tail; the block lives as long as the caller keeps `keep`.
+  local function parsed(line, ns_per_unit, now)
+    ctx:reset()
+    local buf = exact(line)
+    assert.are.equal(0, lib.gw_lp_parse(buf, #line, ns_per_unit or 1, now or NOW, ctx.arena,
+                                        ctx.points, ctx.result))
+    assert.are.equal(0, ctx.result[0].rejected, ffi.string(ctx.result[0].err_msg))
+    assert.are.equal(1, ctx.points[0].n, line)
+    local p = ctx.points[0].v[0]
+    local tail = p.lp_clean ~= 0 and ffi.string(p.lp_tail.p, p.lp_tail.n) or nil
+    return p, p.lp_clean, tail, buf
+  end
+
+  -- Encode line's point as it comes and the long way; returns both texts
+  -- and the flags.
+  local function both(line, ns_per_unit, flags)
+    local p, clean, tail, keep = parsed(line, ns_per_unit)
+    local copy = ffi.new("gw_point_t", p)
+    copy.lp_clean = 0
+    local rc, fast = encode(p, flags)
+    assert.are.equal(0, rc, line)
+    local rc2, slow = encode(copy, flags)
+    assert.are.equal(0, rc2, line)
+    local _ = keep
+    return fast, slow, clean, tail
+  end
+
+  it("copies the field set and a nanosecond time, and sorts the tags", function()
+    local line = 'cpu,zone=b,host=a,Z=c usage=0.5,count=3i,s="x, y=z",up=true,n=false 1700000000000000000'
+    local fast, slow, clean, tail = both(line)
+    assert.are.equal(CLEAN + TIME, clean)
+    assert.are.equal('usage=0.5,count=3i,s="x, y=z",up=true,n=false 1700000000000000000', tail)
+    assert.are.equal('cpu,Z=c,host=a,zone=b usage=0.5,count=3i,s="x, y=z",up=true,n=false 1700000000000000000\n', fast)
+    assert.are.equal(slow, fast)
+  end)
+
+  it("sorts the tags in place, as the long way does", function()
+    local p, clean, _, keep = parsed("m,b=2,a=1,c=3 f=1 5")
+    assert.are.equal(CLEAN + TIME, clean)
+    assert.are.equal("m,a=1,b=2,c=3 f=1 5\n", select(2, encode(p)))
+    assert.are.same({ "a", "b", "c" }, (ordered_keys(p)))
+    local _ = keep
+  end)
+
+  it("writes the time itself when the line has none, or another precision, or other spacing", function()
+    local cases = {
+      { "m,t=v f=1", 1, CLEAN, "f=1", "m,t=v f=1 1700000000123456789\n" },
+      { "m,t=v f=1   ", 1, CLEAN, "f=1", "m,t=v f=1 1700000000123456789\n" },
+      { "m f=1 5", 1000, CLEAN, "f=1", "m f=1 5000\n" },
+      { "m f=1 5", 1000000000, CLEAN, "f=1", "m f=1 5000000000\n" },
+      { "m f=1 5", 3600000000000, CLEAN, "f=1", "m f=1 18000000000000\n" },
+      { "m f=1  5", 1, CLEAN, "f=1", "m f=1 5\n" },
+      { "m f=1 \t5", 1, CLEAN, "f=1", "m f=1 5\n" },
+      { "m f=1 007", 1, CLEAN, "f=1", "m f=1 7\n" },
+      { "m f=1 -0", 1, CLEAN, "f=1", "m f=1 0\n" },
+      { "m f=1 0", 1, CLEAN + TIME, "f=1 0", "m f=1 0\n" },
+      { "m f=1 -5", 1, CLEAN + TIME, "f=1 -5", "m f=1 -5\n" },
+      { "m f=1 5   ", 1, CLEAN + TIME, "f=1 5", "m f=1 5\n" },
+      { "m f=1 5\r\n", 1, CLEAN + TIME, "f=1 5", "m f=1 5\n" },
+      { "m f=1\r\n", 1, CLEAN, "f=1", "m f=1 1700000000123456789\n" },
+      { "m f=1 -9223372036854775806", 1, CLEAN + TIME, "f=1 -9223372036854775806", "m f=1 -9223372036854775806\n" },
+    }
+    for _, c in ipairs(cases) do
+      local fast, slow, clean, tail = both(c[1], c[2])
+      assert.are.same({ c[3], c[4], c[5] }, { clean, tail, fast }, c[1])
+      assert.are.equal(slow, fast, c[1])
+    end
+  end)
+
+  it("refuses a time of receipt outside InfluxDB's range, as the long way does", function()
+    local p, clean, _, keep = parsed("m f=1", 1, 9223372036854775807LL)
+    assert.are.equal(CLEAN, clean)
+    local rc, text, err = encode(p)
+    assert.are.same({ 1, "", "series \"m\": time 9223372036854775807 is outside InfluxDB's range" }, { rc, text, err })
+    local _ = keep
+  end)
+
+  it("copies values already spelled as the encoder spells them", function()
+    for _, v in ipairs({ "0", "-0", "1", "-7", "100", "0.5", "-0.5", "0.000001", "-0.000123", "4.35", "0.1",
+                         "123456789012345", "12345678.9012345", "999999999999999", "0.042262",
+                         "0i", "1i", "-1i", "-9223372036854775808i", "9223372036854775807i",
+                         "true", "false", '""', '"a b,c=d"', '"a\nb"' }) do
+      local line = "m,t=v f=" .. v .. ",g=1 1"
+      local fast, slow, clean, tail = both(line)
+      assert.are.equal(CLEAN + TIME, clean, line)
+      assert.are.equal("f=" .. v .. ",g=1 1", tail)
+      assert.are.equal("m,t=v f=" .. v .. ",g=1 1\n", fast)
+      assert.are.equal(slow, fast, line)
+    end
+  end)
+
+  it("writes other spellings the long way, canonical", function()
+    for _, c in ipairs({
+      { "1.0", "1" }, { "1.", "1" }, { ".5", "0.5" }, { "-.5", "-0.5" }, { "0.50", "0.5" }, { "-0.0", "-0" },
+      { "01", "1" }, { "00.5", "0.5" }, { "1e3", "1000" }, { "1E-7", "1e-7" }, { "0.0000001", "1e-7" },
+      { "1234567890123456", "1234567890123456" }, { "0.1234567890123456", "0.1234567890123456" },
+      { "12345678901234567890", "12345678901234567000" },
+      { "007i", "7i" }, { "-0i", "0i" }, { "00i", "0i" },
+      { "t", "true" }, { "T", "true" }, { "True", "true" }, { "TRUE", "true" },
+      { "f", "false" }, { "F", "false" }, { "False", "false" }, { "FALSE", "false" },
+      { '"a\\"b"', '"a\\"b"' }, { '"a\\\\b"', '"a\\\\b"' }, { '"a\\b"', '"a\\\\b"' },
+    }) do
+      local line = "m f=" .. c[1] .. " 1"
+      local fast, slow, clean = both(line)
+      assert.are.equal(0, clean, line)
+      assert.are.equal("m f=" .. c[2] .. " 1\n", fast, line)
+      assert.are.equal(slow, fast, line)
+    end
+  end)
+
+  it("keeps the client's digits where Grisu2 would write a longer form of the same float", function()
+    local fast, slow, clean = both("m f=0.163896 1")
+    assert.are.equal(CLEAN + TIME, clean)
+    assert.are.equal("m f=0.163896 1\n", fast)
+    assert.are.equal("m f=0.16389599999999999 1\n", slow)
+    assert.are.equal(bits(0.163896), bits(one("m f=0.16389599999999999").fields.f))
+  end)
+
+  it("copies at most 15 significant digits, which read back as the same float", function()
+    local seed = 12345
+    local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n end
+    for _ = 1, 2000 do
+      local digits = {}
+      for i = 1, 1 + rnd(15) do digits[i] = tostring(i == 1 and 1 + rnd(9) or rnd(10)) end
+      local s = table.concat(digits)
+      local at = rnd(#s + 6) - 5 -- point position: up to five zeros after "0."
+      local text
+      if at <= 0 then text = "0." .. ("0"):rep(-at) .. s else text = s:sub(1, at) .. (at < #s and "." .. s:sub(at + 1) or "") end
+      if not text:find("%.") or text:sub(-1) ~= "0" then
+        local p, clean, _, keep = parsed("m f=" .. text .. " 1")
+        assert.are.equal(CLEAN + TIME, clean, text)
+        local rc, out = encode(p)
+        assert.are.equal(0, rc)
+        assert.are.equal("m f=" .. text .. " 1\n", out)
+        assert.are.equal(bits(tonumber(text)), bits(p.fields[0].v.f), text)
+        local _ = keep
+      end
+    end
+  end)
+
+  it("writes unsigned values the long way, as integers under GW_LP_NO_UINT", function()
+    local fast, slow, clean = both("m,t=v u=5u,f=1 1")
+    assert.are.equal(0, clean)
+    assert.are.same({ "m,t=v u=5u,f=1 1\n", slow }, { fast, fast })
+    fast, slow, clean = both("m,t=v u=5u,f=1 1", 1, NO_UINT)
+    assert.are.equal(0, clean)
+    assert.are.same({ "m,t=v u=5i,f=1 1\n", slow }, { fast, fast })
+    local p, _, _, keep = parsed("m u=9223372036854775808u 1")
+    local rc, _, err = encode(p, NO_UINT)
+    assert.are.equal(1, rc)
+    assert.matches("unsigned 9223372036854775808 is too large", err, 1, true)
+    local _ = keep
+  end)
+
+  it("writes names with escapes the long way", function()
+    for _, c in ipairs({
+      { "a\\ b f=1 1", "a\\ b f=1 1\n" },
+      { "a\\,b f=1 1", "a\\,b f=1 1\n" },
+      { "a\\b f=1 1", "a\\b f=1 1\n" },
+      { "m,k\\ x=v f=1 1", "m,k\\ x=v f=1 1\n" },
+      { "m,k=v\\=x f=1 1", "m,k=v\\=x f=1 1\n" },
+      { "m,k=v\\\\x f=1 1", "m,k=v\\\\x f=1 1\n" },
+      { "m f\\,g=1 1", "m f\\,g=1 1\n" },
+      { "m g=1,f\\ =2 1", "m g=1,f\\ =2 1\n" },
+    }) do
+      local fast, slow, clean = both(c[1])
+      assert.are.equal(0, clean, c[1])
+      assert.are.equal(c[2], fast, c[1])
+      assert.are.equal(slow, fast, c[1])
+    end
+  end)
+
+  it("leaves a field key after a comma that starts with a tab or NUL to the long way, which refuses it", function()
+    for _, k in ipairs({ "\tf", "\0f" }) do
+      local p, clean, _, keep = parsed("m g=1," .. k .. "=2 1")
+      assert.are.equal(0, clean)
+      local rc, _, err = encode(p)
+      assert.are.equal(1, rc)
+      assert.matches("cannot start with", err)
+      local _ = keep
+    end
+  end)
+
+  it("copies tags of every length and many tags (sorted beyond the insertion sort)", function()
+    local tags = {}
+    for i = 40, 1, -1 do tags[#tags + 1] = ("k%02d=%s"):format(i, ("v"):rep(i)) end
+    local line = "m," .. table.concat(tags, ",") .. " f=1 1"
+    local fast, slow, clean = both(line)
+    assert.are.equal(CLEAN + TIME, clean)
+    assert.are.equal(slow, fast)
+    table.sort(tags)
+    assert.are.equal("m," .. table.concat(tags, ",") .. " f=1 1\n", fast)
+    for n = 1, 40 do
+      local name = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"):sub(1, n)
+      local l = name .. ",b" .. name .. "=" .. name .. ",a=" .. name .. " " .. name .. '="' .. name .. '" 1'
+      local f2, s2, c2 = both(l)
+      assert.are.equal(CLEAN + TIME, c2)
+      assert.are.equal(name .. ",a=" .. name .. ",b" .. name .. "=" .. name .. " " .. name .. '="' .. name .. '" 1\n', f2)
+      assert.are.equal(s2, f2)
+    end
+  end)
+
+  it("copies a string spanning lines and counts the lines", function()
+    local _, res, raw = parse('m s="a\nb",f=1 1\nn f=2 2')
+    assert.are.equal(0, res.rejected)
+    assert.are.same({ 1, 3 }, { raw.v[0].src, raw.v[1].src })
+    assert.are.equal(CLEAN + TIME, raw.v[0].lp_clean)
+    assert.are.equal('m s="a\nb",f=1 1\n', select(2, encode(raw.v[0])))
+    assert.are.equal("n f=2 2\n", select(2, encode(raw.v[1])))
+  end)
+
+  it("writes every prefix of a clean line that parses as the long way does", function()
+    local line = 'cpu,zone=b,host=a usage=0.5,count=3i,s="x",up=true 1700000000000000000'
+    for n = 1, #line do
+      ctx:reset()
+      local body = line:sub(1, n)
+      local buf = exact(body)
+      assert.are.equal(0, lib.gw_lp_parse(buf, n, 1, NOW, ctx.arena, ctx.points, ctx.result))
+      if ctx.points[0].n == 1 then
+        local p = ctx.points[0].v[0]
+        local copy = ffi.new("gw_point_t", p)
+        copy.lp_clean = 0
+        local rc, fast = encode(p)
+        local rc2, slow = encode(copy)
+        assert.are.same({ 0, 0 }, { rc, rc2 }, body)
+        assert.are.equal(slow, fast, body)
+      end
+    end
+  end)
+end)
