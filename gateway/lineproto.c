@@ -988,35 +988,37 @@ static int parse_line(parser_t *ps, const char *s)
                           show(vb, p, (size_t)(ps->lend - p)));
     }
 
-    /* One arena block for both arrays; the scratch is reused by the next
-     * line. */
-    pt = gw_points_push(ps->out);
-    if (!pt)
-        return -ENOMEM;
+    /* One arena block for both arrays (arena blocks are 16-aligned and a
+     * tag's size keeps the fields after the tags aligned); the scratch is
+     * reused by the next line. Copied a struct at a time: there are few. */
     {
-        /* Arena blocks are 16-aligned and a tag's size keeps the fields
-         * after the tags aligned. */
         size_t tb = (size_t)ps->ntags * sizeof(gw_tag_t);
         size_t fb = (size_t)ps->nfields * sizeof(gw_field_t);
-        void *m = gw_arena_alloc(ps->a, tb + fb);
-        if (!m) {
-            ps->out->n--;
+        gw_tag_t *tv = gw_arena_alloc(ps->a, tb + fb);
+        gw_field_t *fv = (void *)((char *)tv + tb);
+
+        if (!tv)
             return -ENOMEM;
-        }
-        memcpy(m, ps->tags, tb);
-        memcpy((char *)m + tb, ps->fields, fb);
-        pt->tags = ps->ntags ? m : NULL;
-        pt->fields = (void *)((char *)m + tb);
-    }
-    pt->series = series;
-    pt->time_ns = ts;
-    pt->ntags = ps->ntags;
-    pt->nfields = ps->nfields;
-    pt->src = ps->line_no;
-    if (clean) {
-        pt->lp_clean = clean;
-        pt->lp_tail.p = fset;
-        pt->lp_tail.n = (size_t)(tail_end - fset);
+        for (uint32_t i = 0; i < ps->ntags; i++)
+            tv[i] = ps->tags[i];
+        for (uint32_t i = 0; i < ps->nfields; i++)
+            fv[i] = ps->fields[i];
+        /* gw_points_push, without zeroing what is set next. */
+        if (ps->out->n < ps->out->cap)
+            pt = &ps->out->v[ps->out->n++];
+        else if (!(pt = gw_points_push(ps->out)))
+            return -ENOMEM;
+        *pt = (gw_point_t){
+            .series = series,
+            .time_ns = ts,
+            .tags = ps->ntags ? tv : NULL,
+            .fields = fv,
+            .ntags = ps->ntags,
+            .nfields = ps->nfields,
+            .src = ps->line_no,
+            .lp_clean = clean,
+            .lp_tail = clean ? (gw_str_t){fset, (size_t)(tail_end - fset)} : (gw_str_t){NULL, 0},
+        };
     }
     return 0;
 }
@@ -1611,13 +1613,14 @@ static void sort_tags(gw_point_t *p)
  * range (the other paths then say so). */
 static int encode_clean(gw_buf_t *out, gw_point_t *p)
 {
-    size_t need = p->series.n + p->lp_tail.n + 2 + 21 + 8; /* 8: put_i64's overshoot */
+    /* The series, its tags and the tail are slices of one line, in that
+     * order: the line as written is at least as long as what is copied.
+     * 2 + 21 + 8: separator, newline, a time and put_i64's overshoot. */
+    size_t need = (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p) + 2 + 21 + 8;
     char *d;
 
     if (!(p->lp_clean & GW_LP_CLEAN_TIME) && (p->time_ns < TIME_MIN || p->time_ns > TIME_MAX))
         return 1;
-    for (uint32_t i = 0; i < p->ntags; i++)
-        need += 2 + p->tags[i].key.n + p->tags[i].val.n;
     if (gw_buf_reserve(out, need))
         return -ENOMEM;
     sort_tags(p);

@@ -119,6 +119,16 @@ static int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, siz
         snprintf(err, errlen, "%u fields, more than listen.max_fields (%u)", p->nfields, l->max_fields);
         return 1;
     }
+    if (!l->max_key_bytes && !l->max_value_bytes)
+        return 0;
+    if (p->lp_clean) {
+        /* Its names and values are slices of one line (point.h): a line
+         * within both limits holds nothing beyond them. */
+        size_t line = (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p);
+        if ((!l->max_key_bytes || line <= l->max_key_bytes) &&
+            (!l->max_value_bytes || line <= l->max_value_bytes))
+            return 0;
+    }
     if (l->max_key_bytes && p->series.n > l->max_key_bytes)
         what = "series name", n = p->series.n, max = l->max_key_bytes;
     for (uint32_t i = 0; !what && i < p->ntags; i++) {

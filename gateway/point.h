@@ -52,9 +52,11 @@ typedef struct {
 /* lp_clean: set only by the line-protocol parser, for the encoder. Whoever
  * changes a point (scripts, series defaults) sets it to 0, which vouches for
  * nothing and is the default of every other producer (gw_points_push zeroes).
- * GW_LP_CLEAN: every name is a slice of the body that needs no escape and
- * passes the encoder's checks (a tag's key, '=' and value are contiguous),
- * and lp_tail is the field set exactly as gw_lp_encode writes it.
+ * GW_LP_CLEAN: every name is a slice of the point's line in the body that
+ * needs no escape and passes the encoder's checks (a tag's key, '=' and
+ * value are contiguous), and lp_tail, after them on that line, is the
+ * field set exactly as gw_lp_encode writes it: series.p up to the end of
+ * lp_tail spans every name and value of the point.
  * GW_LP_CLEAN_TIME: lp_tail goes on with ' ' and time_ns as it writes it. */
 #define GW_LP_CLEAN 0x1
 #define GW_LP_CLEAN_TIME 0x2
