@@ -428,15 +428,15 @@ int gw_schema_apply(const gw_schema_t *s, gw_point_t *p, gw_arena_t *a, char *ms
 
     if (!s || !s->n || !(d = lookup(s, p->series)))
         return 0;
-    p->lp_clean = 0; /* what follows may change the point: the encoder re-derives it */
     for (uint32_t i = 0; i < d->ntags; i++) {
         const rule_t *r = &d->tags[i];
         int k = gw_point_find_tag(p, r->key);
         if (k >= 0 && p->tags[k].val.n)
             continue;
-        if (r->has_default && k >= 0)
+        if (r->has_default && k >= 0) {
             p->tags[k].val = r->def.v.s; /* empty value: no tag for InfluxDB */
-        else if (r->has_default)
+            p->lp_clean = 0;
+        } else if (r->has_default)
             addt++;
         else if (r->required)
             return reject(msg, msglen, d, "tag", r, "required but missing");
@@ -449,12 +449,18 @@ int gw_schema_apply(const gw_schema_t *s, gw_point_t *p, gw_arena_t *a, char *ms
                 addf++;
             else if (r->required)
                 return reject(msg, msglen, d, "field", r, "required but missing");
-        } else if (r->type != TYPE_ANY && p->fields[k].type != r->type && coerce(&p->fields[k], r->type)) {
-            return reject(msg, msglen, d, "field", r, "must be %s %s, got %s %s",
-                          r->type == GW_FIELD_INT ? "an" : "a", type_names[r->type],
-                          p->fields[k].type == GW_FIELD_INT ? "an" : "a", type_names[p->fields[k].type]);
+        } else if (r->type != TYPE_ANY && p->fields[k].type != r->type) {
+            if (coerce(&p->fields[k], r->type))
+                return reject(msg, msglen, d, "field", r, "must be %s %s, got %s %s",
+                              r->type == GW_FIELD_INT ? "an" : "a", type_names[r->type],
+                              p->fields[k].type == GW_FIELD_INT ? "an" : "a", type_names[p->fields[k].type]);
+            p->lp_clean = 0; /* converted: the encoder writes the new value */
         }
     }
+    /* A point the line-protocol parser vouched for (lp_clean) is written
+     * from its text; anything added here is not in that text. */
+    if (addt || addf)
+        p->lp_clean = 0;
     if (addt) {
         gw_tag_t *t = gw_arena_alloc(a, (p->ntags + addt) * sizeof(*t));
         uint32_t n = p->ntags;

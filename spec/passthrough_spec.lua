@@ -142,3 +142,45 @@ describe("series declarations and limits on clean points", function()
     assert.same({ "d", "e" }, { rows(q)[1].t, rows(q)[2].t })
   end)
 end)
+
+describe("a declared series' clean point", function()
+  -- What reaches InfluxDB, byte for byte (a fake 2.x server keeps the
+  -- lines). A float sent as its shortest digits shows the path: written from
+  -- the text it stays as sent; written from its value Grisu2 may add a digit.
+  local fake2 = require("support.fake_influx2")
+  local f2, g
+
+  lazy_setup(function()
+    f2 = fake2.start {}
+    g = luagw.start { fake2 = f2, config = {
+      monitoring = { flushing_period = 0.1 },
+      series = { decl2 = {
+        tags = { host = { required = true }, zone = { default = "z1" } },
+        fields = { x = { type = "float" }, n = { type = "float" } },
+      } },
+    } }
+  end)
+
+  lazy_teardown(function()
+    if g then g:destroy() end
+    if f2 then f2:stop() end
+  end)
+
+  it("is written from its text when the declaration changes nothing, from its values when it does", function()
+    assert.equal(204, (g:post("/write", table.concat({
+      "decl2,host=a,zone=z9 x=0.163896 1700000500000000000", -- nothing to add or convert
+      "decl2,host=b x=0.163896 1700000500000000001",         -- zone added
+      "decl2,host=c,zone=z9 x=0.163896,n=2i 1700000500000000002", -- n converted to a float
+    }, "\n"))))
+    assert.is_true(wait(function() return #f2:lines() == 3 end, 10), "not delivered")
+    local got = f2:lines()
+    table.sort(got, function(a, b) return a:match("%d+$") < b:match("%d+$") end)
+    local written = ("%.17g"):format(0.163896)
+    assert.are_not.equal("0.163896", written) -- the case needs a float Grisu2 lengthens
+    assert.same({
+      "decl2,host=a,zone=z9 x=0.163896 1700000500000000000",
+      "decl2,host=b,zone=z1 x=" .. written .. " 1700000500000000001",
+      "decl2,host=c,zone=z9 x=" .. written .. ",n=2 1700000500000000002",
+    }, got)
+  end)
+end)
