@@ -1606,39 +1606,116 @@ static void sort_tags(gw_point_t *p)
     }
 }
 
+/* Whether s lies in the point's line, [series, end of lp_tail): a slice of
+ * the body the parser vouched for, not a name a script or a declaration
+ * added (those live in Lua strings or the configuration). */
+static inline int in_line(const gw_point_t *p, const char *s)
+{
+    return s >= p->series.p && s < p->lp_tail.p + p->lp_tail.n;
+}
+
+/* A tag still written as the parser read it: "key=value" contiguous there. */
+static inline int tag_in_line(const gw_point_t *p, const gw_tag_t *t)
+{
+    return in_line(p, t->key.p) && t->val.p == t->key.p + t->key.n + 1;
+}
+
 /* gw_lp_encode for a point the parser marked GW_LP_CLEAN: its names need
- * no escape nor check, a tag is one slice "key=value" of the body, and the
+ * no checks and no escapes, each tag "key=value" is one slice and the
  * field set (and the time, with GW_LP_CLEAN_TIME) is copied as written.
- * Returns 0, -ENOMEM, or 1 when the time of receipt it was given is out of
- * range (the other paths then say so). */
-static int encode_clean(gw_buf_t *out, gw_point_t *p)
+ * A script or a declaration may have added tags and fields, or changed a
+ * tag's value, and kept the flag (script.lua, schema.c: never an original
+ * field changed or removed, never a duplicate key): those entries are
+ * written from their values, added fields after the copied ones. Returns
+ * 0, -ENOMEM, or 1 for the other encoders to decide (out unchanged). */
+static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, gw_point_t *p, unsigned flags,
+                                                                 int extra)
 {
     /* The series, its tags and the tail are slices of one line, in that
      * order: the line as written is at least as long as what is copied.
      * 2 + 21 + 8: separator, newline, a time and put_i64's overshoot. */
     size_t need = (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p) + 2 + 21 + 8;
+    uint32_t added = 0;
+    gw_str_t tail = p->lp_tail, time = {NULL, 0};
     char *d;
 
     if (!(p->lp_clean & GW_LP_CLEAN_TIME) && (p->time_ns < TIME_MIN || p->time_ns > TIME_MAX))
         return 1;
+    for (uint32_t i = 0; extra && i < p->ntags; i++)
+        if (!tag_in_line(p, &p->tags[i]))
+            need += 2 + 2 * p->tags[i].key.n + 2 * p->tags[i].val.n;
+    for (uint32_t i = 0; extra && i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        if (in_line(p, f->key.p))
+            continue;
+        added++;
+        need += 2 + 2 * f->key.n + (f->type == GW_FIELD_STRING ? 2 + 2 * f->v.s.n : DOUBLE_MAX_CHARS);
+    }
+    if (added && (p->lp_clean & GW_LP_CLEAN_TIME)) {
+        /* Added fields go before the time: the tail's last space. */
+        size_t k = tail.n;
+        while (k && tail.p[k - 1] != ' ')
+            k--;
+        if (!k)
+            return 1;
+        time = (gw_str_t){tail.p + k - 1, tail.n - k + 1};
+        tail.n = k - 1;
+    }
     if (gw_buf_reserve(out, need))
         return -ENOMEM;
     sort_tags(p);
     d = copy_clean(out->data + out->len, p->series, 0);
     for (uint32_t i = 0; i < p->ntags; i++) {
         const gw_tag_t *t = &p->tags[i];
+        if (!extra || tag_in_line(p, t)) {
+            *d++ = ',';
+            d = copy_clean(d, (gw_str_t){t->key.p, t->key.n + 1 + t->val.n}, 0);
+            continue;
+        }
+        if (t->val.n == 0)
+            continue; /* InfluxDB treats an empty tag value as no tag */
         *d++ = ',';
-        d = copy_clean(d, (gw_str_t){t->key.p, t->key.n + 1 + t->val.n}, 0);
+        d = put_name(d, t->key, C_KEY_STOP, C_KEY_ESC);
+        if (!d || is_time(t->key))
+            return 1;
+        *d++ = '=';
+        d = put_name(d, t->val, C_KEY_STOP, C_KEY_ESC);
+        if (!d)
+            return 1;
     }
     *d++ = ' ';
-    d = copy_clean(d, p->lp_tail, 0);
-    if (!(p->lp_clean & GW_LP_CLEAN_TIME)) {
+    d = copy_clean(d, tail, 0);
+    for (uint32_t i = 0; added && i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        if (in_line(p, f->key.p))
+            continue;
+        *d++ = ',';
+        d = put_name(d, f->key, C_KEY_STOP, C_KEY_ESC);
+        if (!d || is_time(f->key) || is_unescapable_blank(f->key.p[0]))
+            return 1;
+        *d++ = '=';
+        d = put_value(d, f, flags);
+        if (!d)
+            return 1;
+    }
+    if (time.n) {
+        d = copy_clean(d, time, 0);
+    } else if (!(p->lp_clean & GW_LP_CLEAN_TIME)) {
         *d++ = ' ';
         d = put_i64(d, p->time_ns);
     }
     *d++ = '\n';
     out->len = (size_t)(d - out->data);
     return 0;
+}
+
+/* encode_clean_as compiled twice: without GW_LP_CLEAN_EXTRA every name is
+ * in the line and its tests fold away. */
+static int encode_clean(gw_buf_t *out, gw_point_t *p, unsigned flags)
+{
+    if (p->lp_clean & GW_LP_CLEAN_EXTRA)
+        return encode_clean_as(out, p, flags, 1);
+    return encode_clean_as(out, p, flags, 0);
 }
 
 /* gw_lp_encode for a point that passes every check, in one pass with no
@@ -1858,7 +1935,7 @@ fail:
  * its length unless 0 is returned. */
 int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t errlen)
 {
-    int rc = p->lp_clean & GW_LP_CLEAN ? encode_clean(out, p) : 1;
+    int rc = p->lp_clean & GW_LP_CLEAN ? encode_clean(out, p, flags) : 1;
 
     if (rc == 1)
         rc = encode_fast(out, p, flags);

@@ -57,9 +57,15 @@ typedef struct {
  * value are contiguous), and lp_tail, after them on that line, is the
  * field set exactly as gw_lp_encode writes it: series.p up to the end of
  * lp_tail spans every name and value of the point.
- * GW_LP_CLEAN_TIME: lp_tail goes on with ' ' and time_ns as it writes it. */
+ * GW_LP_CLEAN_TIME: lp_tail goes on with ' ' and time_ns as it writes it.
+ * GW_LP_CLEAN_EXTRA: set by a script's write-back or a series declaration
+ * that kept the flag: series, time and the parsed fields are as the parser
+ * read them, but tags may have been changed, removed or added and fields
+ * added (never a duplicate key); the encoder tells them apart by whether
+ * they lie in the line (lineproto.c encode_clean). */
 #define GW_LP_CLEAN 0x1
 #define GW_LP_CLEAN_TIME 0x2
+#define GW_LP_CLEAN_EXTRA 0x4
 
 /* A growable array of points, owned by a worker and reused across requests
  * (amortised: no allocation per point in the steady state). */

@@ -457,10 +457,11 @@ int gw_schema_apply(const gw_schema_t *s, gw_point_t *p, gw_arena_t *a, char *ms
             p->lp_clean = 0; /* converted: the encoder writes the new value */
         }
     }
-    /* A point the line-protocol parser vouched for (lp_clean) is written
-     * from its text; anything added here is not in that text. */
-    if (addt || addf)
-        p->lp_clean = 0;
+    /* A point the line-protocol parser vouched for (lp_clean) keeps the
+     * flag for what is added below: the encoder copies the line's text and
+     * writes added tags and fields from their values (encode_clean). */
+    if ((addt || addf) && p->lp_clean)
+        p->lp_clean |= GW_LP_CLEAN_EXTRA;
     if (addt) {
         gw_tag_t *t = gw_arena_alloc(a, (p->ntags + addt) * sizeof(*t));
         uint32_t n = p->ntags;

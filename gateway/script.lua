@@ -63,6 +63,8 @@ local format = string.format
 local ctl = cast("gw_script_ctl_t *", ctl_ud)
 local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
 local FLOAT, INT, UINT, STRING, BOOL = 0, 1, 2, 3, 4
+local LP_CLEAN_EXTRA = 4 -- point.h GW_LP_CLEAN_EXTRA
+local bor = bit.bor
 local MAX_EMIT = setup.max_emit
 local TWO63 = 2 ^ 63
 
@@ -285,8 +287,9 @@ local function tag_string(v, k)
 end
 
 -- The output point for r (a point table) from input point p: a slot in
--- ctl.out with series and time set (from p when r keeps series_in and tin).
--- The caller fills tags and fields, then counts it in c.nout.
+-- ctl.out with series and time set (from p when r keeps series_in and tin),
+-- and whether it kept both. The caller fills tags and fields, then counts
+-- it in c.nout.
 local function head(r, p, series_in, tin)
   local c = ctl
   local k = c.nout
@@ -315,8 +318,8 @@ local function head(r, p, series_in, tin)
     o.time_ns = floor(t * 1e9 + 0.5)
   end
   o.src = p.src
-  o.lp_clean = 0 -- changed or not, the encoder must not trust the input's text
-  return o
+  o.lp_clean = 0 -- the encoder must not trust the input's text (run_point may restore it)
+  return o, s == series_in and (t == tin or t == nil)
 end
 
 -- Write tag value v (not nil) at ct[n]; its key is the C slice key when
@@ -340,11 +343,14 @@ local function put_tag(ct, n, key, k, v)
   return n + 1
 end
 
+local nchanged = 0 -- original fields written with a new value (put_field with key)
+
 local function put_field(cf, n, key, k, v)
   local f = cf[n]
   local na = nanchor
   if key then
     f.key = key
+    nchanged = nchanged + 1
   else
     if type(k) ~= "string" or #k == 0 then bad("field keys must be non-empty strings, got %s", tostring(k)) end
     f.key.p = k; f.key.n = #k
@@ -680,13 +686,21 @@ local function run_point(p, cid)
   filler(nt, nf)(ptg, pfl, tags, fields)
   local r, ran, fast = call_chain(cid)
   if not fast then slow(r, p) return ran end
-  local o = head(PT, p, cur_series, cur_time)
+  local o, same = head(PT, p, cur_series, cur_time)
   local ct, t0 = room(1, nt + ntadd)
   local n = writer(nt)(tags, OK, OV, ptg, ct, t0, put_tag)
   n = added(tags, TADD, ntadd, put_tag, ct, n)
   ntadd = 0
   local cf, f0 = room(2, nf + nfadd)
+  local changes = nchanged
   local m = writer(nf)(fields, FK, FV, pfl, cf, f0, put_field)
+  -- Series, time and every field as they came (tags may differ, entries
+  -- may be added): the encoder still copies the line's text for what it
+  -- holds (lineproto.c encode_clean), and writes the rest.
+  if same and m - f0 == nf and nchanged == changes and p.lp_clean ~= 0 then
+    o.lp_clean = bor(p.lp_clean, LP_CLEAN_EXTRA)
+    o.lp_tail = p.lp_tail
+  end
   m = added(fields, FADD, nfadd, put_field, cf, m)
   nfadd = 0
   finish(o, ct, t0, n, cf, f0, m)

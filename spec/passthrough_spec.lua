@@ -49,6 +49,11 @@ describe("a script's points", function()
       ["types.lua"] = [[return function(p) p.fields.n = p.fields.n + 0.5; p.fields.g = 3; return p end]],
       ["fan.lua"] = [[return function(p) return { p, { series = "fan2", time = 7, tags = { k = "v" }, fields = { x = 1 } } } end]],
       ["fails.lua"] = [[return function(p) error("no") end]],
+      ["adds.lua"] = [[return function(p)
+        p.tags["x y"] = "a,b"; p.tags.b = "changed"; p.tags.c = nil
+        p.fields.added = 'q"uote\\'; p.fields.n = int(5)
+        return p end]],
+      ["timekey.lua"] = [[return function(p) p.fields.time = 1 return p end]],
     }
   end)
 
@@ -73,6 +78,11 @@ describe("a script's points", function()
       'fields,b=1,a=2 f=0.25,s="old" 1700000000000000002\nother,b=1,a=2 f=0.163896 3\n', "ns",
       { 'other,a=2,b=1 f=0.163896,s="x y",t=true 1700000000000000001',
         'fields,a=2,b=1 f=0.5,s="new" 1700000000000000002', "other,a=2,b=1 f=0.163896 3" } },
+    { "tags changed, removed or added and fields added: the line's text copied, the rest written",
+      'adds,b=1,a=2,c=3 f=0.163896,s="x y" 1700000000000000005\n', "ns",
+      { 'adds,a=2,b=changed,x\\ y=a\\,b f=0.163896,s="x y",added="q\\"uote\\\\",n=5i 1700000000000000005' } },
+    { "fields added before a time that is written, not copied",
+      "adds,a=2 f=0.5 5\n", "s", { 'adds,a=2,b=changed,x\\ y=a\\,b f=0.5,added="q\\"uote\\\\",n=5i 5000000000' } },
     { "points of other series keep the precision's scaled time",
       "other f=1 5\nfields f=1 5\n", "ms", { "other f=1 5000000", 'fields f=2,s="new" 5000000' } },
   }
@@ -81,6 +91,13 @@ describe("a script's points", function()
       assert.same(c[4], lines(h:run_lines(c[2], c[3])))
     end)
   end
+
+  it("an added field the encoder refuses is reported as for any point", function()
+    local doc = h:run_lines("timekey,a=1 f=1 5\n")
+    assert.same({}, doc.points)
+    assert.equal(1, #doc.rejected)
+    assert.matches('"time"', doc.rejected[1].error)
+  end)
 end)
 
 describe("series declarations and limits on clean points", function()
@@ -166,7 +183,7 @@ describe("a declared series' clean point", function()
     if f2 then f2:stop() end
   end)
 
-  it("is written from its text when the declaration changes nothing, from its values when it does", function()
+  it("is written from its text when the declaration adds to it, from its values when it converts", function()
     assert.equal(204, (g:post("/write", table.concat({
       "decl2,host=a,zone=z9 x=0.163896 1700000500000000000", -- nothing to add or convert
       "decl2,host=b x=0.163896 1700000500000000001",         -- zone added
@@ -179,7 +196,7 @@ describe("a declared series' clean point", function()
     assert.are_not.equal("0.163896", written) -- the case needs a float Grisu2 lengthens
     assert.same({
       "decl2,host=a,zone=z9 x=0.163896 1700000500000000000",
-      "decl2,host=b,zone=z1 x=" .. written .. " 1700000500000000001",
+      "decl2,host=b,zone=z1 x=0.163896 1700000500000000001", -- the default written, the rest copied
       "decl2,host=c,zone=z9 x=" .. written .. ",n=2 1700000500000000002",
     }, got)
   end)
