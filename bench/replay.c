@@ -11,7 +11,9 @@
  *     points=N rejected=N bytes_out=N ns_per_point=X scripts=off|on|unavailable
  *   -c CONFIG  scripts on: load CONFIG (its scripts.dir), load the script set
  *              and publish it, as luagw does at start-up, so that every
- *              pipeline the scripting engine integrates runs the scripts.
+ *              pipeline the scripting engine integrates runs the scripts;
+ *              and compile and publish its series declarations (series:)
+ *              as luagw does.
  *              "scripts=unavailable" (exit 3) when the core has no
  *              scripting engine yet.
  *   -o FILE    write the encoded output of the first body to FILE.
@@ -32,6 +34,7 @@
 #include "../gateway/config.h"
 #include "../gateway/lineproto.h"
 #include "../gateway/pipeline.h"
+#include "../gateway/schema.h"
 #include "../gateway/script.h"
 #include "bodies.h"
 
@@ -105,6 +108,7 @@ int main(int argc, char **argv)
     unsigned npoints = 1000;
     const char *config = NULL, *out_path = NULL;
     gw_config_t *cfg = NULL;
+    gw_schema_t *schema = NULL; /* published until exit */
     gw_pipeline_t *w;
     body_t *bodies;
     gw_ingest_t in;
@@ -147,6 +151,12 @@ int main(int argc, char **argv)
         }
         gw_script_set_publish(set);
         scripts = 1;
+        schema = gw_schema_create(cfg);
+        if (!schema) {
+            fprintf(stderr, "replay: series declarations: out of memory\n");
+            return 1;
+        }
+        gw_schema_publish(schema);
     }
 
     bodies = calloc((size_t)nbodies, sizeof(*bodies));

@@ -442,6 +442,22 @@ IPP_JSON_OFF=$(replay_ipp json json-off)
 if [ "$ENGINE" = integrated ]; then
   IPP_LP_ON=$(replay_range lp lp-on -c "$WORK/replay.yaml")
   IPP_JSON_ON=$(replay_range json json-on -c "$WORK/replay.yaml")
+  # The same enrichment without Lua: the deployment's tags and fields as
+  # series-declaration defaults (schema.c), no scripts.
+  mkdir -p "$WORK/noscripts"
+  {
+    echo "scripts:"
+    echo "  dir: $WORK/noscripts"
+    echo "series:"
+    for s in requests errors subscription_error ws_requests redis_message; do
+      echo "  $s:"
+      echo "    tags: {datacenter: {default: bench-1}, environment: {default: bench}}"
+      echo "    fields: {release: {type: string, default: \"2026.11.1\"}, instance: {type: int, default: 3i}}"
+    done
+    echo "log:"
+    echo "  level: error"
+  } >"$WORK/defaults.yaml"
+  IPP_LP_DEFAULTS=$(replay_ipp lp lp-defaults -c "$WORK/defaults.yaml")
   # The script adds tags and fields: with it the output must be longer.
   for f in lp json; do
     off=$(kv bytes_out "$(cat "$WORK/replay.$f-off.txt" 2>/dev/null)")
@@ -498,6 +514,7 @@ body() { kv body_bytes "$(grep -m1 "^$1:" "$WORK/load.log")"; }
   echo "instructions per point (callgrind; replay of $((REPLAY_ITER * 4)) bodies of $NPOINTS points through parse -> script -> encode):"
   echo "  line protocol: scripts off $IPP_LP_OFF, scripts on $IPP_LP_ON"
   echo "  JSON:          scripts off $IPP_JSON_OFF, scripts on $IPP_JSON_ON"
+  echo "  line protocol, the script's tags and fields as series defaults instead (no Lua): ${IPP_LP_DEFAULTS:-n/a}"
   [ "$ONLY" = replay ] || echo "sink counted $GW_TOTAL points in total; luagw after SIGTERM:$GW_EXIT"
   echo
   for f in lp-off lp-on; do
