@@ -14,9 +14,35 @@ typedef struct {
 
 #define GW_STR_LIT(s) ((gw_str_t){(s), sizeof(s) - 1})
 
+/* a and b (n bytes each, n >= w) agree on their first and last w bytes. */
+static inline __attribute__((always_inline)) int gw_str_ends_eq_(const char *a, const char *b, size_t n,
+                                                                 size_t w)
+{
+    uint64_t x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+
+    memcpy(&x0, a, w);
+    memcpy(&y0, b, w);
+    memcpy(&x1, a + n - w, w);
+    memcpy(&y1, b + n - w, w);
+    return x0 == y0 && x1 == y1;
+}
+
+/* Equal bytes. Names are mostly short: up to 16 bytes are compared inline
+ * with two overlapping loads from each end (never outside either slice), a
+ * memcmp call costing more than the comparison itself. */
 static inline int gw_str_eq(gw_str_t a, gw_str_t b)
 {
-    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+    size_t n = a.n;
+
+    if (n != b.n)
+        return 0;
+    if (n >= 8 && n <= 16)
+        return gw_str_ends_eq_(a.p, b.p, n, 8);
+    if (n >= 4 && n < 8)
+        return gw_str_ends_eq_(a.p, b.p, n, 4);
+    if (n < 4) /* p[0], p[n / 2] and p[n - 1] are every byte of 1 to 3 */
+        return n == 0 || (a.p[0] == b.p[0] && a.p[n / 2] == b.p[n / 2] && a.p[n - 1] == b.p[n - 1]);
+    return memcmp(a.p, b.p, n) == 0;
 }
 
 static inline int gw_str_cmp(gw_str_t a, gw_str_t b)

@@ -46,19 +46,3 @@ void gw_result_reject(gw_result_t *r, int kind, uint32_t where, const char *fmt,
     vsnprintf(r->err_msg, sizeof(r->err_msg), fmt, ap);
     va_end(ap);
 }
-
-int gw_point_find_tag(const gw_point_t *p, gw_str_t key)
-{
-    for (uint32_t i = 0; i < p->ntags; i++)
-        if (gw_str_eq(p->tags[i].key, key))
-            return (int)i;
-    return -1;
-}
-
-int gw_point_find_field(const gw_point_t *p, gw_str_t key)
-{
-    for (uint32_t i = 0; i < p->nfields; i++)
-        if (gw_str_eq(p->fields[i].key, key))
-            return (int)i;
-    return -1;
-}

@@ -109,7 +109,20 @@ void gw_result_reject(gw_result_t *r, int kind, uint32_t where, const char *fmt,
     __attribute__((format(printf, 4, 5)));
 
 /* Helpers for parsers: look up a key among a point's tags or fields. */
-int gw_point_find_tag(const gw_point_t *p, gw_str_t key);   /* index or -1 */
-int gw_point_find_field(const gw_point_t *p, gw_str_t key); /* index or -1 */
+static inline int gw_point_find_tag(const gw_point_t *p, gw_str_t key) /* index or -1 */
+{
+    for (uint32_t i = 0; i < p->ntags; i++)
+        if (gw_str_eq(p->tags[i].key, key))
+            return (int)i;
+    return -1;
+}
+
+static inline int gw_point_find_field(const gw_point_t *p, gw_str_t key) /* index or -1 */
+{
+    for (uint32_t i = 0; i < p->nfields; i++)
+        if (gw_str_eq(p->fields[i].key, key))
+            return (int)i;
+    return -1;
+}
 
 #endif

@@ -40,7 +40,10 @@ struct gw_schema {
     uint32_t n;
     uint32_t *slots; /* owned: decl index + 1, 0 = empty */
     uint32_t mask;
+    uint64_t id;     /* unique per schema created: keys the threads' recent lookups */
 };
+
+static _Atomic uint64_t last_id;
 
 static const char *const type_names[] = {"float", "int", "uint", "string", "bool"};
 
@@ -297,6 +300,7 @@ gw_schema_t *gw_schema_create(const gw_config_t *cfg)
 
     if (!s)
         return NULL;
+    s->id = atomic_fetch_add(&last_id, 1) + 1;
     s->n = count(cfg->series);
     while (cap < 2 * s->n)
         cap *= 2;
@@ -358,7 +362,15 @@ int gw_schema_count(const gw_schema_t *s)
 /* ------------------------------------------------------------------------ */
 /* The hot path                                                              */
 
-static const decl_t *lookup(const gw_schema_t *s, gw_str_t name)
+/* The declarations this thread found last, newest first: bodies mix a few
+ * series, and comparing a name with a handful costs less than hashing it. */
+#define RECENT 8
+static __thread struct {
+    uint64_t id; /* the schema they belong to (ids are never reused, addresses may be) */
+    const decl_t *d[RECENT];
+} recent;
+
+static const decl_t *lookup_hashed(const gw_schema_t *s, gw_str_t name)
 {
     uint32_t h = hash(name.p, name.n);
 
@@ -369,6 +381,25 @@ static const decl_t *lookup(const gw_schema_t *s, gw_str_t name)
         if (s->decls[k - 1].hash == h && gw_str_eq(s->decls[k - 1].name, name))
             return &s->decls[k - 1];
     }
+}
+
+static const decl_t *lookup(const gw_schema_t *s, gw_str_t name)
+{
+    const decl_t *d;
+
+    if (recent.id != s->id) { /* another schema (a test's, or none yet) */
+        memset(&recent, 0, sizeof(recent));
+        recent.id = s->id;
+    }
+    for (int i = 0; i < RECENT && recent.d[i]; i++)
+        if (gw_str_eq(recent.d[i]->name, name))
+            return recent.d[i];
+    d = lookup_hashed(s, name);
+    if (d) {
+        memmove(&recent.d[1], &recent.d[0], (RECENT - 1) * sizeof(recent.d[0]));
+        recent.d[0] = d;
+    }
+    return d;
 }
 
 static int reject(char *msg, size_t msglen, const decl_t *d, const char *what, const rule_t *r,

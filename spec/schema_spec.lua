@@ -135,3 +135,36 @@ describe("series declarations in the config", function()
     assert.matches("nested more than 8 levels", out, 1, true)
   end)
 end)
+
+describe("many declared series in one body", function()
+  -- schema.c remembers the last 8 declarations a worker found: 12 series
+  -- interleaved, each with its own rule, must each meet their own.
+  local gw
+  lazy_setup(function()
+    local series = {}
+    for i = 1, 12 do
+      series["s" .. i] = { tags = { ["t" .. i] = { required = true } }, fields = { ["v" .. i] = { type = "int" } } }
+    end
+    gw = luagw.start { config = { series = series, monitoring = { shutdown_timeout = 0 } } }
+  end)
+  lazy_teardown(function() if gw then gw:destroy() end end)
+
+  it("checks each point against its own series' declaration", function()
+    local lines = {}
+    for round = 1, 2 do
+      for i = 1, 12 do
+        -- round 1: as declared; round 2: the tag of the next series instead
+        local tag = round == 1 and ("t" .. i) or ("t" .. (i % 12 + 1))
+        lines[#lines + 1] = ("s%d,%s=x v%d=%di %d"):format(i, tag, i, i, 1700000600000000000 + round * 100 + i)
+      end
+    end
+    local st, body = gw:post("/write", table.concat(lines, "\n"))
+    assert.equal(400, st)
+    local doc = cjson.decode(body)
+    assert.same({ 12, 12, 13 }, { doc.accepted, doc.rejected, doc.line })
+    assert.matches('series "s1": tag "t1": required but missing', doc.error, 1, true)
+    st, body = gw:post("/write", "s7,t7=x v7=1.5 1700000600000000999")
+    assert.equal(400, st)
+    assert.matches('series "s7": field "v7": must be an int, got a float', cjson.decode(body).error, 1, true)
+  end)
+end)
