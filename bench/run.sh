@@ -458,6 +458,10 @@ if [ "$ENGINE" = integrated ]; then
     echo "  level: error"
   } >"$WORK/defaults.yaml"
   IPP_LP_DEFAULTS=$(replay_ipp lp lp-defaults -c "$WORK/defaults.yaml")
+  # No scripts, the shipped series declarations (what config/luagw.yaml includes).
+  printf 'include: %s\nservice: luna-sender\nscripts:\n  dir: %s\nlog:\n  level: error\n' \
+    "$ROOT/config/series.yaml" "$WORK/noscripts" >"$WORK/declared.yaml"
+  IPP_LP_DECLARED=$(replay_ipp lp lp-declared -c "$WORK/declared.yaml")
   # The script adds tags and fields: with it the output must be longer.
   for f in lp json; do
     off=$(kv bytes_out "$(cat "$WORK/replay.$f-off.txt" 2>/dev/null)")
@@ -515,6 +519,7 @@ body() { kv body_bytes "$(grep -m1 "^$1:" "$WORK/load.log")"; }
   echo "  line protocol: scripts off $IPP_LP_OFF, scripts on $IPP_LP_ON"
   echo "  JSON:          scripts off $IPP_JSON_OFF, scripts on $IPP_JSON_ON"
   echo "  line protocol, the script's tags and fields as series defaults instead (no Lua): ${IPP_LP_DEFAULTS:-n/a}"
+  echo "  line protocol, no scripts, the shipped series declarations (config/series.yaml): ${IPP_LP_DECLARED:-n/a}"
   [ "$ONLY" = replay ] || echo "sink counted $GW_TOTAL points in total; luagw after SIGTERM:$GW_EXIT"
   echo
   for f in lp-off lp-on; do
