@@ -1606,6 +1606,28 @@ static void sort_tags(gw_point_t *p)
     }
 }
 
+/* ",key=value" of tag t, escaped; NULL when a name cannot be written this
+ * way (encode_checked then decides, and says why). */
+static inline __attribute__((always_inline)) char *put_tag_pair(char *d, const gw_tag_t *t)
+{
+    *d++ = ',';
+    d = put_name(d, t->key, C_KEY_STOP, C_KEY_ESC);
+    if (!d || is_time(t->key))
+        return NULL;
+    *d++ = '=';
+    return put_name(d, t->val, C_KEY_STOP, C_KEY_ESC);
+}
+
+/* "key=value" of field f (the separator is the caller's); NULL likewise. */
+static inline __attribute__((always_inline)) char *put_field_pair(char *d, const gw_field_t *f, unsigned flags)
+{
+    d = put_name(d, f->key, C_KEY_STOP, C_KEY_ESC);
+    if (!d || is_time(f->key) || is_unescapable_blank(f->key.p[0]))
+        return NULL;
+    *d++ = '=';
+    return put_value(d, f, flags);
+}
+
 /* Whether s lies in the point's line, [series, end of lp_tail): a slice of
  * the body the parser vouched for, not a name a script or a declaration
  * added (those live in Lua strings or the configuration). */
@@ -1674,13 +1696,7 @@ static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, 
         }
         if (t->val.n == 0)
             continue; /* InfluxDB treats an empty tag value as no tag */
-        *d++ = ',';
-        d = put_name(d, t->key, C_KEY_STOP, C_KEY_ESC);
-        if (!d || is_time(t->key))
-            return 1;
-        *d++ = '=';
-        d = put_name(d, t->val, C_KEY_STOP, C_KEY_ESC);
-        if (!d)
+        if (!(d = put_tag_pair(d, t)))
             return 1;
     }
     *d++ = ' ';
@@ -1690,12 +1706,7 @@ static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, 
         if (in_line(p, f->key.p))
             continue;
         *d++ = ',';
-        d = put_name(d, f->key, C_KEY_STOP, C_KEY_ESC);
-        if (!d || is_time(f->key) || is_unescapable_blank(f->key.p[0]))
-            return 1;
-        *d++ = '=';
-        d = put_value(d, f, flags);
-        if (!d)
+        if (!(d = put_field_pair(d, f, flags)))
             return 1;
     }
     if (time.n) {
@@ -1743,28 +1754,17 @@ static int encode_fast(gw_buf_t *out, gw_point_t *p, unsigned flags)
         const gw_tag_t *t = &p->tags[i];
         if (t->val.n == 0)
             continue; /* InfluxDB treats an empty tag value as no tag */
-        *d++ = ',';
-        d = put_name(d, t->key, C_KEY_STOP, C_KEY_ESC);
-        if (!d || is_time(t->key) || (prev && same_key(*prev, t->key)))
-            return 1;
-        *d++ = '=';
-        d = put_name(d, t->val, C_KEY_STOP, C_KEY_ESC);
-        if (!d)
+        if ((prev && same_key(*prev, t->key)) || !(d = put_tag_pair(d, t)))
             return 1;
         prev = &t->key;
     }
     for (uint32_t i = 0; i < p->nfields; i++) {
         const gw_field_t *f = &p->fields[i];
-        *d++ = i ? ',' : ' ';
-        d = put_name(d, f->key, C_KEY_STOP, C_KEY_ESC);
-        if (!d || is_time(f->key) || is_unescapable_blank(f->key.p[0]))
-            return 1;
         for (uint32_t j = 0; j < i; j++)
             if (same_key(p->fields[j].key, f->key))
                 return 1;
-        *d++ = '=';
-        d = put_value(d, f, flags);
-        if (!d)
+        *d++ = i ? ',' : ' ';
+        if (!(d = put_field_pair(d, f, flags)))
             return 1;
     }
     *d++ = ' ';

@@ -718,7 +718,6 @@ local function run(i, fresh)
     if nanchor > 65536 then anchor = {} else tclear(anchor) end
     nanchor = 0
   end
-  if dirty then wipe() end
   c.cur = i
   local first = c.nout
   nnumbers = 0
