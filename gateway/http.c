@@ -257,16 +257,48 @@ static json_t *result_json(const gw_result_t *res, const char *prefix)
     return o;
 }
 
-static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
+/* What ingest and the debug transform do first: ?precision= of a line-
+ * protocol body into in->ns_per_unit, and the body itself or, with
+ * Content-Encoding: gzip, its inflation into *inflated (the caller frees
+ * it). 0 with *body and *len set, or 1 once an error answer is queued (its
+ * result in *ret). */
+static int prepare_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_ingest_t *in, gw_buf_t *inflated,
+                        const char **body, size_t *len, enum MHD_Result *ret)
 {
     const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
     const char *prec = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "precision");
+    int rc;
+
+    *body = r->body.data ? r->body.data : "";
+    *len = r->body.len;
+    if (in->format == GW_FMT_LINEPROTO && prec && gw_lp_precision(prec, &in->ns_per_unit)) {
+        *ret = answer_error(c, 400, r->route, "precision: unknown value \"%.32s\" (use ns, us, ms, s, m or h)",
+                            prec);
+        return 1;
+    }
+    if (!enc || strcasecmp(enc, "gzip") != 0)
+        return 0;
+    rc = gunzip(&r->body, inflated, h->cfg->listen.max_body_bytes);
+    if (rc > 0)
+        *ret = answer_error(c, 413, r->route, "body: larger than listen.max_body_bytes (%zu) after gzip inflation",
+                            h->cfg->listen.max_body_bytes);
+    else if (rc < 0)
+        *ret = answer_error(c, 400, r->route, "body: invalid gzip data");
+    if (rc)
+        return 1;
+    *body = inflated->data ? inflated->data : "";
+    *len = inflated->len;
+    return 0;
+}
+
+static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
+{
     gw_ingest_t in = {.format = r->route == R_POINTS ? GW_FMT_JSON : GW_FMT_LINEPROTO,
                       .ns_per_unit = 1,
                       .now_ns = gw_now_ns()};
     gw_buf_t inflated = {0};
-    const char *body = r->body.data ? r->body.data : "";
-    size_t len = r->body.len;
+    const char *body;
+    size_t len;
     gw_result_t res;
     gw_pipeline_t *w;
     const char *lines;
@@ -277,21 +309,9 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
     int rc;
 
     memset(&res, 0, sizeof(res));
-    if (in.format == GW_FMT_LINEPROTO && prec && gw_lp_precision(prec, &in.ns_per_unit))
-        return answer_error(c, 400, r->route,
-                            "precision: unknown value \"%.32s\" (use ns, us, ms, s, m or h)", prec);
-    if (enc && strcasecmp(enc, "gzip") == 0) {
-        rc = gunzip(&r->body, &inflated, h->cfg->listen.max_body_bytes);
-        if (rc) {
-            gw_buf_free(&inflated);
-            if (rc > 0)
-                return answer_error(c, 413, r->route,
-                                    "body: larger than listen.max_body_bytes (%zu) after gzip inflation",
-                                    h->cfg->listen.max_body_bytes);
-            return answer_error(c, 400, r->route, "body: invalid gzip data");
-        }
-        body = inflated.data ? inflated.data : "";
-        len = inflated.len;
+    if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret)) {
+        gw_buf_free(&inflated);
+        return ret;
     }
     w = worker(h);
     if (!w) {
@@ -431,30 +451,19 @@ static int is_json_type(const char *ct)
 static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, req_t *r)
 {
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
-    const char *prec = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "precision");
     gw_ingest_t in = {.format = ct && is_json_type(ct) ? GW_FMT_JSON : GW_FMT_LINEPROTO,
                       .ns_per_unit = 1,
                       .now_ns = gw_now_ns()};
     gw_buf_t inflated = {0}, json = {0};
-    const char *body = r->body.data ? r->body.data : "";
-    size_t len = r->body.len;
+    const char *body;
+    size_t len;
     gw_pipeline_t *w;
     enum MHD_Result ret;
     int rc;
 
-    if (in.format == GW_FMT_LINEPROTO && prec && gw_lp_precision(prec, &in.ns_per_unit))
-        return answer_error(c, 400, r->route,
-                            "precision: unknown value \"%.32s\" (use ns, us, ms, s, m or h)", prec);
-    if (enc && strcasecmp(enc, "gzip") == 0) {
-        rc = gunzip(&r->body, &inflated, h->cfg->listen.max_body_bytes);
-        if (rc) {
-            gw_buf_free(&inflated);
-            return rc > 0 ? answer_error(c, 413, r->route, "body: larger than listen.max_body_bytes after gzip inflation")
-                          : answer_error(c, 400, r->route, "body: invalid gzip data");
-        }
-        body = inflated.data ? inflated.data : "";
-        len = inflated.len;
+    if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret)) {
+        gw_buf_free(&inflated);
+        return ret;
     }
     w = worker(h);
     rc = w ? gw_pipeline_debug(w, &in, body, len, &json) : -ENOMEM;
