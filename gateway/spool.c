@@ -723,31 +723,29 @@ void gw_spool_close(gw_spool_t *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-uint64_t gw_spool_points(gw_spool_t *s)
+/* One of s's counters, read under its lock. */
+static uint64_t read_locked(gw_spool_t *s, const uint64_t *counter)
 {
     uint64_t n;
     pthread_mutex_lock(&s->mu);
-    n = s->pending;
+    n = *counter;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+uint64_t gw_spool_points(gw_spool_t *s)
+{
+    return read_locked(s, &s->pending);
 }
 
 uint64_t gw_spool_bytes(gw_spool_t *s)
 {
-    uint64_t n;
-    pthread_mutex_lock(&s->mu);
-    n = s->total_bytes;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    return read_locked(s, &s->total_bytes);
 }
 
 uint64_t gw_spool_corrupt(gw_spool_t *s)
 {
-    uint64_t n;
-    pthread_mutex_lock(&s->mu);
-    n = s->corrupt;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    return read_locked(s, &s->corrupt);
 }
 
 void gw_spool_counts(gw_spool_t *s, uint64_t *appends, uint64_t *syncs)
