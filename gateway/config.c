@@ -631,8 +631,10 @@ static void note_missing_dir(loader_t *ld, const option_t *o, yaml_mark_t mark, 
 {
     struct stat st;
 
+    if (o->off != OFF(scripts.dir))
+        return;
     ld->warning.len = 0;
-    if (o->off != OFF(scripts.dir) || stat(dir, &st) == 0 || errno != ENOENT)
+    if (stat(dir, &st) == 0 || errno != ENOENT)
         return;
     put_where(&ld->warning, ld, mark, o->key, strlen(o->key));
     gw_buf_printf(&ld->warning, "directory \"%s\" does not exist: no script will run", dir);

@@ -544,10 +544,11 @@ describe("paths", function()
   end)
 
   it("a scripts.dir that is set but missing is a warning (--check-config and the log); the default is silent", function()
-    proc.write_file(dir .. "/luagw.yaml", "log:\n  level: info\nscripts:\n  dir: nope\n")
+    -- (keys after scripts.dir do not hide it)
+    proc.write_file(dir .. "/luagw.yaml", "scripts:\n  dir: nope\n  timeout_ms: 60\nlog:\n  level: info\n")
     local rc, out = proc.run({ BIN, "--check-config", "-c", dir .. "/luagw.yaml" }, 30, { cwd = "/" })
     assert.are.equal(0, rc, out)
-    assert.matches(("warning: %s/luagw.yaml:4:8: scripts.dir: directory \"%s/nope\" does not exist: "
+    assert.matches(("warning: %s/luagw.yaml:2:8: scripts.dir: directory \"%s/nope\" does not exist: "
       .. "no script will run\n"):format(dir, dir), out, 1, true)
     assert.matches(dir .. "/luagw.yaml: ok\n", out, 1, true)
     proc.write_file(dir .. "/quiet.yaml", "log:\n  level: info\n")

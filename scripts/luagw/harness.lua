@@ -4,7 +4,8 @@
 --
 --   local harness = require("luagw.harness")    -- lpath: scripts/?.lua
 --   local h = harness.new {
---     dir = "scripts",                          -- scripts.dir (default "scripts")
+--     dir = "scripts",                          -- scripts.dir (default "scripts"; a
+--                                               -- relative one is from the working directory)
 --     params = { deployment = { tags = { datacenter = "eu-1" } } },
 --     series = { errors = { "errors.lua", "lib/owner.lua" } },   -- optional
 --     timeout_ms = 50, memory_limit = "64MiB", on_error = "pass", -- optional
@@ -38,8 +39,6 @@
 -- The library is found at $LUAGW_LIB; else, installed (`make install`, the
 -- Debian package), where INSTALLED_LIB below says; else, in the source tree,
 -- at gateway/libluagw.so beside this file's scripts/ directory (run `make`).
--- A relative dir (and the default "scripts") is taken from the working
--- directory, as a relative path on the command line would be.
 local ffi = require("ffi")
 local cjson = require("cjson")
 
