@@ -13,18 +13,21 @@ BUSTED   ?= luajit /usr/bin/busted
 LUAJIT   ?= luajit
 CONFIG   ?= config/luagw.yaml
 
-# Debian packages the build, the tests and `make run` need.
+# Debian packages the build, the tests and `make run` need; the last line is
+# for `make deb` and spec/package_spec.lua (debhelper, lintian,
+# systemd-analyze).
 DEB_PKGS := build-essential pkg-config libluajit-5.1-dev luajit libmicrohttpd-dev \
             libcurl4-openssl-dev libyaml-dev libjansson-dev zlib1g-dev libdeflate-dev \
             lua-busted lua-socket lua-cjson influxdb curl ca-certificates \
-            python3-influxdb openssl man-db clang libclang-rt-14-dev
+            python3-influxdb openssl man-db clang libclang-rt-14-dev \
+            debhelper dpkg-dev fakeroot lintian systemd
 
 CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
 CORE_LUA := $(wildcard gateway/*.lua)
 CORE_OBJ := $(CORE_SRC:.c=.o) $(CORE_LUA:.lua=_lua.o)
 MAIN_OBJ := gateway/main.o
 
-.PHONY: all deps run test check clean bench bench-replay asan test-asan tsan test-tsan fuzz
+.PHONY: all deps run test check clean bench bench-replay asan test-asan tsan test-tsan fuzz deb FORCE
 
 all: gateway/luagw gateway/libluagw.so
 
@@ -36,7 +39,7 @@ gateway/libluagw.so: $(CORE_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
 gateway/%.o: gateway/%.c
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 # Lua parts of the core (gateway/script.lua), compiled in as bytecode: the
 # object defines luaJIT_BC_gw_<name>.
@@ -120,10 +123,11 @@ deps:
 	  apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm; \
 	fi
 
-# Start a local InfluxDB (unless one answers) and luagw in the foreground.
+# Start a local InfluxDB (unless one answers) and luagw in the foreground;
+# the config's spool (under $STATE_DIRECTORY) goes to var/ here.
 run: deps
 	@$(MAKE) --no-print-directory all
-	./tools/run.sh $(CONFIG)
+	STATE_DIRECTORY=$${STATE_DIRECTORY:-$(CURDIR)/var} ./tools/run.sh $(CONFIG)
 
 # Every spec, under LuaJIT so specs may use ffi.
 test: deps
@@ -190,31 +194,85 @@ $(BENCH_BIN)/%:
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
-# Install under PREFIX (staged under DESTDIR for packaging): the binary, the
-# shipped scripts, the config under $(SYSCONFDIR)/luagw (an existing file is
-# kept; the new one lands beside it as *.new), the man page and the systemd
-# unit (packaging/luagw.service.in with the paths filled in).
-BINDIR     ?= $(PREFIX)/bin
-DATADIR    ?= $(PREFIX)/share/luagw
-SYSCONFDIR ?= $(PREFIX)/etc
-MANDIR     ?= $(PREFIX)/share/man
-SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+# Install under PREFIX (staged under DESTDIR; debian/rules runs this too):
+#   $(BINDIR)/luagw               built apart (build/install/) with
+#                                 GW_SYSCONFDIR=$(SYSCONFDIR): without -c it reads
+#                                 $(SYSCONFDIR)/luagw/luagw.yaml
+#   $(SYSCONFDIR)/luagw/          luagw.yaml, series.yaml and scripts/ with the
+#                                 shipped scripts, by name; an existing file is
+#                                 kept and the new one written beside it as *.new
+#   $(LUADIR)/luagw/harness.lua   require("luagw.harness"); it finds
+#   $(LIBDIR)/libluagw.so         by the relative path written into it here
+#   $(MANDIR)/man1/luagw.1 and $(SYSTEMDDIR)/luagw.service (the paths filled in)
+# SYSCONFDIR is /etc for PREFIX=/usr, else $(PREFIX)/etc.
+BINDIR          ?= $(PREFIX)/bin
+SYSCONFDIR      ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+LIBDIR          ?= $(PREFIX)/lib/luagw
+LUADIR          ?= $(PREFIX)/share/lua/5.1
+MANDIR          ?= $(PREFIX)/share/man
+SYSTEMDDIR      ?= $(PREFIX)/lib/systemd/system
+SHIPPED_SCRIPTS := errors.lua requests.lua subscription_error.lua
+INSTALL_DIR     := build/install
 
 .PHONY: install
-install: gateway/luagw
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/scripts/luagw $(DESTDIR)$(SYSCONFDIR)/luagw \
-	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSTEMDDIR)
-	install -m 755 gateway/luagw $(DESTDIR)$(BINDIR)/luagw
-	install -m 644 scripts/*.lua $(DESTDIR)$(DATADIR)/scripts/
-	install -m 644 scripts/luagw/*.lua $(DESTDIR)$(DATADIR)/scripts/luagw/
-	@for f in luagw.yaml series.yaml; do \
+install: $(INSTALL_DIR)/luagw gateway/libluagw.so
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/luagw/scripts $(DESTDIR)$(LIBDIR) \
+	  $(DESTDIR)$(LUADIR)/luagw $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSTEMDDIR)
+	install -m 755 $(INSTALL_DIR)/luagw $(DESTDIR)$(BINDIR)/luagw
+	install -m 644 gateway/libluagw.so $(DESTDIR)$(LIBDIR)/libluagw.so
+	rel=$$(realpath -m --relative-to=$(LUADIR)/luagw $(LIBDIR)/libluagw.so) && \
+	  sed "s|^local INSTALLED_LIB = nil$$|local INSTALLED_LIB = \"$$rel\"|" scripts/luagw/harness.lua \
+	    > $(DESTDIR)$(LUADIR)/luagw/harness.lua && \
+	  grep -q '^local INSTALLED_LIB = "' $(DESTDIR)$(LUADIR)/luagw/harness.lua
+	chmod 644 $(DESTDIR)$(LUADIR)/luagw/harness.lua
+	@# config/scripts links to ../scripts: the config's own layout.
+	@for f in luagw.yaml series.yaml $(addprefix scripts/,$(SHIPPED_SCRIPTS)); do \
 	  t=$(DESTDIR)$(SYSCONFDIR)/luagw/$$f; [ -e $$t ] && t=$$t.new; \
 	  echo "install -m 644 config/$$f $$t"; install -m 644 config/$$f $$t || exit 1; \
 	done
 	install -m 644 docs/luagw.1 $(DESTDIR)$(MANDIR)/man1/luagw.1
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	  packaging/luagw.service.in > $(DESTDIR)$(SYSTEMDDIR)/luagw.service
 	chmod 644 $(DESTDIR)$(SYSTEMDDIR)/luagw.service
+
+# The installed binary differs from gateway/luagw only in main.o.
+$(INSTALL_DIR)/luagw: $(INSTALL_DIR)/main.o $(CORE_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(INSTALL_DIR)/main.o: gateway/main.c $(INSTALL_DIR)/sysconfdir
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DGW_SYSCONFDIR='"$(SYSCONFDIR)"' -c -o $@ $<
+
+# Holds SYSCONFDIR; rewritten (and so main.o rebuilt) only when it changes.
+$(INSTALL_DIR)/sysconfdir: FORCE
+	@mkdir -p $(@D); echo '$(SYSCONFDIR)' | cmp -s - $@ || echo '$(SYSCONFDIR)' > $@
+
+# The Debian package (debian/, debhelper 13): build/deb/luagw_<version>_<arch>.deb,
+# then lintian, whose report stays in build/deb/lintian.txt (an error fails
+# the target; debian/luagw.lintian-overrides says why each kept tag is kept).
+# dpkg-buildpackage writes beside the source tree, so it builds a copy of the
+# tree's files (tracked or new, not ignored) in build/deb/src. The package is
+# rebuilt only when one of those files changed.
+DEB_DIR     := build/deb
+DEB_VERSION := $(shell head -n 1 debian/changelog | tr -d '()' | cut -d ' ' -f 2)
+DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null)
+DEB         := $(DEB_DIR)/luagw_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_FILES    = { git ls-files --cached --others --exclude-standard 2>/dev/null || \
+                 find . -path ./build -prune -o ! -type d -print; }
+
+deb: deps
+	@$(MAKE) --no-print-directory $(DEB)
+	@echo "deb: $(DEB), $$(du -k $(DEB) | cut -f1) KiB; lintian: $(DEB_DIR)/lintian.txt"
+
+# (config/scripts, a link to a directory, is no input: its files are.)
+$(DEB): $(filter-out config/scripts,$(wildcard $(shell $(DEB_FILES))))
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	$(DEB_FILES) | tar -T - --ignore-failed-read -cf - | tar -C $(DEB_DIR)/src -xf -
+	cd $(DEB_DIR)/src && DEB_BUILD_OPTIONS="nocheck parallel=$$(nproc) $${DEB_BUILD_OPTIONS:-}" \
+	  dpkg-buildpackage -us -uc -b
+	lintian --fail-on error --display-info --pedantic --show-overrides $@ > $(DEB_DIR)/lintian.txt 2>&1 || { cat $(DEB_DIR)/lintian.txt; rm -f $@; exit 1; }
+	@cat $(DEB_DIR)/lintian.txt
+
+FORCE:
 
 clean:
 	rm -f gateway/*.o gateway/*.d gateway/luagw gateway/libluagw.so
@@ -224,3 +282,4 @@ clean:
 -include $(wildcard $(ASAN_DIR)/*.d)
 -include $(wildcard $(FUZZ_DIR)/obj/*.d)
 -include $(wildcard $(TSAN_DIR)/*.d)
+-include $(wildcard $(INSTALL_DIR)/*.d)

@@ -5,6 +5,11 @@
  * `luagw --help-config` text and (through it) docs/configuration.md. Adding a
  * setting is adding one row here and one field in config.h.
  *
+ * A path (OPT_PATH: scripts.dir, spool.dir, monitoring.dead_letter, the TLS
+ * files) written relative is taken beside the file that sets it, like
+ * include:, so that `luagw -c /etc/luagw/luagw.yaml` reads the same files
+ * from any working directory.
+ *
  * The file is loaded with yaml_parser_load() into a yaml_document_t rather
  * than streamed as events, because the document keeps a start mark on every
  * node: any error, including the cross-checks that run after the whole file
@@ -21,6 +26,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 /* ------------------------------------------------------------------------ */
@@ -28,6 +34,7 @@
 
 enum opt_type {
     OPT_STRING,  /* char *; min = minimum length in bytes */
+    OPT_PATH,    /* char *, a file or directory; relative to the file that sets it (resolve_path) */
     OPT_INT,     /* int; min..max */
     OPT_UINT32,  /* uint32_t; min..max */
     OPT_SIZE,    /* size_t bytes; min..max; "16MiB" or 16777216 */
@@ -61,6 +68,7 @@ static const char *const fsync_choices[] = {"batch", "interval", "never", NULL};
 #define OFF(field) offsetof(gw_config_t, field)
 
 #define STRING(k, f, minlen, d, h) {k, OPT_STRING, minlen, 0, NULL, d, OFF(f), h}
+#define PATH(k, f, minlen, d, h) {k, OPT_PATH, minlen, 0, NULL, d, OFF(f), h}
 #define INT(k, f, lo, hi, d, h) {k, OPT_INT, lo, hi, NULL, d, OFF(f), h}
 #define UINT32(k, f, lo, hi, d, h) {k, OPT_UINT32, lo, hi, NULL, d, OFF(f), h}
 #define SIZE(k, f, lo, hi, d, h) {k, OPT_SIZE, lo, hi, NULL, d, OFF(f), h}
@@ -100,10 +108,10 @@ static const option_t options[] = {
     /* stored in gw_config_t.access, after the sections, for layout */
     LIST("listen.tokens", access.tokens,
          "ingest tokens: requests need Authorization: Bearer/Token T (or u/p, Basic); [] = no check"),
-    STRING("listen.tls_cert", access.tls_cert, 0, "",
-           "PEM certificate file: serve HTTPS; empty means plain HTTP"),
-    STRING("listen.tls_key", access.tls_key, 0, "",
-           "PEM private key file for listen.tls_cert"),
+    PATH("listen.tls_cert", access.tls_cert, 0, "",
+         "PEM certificate file: serve HTTPS; empty means plain HTTP"),
+    PATH("listen.tls_key", access.tls_key, 0, "",
+         "PEM private key file for listen.tls_cert"),
 
     ENUM("monitoring.storage_type", monitoring.storage_type, storage_types, "influx",
          "where points are written; only InfluxDB so far"),
@@ -118,8 +126,8 @@ static const option_t options[] = {
     /* stored in gw_config_t.access */
     BOOL("monitoring.tls_verify", access.tls_verify, "true",
          "with use_ssl: verify InfluxDB's certificate and host name (false is logged)"),
-    STRING("monitoring.tls_ca", access.tls_ca, 0, "",
-           "with use_ssl: CA bundle file to verify InfluxDB against; empty means the system's"),
+    PATH("monitoring.tls_ca", access.tls_ca, 0, "",
+         "with use_ssl: CA bundle file to verify InfluxDB against; empty means the system's"),
     STRING("monitoring.database", monitoring.database, 0, "luna_monitoring",
            "v1: database to write to (must not be empty with version 1)"),
     STRING("monitoring.rp", monitoring.rp, 0, "",
@@ -150,11 +158,11 @@ static const option_t options[] = {
             "seconds to keep flushing after SIGTERM before giving up"),
     ENUM("monitoring.overflow", monitoring.overflow, overflow_choices, "reject",
          "buffer full: refuse the request (503) or drop the oldest points (counted)"),
-    STRING("monitoring.dead_letter", monitoring.dead_letter, 0, "",
-           "file to append the points InfluxDB rejected to; empty means none"),
+    PATH("monitoring.dead_letter", monitoring.dead_letter, 0, "",
+         "file to append the points InfluxDB rejected to; empty means none"),
 
-    STRING("spool.dir", spool.dir, 0, "",
-           "directory of the durable spool; empty means no spool (memory only)"),
+    PATH("spool.dir", spool.dir, 0, "",
+         "directory of the durable spool; empty means no spool (memory only)"),
     SIZE("spool.max_bytes", spool.max_bytes, MIB, 1024 * GIB, "1GiB",
          "disk the spool may use; beyond it the API answers 503"),
     ENUM("spool.fsync", spool.fsync, fsync_choices, "batch",
@@ -162,8 +170,8 @@ static const option_t options[] = {
     SECONDS("spool.fsync_interval", spool.fsync_interval, 0.001, 60, "1",
             "seconds between syncs with fsync: interval"),
 
-    STRING("scripts.dir", scripts.dir, 1, "scripts",
-           "directory of per-series Lua scripts, relative to the working directory"),
+    PATH("scripts.dir", scripts.dir, 1, "scripts",
+         "directory of per-series Lua scripts; a warning when set and missing"),
     INT("scripts.timeout_ms", scripts.timeout_ms, 1, 60000, "50",
         "CPU milliseconds one script call may use before it is stopped"),
     SIZE("scripts.memory_limit", scripts.memory_limit, MIB, 64 * GIB, "64MiB",
@@ -201,6 +209,7 @@ typedef struct {
     yaml_mark_t mark[NOPT];
     gw_buf_t val;          /* owned: the current value after ${} expansion */
     gw_buf_t msg;          /* owned: scratch for one error message */
+    gw_buf_t warning;      /* owned: the note on a missing scripts.dir, "" = none */
     int depth;             /* include: nesting */
 } loader_t;
 
@@ -241,8 +250,16 @@ static void put_key(gw_buf_t *b, const char *s, size_t n)
     gw_buf_append(b, s, n);
 }
 
-/* Write "file:line:column: key: message" into the caller's buffer. mark is
- * libyaml's (0-based); key may be a user-written, unterminated slice. */
+/* Append "file:line:column: key: ". mark is libyaml's (0-based); key may be
+ * a user-written, unterminated slice. */
+static void put_where(gw_buf_t *b, const loader_t *ld, yaml_mark_t mark, const char *key, size_t keylen)
+{
+    gw_buf_printf(b, "%s:%zu:%zu: ", ld->path, mark.line + 1, mark.column + 1);
+    put_key(b, key, keylen);
+    gw_buf_printf(b, ": ");
+}
+
+/* Write "file:line:column: key: message" into the caller's buffer. */
 static void report(loader_t *ld, yaml_mark_t mark, const char *key, size_t keylen, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static void report(loader_t *ld, yaml_mark_t mark, const char *key, size_t keylen, const char *fmt, ...)
@@ -251,9 +268,7 @@ static void report(loader_t *ld, yaml_mark_t mark, const char *key, size_t keyle
     va_list ap;
     char *m = NULL;
 
-    gw_buf_printf(&b, "%s:%zu:%zu: ", ld->path, mark.line + 1, mark.column + 1);
-    put_key(&b, key, keylen);
-    gw_buf_printf(&b, ": ");
+    put_where(&b, ld, mark, key, keylen);
     va_start(ap, fmt);
     if (vasprintf(&m, fmt, ap) < 0)
         m = NULL;
@@ -309,6 +324,7 @@ static void put_expectation(gw_buf_t *b, const option_t *o)
 {
     switch (o->type) {
     case OPT_STRING:
+    case OPT_PATH:
         gw_buf_printf(b, o->min > 0 ? "must be a non-empty string" : "must be a string");
         break;
     case OPT_INT:
@@ -357,6 +373,9 @@ static void put_type(gw_buf_t *b, const option_t *o)
     switch (o->type) {
     case OPT_STRING:
         gw_buf_printf(b, o->min > 0 ? "string, non-empty" : "string");
+        break;
+    case OPT_PATH:
+        gw_buf_printf(b, o->min > 0 ? "path, non-empty" : "path");
         break;
     case OPT_INT:
     case OPT_UINT32:
@@ -497,6 +516,7 @@ static int parse_value(const option_t *o, const char *s, value_t *out)
 {
     switch (o->type) {
     case OPT_STRING:
+    case OPT_PATH:
         if (strlen(s) < (size_t)o->min)
             return -1;
         out->s = strdup(s);
@@ -541,6 +561,7 @@ static void store_value(gw_config_t *cfg, const option_t *o, value_t v)
 
     switch (o->type) {
     case OPT_STRING:
+    case OPT_PATH:
     case OPT_ENUM:
         free(*(char **)field);
         *(char **)field = v.s;
@@ -565,6 +586,58 @@ static void store_value(gw_config_t *cfg, const option_t *o, value_t v)
         *(gw_conf_node_t **)field = v.tree;
         break;
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Paths                                                                     */
+
+/* name as seen from the file `from`: a relative name is taken beside it (in
+ * its directory), an absolute one as it is. A new string, or NULL when out
+ * of memory. */
+static char *beside(const char *from, const char *name)
+{
+    const char *slash = strrchr(from, '/');
+    char *s;
+
+    if (*name == '/' || !slash)
+        return strdup(name);
+    if (asprintf(&s, "%.*s%s", (int)(slash - from + 1), from, name) < 0)
+        return NULL;
+    return s;
+}
+
+/* A path option written relative names something beside the file that sets
+ * it, the way include: does, so a config means the same from any working
+ * directory (defaults: beside the main file). "" (none) stays "". Replaces
+ * v->s; 0, or -2 when out of memory. */
+static int resolve_path(const loader_t *ld, const option_t *o, value_t *v)
+{
+    char *resolved;
+
+    if (o->type != OPT_PATH || !*v->s)
+        return 0;
+    if (!(resolved = beside(ld->path, v->s)))
+        return -2;
+    free(v->s);
+    v->s = resolved;
+    return 0;
+}
+
+/* A scripts.dir that was set but does not exist is most likely a typo or a
+ * path written against the wrong directory. Loading goes on (no scripts is a
+ * valid setup) with a note for the log and --check-config; setting the key
+ * again (in a later file) replaces the note. */
+static void note_missing_dir(loader_t *ld, const option_t *o, yaml_mark_t mark, const char *dir)
+{
+    struct stat st;
+
+    if (o->off != OFF(scripts.dir))
+        return;
+    ld->warning.len = 0;
+    if (stat(dir, &st) == 0 || errno != ENOENT)
+        return;
+    put_where(&ld->warning, ld, mark, o->key, strlen(o->key));
+    gw_buf_printf(&ld->warning, "directory \"%s\" does not exist: no script will run", dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -990,7 +1063,7 @@ static int load_option(loader_t *ld, const option_t *o, yaml_node_t *v)
     if (o->type == OPT_PARAMS || o->type == OPT_CHAINS || o->type == OPT_LIST)
         return load_tree_option(ld, o, v);
     ld->msg.len = 0;
-    if (v->type != YAML_SCALAR_NODE || (is_null(v) && o->type != OPT_STRING)) {
+    if (v->type != YAML_SCALAR_NODE || (is_null(v) && o->type != OPT_STRING && o->type != OPT_PATH)) {
         put_expectation(&ld->msg, o);
         gw_buf_printf(&ld->msg, ", got %s", kind_name(v));
         goto fail;
@@ -1005,7 +1078,11 @@ static int load_option(loader_t *ld, const option_t *o, yaml_node_t *v)
         goto fail;
     }
     rc = parse_value(o, ld->val.data, &val);
+    if (!rc)
+        rc = resolve_path(ld, o, &val);
     if (rc == -2) {
+        if (o->type == OPT_PATH)
+            free(val.s); /* resolve_path failed, not parse_value */
         gw_buf_printf(&ld->msg, "out of memory");
         goto fail;
     }
@@ -1023,6 +1100,7 @@ static int load_option(loader_t *ld, const option_t *o, yaml_node_t *v)
     store_value(ld->cfg, o, val);
     ld->seen[o - options] = 1;
     ld->mark[o - options] = v->start_mark;
+    note_missing_dir(ld, o, v->start_mark, val.s);
     return 0;
 
 fail:
@@ -1086,10 +1164,11 @@ static int load_root(loader_t *ld, yaml_node_t *root);
  * it sets is set; a key set again later wins. 0 or -1 (reported). */
 static int load_one_include(loader_t *ld, yaml_node_t *v, const char *name)
 {
-    const char *saved_path = ld->path, *slash = strrchr(ld->path, '/');
+    const char *saved_path = ld->path;
     yaml_document_t *saved_doc = ld->doc, doc;
     yaml_parser_t parser;
-    gw_buf_t path = {0}, text = {0};
+    gw_buf_t text = {0};
+    char *path;
     yaml_node_t *root;
     int rc = -1, have_parser = 0, have_doc = 0;
 
@@ -1101,14 +1180,11 @@ static int load_one_include(loader_t *ld, yaml_node_t *v, const char *name)
         report(ld, v->start_mark, "include", 7, "nested more than 8 levels deep (a loop?)");
         return -1;
     }
-    if (*name != '/' && slash)
-        gw_buf_append(&path, ld->path, (size_t)(slash - ld->path) + 1);
-    gw_buf_printf(&path, "%s", name);
-    if (!path.data) {
+    if (!(path = beside(ld->path, name))) {
         report(ld, v->start_mark, "include", 7, "out of memory");
         return -1;
     }
-    ld->path = path.data;
+    ld->path = path;
     ld->depth++;
     if (read_file(ld, &text))
         goto out;
@@ -1135,7 +1211,7 @@ out:
     ld->doc = saved_doc;
     ld->path = saved_path;
     gw_buf_free(&text);
-    gw_buf_free(&path);
+    free(path);
     return rc;
 }
 
@@ -1222,7 +1298,9 @@ static int apply_defaults(loader_t *ld)
         value_t v = {0};
         if (ld->seen[i])
             continue;
-        if (parse_value(&options[i], options[i].def, &v)) {
+        if (parse_value(&options[i], options[i].def, &v) || resolve_path(ld, &options[i], &v)) {
+            if (options[i].type == OPT_PATH)
+                free(v.s);
             /* A bad default is a bug in the table, but say so clearly. */
             report(ld, (yaml_mark_t){0}, options[i].key, strlen(options[i].key),
                    "internal error: default \"%s\" is invalid (or out of memory)", options[i].def);
@@ -1393,6 +1471,10 @@ gw_config_t *gw_config_load(const char *path, char *err, size_t errlen)
     }
     if (apply_defaults(&ld) || cross_check(&ld))
         goto fail;
+    if (ld.warning.len && !(ld.cfg->warnings = strndup(ld.warning.data, ld.warning.len))) {
+        report_file(&ld, "cannot load", ENOMEM);
+        goto fail;
+    }
 
     if (have_extra)
         yaml_document_delete(&extra);
@@ -1401,6 +1483,7 @@ gw_config_t *gw_config_load(const char *path, char *err, size_t errlen)
     gw_buf_free(&text);
     gw_buf_free(&ld.val);
     gw_buf_free(&ld.msg);
+    gw_buf_free(&ld.warning);
     return ld.cfg;
 
 fail:
@@ -1413,6 +1496,7 @@ fail:
     gw_buf_free(&text);
     gw_buf_free(&ld.val);
     gw_buf_free(&ld.msg);
+    gw_buf_free(&ld.warning);
     gw_config_free(ld.cfg);
     return NULL;
 }
@@ -1422,11 +1506,12 @@ void gw_config_free(gw_config_t *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < NOPT; i++)
-        if (options[i].type == OPT_STRING || options[i].type == OPT_ENUM)
+        if (options[i].type == OPT_STRING || options[i].type == OPT_PATH || options[i].type == OPT_ENUM)
             free(*(char **)((char *)cfg + options[i].off));
         else if (options[i].type == OPT_PARAMS || options[i].type == OPT_CHAINS || options[i].type == OPT_LIST)
             gw_conf_node_free(*(gw_conf_node_t **)((char *)cfg + options[i].off));
     free(cfg->path);
+    free(cfg->warnings);
     free(cfg);
 }
 

@@ -2,7 +2,8 @@
  *
  * A reload builds a new gw_config_t and swaps it in; nothing mutates a loaded
  * config. Every key lives in one table in config.c that drives loading,
- * defaults, bounds and `luagw --help-config`. */
+ * defaults, bounds and `luagw --help-config`. Relative paths in it are
+ * resolved against the directory of the file that sets them. */
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
 
@@ -103,6 +104,9 @@ typedef struct {
         int tls_verify;         /* monitoring.tls_verify */
         char *tls_ca;           /* owned: monitoring.tls_ca, CA bundle; "" = the system's */
     } access;
+
+    char *warnings; /* owned: what loading found odd but allowed, one line each
+                     * ("file:line:column: key: what"); NULL = none */
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with

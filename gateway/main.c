@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "batch.h"
 #include "config.h"
@@ -16,6 +17,14 @@
 #include "sender.h"
 #include "version.h"
 
+/* Where the installed config lives: $(SYSCONFDIR) of the Makefile (/etc for
+ * the Debian package), read when no -c is given and there is no
+ * ./config/luagw.yaml (the source tree's). */
+#ifndef GW_SYSCONFDIR
+#define GW_SYSCONFDIR "/etc"
+#endif
+#define GW_CONFIG_INSTALLED_PATH GW_SYSCONFDIR "/luagw/luagw.yaml"
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -25,7 +34,8 @@ static void usage(FILE *out)
             "protocol on /write and /api/v2/write), run each series' Lua script and\n"
             "forward the points to InfluxDB in batches.\n"
             "\n"
-            "  -c, --config FILE  configuration file (default %s)\n"
+            "  -c, --config FILE  configuration file (default ./%s if it exists,\n"
+            "                     else %s)\n"
             "      --check-config validate the configuration and exit 0 (valid) or 1\n"
             "      --help-config  list every configuration key with its default\n"
             "  -V, --version      print the version and exit\n"
@@ -35,7 +45,7 @@ static void usage(FILE *out)
             "monitoring.shutdown_timeout and exit 0. SIGHUP reloads the scripts\n"
             "(the scripts section and the script files); if anything is wrong\n"
             "the running scripts stay.\n",
-            GW_CONFIG_DEFAULT_PATH);
+            GW_CONFIG_DEFAULT_PATH, GW_CONFIG_INSTALLED_PATH);
 }
 
 /* Quotes in a message would end the log value early. */
@@ -45,6 +55,39 @@ static const char *unquote(char *s)
         if (*p == '"')
             *p = '\'';
     return s;
+}
+
+/* Without -c: the source tree's config when run from there, else the
+ * installed one. NULL (said on stderr) when neither exists. */
+static const char *find_config(void)
+{
+    if (access(GW_CONFIG_DEFAULT_PATH, F_OK) == 0)
+        return GW_CONFIG_DEFAULT_PATH;
+    if (access(GW_CONFIG_INSTALLED_PATH, F_OK) == 0)
+        return GW_CONFIG_INSTALLED_PATH;
+    fprintf(stderr, "luagw: no configuration file: neither ./%s nor %s exists (give one with -c FILE)\n",
+            GW_CONFIG_DEFAULT_PATH, GW_CONFIG_INSTALLED_PATH);
+    return NULL;
+}
+
+/* Say what loading found odd (cfg->warnings, one per line): on stderr for
+ * --check-config, else in the log. */
+static void warn_config(const gw_config_t *cfg, int to_stderr)
+{
+    const char *line = cfg->warnings, *end;
+    char one[1024];
+
+    while (line && *line) {
+        end = strchr(line, '\n');
+        if (!end)
+            end = line + strlen(line);
+        snprintf(one, sizeof(one), "%.*s", (int)(end - line), line);
+        if (to_stderr)
+            fprintf(stderr, "warning: %s\n", one);
+        else
+            gw_log_warn("configuration warning", "warning=\"%s\"", unquote(one));
+        line = *end ? end + 1 : end;
+    }
 }
 
 /* SIGHUP: read the file again and put its scripts in force, atomically:
@@ -61,6 +104,7 @@ static void reload(const char *path)
         gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
         return;
     }
+    warn_config(cfg, 0);
     set = gw_script_set_load(cfg, err, sizeof(err));
     gw_config_free(cfg);
     if (!set) {
@@ -81,7 +125,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = GW_CONFIG_DEFAULT_PATH;
+    const char *path = NULL;
     int check_only = 0, opt, sig = 0, level;
     char err[1024];
     gw_config_t *cfg = NULL;
@@ -122,11 +166,15 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (!path && !(path = find_config()))
+        return 1;
     cfg = gw_config_load(path, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    if (check_only)
+        warn_config(cfg, 1);
     /* The scripts are part of the configuration: they must load too. */
     scripts = gw_script_set_load(cfg, err, sizeof(err));
     if (!scripts) {
@@ -142,6 +190,7 @@ int main(int argc, char **argv)
     }
     level = gw_log_level_from_name(cfg->log.level);
     gw_log_set_level(level < 0 ? GW_LOG_INFO : level);
+    warn_config(cfg, 0);
     gw_log_info("scripts loaded", "dir=%s scripts=%d", cfg->scripts.dir, gw_script_set_count(scripts));
     gw_script_set_publish(scripts);
     /* Series declarations are read at start-up (a reload keeps them). */

@@ -1,6 +1,9 @@
 -- gateway/config.c: loading config/luagw.yaml, defaults, every value type,
--- ${VAR} expansion and the one-line "file:line:column: key: what" errors.
+-- ${VAR} expansion, paths taken beside the config file, and the one-line
+-- "file:line:column: key: what" errors; gateway/main.c: which file is read
+-- without -c.
 local core = require("support.core")
+local proc = require("support.proc")
 local ffi, lib = core.ffi, core.lib
 
 -- Declare only what no other spec declared yet: busted runs every spec in
@@ -128,6 +131,21 @@ local function load(path)
   return ffi.gc(cfg, lib.gw_config_free)
 end
 
+-- The defaults as loaded from a file in dir: scripts.dir, a path, is taken
+-- beside the file.
+local function defaults_in(dir)
+  local t = {}
+  for k, v in pairs(DEFAULTS) do t[k] = v end
+  t["scripts.dir"] = dir .. "/scripts"
+  return t
+end
+-- Where write() puts its files (os.tmpname's directory).
+local TMP = (function()
+  local p = os.tmpname()
+  os.remove(p)
+  return p:match("^(.*)/[^/]*$")
+end)()
+
 local written = {}
 local function write(text)
   local path = os.tmpname()
@@ -173,14 +191,20 @@ end)
 
 describe("config/luagw.yaml as shipped", function()
   it("loads without error and holds exactly the documented defaults", function()
+    setenv("STATE_DIRECTORY", nil)
     local cfg, err = load("config/luagw.yaml")
     assert(cfg, err)
     assert.are.equal("config/luagw.yaml", ffi.string(cfg.path))
-    local want = {}
-    for k, v in pairs(DEFAULTS) do want[k] = v end
+    local want = defaults_in("config")
     -- The deployment's service, and the series declarations it includes.
     want.service, want.series = "luna-sender", "tree"
+    -- The spool in systemd's StateDirectory (/var/lib/luagw without systemd).
+    want["spool.dir"] = "/var/lib/luagw/spool"
     assert.are.same(want, flatten(cfg))
+    setenv("STATE_DIRECTORY", "/run/elsewhere")
+    cfg = assert(load("config/luagw.yaml"))
+    setenv("STATE_DIRECTORY", nil)
+    assert.are.equal("/run/elsewhere/spool", ffi.string(cfg.spool.dir))
   end)
 
   it("spells out every key, each once", function()
@@ -205,22 +229,21 @@ end)
 
 describe("defaults", function()
   it("an empty file means every default", function()
-    assert.are.same(DEFAULTS, values(""))
+    assert.are.same(defaults_in(TMP), values(""))
   end)
 
   it("a file of only comments, or a lone ---, means every default", function()
-    assert.are.same(DEFAULTS, values("# nothing here\n\n   # really\n"))
-    assert.are.same(DEFAULTS, values("---\n"))
+    assert.are.same(defaults_in(TMP), values("# nothing here\n\n   # really\n"))
+    assert.are.same(defaults_in(TMP), values("---\n"))
   end)
 
   it("a section with every key commented out means its defaults", function()
-    assert.are.same(DEFAULTS, values("listen:\n  # port: 1\nlog:\n"))
+    assert.are.same(defaults_in(TMP), values("listen:\n  # port: 1\nlog:\n"))
   end)
 
   it("fills only the keys the file leaves out", function()
     local v = values("listen:\n  port: 9000\nmonitoring:\n  rp: weekly\n")
-    local want = {}
-    for k, d in pairs(DEFAULTS) do want[k] = d end
+    local want = defaults_in(TMP)
     want["listen.port"], want["monitoring.rp"] = 9000, "weekly"
     assert.are.same(want, v)
   end)
@@ -378,7 +401,7 @@ describe("value types", function()
     assert.are.equal("", one("monitoring", "rp", ""))
     assert.are.equal("", one("monitoring", "rp", "~"))
     assert.are.equal("null", one("monitoring", "rp", '"null"'))
-    assert.are.equal("two\nlines\n", values("scripts:\n  dir: |\n    two\n    lines\n")["scripts.dir"])
+    assert.are.equal("two\nlines\n", values("monitoring:\n  password: |\n    two\n    lines\n")["monitoring.password"])
   end)
 
   it("string: required ones must not be empty", function()
@@ -461,6 +484,96 @@ describe("${VAR} expansion", function()
 
   it("keys are not expanded", function()
     rejects("listen:\n  ${LUAGW_T_HOST}: 1\n", "2:3", "listen.${LUAGW_T_HOST}", "unknown key", true)
+  end)
+end)
+
+describe("paths", function()
+  local luagw = require("support.luagw")
+  local BIN = os.getenv("LUAGW_BIN") or (luagw.ROOT .. "/gateway/luagw")
+  local dir
+  before_each(function() dir = proc.tmpdir("luagw-paths") end)
+  after_each(function() proc.rmdir(dir); setenv("LUAGW_T_SPOOL", nil) end)
+
+  local function str(p) return ffi.string(p) end
+
+  it("a relative path is taken beside the config file; an absolute one as written, \"\" as none", function()
+    setenv("LUAGW_T_SPOOL", "var/spool")
+    proc.write_file(dir .. "/luagw.yaml", table.concat({
+      "listen:", "  tls_cert: tls/cert.pem", "  tls_key: /abs/key.pem",
+      "monitoring:", "  tls_ca: ../ca.pem", "  dead_letter: dead.lp",
+      "spool:", "  dir: ${LUAGW_T_SPOOL}", "scripts:", "  dir: my scripts", "" }, "\n"))
+    local cfg = assert(load(dir .. "/luagw.yaml"))
+    assert.are.equal(dir .. "/tls/cert.pem", str(cfg.access.tls_cert))
+    assert.are.equal("/abs/key.pem", str(cfg.access.tls_key))
+    assert.are.equal(dir .. "/../ca.pem", str(cfg.access.tls_ca))
+    assert.are.equal(dir .. "/dead.lp", str(cfg.monitoring.dead_letter))
+    assert.are.equal(dir .. "/var/spool", str(cfg.spool.dir)) -- after ${} expansion
+    assert.are.equal(dir .. "/my scripts", str(cfg.scripts.dir))
+    proc.write_file(dir .. "/none.yaml", "spool:\n  dir: \"\"\nmonitoring:\n  dead_letter:\n")
+    cfg = assert(load(dir .. "/none.yaml"))
+    assert.are.equal("", str(cfg.spool.dir))
+    assert.are.equal("", str(cfg.monitoring.dead_letter))
+    assert.are.equal(dir .. "/scripts", str(cfg.scripts.dir)) -- the default, too
+  end)
+
+  it("a path set in an included file is taken beside that file, as include: itself is", function()
+    os.execute("mkdir -p " .. proc.quote(dir .. "/conf.d"))
+    proc.write_file(dir .. "/conf.d/more.yaml", "spool:\n  dir: spool\nscripts:\n  dir: scripts\n")
+    proc.write_file(dir .. "/luagw.yaml", "include: conf.d/more.yaml\nmonitoring:\n  dead_letter: dl.lp\n")
+    local cfg = assert(load(dir .. "/luagw.yaml"))
+    assert.are.equal(dir .. "/conf.d/spool", str(cfg.spool.dir))
+    assert.are.equal(dir .. "/conf.d/scripts", str(cfg.scripts.dir))
+    assert.are.equal(dir .. "/dl.lp", str(cfg.monitoring.dead_letter))
+    -- set again after the include, in the main file: beside the main file
+    proc.write_file(dir .. "/luagw.yaml", "include: conf.d/more.yaml\nscripts:\n  dir: mine\n")
+    cfg = assert(load(dir .. "/luagw.yaml"))
+    assert.are.equal(dir .. "/mine", str(cfg.scripts.dir))
+  end)
+
+  it("luagw --check-config from another working directory checks the scripts beside the config", function()
+    os.execute("mkdir -p " .. proc.quote(dir .. "/s"))
+    proc.write_file(dir .. "/luagw.yaml", "scripts:\n  dir: s\n")
+    proc.write_file(dir .. "/s/requests.lua", "return 42\n") -- not a function: the config is bad
+    local rc, out = proc.run({ BIN, "--check-config", "-c", dir .. "/luagw.yaml" }, 30, { cwd = "/" })
+    assert.are.equal(1, rc, out)
+    assert.matches(dir .. "/s/requests.lua", out, 1, true)
+    proc.write_file(dir .. "/s/requests.lua", "return function(p) return p end\n")
+    rc, out = proc.run({ BIN, "--check-config", "-c", dir .. "/luagw.yaml" }, 30, { cwd = "/" })
+    assert.are.equal(0, rc, out)
+    assert.are.equal(dir .. "/luagw.yaml: ok\n", out)
+  end)
+
+  it("a scripts.dir that is set but missing is a warning (--check-config and the log); the default is silent", function()
+    -- (keys after scripts.dir do not hide it)
+    proc.write_file(dir .. "/luagw.yaml", "scripts:\n  dir: nope\n  timeout_ms: 60\nlog:\n  level: info\n")
+    local rc, out = proc.run({ BIN, "--check-config", "-c", dir .. "/luagw.yaml" }, 30, { cwd = "/" })
+    assert.are.equal(0, rc, out)
+    assert.matches(("warning: %s/luagw.yaml:2:8: scripts.dir: directory \"%s/nope\" does not exist: "
+      .. "no script will run\n"):format(dir, dir), out, 1, true)
+    assert.matches(dir .. "/luagw.yaml: ok\n", out, 1, true)
+    proc.write_file(dir .. "/quiet.yaml", "log:\n  level: info\n")
+    rc, out = proc.run({ BIN, "--check-config", "-c", dir .. "/quiet.yaml" }, 30, { cwd = "/" })
+    assert.are.equal(0, rc, out)
+    assert.are.equal(dir .. "/quiet.yaml: ok\n", out)
+    local gw = luagw.start { config = { scripts = { dir = dir .. "/gone" } } }
+    finally(function() gw:destroy() end)
+    assert.matches('level=warn msg="configuration warning" warning=".-scripts.dir: directory \'' .. dir:gsub("%p", "%%%0")
+      .. "/gone' does not exist", gw:log())
+  end)
+
+  it("without -c: ./config/luagw.yaml if it exists, else the installed one", function()
+    os.execute("mkdir -p " .. proc.quote(dir .. "/here/config") .. " " .. proc.quote(dir .. "/empty"))
+    proc.write_file(dir .. "/here/config/luagw.yaml", "log:\n  level: warn\n")
+    local rc, out = proc.run({ BIN, "--check-config" }, 30, { cwd = dir .. "/here" })
+    assert.are.equal(0, rc, out)
+    assert.are.equal("config/luagw.yaml: ok\n", out)
+    rc, out = proc.run({ BIN, "--check-config" }, 30, { cwd = dir .. "/empty" })
+    local installed = out:match("nor (%S+) exists") or "/etc/luagw/luagw.yaml"
+    if not io.open(installed) then -- (spec/ops_spec.lua installs one and reads it)
+      assert.are.equal(1, rc, out)
+      assert.matches("luagw: no configuration file: neither ./config/luagw.yaml nor /.-/luagw/luagw.yaml exists "
+        .. "%(give one with %-c FILE%)\n$", out)
+    end
   end)
 end)
 

@@ -68,15 +68,15 @@ describe("make install", function()
   before_each(function() dest = proc.tmpdir("luagw-install") end)
   after_each(function() proc.rmdir(dest) end)
 
-  it("honours PREFIX and DESTDIR: binary, scripts, config, man page, systemd unit", function()
+  it("honours PREFIX and DESTDIR: binary, config and scripts, harness and library, man page, systemd unit", function()
     local rc, out = sh("make --no-print-directory install PREFIX=/opt/lg DESTDIR=" .. proc.quote(dest))
     assert.equal(0, rc, out)
     local root = dest .. "/opt/lg"
     for _, f in ipairs {
       "bin/luagw", "etc/luagw/luagw.yaml", "etc/luagw/series.yaml",
-      "share/luagw/scripts/requests.lua", "share/luagw/scripts/errors.lua",
-      "share/luagw/scripts/subscription_error.lua", "share/luagw/scripts/luagw/harness.lua",
-      "share/man/man1/luagw.1", "lib/systemd/system/luagw.service",
+      "etc/luagw/scripts/requests.lua", "etc/luagw/scripts/errors.lua",
+      "etc/luagw/scripts/subscription_error.lua", "share/lua/5.1/luagw/harness.lua",
+      "lib/luagw/libluagw.so", "share/man/man1/luagw.1", "lib/systemd/system/luagw.service",
     } do
       assert.is_truthy(io.open(root .. "/" .. f), "missing " .. f)
     end
@@ -87,18 +87,50 @@ describe("make install", function()
     assert.matches("\nType=simple\n", unit, 1, true)
     assert.matches("\nExecStart=/opt/lg/bin/luagw %-c /opt/lg/etc/luagw/luagw.yaml\n", unit)
     assert.matches("\nExecReload=/bin/kill -HUP $MAINPID\n", unit, 1, true)
-    assert.matches("\nWorkingDirectory=/opt/lg/share/luagw\n", unit, 1, true)
+    assert.matches("\nEnvironmentFile=-/opt/lg/etc/default/luagw\n", unit, 1, true)
     assert.is_nil(unit:find("@[A-Z]+@"), "unfilled placeholder")
-    -- the installed binary accepts the installed config from the unit's working directory
-    rc, out = sh("cd " .. proc.quote(root .. "/share/luagw") .. " && " .. root .. "/bin/luagw --check-config -c "
-      .. root .. "/etc/luagw/luagw.yaml")
+    -- the installed binary accepts the installed config from any working directory
+    rc, out = sh("cd / && " .. root .. "/bin/luagw --check-config -c " .. root .. "/etc/luagw/luagw.yaml")
     assert.equal(0, rc, out)
+    assert.is_nil(out:find("warning", 1, true), out)
     -- a second install keeps an edited config and puts the new one beside it
     proc.write_file(root .. "/etc/luagw/luagw.yaml", "# mine\n")
     rc, out = sh("make --no-print-directory install PREFIX=/opt/lg DESTDIR=" .. proc.quote(dest))
     assert.equal(0, rc, out)
     assert.equal("# mine\n", proc.read_file(root .. "/etc/luagw/luagw.yaml"))
     assert.is_truthy(io.open(root .. "/etc/luagw/luagw.yaml.new"))
+  end)
+
+  it("installs the shipped scripts by name, not every scripts/*.lua", function()
+    local _, shipped = sh("ls scripts/*.lua")
+    local scratch = ROOT .. "/scripts/zz_scratch_of_a_user.lua"
+    proc.write_file(scratch, "return function(p) return p end\n")
+    finally(function() os.remove(scratch) end)
+    local rc, out = sh("make --no-print-directory install PREFIX=/opt/lg DESTDIR=" .. proc.quote(dest))
+    os.remove(scratch)
+    assert.equal(0, rc, out)
+    local _, installed = sh("cd " .. proc.quote(dest .. "/opt/lg/etc/luagw") .. " && ls scripts/*.lua")
+    assert.equal(shipped, installed) -- every one in the tree before the scratch file, and only those
+  end)
+
+  it("without DESTDIR: the installed binary reads the installed config without -c, the installed harness "
+    .. "finds the installed library", function()
+    local prefix = dest .. "/usr/local"
+    local rc, out = sh("make --no-print-directory install PREFIX=" .. proc.quote(prefix))
+    assert.equal(0, rc, out)
+    rc, out = sh("cd / && " .. proc.quote(prefix .. "/bin/luagw") .. " --check-config")
+    assert.equal(0, rc, out)
+    assert.equal(prefix .. "/etc/luagw/luagw.yaml: ok\nrc=0\n", out)
+    proc.write_file(dest .. "/check.lua", [[
+      local h = assert(require("luagw.harness").new { config = arg[1] })
+      print(h:run { series = "requests", tags = { method = "get", resource = "/v" },
+                    fields = { request_id = "x", execution_time = 1.5 } }.points[1].tags.route)
+    ]])
+    rc, out = sh(("cd / && env -u LUAGW_LIB LUA_PATH=%s luajit %s %s"):format(
+      proc.quote(prefix .. "/share/lua/5.1/?.lua;;"), proc.quote(dest .. "/check.lua"),
+      proc.quote(prefix .. "/etc/luagw/luagw.yaml")))
+    assert.equal(0, rc, out)
+    assert.equal("GET:/v\nrc=0\n", out)
   end)
 end)
 

@@ -4,7 +4,8 @@
 --
 --   local harness = require("luagw.harness")    -- lpath: scripts/?.lua
 --   local h = harness.new {
---     dir = "scripts",                          -- scripts.dir (default "scripts")
+--     dir = "scripts",                          -- scripts.dir (default "scripts"; a
+--                                               -- relative one is from the working directory)
 --     params = { deployment = { tags = { datacenter = "eu-1" } } },
 --     series = { errors = { "errors.lua", "lib/owner.lua" } },   -- optional
 --     timeout_ms = 50, memory_limit = "64MiB", on_error = "pass", -- optional
@@ -35,8 +36,9 @@
 --   rejected[i] = { src, error } (no fields left, or not encodable);
 --   parse_error = { where, at, error, count } when the input itself was bad.
 --
--- The library is found at $LUAGW_LIB, else gateway/libluagw.so next to this
--- file's scripts/ directory (run `make` first).
+-- The library is found at $LUAGW_LIB; else, installed (`make install`, the
+-- Debian package), where INSTALLED_LIB below says; else, in the source tree,
+-- at gateway/libluagw.so beside this file's scripts/ directory (run `make`).
 local ffi = require("ffi")
 local cjson = require("cjson")
 
@@ -44,12 +46,18 @@ local M = {}
 
 local function declared(f) return (pcall(f)) end
 
-local function here()
+-- `make install` writes here the path of libluagw.so relative to the
+-- directory it installs this file in, so the pair also works under DESTDIR.
+local INSTALLED_LIB = nil
+
+local function library()
   local src = debug.getinfo(1, "S").source:sub(2)
-  return src:match("^(.*)/scripts/luagw/[^/]+$") or "."
+  if os.getenv("LUAGW_LIB") then return os.getenv("LUAGW_LIB") end
+  if INSTALLED_LIB then return (src:match("^(.*)/[^/]+$") or ".") .. "/" .. INSTALLED_LIB end
+  return (src:match("^(.*)/scripts/luagw/[^/]+$") or ".") .. "/gateway/libluagw.so"
 end
 
-local lib = ffi.load(os.getenv("LUAGW_LIB") or (here() .. "/gateway/libluagw.so"))
+local lib = ffi.load(library())
 M.lib = lib
 
 if not declared(function() return ffi.typeof("gw_script_t") end) then
@@ -166,8 +174,21 @@ local function yaml_value(v)
   error("harness: cannot write a " .. t .. " into the config")
 end
 
+if not declared(function() return ffi.C.getcwd end) then
+  ffi.cdef "char *getcwd(char *buf, size_t size);"
+end
+
+-- The config is written to a temporary file, and luagw takes a relative
+-- scripts.dir beside its config file: anchor it to the working directory.
+local function absolute(dir)
+  if dir:sub(1, 1) == "/" then return dir end
+  local buf = ffi.new("char[4096]")
+  assert(ffi.C.getcwd(buf, 4096) ~= nil, "harness: getcwd failed")
+  return ffi.string(buf) .. "/" .. dir
+end
+
 local function write_config(o)
-  local s = { dir = o.dir or "scripts" }
+  local s = { dir = absolute(o.dir or "scripts") }
   for _, k in ipairs { "timeout_ms", "memory_limit", "on_error", "params", "series" } do
     if o[k] ~= nil then s[k] = o[k] end
   end

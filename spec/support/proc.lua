@@ -211,10 +211,12 @@ function M.stop(pid, timeout, sig)
   return code, name
 end
 
--- Run a command to completion (argv list), returning exit code and output.
-function M.run(argv, timeout)
+-- Run a command to completion (argv list), returning exit code, output
+-- (stdout and stderr) and signal name. opts: cwd, env (as for spawn).
+function M.run(argv, timeout, opts)
   local out = os.tmpname()
-  local pid = M.spawn { argv = argv, stdout = out, stderr = "stdout", watchdog = false }
+  opts = opts or {}
+  local pid = M.spawn { argv = argv, stdout = out, stderr = "stdout", watchdog = false, cwd = opts.cwd, env = opts.env }
   local code, sig = M.wait(pid, timeout or 30)
   if code == nil then M.stop(pid, 1); code = nil end
   local f = io.open(out); local s = f and f:read("*a") or ""; if f then f:close() end
