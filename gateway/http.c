@@ -53,6 +53,7 @@ struct gw_http {
     pthread_key_t key;      /* each worker thread's gw_pipeline_t */
     unsigned lp_flags;
     atomic_int draining;    /* set by gw_http_drain: ingest answers 503 */
+    atomic_int leaving;     /* set by gw_http_leave: /health answers 503 */
     char *tls_cert;         /* owned: PEM text of listen.tls_cert, NULL = plain HTTP */
     char *tls_key;          /* owned: PEM text of listen.tls_key */
 };
@@ -386,7 +387,7 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
                         json_integer((json_int_t)GW_GET(points_overflowed)));
     json_object_set_new(json_object_get(o, "buffer"), "spool", gw_queue_spool_json(h->q));
     json_object_set_new(o, "dead_letter", gw_deadletter_json());
-    json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->draining)));
+    json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->leaving) || atomic_load(&h->draining)));
     {
         char *stats = gw_script_stats_json();
         json_t *sj = stats ? json_loads(stats, 0, NULL) : NULL;
@@ -413,6 +414,8 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
             json_array_append_new(problems, json_string("spool full (95% of spool.max_bytes): ingest answers 503"));
         else if (!sp && points >= h->cfg->monitoring.buffer_limit)
             json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit): ingest answers 503"));
+        if (atomic_load(&h->leaving) || atomic_load(&h->draining))
+            json_array_append_new(problems, json_string("draining: this instance is stopping, send elsewhere"));
         if (json_array_size(problems))
             json_object_set_new(o, "status", json_string("fail"));
         json_object_set_new(o, "problems", problems);
@@ -869,6 +872,12 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
 fail:
     gw_http_stop(h);
     return NULL;
+}
+
+void gw_http_leave(gw_http_t *h)
+{
+    if (h)
+        atomic_store(&h->leaving, 1);
 }
 
 void gw_http_drain(gw_http_t *h)
