@@ -395,11 +395,14 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
         if (sj)
             json_object_set_new(o, "scripts", sj);
     }
-    /* What is wrong, in words; any of it makes the answer 503. */
+    /* What is wrong, in words; any of it makes the answer 503. "ready":
+     * none of it but InfluxDB's, so this instance still takes points (what
+     * a load balancer in front of spooling instances checks). */
     {
         json_t *problems = json_array();
         gw_spool_t *sp = gw_queue_spool(h->q);
         uint64_t points = gw_queue_points(h->q);
+        size_t upstream;
         char text[160];
         if (refusing) {
             snprintf(text, sizeof(text), "influxdb refuses writes (HTTP %lld): check credentials, database or bucket",
@@ -410,6 +413,7 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
                      (long long)GW_GET(last_status));
             json_array_append_new(problems, json_string(text));
         }
+        upstream = json_array_size(problems);
         if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
             json_array_append_new(problems, json_string("spool full (95% of spool.max_bytes): ingest answers 503"));
         else if (!sp && points >= h->cfg->monitoring.buffer_limit)
@@ -418,6 +422,7 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
             json_array_append_new(problems, json_string("draining: this instance is stopping, send elsewhere"));
         if (json_array_size(problems))
             json_object_set_new(o, "status", json_string("fail"));
+        json_object_set_new(o, "ready", json_boolean(json_array_size(problems) == upstream));
         json_object_set_new(o, "problems", problems);
         return answer_json(c, json_array_size(problems) ? 503 : 200, o, R_HEALTH);
     }

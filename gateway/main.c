@@ -135,7 +135,6 @@ static void reload(const char *path)
     gw_script_set_publish(set);
 }
 
-
 /* Take signals until SIGTERM or SIGINT (SIGHUP reloads); returns it. */
 static int wait_for_stop(const sigset_t *set, const char *path)
 {

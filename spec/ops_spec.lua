@@ -327,6 +327,7 @@ describe("/health", function()
     assert.equal(200, st)
     assert.equal("pass", doc.status)
     assert.same({}, doc.problems)
+    assert.is_true(doc.ready)
     assert.is_number(doc.points.written) -- the existing fields stay
     assert.equal("luagw", doc.name)
   end)
@@ -340,6 +341,7 @@ describe("/health", function()
     assert.equal(503, st)
     assert.equal("fail", doc.status)
     assert.matches("influxdb unreachable", doc.problems[1], 1, true)
+    assert.is_true(doc.ready) -- it still takes points
   end)
 
   it("is 503 saying InfluxDB refuses the credentials", function()
@@ -366,6 +368,7 @@ describe("/health", function()
     assert.equal(503, st)
     local all = table.concat(doc.problems, "\n")
     assert.matches("buffer full", all, 1, true)
+    assert.is_false(doc.ready)
   end)
 end)
 
@@ -389,6 +392,7 @@ describe("stopping with listen.drain_seconds", function()
     local doc = cjson.decode(body)
     assert.equal("fail", doc.status)
     assert.is_true(doc.stopping)
+    assert.is_false(doc.ready)
     assert.matches("^draining: ", doc.problems[#doc.problems])
 
     -- Ingest goes on while /health says 503, until the drain is over.

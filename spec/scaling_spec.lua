@@ -230,7 +230,7 @@ describe("two instances behind HAProxy", function()
     gws.a = instance(db, dir .. "/spool-a", config)
     gws.b = instance(db, dir .. "/spool-b", config)
     local servers = { a = gws.a.port, b = gws.b.port }
-    lb = haproxy.start { servers = servers, expect = { "rstatus ^(200|503)$", '! rstring "draining|full"' } }
+    lb = haproxy.start { servers = servers, expect = { "rstatus ^(200|503)$", [[string '"ready":true']] } }
     local strict = haproxy.start { servers = servers }
     finally(function() strict:destroy() end)
     for _, name in ipairs { "a", "b" } do

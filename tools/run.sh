@@ -10,8 +10,8 @@
 # created. Then luagw runs in the foreground (its output on this terminal),
 # with its pid in var/luagw.pid for as long as it runs.
 #
-# Signals: SIGHUP is passed on to luagw, which reloads its scripts (so is a
-# `kill -HUP $(cat var/luagw.pid)`); everything keeps running. Ctrl-C
+# Signals: SIGHUP is passed on to luagw, which reloads its scripts (as
+# `kill -HUP $(cat var/luagw.pid)` does); everything keeps running. Ctrl-C
 # (SIGINT) or SIGTERM stops luagw (SIGTERM; a second Ctrl-C sends another,
 # which ends luagw's drain early; after listen.drain_seconds +
 # monitoring.shutdown_timeout + RUN_STOP_TIMEOUT, SIGKILL), then the influxd
