@@ -3,7 +3,9 @@
 -- is killed under a steady load and started again: the clients, retrying as
 -- the InfluxDB client libraries do, are answered by the other meanwhile,
 -- and every point a client got a 204 for ends up in InfluxDB (at least
--- once: duplicates are counted apart). A rolling restart with
+-- once: duplicates are counted apart). With InfluxDB down, the check for
+-- spooling instances (/health's "ready") keeps both in and nothing is lost,
+-- where `expect status 200` takes both out. A rolling restart with
 -- listen.drain_seconds refuses no request even to clients that never retry.
 -- The throughput through HAProxy with one instance and with two is printed
 -- (measured here, never asserted: timings belong in `make bench`).
