@@ -232,7 +232,7 @@ describe("delivery under faults", function()
     local requests = influx_stats(db).writeReq - req0
     assert.is_true(requests <= 1 + 2 * 13, requests .. " write requests")
     local text = proc.read_file(dead)
-    assert.matches('^# %d%d%d%d%-%d%d%-%d%dT[^\n]* status=400 error="partial write: field type conflict', text)
+    assert.matches('^# %d%d%d%d%-%d%d%-%d%dT[^\n]* status=400 reason=refused error="partial write: field type conflict', text)
     assert.matches('\nconflict,r=1 v="not an integer" ' .. ts(1, 2345) .. "\n$", text)
     assert.matches("influx refused points for good", gw:log())
     row("one type conflict in a batch of 5000", 5000, 5000, 4999,
@@ -282,10 +282,15 @@ describe("delivery under faults", function()
     assert.is_true(ok ~= nil, ("stored %d, acknowledged %d"):format(stored, L.acked))
     check_exact(L, per)
     assert.is_true((L.status[503] or 0) > 0, "no backpressure reached the client")
-    -- Retry-After was honoured: no hot loop against the failing server
-    local t = {}
-    for _, r in ipairs(f2:requests()) do if r.injected then t[#t + 1] = r.time end end
-    assert.equal(6, #t)
+    -- Retry-After was honoured: no hot loop against the failing server. A
+    -- probe (an empty write, or one line) may follow a batch's third 503.
+    local t, probes = {}, 0
+    for _, r in ipairs(f2:requests()) do
+      if r.injected and r.content_length > 200 then t[#t + 1] = r.time
+      elseif r.injected then probes = probes + 1 end
+    end
+    assert.equal(6, #t + probes)
+    assert.is_true(probes <= 2, probes .. " probes")
     for i = 2, #t do assert.is_true(t[i] - t[i - 1] >= 1.2, ("retry after %.2f s"):format(t[i] - t[i - 1])) end
     row("InfluxDB 2.x answering 503 + Retry-After 1 s, 6 times", L.sent, L.acked, stored,
       ("%d requests answered 503 by luagw"):format(L.status[503]))
