@@ -167,6 +167,69 @@ describe("delivery under faults", function()
       ("%d requests answered 503"):format(L.status[503]))
   end)
 
+  it("a point influxd fails on every time (100 tags: 500) among 5000 good ones: they are stored, it is dead-lettered, /health is back to pass", function()
+    for _, spooled in ipairs { false, true } do
+      local meas = spooled and "poison_spool" or "poison"
+      local dir = proc.tmpdir("luagw-spool-poison")
+      local dead = os.tmpname()
+      finally(function() proc.rmdir(dir); os.remove(dead) end)
+      local gw = luagw.start { influxd = db, config = { spool = spooled and { dir = dir } or nil,
+        monitoring = { batch_size = 5000, flushing_period = 0.2, dead_letter = dead } } }
+      finally(function() gw:destroy() end)
+      -- 20 requests of 250 points; request 7 also carries the poison point
+      local tags = {}
+      for i = 1, 99 do tags[i] = ("t%02d=x"):format(i) end
+      local poison = ("%s,r=7,%s v=1i %s"):format(meas, table.concat(tags, ","), ts(7, 999))
+      local L = new_load(gw, meas, 250)
+      local t0 = socket.gettime()
+      for r = 1, 20 do
+        L.next = r + 1
+        local body = body_of(L, r) .. (r == 7 and "\n" .. poison or "")
+        assert.equal(204, (gw:post("/write", body)))
+        L.acked_r[r], L.acked, L.sent = true, L.acked + 250, L.sent + 250
+      end
+      assert.is_true(wait(function()
+        local h = health(gw)
+        return h.points.written == 5000 and h.dead_letter.points == 1
+      end, 30))
+      local took = socket.gettime() - t0
+      local per, stored = stored_by_r(db, meas)
+      check_exact(L, per)
+      local h = health(gw)
+      assert.equal("pass", h.status)
+      assert.equal(1, h.dead_letter.reasons.server_error.points)
+      assert.equal(1, h.dead_letter.reasons.server_error.series[meas])
+      local text = proc.read_file(dead)
+      assert.matches("status=500 reason=server_error", text)
+      assert.is_truthy(text:find(poison .. "\n", 1, true))
+      assert.matches("influx fails on part of a batch while it takes other writes", gw:log())
+      row(("one 100-tag point (500 every time) among 5000 good ones%s"):format(spooled and ", spool on" or ""),
+        5001, 5001, stored, ("1 dead-lettered (server_error); all stored %.2f s after the first request"):format(took))
+    end
+  end)
+
+  it("influxd stopped for 10 s under steady load: nothing dead-lettered, nothing lost", function()
+    local gw = luagw.start { influxd = db, config = { monitoring = {
+      batch_size = 1000, flushing_period = 0.2, retry_max = 1 } } }
+    finally(function() gw:destroy(); if not db:running() then db:start_again() end end)
+    local L = new_load(gw, "down10")
+    run_for(L, 2, 0.05)
+    db:stop()
+    run_for(L, 10, 0.05)
+    db:start_again()
+    run_for(L, 2, 0.05)
+    assert.equal(L.sent, L.acked)
+    local ok = wait(function() return select(2, stored_by_r(db, "down10")) == L.acked end, 30)
+    local per, stored = stored_by_r(db, "down10")
+    assert.is_true(ok ~= nil, ("stored %d, acknowledged %d"):format(stored, L.acked))
+    check_exact(L, per)
+    local h = health(gw)
+    assert.equal(0, h.dead_letter.points)
+    assert.equal(0, h.points.dropped)
+    assert.equal("pass", h.status)
+    row("influxd stopped 10 s under steady load", L.sent, L.acked, stored, "0 dead-lettered, 0 lost")
+  end)
+
   it("luagw SIGKILLed under steady load with the spool on: restarted, it delivers what it acknowledged", function()
     local dir = proc.tmpdir("luagw-spool-kill")
     finally(function() proc.rmdir(dir) end)

@@ -491,3 +491,108 @@ describe("a point InfluxDB fails on alone", function()
     assert.equal(15, count(f.stored))
   end)
 end)
+
+describe("the real client (gateway/influx.c) against answers InfluxDB should never give", function()
+  local raw = require("support.raw_http")
+  local proc = require("support.proc")
+  for _, decl in ipairs {
+    "void *gw_config_load(const char *path, char *err, size_t errlen);",
+    "void gw_config_free(void *cfg);",
+    "void *gw_influx_create(const void *cfg, char *err, size_t errlen);",
+    "int gw_influx_write(void *c, const char *body, size_t len, gw_influx_answer_t *ans);",
+    "void gw_influx_destroy(void *c);",
+  } do pcall(ffi.cdef, decl) end
+
+  local NUL_HEADER = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n" ..
+    'X-Influxdb-Error: partial write: field type conflict: input field "a\0" on measurement "n" is type string\r\n' ..
+    "Content-Length: 2\r\n\r\n{}"
+  local OK = "HTTP/1.1 204 No Content\r\n\r\n"
+  local srv, cfg, client, dir
+
+  local function start(rules)
+    srv = raw.start { rules = rules, default = OK }
+    dir = proc.tmpdir("luagw-rawcfg")
+    proc.write_file(dir .. "/c.yaml", ("monitoring:\n  host: 127.0.0.1\n  port: %d\n  database: luagw\n  timeout: 2\n")
+      :format(srv.port))
+    local err = ffi.new("char[512]")
+    cfg = lib.gw_config_load(dir .. "/c.yaml", err, 512)
+    assert(cfg ~= nil, ffi.string(err))
+    client = lib.gw_influx_create(cfg, err, 512)
+    assert(client ~= nil, ffi.string(err))
+  end
+
+  after_each(function()
+    if client ~= nil then lib.gw_influx_destroy(client) end
+    if cfg ~= nil then lib.gw_config_free(cfg) end
+    if srv then srv:stop() end
+    if dir then proc.rmdir(dir) end
+    client, cfg, srv, dir = nil, nil, nil, nil
+  end)
+
+  local last_error
+  local function write(body)
+    local a = ffi.new("gw_influx_answer_t")
+    local rc = lib.gw_influx_write(client, body, #body, a)
+    last_error = ffi.string(a.error)
+    return rc, tonumber(a.kind), tonumber(a.status)
+  end
+
+  it("tells an answer it cannot read from no answer, and goes on with the next write", function()
+    start {
+      { match = "nul", answer = NUL_HEADER },
+      { match = "notttp", answer = "SSH-2.0-OpenSSH_9.2\r\n", close = true },
+      { match = "short", answer = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}", close = true },
+      { match = "silent", answer = "", close = true },
+    }
+    local rc, kind, status = write("m,k=nul v=1i 1\n")
+    assert.same({ 1, KIND.unreadable, 400 }, { rc, kind, status })
+    assert.matches("Nul byte", last_error)
+    assert.same({ 0, KIND.http, 204 }, { write("m v=1i 1\n") })
+    for _, b in ipairs { "notttp", "short" } do
+      rc, kind = write("m,k=" .. b .. " v=1i 1\n")
+      assert.same({ 1, KIND.unreadable }, { rc, kind }, b)
+    end
+    rc, kind = write("m,k=silent v=1i 1\n")
+    assert.same({ 1, KIND.none }, { rc, kind })
+    assert.same({ 0, KIND.http, 204 }, { write("m v=1i 2\n") })
+  end)
+
+  it("delivering through it: the point answered with a NUL byte in a header is isolated, the others stored", function()
+    start { { match = "k=nul", answer = NUL_HEADER } }
+    local lines, ends, off = {}, ffi.new("uint32_t[40]"), 0
+    for i = 1, 40 do
+      lines[i] = (i == 23 and "m,k=nul,id=%d v=1i %d\n" or "m,id=%d v=1i %d\n"):format(i, i)
+      off = off + #lines[i]
+      ends[i - 1] = off
+    end
+    local text = table.concat(lines)
+    local buf = ffi.new("char[?]", #text)
+    ffi.copy(buf, text, #text)
+    local rejected, sleeps = {}, 0
+    local d = ffi.new("gw_delivery_t")
+    local cb_sleep = ffi.cast("int (*)(void *, double)", function() sleeps = sleeps + 1; return 0 end)
+    local cb_reject = ffi.cast("void (*)(void *, const char *, const uint32_t *, uint32_t, uint32_t, long, int, const char *)",
+      function(_, data, e, from, to, _, reason)
+        for i = from, to - 1 do
+          local a = i == 0 and 0 or e[i - 1]
+          rejected[#rejected + 1] = { line = ffi.string(data + a, e[i] - a), reason = REASON[reason] }
+        end
+      end)
+    finally(function() cb_sleep:free(); cb_reject:free() end)
+    d.write = ffi.cast("int (*)(void *, const char *, size_t, gw_influx_answer_t *)", lib.gw_influx_write)
+    d.sleep, d.reject, d.ud, d.retry_max = cb_sleep, cb_reject, client, 1
+    local done = ffi.new("uint32_t[1]")
+    assert.equal(0, lib.gw_delivery_run(d, buf, ends, 40, done))
+    assert.equal(40, done[0])
+    assert.same({ { line = lines[23], reason = "unreadable_answer" } }, rejected)
+    assert.equal(0, sleeps)
+    -- every other line reached the server in a request it answered 204
+    local got = {}
+    for _, r in ipairs(srv:requests()) do
+      if r.answered == 0 then for l in r.body:gmatch("[^\n]+\n") do got[l] = true end end
+    end
+    for i, l in ipairs(lines) do
+      if i ~= 23 then assert.is_true(got[l] ~= nil, l) end
+    end
+  end)
+end)
