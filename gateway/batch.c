@@ -450,6 +450,16 @@ gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline)
     return b;
 }
 
+int gw_queue_finished(gw_queue_t *q)
+{
+    int done;
+
+    pthread_mutex_lock(&q->mu);
+    done = q->closed && !q->head && (q->spool ? !q->open || !q->open->npoints : !q->open);
+    pthread_mutex_unlock(&q->mu);
+    return done && (!q->spool || !gw_spool_unread(q->spool));
+}
+
 void gw_queue_release(gw_queue_t *q, gw_batch_t *b)
 {
     if (q->spool)

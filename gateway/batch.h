@@ -83,6 +83,9 @@ int gw_queue_push(gw_queue_t *q, const char *lines, size_t len, const uint32_t *
  * deadline (monotonic seconds, 0 = none) passes. */
 gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline);
 
+/* Closed, and nothing left to take? */
+int gw_queue_finished(gw_queue_t *q);
+
 /* The sender is done with b (delivered or given up for good): free its room
  * (with a spool: ack it). */
 void gw_queue_release(gw_queue_t *q, gw_batch_t *b);

@@ -198,13 +198,40 @@ json_t *gw_deadletter_json(void)
     return o;
 }
 
+/* Log the points held back by the rate limit. mu held. */
+static void log_held(void)
+{
+    if (!dl.held)
+        return;
+    gw_log_error("influx refused points for good", "points=%llu total=%llu status=%ld reason=%s error=\"%s\"",
+                 (unsigned long long)dl.held, (unsigned long long)dl.total, dl.held_status,
+                 reason_names[dl.held_reason], dl.held_why);
+    dl.held = 0;
+    dl.last_log = mono();
+}
+
+double gw_deadletter_due(void)
+{
+    double due;
+
+    pthread_mutex_lock(&dl.mu);
+    due = dl.held ? dl.last_log + LOG_EVERY : 0;
+    pthread_mutex_unlock(&dl.mu);
+    return due;
+}
+
+void gw_deadletter_tick(void)
+{
+    pthread_mutex_lock(&dl.mu);
+    if (dl.held && mono() - dl.last_log >= LOG_EVERY)
+        log_held();
+    pthread_mutex_unlock(&dl.mu);
+}
+
 void gw_deadletter_close(void)
 {
     pthread_mutex_lock(&dl.mu);
-    if (dl.held)
-        gw_log_error("influx refused points for good", "points=%llu total=%llu status=%ld reason=%s error=\"%s\"",
-                     (unsigned long long)dl.held, (unsigned long long)dl.total, dl.held_status,
-                     reason_names[dl.held_reason], dl.held_why);
+    log_held();
     if (dl.file)
         fclose(dl.file);
     dl.file = NULL;

@@ -46,6 +46,14 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
  * (only the reasons that occurred). New reference; NULL on ENOMEM. */
 json_t *gw_deadletter_json(void);
 
+/* When (monotonic seconds) points held back by the log's rate limit are
+ * due to be logged; 0 when none are held. */
+double gw_deadletter_due(void);
+
+/* Log the points held back if they are due: the sender calls it between
+ * batches, so the last burst is logged without waiting for the next. */
+void gw_deadletter_tick(void);
+
 /* Log what the rate limit held back, close the file, forget the counts. */
 void gw_deadletter_close(void);
 

@@ -56,21 +56,27 @@ static int in(const char *set, char c)
     return c && strchr(set, c);
 }
 
-/* Does the escaped name at p (up to a byte of stops, or end) equal the plain
- * name? A backslash escapes the next byte only when it is one of escs (the
- * scanner's rule). *next is set just past the name. */
-static int name_eq(const char *p, const char *end, const char *stops, const char *escs, const char *name,
-                   size_t n, const char **next)
+/* Does the escaped name at p (up to an unescaped byte of stops, or end)
+ * equal the plain name? As influxd reads names: a backslash pairs with the
+ * byte after it, so that byte never ends the name, and the pair stands for
+ * that byte alone when it is one of , space = " (escape.Unescape), else for
+ * both. *next is set just past the name. */
+static int name_eq(const char *p, const char *end, const char *stops, const char *name, size_t n,
+                   const char **next)
 {
     size_t k = 0;
     int eq = 1;
 
     while (p < end && !in(stops, *p)) {
         char c = *p++;
-        if (c == '\\' && p < end && in(escs, *p))
+        if (c == '\\' && p < end) {
+            if (!in(",= \"", *p)) {
+                eq &= k < n && name[k] == '\\';
+                k++;
+            }
             c = *p++;
-        if (k >= n || name[k] != c)
-            eq = 0;
+        }
+        eq &= k < n && name[k] == c;
         k++;
     }
     *next = p;
@@ -110,16 +116,16 @@ static const char *value_type(const char *p, const char *end, const char **next)
 static int has_conflict(const char *p, const char *end, const named_t *w)
 {
     const char *q;
-    int meas = name_eq(p, end, ", ", ", ", w->meas, w->meas_n, &q);
+    int meas = name_eq(p, end, ", ", w->meas, w->meas_n, &q);
 
     if (!meas)
         return 0;
     if (q < end && *q == ',') /* the tags, up to the first unescaped space */
-        name_eq(q, end, " ", ",= ", "", 0, &q);
+        name_eq(q, end, " ", "", 0, &q);
     while (q < end && *q == ' ')
         q++;
     while (q < end && *q != ' ' && *q != '\n') {
-        int key = name_eq(q, end, "=, ", ",= ", w->field, w->field_n, &q);
+        int key = name_eq(q, end, "=, ", w->field, w->field_n, &q);
         const char *type;
         if (q >= end || *q != '=')
             return 0;

@@ -597,7 +597,7 @@ static void *run(void *arg)
     gw_sender_t *s = arg;
 
     for (;;) {
-        double deadline;
+        double deadline, wake;
         gw_batch_t *b;
         uint32_t done;
 
@@ -606,9 +606,17 @@ static void *run(void *arg)
         pthread_mutex_unlock(&s->mu);
         if (deadline > 0 && gw_now_mono() >= deadline)
             break;
-        b = gw_queue_take(s->q, deadline);
-        if (!b)
-            break;
+        /* Wake for the dead letters' held log line too. */
+        wake = gw_deadletter_due();
+        if (deadline > 0 && (wake == 0 || deadline < wake))
+            wake = deadline;
+        b = gw_queue_take(s->q, wake);
+        if (!b) {
+            gw_deadletter_tick();
+            if (gw_queue_finished(s->q))
+                break;
+            continue;
+        }
         if (gw_delivery_run(&s->d, b->data.data, (uint32_t *)(void *)b->ends.data, b->npoints, &done)) {
             /* Given up at shutdown: what is left stays counted as
              * undelivered (and, with a spool, stays in it). */

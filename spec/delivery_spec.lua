@@ -309,6 +309,75 @@ describe("delivery under faults", function()
       ("1 dead-lettered; %d write requests to isolate it"):format(requests))
   end)
 
+  it("9000 points alternating a type conflict and a good point: a few requests, not a bisection per point", function()
+    -- v is an integer in the shard the points go to (field types are per shard)
+    assert.equal(204, (db:write("alt,r=0 v=1i " .. ts(0, 1), "luagw")))
+    local gw = luagw.start { influxd = db, config = { monitoring = { batch_size = 5000, flushing_period = 0.2 } } }
+    finally(function() gw:destroy() end)
+    local lines = {}
+    for i = 1, 9000 do
+      lines[i] = i % 2 == 1 and ('alt,r=1 v="s%d" %s'):format(i, ts(1, i)) or ("alt,r=1 v=%di %s"):format(i, ts(1, i))
+    end
+    local req0 = influx_stats(db).writeReq
+    local t0 = socket.gettime()
+    assert.equal(204, (gw:post("/write", table.concat(lines, "\n"))))
+    -- another client's points, right behind: they must not wait for a bisection
+    local other = {}
+    for i = 1, 100 do other[i] = ("alt,r=2 v=%di %s"):format(i, ts(2, i)) end
+    assert.equal(204, (gw:post("/write", table.concat(other, "\n"))))
+    assert.is_true(wait(function()
+      local p = health(gw).points
+      return p.dropped == 4500 and p.written == 4600
+    end, 30))
+    local took = socket.gettime() - t0
+    local per = stored_by_r(db, "alt")
+    assert.equal(4500, per[1])
+    assert.equal(100, per[2])
+    local requests = influx_stats(db).writeReq - req0
+    -- two batches of 5000 and 4000 (and the 100): each the whole, the named lines, the rest
+    assert.is_true(requests <= 8, requests .. " write requests")
+    assert.equal(4500, health(gw).dead_letter.reasons.refused.points)
+    -- the first refusal is logged at once, the rest within 10 s of it on the timer
+    assert.is_true(wait(function()
+      local n = 0
+      for k in gw:log():gmatch('influx refused points for good" points=(%d+)') do n = n + tonumber(k) end
+      return n == 4500
+    end, 15), gw:log())
+    row("9000 points alternating a type conflict and a good one", 9100, 9100, 4600,
+      ("4500 dead-lettered; %d write requests; all settled %.2f s after the first request"):format(requests, took))
+  end)
+
+  it("a batch full of unrelated conflicts costs at most its budget of requests, and stores every good point", function()
+    -- 2500 integer fields, then a body where every other point writes one of them as a string
+    local pre = {}
+    for i = 1, 2500 do pre[i] = ("many f%d=1i %s"):format(i, ts(0, 1)) end
+    assert.equal(204, (db:write(table.concat(pre, "\n"), "luagw")))
+    local gw = luagw.start { influxd = db, config = { monitoring = { batch_size = 5000, flushing_period = 0.2 } } }
+    finally(function() gw:destroy() end)
+    local lines = {}
+    for i = 1, 5000 do
+      lines[i] = i % 2 == 1 and ('many,r=1 f%d="s" %s'):format((i + 1) / 2, ts(1, i)) or ("many,r=1 g=%di %s"):format(i, ts(1, i))
+    end
+    local req0 = influx_stats(db).writeReq
+    local t0 = socket.gettime()
+    assert.equal(204, (gw:post("/write", table.concat(lines, "\n"))))
+    assert.is_true(wait(function()
+      local p = health(gw).points
+      return p.dropped == 2500 and p.written == 2500
+    end, 30))
+    local took = socket.gettime() - t0
+    local requests = influx_stats(db).writeReq - req0
+    assert.equal(2500, db:rows('SELECT COUNT(g) FROM "many" WHERE r = \'1\'', "luagw")[1].count)
+    -- the budget (84 for 5000 points), then one request per range left (at most 13 deep)
+    assert.is_true(requests <= 84 + 13 + 1, requests .. " write requests")
+    local dl = health(gw).dead_letter.reasons
+    assert.is_true(dl.unresolved.points > 0)
+    assert.matches("partial writes taken as counted", gw:log())
+    row("5000 points, 2500 of them each a conflict of its own (bisection budget)", 5000, 5000, 2500,
+      ("%d write requests (budget 84); %d dead-lettered as refused, %d in unresolved ranges; %.2f s"):format(
+        requests, dl.refused and dl.refused.points or 0, dl.unresolved.points, took))
+  end)
+
   it("influxd with a small max-body-size: 413 splits batches, all stored; a point too large alone is dead-lettered", function()
     local small = influxd.start { max_body_size = 20000 }
     finally(function() small:destroy() end)

@@ -58,6 +58,19 @@ describe("refusal: the lines a conflict names", function()
     assert.same({ lines[2], lines[4], lines[1], lines[3] }, out)
   end)
 
+  it("reads a backslash as influxd does: it pairs with the next byte, which stands alone only for , space = \"", function()
+    local lines = { 'm a\\"b="x" 1\n', 'm a\\xb="y" 2\n', 'm a\\\\b="z" 3\n' }
+    local out, k = partition(conflict('a"b', "m", "string"), lines)
+    assert.equal(1, k)
+    assert.equal(lines[1], out[3])
+    out, k = partition(conflict("a\\xb", "m", "string"), lines)
+    assert.equal(1, k)
+    assert.equal(lines[2], out[3])
+    out, k = partition(conflict("a\\\\b", "m", "string"), lines)
+    assert.equal(1, k)
+    assert.equal(lines[3], out[3])
+  end)
+
   it("does not take a field of the same name inside a string value, or a tag of that name", function()
     local lines = { 'm s="v=\\"x\\"" 1\n', 'm,v=x s=1i 2\n', 'm v="y" 3\n' }
     local out, k = partition(conflict("v", "m", "string"), lines)
