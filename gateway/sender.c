@@ -119,6 +119,9 @@ typedef struct {
 /* 429/503 and 401/403/404 are waited for as the table says this many times
  * in a row before the probe may call the range the problem. */
 #define PATIENCE 3
+/* A range that failed slowly (a timeout) while InfluxDB answers is cut in
+ * this many parts instead of two: 4 slow levels for 5000 points, not 13. */
+#define SLOW_PARTS 16
 
 /* What the last writes say about InfluxDB. */
 enum { EV_DOWN = 0, EV_ANSWERS = 1, EV_STORES = 2 };
@@ -133,6 +136,7 @@ typedef struct {
     uint32_t done;         /* points stored or given up */
     int attempt;           /* backoff exponent while InfluxDB is down */
     int fresh_ok;          /* since the last failure: EV_STORES, EV_ANSWERS or EV_DOWN (none) */
+    double took;           /* seconds the last write took */
     uint32_t alone_lo;     /* the single point waited for without proof (+1; 0 = none)... */
     double alone_waited;   /* ...and the seconds waited for it so far */
     uint32_t work;         /* requests InfluxDB answered with a 2xx, 400, 413 or 422 */
@@ -258,6 +262,22 @@ static int judged(gw_action_t act)
     return act == GW_ACT_DELIVERED || act == GW_ACT_PARTIAL || act == GW_ACT_REJECTED || act == GW_ACT_TOO_LARGE;
 }
 
+/* Push r cut in k parts of about the same count (k >= 2, r.hi - r.lo >= k);
+ * the leftmost is sent first. Halves when the stack has no room. */
+static void push_many(job_t *j, range_t r, uint32_t k)
+{
+    uint8_t depth = r.depth < 255 ? r.depth + 1 : 255;
+    uint32_t n = r.hi - r.lo;
+
+    if (j->top + (int)k > STACK_MAX) {
+        push_parts(j, r, middle(j->ends, r, 0), 0);
+        return;
+    }
+    for (uint32_t i = k; i > 0; i--)
+        j->stack[j->top++] = (range_t){r.lo + (uint32_t)((uint64_t)n * (i - 1) / k),
+                                       r.lo + (uint32_t)((uint64_t)n * i / k), 0, depth};
+}
+
 /* The answer as the sender acts on it. */
 static gw_action_t action_of(const gw_influx_answer_t *a, long *dropped)
 {
@@ -276,7 +296,8 @@ static gw_action_t send_range(job_t *j, range_t r, gw_influx_answer_t *a, long *
     gw_action_t act;
 
     d->write(d->ud, j->data + start, j->ends[r.hi - 1] - start, a);
-    gw_hist_observe(&gw_hist_write_seconds, gw_now_mono() - t0);
+    j->took = gw_now_mono() - t0;
+    gw_hist_observe(&gw_hist_write_seconds, j->took);
     gw_hist_observe(&gw_hist_batch_points, r.hi - r.lo);
     gw_influx_status_count(a->kind == GW_ANSWER_HTTP ? a->status : 0);
     d->requests++;
@@ -482,7 +503,8 @@ static int on_failure(job_t *j, range_t r, gw_action_t act, const gw_influx_answ
                     "status=%ld points=%u error=\"%s\"", a->status, r.hi - r.lo,
                     loggable(a->error, why, sizeof(why)));
     if (r.hi - r.lo > 1) {
-        push_parts(j, r, middle(j->ends, r, 0), 0);
+        uint32_t k = j->d->slow > 0 && j->took >= j->d->slow ? SLOW_PARTS : 2;
+        push_many(j, r, k < r.hi - r.lo ? k : r.hi - r.lo);
         return 0;
     }
     if (ev == EV_ANSWERS) {
@@ -658,6 +680,7 @@ gw_sender_t *gw_sender_start(const gw_config_t *cfg, gw_queue_t *q, char *err, s
         .reject = on_reject,
         .ud = s,
         .retry_max = cfg->monitoring.retry_max,
+        .slow = cfg->monitoring.timeout / 2 < 1 ? cfg->monitoring.timeout / 2 : 1,
         .seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)s,
     };
     pthread_mutex_init(&s->mu, NULL);

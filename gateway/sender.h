@@ -61,6 +61,7 @@ typedef struct gw_delivery {
     double retry_max;       /* seconds: cap of every wait */
     unsigned seed;          /* jitter */
     size_t byte_cap;        /* learned from 413s: bodies larger than this are split first; 0 = none */
+    double slow;            /* seconds: a failed write this slow (a timeout) cuts its range 16 ways; 0 = never */
     uint64_t requests;      /* counters since creation: writes of points */
     uint64_t delivered;
     uint64_t rejected;

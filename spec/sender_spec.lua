@@ -6,6 +6,7 @@
 local core = require("support.core")
 local ffi, lib = core.ffi, core.lib
 local jit = require("jit")
+local socket = require("socket")
 
 pcall(ffi.cdef, [[
 typedef struct { long status; int kind; double retry_after; char error[512]; } gw_influx_answer_t;
@@ -14,7 +15,7 @@ typedef struct gw_delivery {
   int (*sleep)(void *ud, double secs);
   void (*reject)(void *ud, const char *lines, const uint32_t *ends, uint32_t from, uint32_t to,
                  long status, int reason, const char *why);
-  void *ud; double retry_max; unsigned seed; size_t byte_cap;
+  void *ud; double retry_max; unsigned seed; size_t byte_cap; double slow;
   uint64_t requests; uint64_t delivered; uint64_t rejected; uint64_t probes;
   uint32_t probe_len; char probe[512];
 } gw_delivery_t;
@@ -480,6 +481,21 @@ describe("a point InfluxDB fails on alone", function()
     assert.equal(1, (f:run(text, ends, 1000)))
     assert.same({}, f.rejected)
     assert.equal(3, #f.sleeps)
+  end)
+
+  it("that times out: a slow failure cuts the range 16 ways, so few slow requests stand between the good points", function()
+    local slow_ones = 0
+    f = fake("v1", { poison = "none", outage = function(_, body)
+      if body:find(",p=1 ", 1, true) then slow_ones = slow_ones + 1; socket.sleep(0.002) end
+    end })
+    f.d.slow = 0.001
+    local text, ends = batch(5000, {}, nil, { [4321] = true })
+    assert.same({ 0, 5000 }, { f:run(text, ends, 5000) })
+    assert.same({ 4321 }, ids(f.rejected))
+    assert.equal("no_answer", f.rejected[1].reason)
+    assert.equal(4999, count(f.stored))
+    -- ceil(log16(5000)) = 4 levels, then the point alone twice; halving would take 13 + 2
+    assert.is_true(slow_ones <= 4 + 2, slow_ones .. " slow requests")
   end)
 
   it("a 503 for one batch is waited for PATIENCE times, then isolated like a 500", function()
