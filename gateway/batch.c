@@ -389,7 +389,9 @@ static gw_batch_t *take_spooled(gw_queue_t *q, double deadline)
         pthread_mutex_lock(&q->mu);
         closed = q->closed;
         pthread_mutex_unlock(&q->mu);
+        /* Full: by count, or by size (nothing more fits though more is there). */
         if (b->npoints >= q->batch_size || b->data.len >= GW_BATCH_MAX_BYTES ||
+            (b->npoints && !got && gw_spool_unread(q->spool)) ||
             (b->npoints && (closed || now >= b->opened_at + q->period))) {
             q->open = NULL;
             return b;

@@ -369,10 +369,12 @@ static void settle(job_t *j, range_t r, long dropped, const gw_influx_answer_t *
     j->done += count;
     GW_COUNT(points_dropped, (uint64_t)dropped);
     GW_COUNT(points_written, count - (uint64_t)dropped);
-    if (!j->told_settled++)
-        gw_log_warn("influx refused many points of one batch: partial writes taken as counted",
-                    "requests=%u budget=%u status=%ld error=\"%s\"", j->work, j->budget, a->status,
-                    loggable(a->error, msg, sizeof(msg)));
+    if (!j->told_settled++) {
+        static gw_log_limit_t lim = GW_LOG_LIMIT_INIT; /* a client can make every batch do this */
+        gw_log_limited(&lim, 10.0, GW_LOG_WARN, "influx refused many points of one batch: partial writes taken as counted",
+                       "requests=%u budget=%u status=%ld error=\"%s\"", j->work, j->budget, a->status,
+                       loggable(a->error, msg, sizeof(msg)));
+    }
 }
 
 /* 400/422/413: InfluxDB judged r and refused some or all of it. */
@@ -498,10 +500,13 @@ static int on_failure(job_t *j, range_t r, gw_action_t act, const gw_influx_answ
         j->attempt = 0;
     GW_SET(healthy, 1);
     GW_SET(influx_refusing, 0);
-    if (!j->told_isolating++)
-        gw_log_warn("influx fails on part of a batch while it takes other writes: isolating the points",
-                    "status=%ld points=%u error=\"%s\"", a->status, r.hi - r.lo,
-                    loggable(a->error, why, sizeof(why)));
+    if (!j->told_isolating++) {
+        static gw_log_limit_t lim = GW_LOG_LIMIT_INIT; /* a client can make every batch do this */
+        gw_log_limited(&lim, 10.0, GW_LOG_WARN,
+                       "influx fails on part of a batch while it takes other writes: isolating the points",
+                       "status=%ld points=%u error=\"%s\"", a->status, r.hi - r.lo,
+                       loggable(a->error, why, sizeof(why)));
+    }
     if (r.hi - r.lo > 1) {
         uint32_t k = j->d->slow > 0 && j->took >= j->d->slow ? SLOW_PARTS : 2;
         push_many(j, r, k < r.hi - r.lo ? k : r.hi - r.lo);
