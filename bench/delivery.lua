@@ -63,38 +63,35 @@ local function poison(n, spooled)
   proc.rmdir(dir)
 end
 
+-- A body of refusals: pre written first, then lines in one request, until
+-- InfluxDB has refused dropped points.
+local function refusals(name, pre, lines, dropped)
+  assert(db:write(table.concat(pre, "\n"), "luagw") == 204)
+  local gw = luagw.start { influxd = db, config = { monitoring = { batch_size = 5000, flushing_period = 0.001 } } }
+  local req0 = write_requests()
+  assert(gw:post("/write", table.concat(lines, "\n")) == 204)
+  local took = time_until(function() return health(gw).points.dropped == dropped end, 300)
+  report(name, "settled in %.3f s; %d write requests", took or 1 / 0, write_requests() - req0)
+  gw:destroy()
+end
+
 -- 9000 points alternating a field type conflict and a good point.
 local function alternating()
-  assert(db:write("alt,r=0 v=1i " .. ts(0, 1), "luagw") == 204)
-  local gw = luagw.start { influxd = db, config = { monitoring = { batch_size = 5000, flushing_period = 0.001 } } }
   local lines = {}
   for i = 1, 9000 do
     lines[i] = i % 2 == 1 and ('alt,r=1 v="s" %s'):format(ts(1, i)) or ("alt,r=1 v=%di %s"):format(i, ts(1, i))
   end
-  local req0 = write_requests()
-  assert(gw:post("/write", table.concat(lines, "\n")) == 204)
-  local took = time_until(function() return health(gw).points.dropped == 4500 end, 120)
-  report("9000 points alternating a type conflict", "settled in %.3f s; %d write requests", took or 1 / 0,
-    write_requests() - req0)
-  gw:destroy()
+  refusals("9000 points alternating a type conflict", { "alt,r=0 v=1i " .. ts(0, 1) }, lines, 4500)
 end
 
--- 5000 points, 2500 of them each a conflict of its own kind.
+-- 5000 points, 2500 of them each a conflict of its own kind (budget 84).
 local function unrelated()
-  local pre = {}
+  local pre, lines = {}, {}
   for i = 1, 2500 do pre[i] = ("many f%d=1i %s"):format(i, ts(0, 1)) end
-  assert(db:write(table.concat(pre, "\n"), "luagw") == 204)
-  local gw = luagw.start { influxd = db, config = { monitoring = { batch_size = 5000, flushing_period = 0.001 } } }
-  local lines = {}
   for i = 1, 5000 do
     lines[i] = i % 2 == 1 and ('many,r=1 f%d="s" %s'):format((i + 1) / 2, ts(1, i)) or ("many,r=1 g=%di %s"):format(i, ts(1, i))
   end
-  local req0 = write_requests()
-  assert(gw:post("/write", table.concat(lines, "\n")) == 204)
-  local took = time_until(function() return health(gw).points.dropped == 2500 end, 300)
-  report("5000 points, 2500 unrelated conflicts", "settled in %.3f s; %d write requests (budget 84)", took or 1 / 0,
-    write_requests() - req0)
-  gw:destroy()
+  refusals("5000 points, 2500 unrelated conflicts (budget 84)", pre, lines, 2500)
 end
 
 -- InfluxDB unreachable; requests of 16 points with 60 KB strings until 503.

@@ -502,26 +502,24 @@ void gw_queue_close(gw_queue_t *q)
         gw_spool_close(q->spool);
 }
 
-uint64_t gw_queue_points(gw_queue_t *q)
+/* One of q's counters, read under its lock. */
+static uint64_t read_locked(gw_queue_t *q, const uint64_t *counter)
 {
     uint64_t n;
-    if (q->spool)
-        return gw_spool_points(q->spool);
     pthread_mutex_lock(&q->mu);
-    n = q->points;
+    n = *counter;
     pthread_mutex_unlock(&q->mu);
     return n;
 }
 
+uint64_t gw_queue_points(gw_queue_t *q)
+{
+    return q->spool ? gw_spool_points(q->spool) : read_locked(q, &q->points);
+}
+
 uint64_t gw_queue_bytes(gw_queue_t *q)
 {
-    uint64_t n;
-    if (q->spool)
-        return gw_spool_bytes(q->spool);
-    pthread_mutex_lock(&q->mu);
-    n = q->bytes;
-    pthread_mutex_unlock(&q->mu);
-    return n;
+    return q->spool ? gw_spool_bytes(q->spool) : read_locked(q, &q->bytes);
 }
 
 uint64_t gw_queue_limit_bytes(gw_queue_t *q)

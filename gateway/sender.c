@@ -99,14 +99,18 @@ typedef struct {
     uint8_t depth; /* splits above it */
 } range_t;
 
-/* Depth-first, so the stack holds one pending sibling per level. Halving by
- * count gives log2(n) <= 32 levels; a split by bytes can be lopsided only
- * around a point heavier than all the rest of its range, which can happen
- * about log2(largest body / smallest line) ~ 25 times in a row; a split by
- * what InfluxDB named is lopsided at will, so it is allowed only above
- * NAMED_DEPTH_MAX and halving takes over below. */
-#define STACK_MAX 128
-#define NAMED_DEPTH_MAX 48
+/* Depth-first, so the stack holds the pending siblings of each level: one
+ * per level for a split in two. Halving by count gives log2(n) <= 32
+ * levels; a split by bytes can be lopsided only around a point heavier than
+ * all the rest of its range, which can happen about log2(largest body /
+ * smallest line) ~ 25 times in a row; a split by what InfluxDB named is
+ * lopsided at will, so it is allowed only above NAMED_DEPTH_MAX and halving
+ * takes over below; a slow failure's SLOW_PARTS - 1 siblings are pushed only
+ * while the stack is below SLOW_ROOM. So it never holds more than about
+ * 64 + 16 + 32 + 32 + 25 < STACK_MAX. */
+#define STACK_MAX 256
+#define NAMED_DEPTH_MAX 32
+#define SLOW_ROOM 64
 
 /* A single point is poison once it failed this many times in a row, each
  * time while InfluxDB stored another write (a sibling range or the probe). */
@@ -263,13 +267,13 @@ static int judged(gw_action_t act)
 }
 
 /* Push r cut in k parts of about the same count (k >= 2, r.hi - r.lo >= k);
- * the leftmost is sent first. Halves when the stack has no room. */
+ * the leftmost is sent first. Halves once the stack holds SLOW_ROOM. */
 static void push_many(job_t *j, range_t r, uint32_t k)
 {
     uint8_t depth = r.depth < 255 ? r.depth + 1 : 255;
     uint32_t n = r.hi - r.lo;
 
-    if (j->top + (int)k > STACK_MAX) {
+    if (j->top + (int)k > SLOW_ROOM) {
         push_parts(j, r, middle(j->ends, r, 0), 0);
         return;
     }

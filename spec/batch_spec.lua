@@ -68,6 +68,17 @@ end
 
 local MiB = 1024 * 1024
 
+-- Close q and take every batch left, releasing each: fn(b) sees it first.
+local function drain(q, fn)
+  lib.gw_queue_close(q)
+  local b = lib.gw_queue_take(q, 0)
+  while b ~= nil do
+    fn(b)
+    lib.gw_queue_release(q, b)
+    b = lib.gw_queue_take(q, 0)
+  end
+end
+
 -- The batch's points, cut at its ends[]: each must be one whole line.
 local function points(b)
   local e = ffi.cast("uint32_t *", b.ends.data)
@@ -216,10 +227,7 @@ describe("batch queue", function()
     assert.equal(n1, tonumber(lib.gw_queue_bytes(q)))
     assert.equal(0, (big(q, 5, 1, 15000)))
     assert.equal(TOO_BIG, (big(q, 10, 1, 100001)))
-    lib.gw_queue_close(q)
-    local b = lib.gw_queue_take(q, 0)
-    assert.equal(5, b.npoints)
-    lib.gw_queue_release(q, b)
+    drain(q, function(b) assert.equal(5, b.npoints) end)
     assert.equal(0, tonumber(lib.gw_queue_bytes(q)))
     assert.equal(0, tonumber(lib.gw_queue_points(q)))
   end)
@@ -228,17 +236,13 @@ describe("batch queue", function()
     q = lib.gw_queue_create(5000, 1000000, 3600)
     assert.equal(0, (big(q, 1, 20, MiB - 100))) -- 20 points of about 1 MiB
     assert.equal(0, (big(q, 21, 1, 9 * MiB)))
-    lib.gw_queue_close(q)
     local counts = {}
-    local b = lib.gw_queue_take(q, 0)
-    while b ~= nil do
+    drain(q, function(b)
       counts[#counts + 1] = b.npoints
       assert.is_true(b.npoints == 1 or tonumber(b.data.len) <= 8 * MiB, tonumber(b.data.len))
       -- what a batch holds is what it is counted for: no slack kept beyond a quarter
       assert.is_true(tonumber(b.data.cap) <= tonumber(b.data.len) * 1.25 + 65536)
-      lib.gw_queue_release(q, b)
-      b = lib.gw_queue_take(q, 0)
-    end
+    end)
     assert.same({ 8, 8, 4, 1 }, counts)
   end)
 
@@ -251,14 +255,8 @@ describe("batch queue", function()
     assert.equal(0, (big(q, 5, 2, 20000))) -- 120 kB: the oldest waiting go, not the one being sent
     assert.is_true(tonumber(lib.gw_queue_bytes(q)) <= 100000)
     lib.gw_queue_release(q, sending)
-    lib.gw_queue_close(q)
     local seen = {}
-    local b = lib.gw_queue_take(q, 0)
-    while b ~= nil do
-      for id in body(b):gmatch("b(%d+) ") do seen[#seen + 1] = tonumber(id) end
-      lib.gw_queue_release(q, b)
-      b = lib.gw_queue_take(q, 0)
-    end
+    drain(q, function(b) for id in body(b):gmatch("b(%d+) ") do seen[#seen + 1] = tonumber(id) end end)
     assert.same({ 4, 5, 6 }, seen) -- 1 was sent; 2 and 3 made room
   end)
 
@@ -322,15 +320,11 @@ describe("batch queue", function()
       assert.is_true(first ~= nil)
       assert.equal(8, first.npoints)
       lib.gw_queue_release(q, first)
-      lib.gw_queue_close(q)
       local counts = {}
-      local b = lib.gw_queue_take(q, 0)
-      while b ~= nil do
+      drain(q, function(b)
         counts[#counts + 1] = b.npoints
         assert.is_true(tonumber(b.data.len) <= 8 * MiB, tonumber(b.data.len))
-        lib.gw_queue_release(q, b)
-        b = lib.gw_queue_take(q, 0)
-      end
+      end)
       assert.same({ 8, 2 }, counts)
     end)
 

@@ -146,6 +146,22 @@ local function fake(mode, o)
   return f
 end
 
+-- The sorted ids of the rejected points.
+local function ids(list)
+  local t = {}
+  for _, r in ipairs(list) do t[#t + 1] = r.id end
+  table.sort(t)
+  return t
+end
+
+-- How many ids were stored (at least once).
+local function stored_count(st)
+  local n = 0
+  for _ in pairs(st) do n = n + 1 end
+  return n
+end
+local count = stored_count
+
 local function log2ceil(n) return math.ceil(math.log(n) / math.log(2)) end
 
 describe("the answer table", function()
@@ -172,19 +188,6 @@ end)
 describe("delivering one batch", function()
   local f
   after_each(function() if f then f:free(); f = nil end end)
-
-  local function ids(list)
-    local t = {}
-    for _, r in ipairs(list) do t[#t + 1] = r.id end
-    table.sort(t)
-    return t
-  end
-
-  local function stored_count(st)
-    local n = 0
-    for _ in pairs(st) do n = n + 1 end
-    return n
-  end
 
   it("sends a clean batch in one request", function()
     f = fake("v1")
@@ -370,19 +373,6 @@ end)
 describe("a point InfluxDB fails on alone", function()
   local f
   after_each(function() if f then f:free(); f = nil end end)
-
-  local function ids(list)
-    local t = {}
-    for _, r in ipairs(list) do t[#t + 1] = r.id end
-    table.sort(t)
-    return t
-  end
-
-  local function count(t)
-    local n = 0
-    for _ in pairs(t) do n = n + 1 end
-    return n
-  end
 
   it("(500 every time, like influxd's 100-tag point) is isolated at once and given up; the rest stored in order", function()
     f = fake("v1", { poison = 500 })
