@@ -148,6 +148,8 @@ static const option_t options[] = {
            "points per write request to InfluxDB"),
     UINT32("monitoring.buffer_limit", monitoring.buffer_limit, 1, 1000000000, "1000000",
            "points held at most while InfluxDB is slow or down (503 beyond); >= batch_size"),
+    SIZE("monitoring.buffer_limit_bytes", monitoring.buffer_limit_bytes, MIB, 1024 * GIB, "128MiB",
+         "bytes of those points held at most (503 beyond); bounds memory whatever the points hold"),
     BOOL("monitoring.gzip", monitoring.gzip, "false",
          "gzip the batches sent to InfluxDB"),
     SECONDS("monitoring.timeout", monitoring.timeout, 0.1, 600, "10",

@@ -63,6 +63,7 @@ typedef struct {
         double flushing_period; /* seconds */
         uint32_t batch_size;    /* points per batch */
         uint32_t buffer_limit;  /* points held at most */
+        size_t buffer_limit_bytes; /* their bytes (lines and ends) at most */
         int gzip;               /* compress batches sent to InfluxDB */
         double timeout;         /* seconds for one write request */
         double retry_max;       /* seconds: cap of the retry backoff */

@@ -343,14 +343,14 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
                                 h->cfg->spool.max_bytes);
         if (rc == GW_QUEUE_FULL)
             return answer_error(c, 503, r->route,
-                                "buffer full (monitoring.buffer_limit = %u points): nothing of this body was accepted, retry later",
-                                h->cfg->monitoring.buffer_limit);
+                                "buffer full (monitoring.buffer_limit = %u points, buffer_limit_bytes = %zu): nothing of this body was accepted, retry later",
+                                h->cfg->monitoring.buffer_limit, h->cfg->monitoring.buffer_limit_bytes);
         if (rc == GW_QUEUE_CLOSED)
             return answer_error(c, 503, r->route, "shutting down: nothing of this body was accepted");
         if (rc == GW_QUEUE_TOO_BIG)
             return answer_error(c, 413, r->route,
-                                "body: %u points, more than monitoring.buffer_limit (%u) can ever hold",
-                                npoints, h->cfg->monitoring.buffer_limit);
+                                "body: %u points of %zu bytes, more than monitoring.buffer_limit (%u) or buffer_limit_bytes (%zu) can ever hold",
+                                npoints, nbytes, h->cfg->monitoring.buffer_limit, h->cfg->monitoring.buffer_limit_bytes);
         return answer_error(c, 500, r->route, "out of memory while queueing");
     }
     GW_COUNT(points_accepted, res.accepted);
@@ -384,6 +384,9 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
     json_object_set_new(json_object_get(o, "influx"), "refusing", json_integer(refusing));
     json_object_set_new(json_object_get(o, "points"), "overflowed",
                         json_integer((json_int_t)GW_GET(points_overflowed)));
+    json_object_set_new(json_object_get(o, "buffer"), "bytes", json_integer((json_int_t)gw_queue_bytes(h->q)));
+    json_object_set_new(json_object_get(o, "buffer"), "limit_bytes",
+                        json_integer((json_int_t)gw_queue_limit_bytes(h->q)));
     json_object_set_new(json_object_get(o, "buffer"), "spool", gw_queue_spool_json(h->q));
     json_object_set_new(o, "dead_letter", gw_deadletter_json());
     json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->draining)));
@@ -411,8 +414,9 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
         }
         if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
             json_array_append_new(problems, json_string("spool full (95% of spool.max_bytes): ingest answers 503"));
-        else if (!sp && points >= h->cfg->monitoring.buffer_limit)
-            json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit): ingest answers 503"));
+        else if (!sp && (points >= h->cfg->monitoring.buffer_limit ||
+                         gw_queue_bytes(h->q) >= h->cfg->monitoring.buffer_limit_bytes / 20 * 19))
+            json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit or buffer_limit_bytes): ingest answers 503"));
         if (json_array_size(problems))
             json_object_set_new(o, "status", json_string("fail"));
         json_object_set_new(o, "problems", problems);

@@ -147,6 +147,8 @@ int gw_prom_render(gw_buf_t *b, gw_queue_t *q)
     }
     scalar(b, "luagw_influx_up", "gauge", "1 while the last write attempt succeeded", GW_GET(healthy) != 0);
     scalar(b, "luagw_buffer_points", "gauge", "points waiting for delivery", q ? gw_queue_points(q) : 0);
+    scalar(b, "luagw_buffer_bytes", "gauge", "bytes of those points (with a spool: the spool's on disk)",
+           q ? gw_queue_bytes(q) : 0);
     scalar(b, "luagw_spool_bytes", "gauge", "bytes of the spool on disk (0 without a spool)",
            sp ? gw_spool_bytes(sp) : 0);
     return b->data ? 0 : -ENOMEM;

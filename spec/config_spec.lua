@@ -28,7 +28,7 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
       char *storage_type; int version; char *host; int port; int use_ssl;
       char *database; char *rp; char *user; char *password;
       char *organization; char *bucket; char *token;
-      double flushing_period; uint32_t batch_size; uint32_t buffer_limit; int gzip;
+      double flushing_period; uint32_t batch_size; uint32_t buffer_limit; size_t buffer_limit_bytes; int gzip;
       double timeout; double retry_max; double shutdown_timeout;
       char *overflow; char *dead_letter;
     } monitoring;
@@ -77,7 +77,8 @@ local DEFAULTS = {
   ["monitoring.password"] = "", ["monitoring.organization"] = "luna",
   ["monitoring.bucket"] = "luna_monitoring", ["monitoring.token"] = "",
   ["monitoring.flushing_period"] = 1, ["monitoring.batch_size"] = 5000,
-  ["monitoring.buffer_limit"] = 1000000, ["monitoring.gzip"] = false, ["monitoring.timeout"] = 10,
+  ["monitoring.buffer_limit"] = 1000000, ["monitoring.buffer_limit_bytes"] = 128 * 1024 * 1024,
+  ["monitoring.gzip"] = false, ["monitoring.timeout"] = 10,
   ["monitoring.retry_max"] = 30, ["monitoring.shutdown_timeout"] = 10,
   ["monitoring.overflow"] = "reject", ["monitoring.dead_letter"] = "",
   ["spool.dir"] = "", ["spool.max_bytes"] = 1024 * 1024 * 1024, ["spool.fsync"] = "batch",
@@ -279,7 +280,8 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["monitoring.password"] = 'p@ss: "word"', ["monitoring.organization"] = "Luna Org",
       ["monitoring.bucket"] = "metrics/raw", ["monitoring.token"] = "s3cr3t==",
       ["monitoring.flushing_period"] = 0.25, ["monitoring.batch_size"] = 10000,
-      ["monitoring.buffer_limit"] = 2000000, ["monitoring.gzip"] = true, ["monitoring.timeout"] = 2.5,
+      ["monitoring.buffer_limit"] = 2000000, ["monitoring.buffer_limit_bytes"] = 256 * 1024 * 1024,
+      ["monitoring.gzip"] = true, ["monitoring.timeout"] = 2.5,
       ["monitoring.retry_max"] = 60, ["monitoring.shutdown_timeout"] = 0,
       ["monitoring.overflow"] = "drop_oldest", ["monitoring.dead_letter"] = "/var/lib/luagw/dead-letter.lp",
       ["spool.dir"] = "/var/lib/luagw/spool", ["spool.max_bytes"] = 64 * 1024 * 1024 * 1024,
@@ -849,6 +851,7 @@ describe("gw_config_print_reference", function()
       if key == "listen.max_value_bytes" then want = "64KiB" end
       if key == "scripts.memory_limit" then want = "64MiB" end
       if key == "spool.max_bytes" then want = "1GiB" end
+      if key == "monitoring.buffer_limit_bytes" then want = "128MiB" end
       assert.are.equal(tostring(want), def, key)
     end
     assert.is_truthy(table.concat(lines, "\n"):find("listen.port%s+int 1..65535%s+default 8080"))
