@@ -103,6 +103,14 @@ typedef struct {
         int tls_verify;         /* monitoring.tls_verify */
         char *tls_ca;           /* owned: monitoring.tls_ca, CA bundle; "" = the system's */
     } access;
+
+    /* Who may connect (docs/hardening.md): listen.max_connections_per_client
+     * and listen.probe_connections, kept here, last, so the layout above
+     * stays put. */
+    struct {
+        int per_client; /* connections of one client address at most, 0 = no cap */
+        int probes;     /* connections beyond max_connections, for /ping, /health, /metrics */
+    } conns;
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with

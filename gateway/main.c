@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "batch.h"
 #include "config.h"
@@ -45,6 +46,27 @@ static const char *unquote(char *s)
         if (*p == '"')
             *p = '\'';
     return s;
+}
+
+/* Every connection is a file descriptor: raise the soft limit of open
+ * files to the hard one (as nginx's worker_rlimit_nofile does, and Go at
+ * start-up), and say so when even that falls short of listen.* (beyond it,
+ * connections wait in the kernel's queue until others close). */
+static void raise_fd_limit(const gw_config_t *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->listen.max_connections + (rlim_t)cfg->conns.probes + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {rl.rlim_max < (1 << 20) ? rl.rlim_max : (1 << 20), rl.rlim_max};
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    if (rl.rlim_cur < want)
+        gw_log_warn("the limit of open files is below what listen.max_connections and listen.probe_connections need",
+                    "limit=%llu needed=%llu", (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
 /* SIGHUP: read the file again and put its scripts in force, atomically:
@@ -166,6 +188,7 @@ int main(int argc, char **argv)
         gw_log_error("curl_global_init failed", "%s", "");
         goto out;
     }
+    raise_fd_limit(cfg);
     /* With spool.dir set this also recovers what an earlier run left. */
     q = gw_queue_open(cfg, err, sizeof(err));
     if (!q) {
