@@ -1,5 +1,6 @@
 /* main.c — command line, start-up and orderly shutdown. */
 #include <curl/curl.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -69,6 +70,34 @@ static void raise_fd_limit(const gw_config_t *cfg)
                     "limit=%llu needed=%llu", (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
+/* Keep /metrics slots for the series the configuration names, so that
+ * junk names cannot crowd them out (metrics.h): the declared ones
+ * (`series:`) and those with scripts (`scripts.series`, and <series>.lua in
+ * scripts.dir as gw_script_set_load reads it). */
+static void pin_series(const gw_config_t *cfg)
+{
+    const gw_conf_node_t *maps[] = {cfg->series, cfg->scripts.series};
+    struct dirent *de;
+    DIR *d;
+    int failed = 0;
+
+    for (int m = 0; m < 2; m++)
+        for (const gw_conf_node_t *c = maps[m] ? maps[m]->child : NULL; c; c = c->next)
+            failed += gw_series_pin(c->key, strlen(c->key)) != 0;
+    if ((d = opendir(cfg->scripts.dir))) {
+        while ((de = readdir(d))) {
+            size_t n = strlen(de->d_name);
+            if (n > 4 && de->d_name[0] != '.' && strcmp(de->d_name + n - 4, ".lua") == 0 &&
+                strcmp(de->d_name, "_all.lua") != 0)
+                failed += gw_series_pin(de->d_name, n - 4) != 0;
+        }
+        closedir(d);
+    }
+    if (failed)
+        gw_log_warn("series without a /metrics slot of their own: more than 1024 named, or names over 111 bytes",
+                    "series=%d", failed);
+}
+
 /* SIGHUP: read the file again and put its scripts in force, atomically:
  * workers switch at their next request and finish the one in progress with
  * the old scripts. A bad file or a script that does not load is logged and
@@ -84,6 +113,8 @@ static void reload(const char *path)
         return;
     }
     set = gw_script_set_load(cfg, err, sizeof(err));
+    if (set)
+        pin_series(cfg);
     gw_config_free(cfg);
     if (!set) {
         gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
@@ -173,6 +204,7 @@ int main(int argc, char **argv)
         goto out;
     }
     gw_schema_publish(schema);
+    pin_series(cfg);
     gw_log_info("series declarations loaded", "series=%d service=\"%s\"", gw_schema_count(schema), cfg->service);
 
     /* Every thread inherits this mask; signals are taken by sigwait below,
