@@ -355,9 +355,9 @@ gw_conns_t *gw_conns_create(const gw_conns_limits_t *lim)
     for (int i = 0; i < lim->probes; i++)
         cs->probes[i].fd = -1;
     if (lim->per_client > 0) {
-        /* At most max + probes clients at once: at most half full. */
+        /* A client per connection at most: at most half full. */
         size_t cap = 16;
-        while (cap < 2 * ((size_t)lim->max + (size_t)lim->probes))
+        while (cap < 2 * (size_t)gw_conns_most(lim))
             cap *= 2;
         cs->clients = calloc(cap, sizeof(*cs->clients));
         if (!cs->clients)
