@@ -51,7 +51,7 @@ struct gw_conns {
     uint64_t seed;     /* of the client hash: addresses are chosen by clients */
     probe_t *probes;   /* owned: [lim.probes] */
     int nserve, nprobe;
-    int nclosing;      /* KIND_CLOSING records, at most lim.probes */
+    int nclosing;      /* KIND_CLOSING records, at most CLOSING_MAX */
     gw_conns_stats_t st;
 };
 

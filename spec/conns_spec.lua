@@ -211,3 +211,82 @@ describe("connection limits", function()
     close_all(held)
   end)
 end)
+
+describe("the connection account (gateway/conns.c, through FFI)", function()
+  local core = require("support.core")
+  local ffi, lib = core.ffi, core.lib
+  pcall(ffi.cdef, [[
+  typedef struct { int max, per_client, probes; double probe_seconds; int max_fd; } gw_conns_limits_t;
+  typedef struct {
+    uint64_t accepted, open, probes, refused, refused_client, expired, evicted;
+  } gw_conns_stats_t;
+  typedef struct gw_conns gw_conns_t;
+  gw_conns_t *gw_conns_create(const gw_conns_limits_t *lim);
+  void gw_conns_destroy(gw_conns_t *cs);
+  int gw_conns_admit(gw_conns_t *cs, int fd, const void *addr, double now, const char **why);
+  int gw_conns_started(gw_conns_t *cs, int fd);
+  void gw_conns_closed(gw_conns_t *cs, int fd);
+  void gw_conns_stats(gw_conns_t *cs, gw_conns_stats_t *out);
+  struct luagw_spec_sockaddr_in { uint16_t family; uint16_t port; uint8_t addr[4]; uint8_t zero[8]; };
+  struct luagw_spec_sockaddr_in6 { uint16_t family; uint16_t port; uint32_t flow; uint8_t addr[16]; uint32_t scope; };
+  ]])
+
+  local function v4(a, b)
+    local s = ffi.new("struct luagw_spec_sockaddr_in")
+    s.family, s.addr[0], s.addr[1], s.addr[2], s.addr[3] = 2, 10, 0, a, b
+    return s
+  end
+
+  it("counts each client's connections, opened and closed in any order, like a model does", function()
+    -- Sockets here are only numbers: no probe places, so none is touched.
+    local cs = ffi.gc(lib.gw_conns_create(ffi.new("gw_conns_limits_t", { 300, 3, 0, 2, 4096 })),
+      lib.gw_conns_destroy)
+    local why = ffi.new("const char *[1]")
+    local open, per, total = {}, {}, 0 -- fd -> client; client -> count
+    math.randomseed(7)
+    for _ = 1, 20000 do
+      local fd = math.random(3, 600)
+      if open[fd] then
+        lib.gw_conns_closed(cs, fd)
+        per[open[fd]] = per[open[fd]] - 1
+        open[fd], total = nil, total - 1
+      else
+        local client = math.random(1, 150)
+        local want = (per[client] or 0) >= 3 and 0 or total >= 300 and 0 or 1
+        local got = lib.gw_conns_admit(cs, fd, v4(math.floor(client / 256), client % 256), 0, why)
+        assert.equal(want, got, ("client %d with %d"):format(client, per[client] or 0))
+        if got == 1 then
+          assert.equal(1, lib.gw_conns_started(cs, fd))
+          open[fd], per[client], total = client, (per[client] or 0) + 1, total + 1
+        end
+      end
+    end
+    local st = ffi.new("gw_conns_stats_t")
+    lib.gw_conns_stats(cs, st)
+    assert.equal(total, tonumber(st.open))
+  end)
+
+  it("counts an IPv6 /64 as one client, an IPv4-mapped address as its IPv4 one", function()
+    local cs = ffi.gc(lib.gw_conns_create(ffi.new("gw_conns_limits_t", { 100, 2, 0, 2, 64 })),
+      lib.gw_conns_destroy)
+    local why = ffi.new("const char *[1]")
+    local function v6(bytes)
+      local s = ffi.new("struct luagw_spec_sockaddr_in6")
+      s.family = 10
+      for i, b in ipairs(bytes) do s.addr[i - 1] = b end
+      return s
+    end
+    local net = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1 }
+    local function host(h) local t = { unpack(net) }; for i = 9, 15 do t[i] = 0 end; t[16] = h; return v6(t) end
+    assert.equal(1, lib.gw_conns_admit(cs, 10, host(1), 0, why))
+    assert.equal(1, lib.gw_conns_admit(cs, 11, host(2), 0, why))
+    assert.equal(0, lib.gw_conns_admit(cs, 12, host(3), 0, why)) -- the same /64
+    assert.equal("listen.max_connections_per_client", ffi.string(why[0]))
+    local mapped = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 9 }
+    assert.equal(1, lib.gw_conns_admit(cs, 13, v6(mapped), 0, why))
+    assert.equal(1, lib.gw_conns_admit(cs, 14, v4(0, 9), 0, why))
+    assert.equal(0, lib.gw_conns_admit(cs, 15, v4(0, 9), 0, why)) -- 10.0.0.9 both times
+    lib.gw_conns_closed(cs, 13)
+    assert.equal(1, lib.gw_conns_admit(cs, 15, v4(0, 9), 0, why))
+  end)
+end)
