@@ -28,7 +28,7 @@
  * that libmicrohttpd drops before STARTED (out of memory) is not notified;
  * its record is still "handed" when accept returns its number again, and is
  * given back then. All of it under one mutex: it is taken once per
- * connection event, never per request. */
+ * connection event (and per request on a probe-only connection only). */
 #ifndef GW_CONNS_H
 #define GW_CONNS_H
 
