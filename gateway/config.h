@@ -108,6 +108,13 @@ typedef struct {
 
     char *warnings; /* owned: what loading found odd but allowed, one line each
                      * ("file:line:column: key: what"); NULL = none */
+    /* Who may connect (docs/hardening.md): listen.max_connections_per_client
+     * and listen.probe_connections, kept here, last, so the layout above
+     * stays put. */
+    struct {
+        int per_client; /* connections of one client address at most, 0 = no cap */
+        int probes;     /* connections beyond max_connections, for /ping, /health, /metrics */
+    } conns;
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with

@@ -40,6 +40,7 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     struct { char *dir; size_t max_bytes; char *fsync; double fsync_interval; } spool;
     char *service; gw_conf_node_t *series;
     struct { gw_conf_node_t *tokens; char *tls_cert; char *tls_key; int tls_verify; char *tls_ca; } access;
+    struct { int per_client; int probes; } conns;
   } gw_config_t;
   ]]
 end
@@ -89,11 +90,14 @@ local DEFAULTS = {
   ["service"] = "", ["series"] = "{}", -- top-level keys
   ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
   ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
+  ["listen.max_connections_per_client"] = 256, ["listen.probe_connections"] = 16,
 }
 local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true }
 -- Keys stored in gw_config_t.access (after the sections, for layout).
 local ACCESS = { ["listen.tokens"] = "tokens", ["listen.tls_cert"] = "tls_cert", ["listen.tls_key"] = "tls_key",
   ["monitoring.tls_verify"] = "tls_verify", ["monitoring.tls_ca"] = "tls_ca" }
+-- Keys stored in gw_config_t.conns (last, for layout).
+local CONNS = { ["listen.max_connections_per_client"] = "per_client", ["listen.probe_connections"] = "probes" }
 local KEYS = {}
 for k in pairs(DEFAULTS) do KEYS[#KEYS + 1] = k end
 table.sort(KEYS)
@@ -109,6 +113,7 @@ local function flatten(cfg)
     local section, name = key:match("^(%w+)%.(.+)$")
     local v
     if ACCESS[key] then v = cfg.access[ACCESS[key]]
+    elseif CONNS[key] then v = cfg.conns[CONNS[key]]
     elseif section then v = cfg[section][name] else v = cfg[key] end
     if TREES[key] then
       v = v == nil and DEFAULTS[key] or "tree"
@@ -253,7 +258,8 @@ describe("defaults", function()
     local cfg = assert(load(write("")))
     for _, key in ipairs(KEYS) do
       local section, name = key:match("^(%w+)%.(.+)$")
-      local v = ACCESS[key] and cfg.access[ACCESS[key]] or section and cfg[section][name] or cfg[key]
+      local v = ACCESS[key] and cfg.access[ACCESS[key]] or CONNS[key] and cfg.conns[CONNS[key]]
+        or section and cfg[section][name] or cfg[key]
       if ffi.istype("char *", v) then assert.is_true(v ~= nil, key) end
     end
     -- Two loads never share string storage.
@@ -272,6 +278,7 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["listen.address"] = "::1", ["listen.port"] = 9090, ["listen.threads"] = 8,
       ["listen.max_body_bytes"] = 512 * 1024, ["listen.connection_timeout"] = 120,
       ["listen.max_connections"] = 300, ["listen.max_header_bytes"] = 16 * 1024, ["listen.max_points"] = 50000,
+      ["listen.max_connections_per_client"] = 32, ["listen.probe_connections"] = 4,
       ["listen.max_line_bytes"] = 64 * 1024, ["listen.max_tags"] = 32, ["listen.max_fields"] = 64,
       ["listen.max_key_bytes"] = 128, ["listen.max_value_bytes"] = 4 * 1024,
       ["monitoring.storage_type"] = "influx", ["monitoring.version"] = 2,
@@ -615,7 +622,8 @@ describe("errors: file:line:column: key: what", function()
   it("an unknown key with nothing close lists the keys of its section", function()
     rejects("listen:\n  zzz: 1\n", "2:3", "listen.zzz",
       "unknown key (expected one of: address, port, threads, max_body_bytes, connection_timeout, "
-      .. "max_connections, max_header_bytes, max_points, max_line_bytes, max_tags, max_fields, "
+      .. "max_connections, max_connections_per_client, probe_connections, max_header_bytes, max_points, "
+      .. "max_line_bytes, max_tags, max_fields, "
       .. "max_key_bytes, max_value_bytes, tokens, tls_cert, tls_key)")
   end)
 
