@@ -40,6 +40,7 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     struct { char *dir; size_t max_bytes; char *fsync; double fsync_interval; } spool;
     char *service; gw_conf_node_t *series;
     struct { gw_conf_node_t *tokens; char *tls_cert; char *tls_key; int tls_verify; char *tls_ca; } access;
+    char *warnings;
     struct { int per_client; int probes; } conns;
   } gw_config_t;
   ]]
