@@ -27,7 +27,7 @@ CORE_LUA := $(wildcard gateway/*.lua)
 CORE_OBJ := $(CORE_SRC:.c=.o) $(CORE_LUA:.lua=_lua.o)
 MAIN_OBJ := gateway/main.o
 
-.PHONY: all deps run test check clean bench bench-replay asan test-asan tsan test-tsan fuzz deb FORCE
+.PHONY: all deps run test check clean bench bench-replay bench-delivery asan test-asan tsan test-tsan fuzz deb FORCE
 
 all: gateway/luagw gateway/libluagw.so
 
@@ -181,6 +181,11 @@ test-asan: deps
 BENCH_BIN := bench/results/bin
 bench: all $(BENCH_BIN)/sink $(BENCH_BIN)/load $(BENCH_BIN)/bare $(BENCH_BIN)/replay
 	BENCH_BIN=$(BENCH_BIN) ./bench/run.sh
+
+# What a bad point costs the points behind it, and the memory bound in bytes,
+# against the real binary and influxd (docs/delivery.md, "Bounds"; a minute).
+bench-delivery: all
+	$(LUAJIT) bench/delivery.lua
 
 # Only the callgrind instruction counts (about a minute): bench/results/replay-latest.txt.
 bench-replay: all $(BENCH_BIN)/sink $(BENCH_BIN)/load $(BENCH_BIN)/bare $(BENCH_BIN)/replay

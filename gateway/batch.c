@@ -10,7 +10,10 @@
 #include "log.h"
 #include "metrics.h"
 
-#define SPARE_MAX 4 /* sealed batches' buffers kept for reuse */
+#define SPARE_MAX 4                 /* released batches kept for reuse... */
+#define SPARE_BYTES ((size_t)1 << 20) /* ...when their buffers are no larger */
+#define TRIM_MIN ((size_t)64 << 10)   /* a sealed batch's slack beyond this and a quarter is given back */
+#define DROP_LOG_EVERY 10.0           /* seconds between "dropped the oldest points" lines */
 
 struct gw_queue {
     pthread_mutex_t mu;
@@ -21,8 +24,10 @@ struct gw_queue {
     gw_batch_t *spare;     /* owned: released batches kept for reuse */
     int nspare;
     uint64_t points;       /* held: open + sealed + taken */
+    uint64_t bytes;        /* their lines and ends */
     uint32_t batch_size;
     uint32_t limit;
+    uint64_t limit_bytes;
     double period;
     int closed;
     int drop_oldest;
@@ -52,6 +57,7 @@ gw_queue_t *gw_queue_create(uint32_t batch_size, uint32_t buffer_limit, double f
     pthread_condattr_destroy(&ca);
     q->batch_size = batch_size ? batch_size : 1;
     q->limit = buffer_limit;
+    q->limit_bytes = UINT64_MAX;
     q->period = flushing_period;
     return q;
 }
@@ -59,6 +65,11 @@ gw_queue_t *gw_queue_create(uint32_t batch_size, uint32_t buffer_limit, double f
 void gw_queue_set_drop_oldest(gw_queue_t *q, int on)
 {
     q->drop_oldest = on;
+}
+
+void gw_queue_set_limit_bytes(gw_queue_t *q, uint64_t limit)
+{
+    q->limit_bytes = limit;
 }
 
 void gw_queue_use_spool(gw_queue_t *q, gw_spool_t *spool)
@@ -95,6 +106,7 @@ gw_queue_t *gw_queue_open(const gw_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     gw_queue_set_drop_oldest(q, drop);
+    gw_queue_set_limit_bytes(q, cfg->monitoring.buffer_limit_bytes);
     if (cfg->spool.dir[0]) {
         gw_spool_opts_t o = {
             .dir = cfg->spool.dir,
@@ -111,6 +123,7 @@ gw_queue_t *gw_queue_open(const gw_config_t *cfg, char *err, size_t errlen)
             return NULL;
         }
         gw_queue_use_spool(q, s);
+        gw_queue_set_limit_bytes(q, cfg->spool.max_bytes);
     }
     return q;
 }
@@ -141,11 +154,31 @@ static void batch_free(gw_batch_t *b)
     free(b);
 }
 
+/* The bytes b holds, as counted against buffer_limit_bytes. */
+static uint64_t batch_bytes(const gw_batch_t *b)
+{
+    return (uint64_t)b->data.len + b->ends.len;
+}
+
+/* Give back the slack a growing buffer keeps beyond its length. */
+static void trim(gw_buf_t *buf)
+{
+    char *p;
+
+    if (buf->cap - buf->len <= TRIM_MIN || buf->cap - buf->len <= buf->len / 4 || buf->len == 0)
+        return;
+    p = realloc(buf->data, buf->len);
+    if (p) {
+        buf->data = p;
+        buf->cap = buf->len;
+    }
+}
+
 /* Keep b for reuse, or free it. mu held. Returns b when the caller must free
  * it (outside the lock), else NULL. */
 static gw_batch_t *recycle(gw_queue_t *q, gw_batch_t *b)
 {
-    if (q->nspare >= SPARE_MAX)
+    if (q->nspare >= SPARE_MAX || b->data.cap > SPARE_BYTES || b->ends.cap > SPARE_BYTES)
         return b;
     b->next = q->spare;
     q->spare = b;
@@ -159,6 +192,8 @@ static void seal(gw_queue_t *q)
     gw_batch_t *b = q->open;
     if (!b)
         return;
+    trim(&b->data);
+    trim(&b->ends);
     q->open = NULL;
     b->next = NULL;
     if (q->tail)
@@ -169,14 +204,36 @@ static void seal(gw_queue_t *q)
     pthread_cond_signal(&q->cv);
 }
 
+/* Log the points overflow dropped since the last such line: at most every
+ * DROP_LOG_EVERY seconds, or now when forced (shutdown). take() wakes for
+ * it, so the last burst is logged too. mu held. */
+static void log_drops(gw_queue_t *q, int force)
+{
+    double now = gw_now_mono();
+
+    if (!q->dropped_unlogged || (!force && now - q->last_drop_log < DROP_LOG_EVERY))
+        return;
+    gw_log_warn("buffer full: dropped the oldest points (overflow: drop_oldest)",
+                "points=%llu buffer_limit=%u buffer_limit_bytes=%llu", (unsigned long long)q->dropped_unlogged,
+                q->limit, (unsigned long long)q->limit_bytes);
+    q->dropped_unlogged = 0;
+    q->last_drop_log = now;
+}
+
+/* Would npoints more points of nbytes fit? mu held. */
+static int fits(const gw_queue_t *q, uint32_t npoints, uint64_t nbytes)
+{
+    return q->points + npoints <= q->limit && q->bytes + nbytes <= q->limit_bytes;
+}
+
 /* overflow: drop_oldest. Drop waiting batches, oldest first (the open one
- * last), until need more points fit. The batch being sent is not touched.
- * mu held. Returns the points dropped. */
-static uint64_t drop_oldest(gw_queue_t *q, uint32_t need)
+ * last), until need more points of nbytes fit. The batch being sent is not
+ * touched. mu held. Returns the points dropped. */
+static uint64_t drop_oldest(gw_queue_t *q, uint32_t need, uint64_t nbytes)
 {
     uint64_t lost = 0;
 
-    while (q->points + need > q->limit && (q->head || q->open)) {
+    while (!fits(q, need, nbytes) && (q->head || q->open)) {
         gw_batch_t *b = q->head ? q->head : q->open;
         if (b == q->head) {
             q->head = b->next;
@@ -186,6 +243,7 @@ static uint64_t drop_oldest(gw_queue_t *q, uint32_t need)
             q->open = NULL;
         }
         q->points -= b->npoints;
+        q->bytes -= batch_bytes(b);
         lost += b->npoints;
         b = recycle(q, b);
         if (b)
@@ -211,33 +269,49 @@ static int append(gw_batch_t *b, const char *lines, const uint32_t *ends, uint32
     return 0;
 }
 
+/* How many of points [from, n) fit in a batch already holding have bytes of
+ * lines and room points: at least one when the batch is empty. */
+static uint32_t take_count(const uint32_t *ends, uint32_t from, uint32_t n, uint32_t room, size_t have)
+{
+    size_t start = from ? ends[from - 1] : 0;
+    uint32_t take = n - from < room ? n - from : room;
+
+    if (have + (ends[from + take - 1] - start) <= GW_BATCH_MAX_BYTES)
+        return take;
+    /* Cut by size: the last point whose line still fits. */
+    for (take = 0; take < room && from + take < n; take++)
+        if (have + (ends[from + take] - start) > GW_BATCH_MAX_BYTES)
+            break;
+    return take || have ? take : 1;
+}
+
 int gw_queue_push(gw_queue_t *q, const char *lines, size_t len, const uint32_t *ends,
                   uint32_t npoints)
 {
+    uint64_t lost = 0, nbytes = (uint64_t)len + 4 * (uint64_t)npoints;
     uint32_t done = 0;
-    uint64_t lost = 0;
     int rc = 0;
 
     if (npoints == 0)
         return 0;
     if (q->spool)
         return gw_spool_append(q->spool, lines, len, ends, npoints);
-    if (npoints > q->limit)
+    if (npoints > q->limit || nbytes > q->limit_bytes)
         return GW_QUEUE_TOO_BIG;
     pthread_mutex_lock(&q->mu);
     if (q->closed) {
         rc = GW_QUEUE_CLOSED;
         goto out;
     }
-    if (q->points + npoints > q->limit && q->drop_oldest)
-        lost = drop_oldest(q, npoints);
-    if (q->points + npoints > q->limit) {
+    if (!fits(q, npoints, nbytes) && q->drop_oldest)
+        lost = drop_oldest(q, npoints, nbytes);
+    if (!fits(q, npoints, nbytes)) {
         rc = GW_QUEUE_FULL;
         goto out;
     }
     while (done < npoints) {
         gw_batch_t *b = q->open;
-        uint32_t take, room;
+        uint32_t take;
 
         if (!b) {
             b = batch_new(q);
@@ -251,15 +325,19 @@ int gw_queue_push(gw_queue_t *q, const char *lines, size_t len, const uint32_t *
              * starts timing this batch. */
             pthread_cond_signal(&q->cv);
         }
-        room = q->batch_size - b->npoints;
-        take = npoints - done < room ? npoints - done : room;
+        take = take_count(ends, done, npoints, q->batch_size - b->npoints, b->data.len);
+        if (take == 0) { /* full by size */
+            seal(q);
+            continue;
+        }
         if (append(b, lines, ends, done, done + take)) {
             rc = -ENOMEM;
             break;
         }
         q->points += take;
+        q->bytes += (ends[done + take - 1] - (done ? ends[done - 1] : 0)) + 4 * (uint64_t)take;
         done += take;
-        if (b->npoints >= q->batch_size)
+        if (b->npoints >= q->batch_size || b->data.len >= GW_BATCH_MAX_BYTES)
             seal(q);
     }
     /* On ENOMEM part of the request may be queued; the caller reports the
@@ -268,18 +346,11 @@ int gw_queue_push(gw_queue_t *q, const char *lines, size_t len, const uint32_t *
      * InfluxDB: an identical point overwrites itself). */
 out:
     if (lost) {
-        double now = gw_now_mono();
         GW_COUNT(points_overflowed, lost);
         q->dropped_unlogged += lost;
-        if (now - q->last_drop_log >= 10) {
-            gw_log_warn("buffer full: dropped the oldest points (overflow: drop_oldest)",
-                        "points=%llu buffer_limit=%u", (unsigned long long)q->dropped_unlogged, q->limit);
-            q->dropped_unlogged = 0;
-            q->last_drop_log = now;
-        }
+        log_drops(q, 0);
     }
     pthread_mutex_unlock(&q->mu);
-    (void)len;
     return rc;
 }
 
@@ -303,10 +374,13 @@ static gw_batch_t *take_spooled(gw_queue_t *q, double deadline)
             }
             q->open = b;
         }
-        if (b->npoints < q->batch_size &&
-            gw_spool_read(q->spool, &b->data, &b->ends, q->batch_size - b->npoints, &got, &b->end)) {
-            gw_log_error("spool: out of memory reading", "%s", "");
-            gw_spool_wait(q->spool, gw_now_mono() + 0.1);
+        if (b->npoints < q->batch_size && b->data.len < GW_BATCH_MAX_BYTES) {
+            int rc = gw_spool_read(q->spool, &b->data, &b->ends, q->batch_size - b->npoints, GW_BATCH_MAX_BYTES,
+                                   &got, &b->end);
+            if (rc == -ENOMEM)
+                gw_log_error("spool: out of memory reading", "%s", "");
+            if (rc) /* ENOMEM, or a segment that cannot be opened now (logged): try again soon */
+                gw_spool_wait(q->spool, gw_now_mono() + 0.1);
         }
         now = gw_now_mono();
         if (got && b->opened_at == 0)
@@ -315,7 +389,10 @@ static gw_batch_t *take_spooled(gw_queue_t *q, double deadline)
         pthread_mutex_lock(&q->mu);
         closed = q->closed;
         pthread_mutex_unlock(&q->mu);
-        if (b->npoints >= q->batch_size || (b->npoints && (closed || now >= b->opened_at + q->period))) {
+        /* Full: by count, or by size (nothing more fits though more is there). */
+        if (b->npoints >= q->batch_size || b->data.len >= GW_BATCH_MAX_BYTES ||
+            (b->npoints && !got && gw_spool_unread(q->spool)) ||
+            (b->npoints && (closed || now >= b->opened_at + q->period))) {
             q->open = NULL;
             return b;
         }
@@ -357,9 +434,12 @@ gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline)
             break;
         if (deadline > 0 && now >= deadline)
             break;
+        log_drops(q, 0);
         wake = q->open ? q->open->opened_at + q->period : 0;
         if (deadline > 0 && (wake == 0 || deadline < wake))
             wake = deadline;
+        if (q->dropped_unlogged && (wake == 0 || q->last_drop_log + DROP_LOG_EVERY < wake))
+            wake = q->last_drop_log + DROP_LOG_EVERY;
         if (wake == 0) {
             pthread_cond_wait(&q->cv, &q->mu);
         } else {
@@ -372,13 +452,25 @@ gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline)
     return b;
 }
 
+int gw_queue_finished(gw_queue_t *q)
+{
+    int done;
+
+    pthread_mutex_lock(&q->mu);
+    done = q->closed && !q->head && (q->spool ? !q->open || !q->open->npoints : !q->open);
+    pthread_mutex_unlock(&q->mu);
+    return done && (!q->spool || !gw_spool_unread(q->spool));
+}
+
 void gw_queue_release(gw_queue_t *q, gw_batch_t *b)
 {
     if (q->spool)
         gw_spool_ack(q->spool, &b->end, b->npoints);
     pthread_mutex_lock(&q->mu);
-    if (!q->spool)
+    if (!q->spool) {
         q->points -= b->npoints;
+        q->bytes -= batch_bytes(b);
+    }
     b = recycle(q, b);
     pthread_mutex_unlock(&q->mu);
     if (b)
@@ -388,8 +480,10 @@ void gw_queue_release(gw_queue_t *q, gw_batch_t *b)
 void gw_queue_abandon(gw_queue_t *q, gw_batch_t *b, uint32_t done)
 {
     if (!q->spool) {
+        /* Its memory goes; its points left stay counted (as undelivered). */
         pthread_mutex_lock(&q->mu);
         q->points -= done;
+        q->bytes -= batch_bytes(b);
         pthread_mutex_unlock(&q->mu);
     }
     batch_free(b);
@@ -398,6 +492,7 @@ void gw_queue_abandon(gw_queue_t *q, gw_batch_t *b, uint32_t done)
 void gw_queue_close(gw_queue_t *q)
 {
     pthread_mutex_lock(&q->mu);
+    log_drops(q, 1);
     q->closed = 1;
     if (!q->spool)
         seal(q);
@@ -407,15 +502,29 @@ void gw_queue_close(gw_queue_t *q)
         gw_spool_close(q->spool);
 }
 
-uint64_t gw_queue_points(gw_queue_t *q)
+/* One of q's counters, read under its lock. */
+static uint64_t read_locked(gw_queue_t *q, const uint64_t *counter)
 {
     uint64_t n;
-    if (q->spool)
-        return gw_spool_points(q->spool);
     pthread_mutex_lock(&q->mu);
-    n = q->points;
+    n = *counter;
     pthread_mutex_unlock(&q->mu);
     return n;
+}
+
+uint64_t gw_queue_points(gw_queue_t *q)
+{
+    return q->spool ? gw_spool_points(q->spool) : read_locked(q, &q->points);
+}
+
+uint64_t gw_queue_bytes(gw_queue_t *q)
+{
+    return q->spool ? gw_spool_bytes(q->spool) : read_locked(q, &q->bytes);
+}
+
+uint64_t gw_queue_limit_bytes(gw_queue_t *q)
+{
+    return q->limit_bytes;
 }
 
 void gw_queue_destroy(gw_queue_t *q)

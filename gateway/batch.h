@@ -2,9 +2,13 @@
  *
  * Workers append encoded line protocol (one lock per request, never per
  * point) to the open batch; a batch is sealed when it holds batch_size points
- * or has been open for flushing_period, then waits in FIFO order for the
- * sender. Every point counts against buffer_limit from the moment it is
- * appended until the sender releases its batch, so memory stays bounded.
+ * or GW_BATCH_MAX_BYTES of lines, or has been open for flushing_period, then
+ * waits in FIFO order for the sender. Every point counts against
+ * buffer_limit, and its bytes (its line and its 4-byte end) against
+ * buffer_limit_bytes, from the moment it is appended until the sender
+ * releases its batch, so memory stays bounded whatever the points hold. A
+ * sealed batch gives back the slack of its growing buffer, and the buffers
+ * kept for reuse are small, so the bytes counted are the bytes held.
  *
  * With a spool (spool.h) the spool is the queue: a push appends a record to
  * it (durably, per its fsync policy) and take() reads the next batch back
@@ -25,6 +29,11 @@
 #include "config.h"
 #include "spool.h"
 
+/* A batch is sealed once its lines reach this size (a point larger than it
+ * gets a batch of its own): InfluxDB's default max-body-size is 25 MB, and
+ * the sender's gzip copy of a batch stays small. */
+#define GW_BATCH_MAX_BYTES ((size_t)8 << 20)
+
 typedef struct gw_batch {
     gw_buf_t data;          /* owned: lines, each ending in '\n' */
     uint32_t npoints;
@@ -37,21 +46,26 @@ typedef struct gw_batch {
 typedef struct gw_queue gw_queue_t;
 
 enum {
-    GW_QUEUE_FULL = 1,   /* not enough room under buffer_limit: try later */
+    GW_QUEUE_FULL = 1,   /* not enough room under buffer_limit(_bytes): try later */
     GW_QUEUE_CLOSED = 2, /* shutting down */
-    GW_QUEUE_TOO_BIG = 3 /* more points than buffer_limit could ever hold */
+    GW_QUEUE_TOO_BIG = 3 /* more points or bytes than the buffer could ever hold */
 };
 
 /* Create an in-memory queue. NULL on ENOMEM. Free with gw_queue_destroy. */
 gw_queue_t *gw_queue_create(uint32_t batch_size, uint32_t buffer_limit, double flushing_period);
 
 /* Create the queue cfg describes: monitoring.batch_size, buffer_limit,
- * flushing_period and overflow, and the spool when spool.dir is set (opened
- * and recovered here, owned by the queue). NULL with the reason in err. */
+ * buffer_limit_bytes, flushing_period and overflow, and the spool when
+ * spool.dir is set (opened and recovered here, owned by the queue). NULL
+ * with the reason in err. */
 gw_queue_t *gw_queue_open(const gw_config_t *cfg, char *err, size_t errlen);
 
 /* overflow: drop_oldest (1) or reject (0, the default). Before use. */
 void gw_queue_set_drop_oldest(gw_queue_t *q, int on);
+
+/* Bound the bytes held (lines and their 4-byte ends); none by default.
+ * Before use. */
+void gw_queue_set_limit_bytes(gw_queue_t *q, uint64_t limit);
 
 /* Make spool (now owned by q) the queue's storage. Before use. */
 void gw_queue_use_spool(gw_queue_t *q, gw_spool_t *spool);
@@ -69,6 +83,9 @@ int gw_queue_push(gw_queue_t *q, const char *lines, size_t len, const uint32_t *
  * deadline (monotonic seconds, 0 = none) passes. */
 gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline);
 
+/* Closed, and nothing left to take? */
+int gw_queue_finished(gw_queue_t *q);
+
 /* The sender is done with b (delivered or given up for good): free its room
  * (with a spool: ack it). */
 void gw_queue_release(gw_queue_t *q, gw_batch_t *b);
@@ -83,6 +100,14 @@ void gw_queue_close(gw_queue_t *q);
 
 /* Points held (open + waiting + being sent; with a spool: not yet acked). */
 uint64_t gw_queue_points(gw_queue_t *q);
+
+/* The bytes of those points: in memory, their lines and ends (what
+ * buffer_limit_bytes bounds); with a spool, the spool's bytes on disk. */
+uint64_t gw_queue_bytes(gw_queue_t *q);
+
+/* The limit gw_queue_bytes is held under: buffer_limit_bytes, or with a
+ * spool spool.max_bytes. */
+uint64_t gw_queue_limit_bytes(gw_queue_t *q);
 
 /* The spool, or NULL (borrowed from q). */
 gw_spool_t *gw_queue_spool(gw_queue_t *q);

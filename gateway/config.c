@@ -90,7 +90,12 @@ static const option_t options[] = {
     INT("listen.connection_timeout", listen.connection_timeout, 1, 3600, "30",
         "seconds an idle client connection may stay open"),
     INT("listen.max_connections", listen.max_connections, 1, 1000000, "1024",
-        "client connections open at once; more are closed on accept"),
+        "client connections open at once, over all clients; beyond, see probe_connections"),
+    /* stored in gw_config_t.conns, last, for layout */
+    INT("listen.max_connections_per_client", conns.per_client, 0, 1000000, "256",
+        "connections of one client (IPv4 address, IPv6 /64) at once; more are closed on accept; 0 = no cap"),
+    INT("listen.probe_connections", conns.probes, 0, 1000, "16",
+        "connections beyond max_connections that answer only /ping, /health, /metrics; more are closed"),
     SIZE("listen.max_header_bytes", listen.max_header_bytes, 8 * KIB, 64 * MIB, "128KiB",
          "memory of one connection for its request line and headers; larger headers are refused"),
     UINT32("listen.max_points", listen.max_points, 1, 100000000, "1000000",
@@ -151,6 +156,8 @@ static const option_t options[] = {
            "points per write request to InfluxDB"),
     UINT32("monitoring.buffer_limit", monitoring.buffer_limit, 1, 1000000000, "1000000",
            "points held at most while InfluxDB is slow or down (503 beyond); >= batch_size"),
+    SIZE("monitoring.buffer_limit_bytes", monitoring.buffer_limit_bytes, MIB, 1024 * GIB, "128MiB",
+         "bytes of those points held at most (503 beyond); bounds memory whatever the points hold"),
     BOOL("monitoring.gzip", monitoring.gzip, "false",
          "gzip the batches sent to InfluxDB"),
     SECONDS("monitoring.timeout", monitoring.timeout, 0.1, 600, "10",
@@ -1534,7 +1541,7 @@ void gw_config_print_reference(FILE *out)
         gw_buf_putc(&type, '\0');
         /* Show an empty default the way it would be written in YAML. */
         gw_buf_printf(&def, "%s", *o->def ? o->def : "\"\"");
-        fprintf(out, "%-28s %-26s default %-16s %s\n", o->key, type.data ? type.data : "",
+        fprintf(out, "%-34s %-26s default %-16s %s\n", o->key, type.data ? type.data : "",
                 def.data ? def.data : "", o->help);
     }
     gw_buf_free(&type);

@@ -63,6 +63,7 @@ typedef struct {
         double flushing_period; /* seconds */
         uint32_t batch_size;    /* points per batch */
         uint32_t buffer_limit;  /* points held at most */
+        size_t buffer_limit_bytes; /* their bytes (lines and ends) at most */
         int gzip;               /* compress batches sent to InfluxDB */
         double timeout;         /* seconds for one write request */
         double retry_max;       /* seconds: cap of the retry backoff */
@@ -107,6 +108,13 @@ typedef struct {
 
     char *warnings; /* owned: what loading found odd but allowed, one line each
                      * ("file:line:column: key: what"); NULL = none */
+    /* Who may connect (docs/hardening.md): listen.max_connections_per_client
+     * and listen.probe_connections, kept here, last, so the layout above
+     * stays put. */
+    struct {
+        int per_client; /* connections of one client address at most, 0 = no cap */
+        int probes;     /* connections beyond max_connections, for /ping, /health, /metrics */
+    } conns;
 
     /* listen.drain_seconds (kept last so the layout above stays put):
      * after SIGTERM, seconds of ingest while /health already answers 503. */

@@ -17,7 +17,14 @@
 typedef struct {
     char *name;               /* owned: the measurement as written in line protocol */
     uint64_t count;
+    uint64_t by_reason[GW_DL_NREASONS];
 } series_t;
+
+static const char *const reason_names[GW_DL_NREASONS] = {
+    [GW_DL_REFUSED] = "refused",           [GW_DL_TOO_LARGE] = "too_large",
+    [GW_DL_SERVER_ERROR] = "server_error", [GW_DL_NO_ANSWER] = "no_answer",
+    [GW_DL_UNREADABLE] = "unreadable_answer", [GW_DL_UNRESOLVED] = "unresolved",
+};
 
 static struct {
     pthread_mutex_t mu;
@@ -25,12 +32,20 @@ static struct {
     char *path;               /* owned, or NULL */
     series_t series[SERIES_MAX];
     size_t nseries;
-    uint64_t other, total;
+    series_t other;           /* the series beyond SERIES_MAX; name unused */
+    uint64_t total;
+    uint64_t by_reason[GW_DL_NREASONS];
     double last_log;          /* monotonic */
     uint64_t held;            /* points refused since the last log line */
     char held_why[256];
     long held_status;
+    int held_reason;
 } dl = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+const char *gw_deadletter_reason_name(int reason)
+{
+    return reason >= 0 && reason < GW_DL_NREASONS ? reason_names[reason] : "unknown";
+}
 
 static double mono(void)
 {
@@ -65,21 +80,21 @@ static size_t measurement_len(const char *p, size_t n)
     return i < n ? i : n;
 }
 
-/* Count one point of series name (n bytes). mu held. */
-static void count(const char *name, size_t n)
+/* The counters of series name (n bytes), added on first use. mu held. */
+static series_t *series_of(const char *name, size_t n)
 {
-    size_t i;
+    char *copy;
 
-    for (i = 0; i < dl.nseries; i++)
-        if (strlen(dl.series[i].name) == n && memcmp(dl.series[i].name, name, n) == 0) {
-            dl.series[i].count++;
-            return;
-        }
-    if (dl.nseries < SERIES_MAX && (dl.series[i].name = strndup(name, n)) != NULL) {
-        dl.series[dl.nseries++].count = 1;
-        return;
+    for (size_t i = 0; i < dl.nseries; i++)
+        if (strlen(dl.series[i].name) == n && memcmp(dl.series[i].name, name, n) == 0)
+            return &dl.series[i];
+    if (dl.nseries < SERIES_MAX && (copy = strndup(name, n)) != NULL) {
+        series_t *s = &dl.series[dl.nseries++];
+        memset(s, 0, sizeof(*s));
+        s->name = copy;
+        return s;
     }
-    dl.other++;
+    return &dl.other;
 }
 
 /* One line, printable: quotes and newlines would break the log format. */
@@ -92,21 +107,28 @@ static void clean(char *out, size_t outlen, const char *in)
 }
 
 void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, uint32_t to, long status,
-                       const char *why)
+                       int reason, const char *why)
 {
     size_t start = from ? ends[from - 1] : 0;
-    char reason[256], first[128];
+    const char *rname;
+    char text[256], first[128];
     double now = mono();
 
     if (from >= to)
         return;
-    clean(reason, sizeof(reason), why ? why : "");
+    if (reason < 0 || reason >= GW_DL_NREASONS)
+        reason = GW_DL_REFUSED;
+    rname = reason_names[reason];
+    clean(text, sizeof(text), why ? why : "");
     pthread_mutex_lock(&dl.mu);
     for (uint32_t i = from; i < to; i++) {
         size_t b = i ? ends[i - 1] : 0;
-        count(lines + b, measurement_len(lines + b, ends[i] - b));
+        series_t *s = series_of(lines + b, measurement_len(lines + b, ends[i] - b));
+        s->count++;
+        s->by_reason[reason]++;
     }
     dl.total += to - from;
+    dl.by_reason[reason] += to - from;
     if (dl.file) {
         char stamp[40];
         struct timespec ts;
@@ -114,7 +136,8 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
         strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-        fprintf(dl.file, "# %s.%03ldZ status=%ld error=\"%s\"\n", stamp, ts.tv_nsec / 1000000, status, reason);
+        fprintf(dl.file, "# %s.%03ldZ status=%ld reason=%s error=\"%s\"\n", stamp, ts.tv_nsec / 1000000, status,
+                rname, text);
         fwrite(lines + start, 1, ends[to - 1] - start, dl.file);
         static gw_log_limit_t lim = GW_LOG_LIMIT_INIT; /* a full disk fails every batch */
         if (fflush(dl.file))
@@ -122,14 +145,16 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
                            dl.path, strerror(errno));
     }
     dl.held += to - from;
-    snprintf(dl.held_why, sizeof(dl.held_why), "%s", reason);
+    snprintf(dl.held_why, sizeof(dl.held_why), "%s", text);
     dl.held_status = status;
+    dl.held_reason = reason;
     if (now - dl.last_log >= LOG_EVERY) {
         size_t m = measurement_len(lines + start, ends[from] - start);
         snprintf(first, sizeof(first), "%.*s", (int)(m < 100 ? m : 100), lines + start);
         clean(first, sizeof(first), first);
-        gw_log_error("influx refused points for good", "points=%llu total=%llu series=\"%s\" status=%ld error=\"%s\"%s%s%s",
-                     (unsigned long long)dl.held, (unsigned long long)dl.total, first, status, reason,
+        gw_log_error("influx refused points for good",
+                     "points=%llu total=%llu series=\"%s\" status=%ld reason=%s error=\"%s\"%s%s%s",
+                     (unsigned long long)dl.held, (unsigned long long)dl.total, first, status, rname, text,
                      dl.file ? " dead_letter=\"" : "", dl.file ? dl.path : "", dl.file ? "\"" : "");
         dl.held = 0;
         dl.last_log = now;
@@ -137,33 +162,76 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
     pthread_mutex_unlock(&dl.mu);
 }
 
+/* {"name": count, ...} of counter k (-1: all reasons). mu held. */
+static json_t *series_json(int k)
+{
+    json_t *s = json_object();
+
+    for (size_t i = 0; i <= dl.nseries; i++) {
+        const series_t *e = i < dl.nseries ? &dl.series[i] : &dl.other;
+        uint64_t v = k < 0 ? e->count : e->by_reason[k];
+        if (v)
+            json_object_set_new(s, i < dl.nseries ? e->name : OTHER, json_integer((json_int_t)v));
+    }
+    return s;
+}
+
 json_t *gw_deadletter_json(void)
 {
-    json_t *o = json_object(), *s = json_object();
+    json_t *o = json_object(), *r = json_object();
 
-    if (!o || !s) {
+    if (!o || !r) {
         json_decref(o);
-        json_decref(s);
+        json_decref(r);
         return NULL;
     }
     pthread_mutex_lock(&dl.mu);
-    for (size_t i = 0; i < dl.nseries; i++)
-        json_object_set_new(s, dl.series[i].name, json_integer((json_int_t)dl.series[i].count));
-    if (dl.other)
-        json_object_set_new(s, OTHER, json_integer((json_int_t)dl.other));
     json_object_set_new(o, "points", json_integer((json_int_t)dl.total));
     json_object_set_new(o, "file", dl.path ? json_string(dl.path) : json_null());
+    json_object_set_new(o, "series", series_json(-1));
+    for (int k = 0; k < GW_DL_NREASONS; k++)
+        if (dl.by_reason[k])
+            json_object_set_new(r, reason_names[k], json_pack("{s:I, s:o}", "points", (json_int_t)dl.by_reason[k],
+                                                              "series", series_json(k)));
     pthread_mutex_unlock(&dl.mu);
-    json_object_set_new(o, "series", s);
+    json_object_set_new(o, "reasons", r);
     return o;
+}
+
+/* Log the points held back by the rate limit. mu held. */
+static void log_held(void)
+{
+    if (!dl.held)
+        return;
+    gw_log_error("influx refused points for good", "points=%llu total=%llu status=%ld reason=%s error=\"%s\"",
+                 (unsigned long long)dl.held, (unsigned long long)dl.total, dl.held_status,
+                 reason_names[dl.held_reason], dl.held_why);
+    dl.held = 0;
+    dl.last_log = mono();
+}
+
+double gw_deadletter_due(void)
+{
+    double due;
+
+    pthread_mutex_lock(&dl.mu);
+    due = dl.held ? dl.last_log + LOG_EVERY : 0;
+    pthread_mutex_unlock(&dl.mu);
+    return due;
+}
+
+void gw_deadletter_tick(void)
+{
+    pthread_mutex_lock(&dl.mu);
+    if (dl.held && mono() - dl.last_log >= LOG_EVERY)
+        log_held();
+    pthread_mutex_unlock(&dl.mu);
 }
 
 void gw_deadletter_close(void)
 {
     pthread_mutex_lock(&dl.mu);
-    if (dl.held)
-        gw_log_error("influx refused points for good", "points=%llu total=%llu status=%ld error=\"%s\"",
-                     (unsigned long long)dl.held, (unsigned long long)dl.total, dl.held_status, dl.held_why);
+    log_held();
     if (dl.file)
         fclose(dl.file);
     dl.file = NULL;
@@ -172,6 +240,8 @@ void gw_deadletter_close(void)
     for (size_t i = 0; i < dl.nseries; i++)
         free(dl.series[i].name);
     dl.nseries = 0;
-    dl.other = dl.total = dl.held = 0;
+    memset(&dl.other, 0, sizeof(dl.other));
+    memset(dl.by_reason, 0, sizeof(dl.by_reason));
+    dl.total = dl.held = 0;
     pthread_mutex_unlock(&dl.mu);
 }

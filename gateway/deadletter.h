@@ -17,18 +17,42 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Why points were given up (docs/delivery.md, "Dead letters"). */
+typedef enum {
+    GW_DL_REFUSED = 0,     /* InfluxDB refused them (400/422) */
+    GW_DL_TOO_LARGE,       /* 413 for a single point */
+    GW_DL_SERVER_ERROR,    /* a status InfluxDB gave only for them while it took other writes */
+    GW_DL_NO_ANSWER,       /* InfluxDB never answered a write of them, while it answered others */
+    GW_DL_UNREADABLE,      /* InfluxDB's answer to them could not be read, while others could */
+    GW_DL_UNRESOLVED,      /* a partial write not looked into: InfluxDB stored all but some of them */
+    GW_DL_NREASONS
+} gw_dl_reason_t;
+
+/* The reason's name as written in the file, the log and /health. */
+const char *gw_deadletter_reason_name(int reason);
+
 /* Start counting, and writing to path unless it is empty. 0, or -1 with the
  * reason in err (the file cannot be opened for appending). */
 int gw_deadletter_open(const char *path, char *err, size_t errlen);
 
-/* Points [from, to) of a batch were refused: lines holds the batch, ends[i]
- * the offset just past point i. status and why are InfluxDB's answer. */
+/* Points [from, to) of a batch were given up: lines holds the batch, ends[i]
+ * the offset just past point i. status and why are InfluxDB's answer,
+ * reason a gw_dl_reason_t. */
 void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, uint32_t to, long status,
-                       const char *why);
+                       int reason, const char *why);
 
-/* {"points": total, "file": path|null, "series": {"name": count, ...}}.
- * New reference; NULL on ENOMEM. */
+/* {"points": total, "file": path|null, "series": {"name": count, ...},
+ *  "reasons": {"server_error": {"points": n, "series": {"name": n}}, ...}}
+ * (only the reasons that occurred). New reference; NULL on ENOMEM. */
 json_t *gw_deadletter_json(void);
+
+/* When (monotonic seconds) points held back by the log's rate limit are
+ * due to be logged; 0 when none are held. */
+double gw_deadletter_due(void);
+
+/* Log the points held back if they are due: the sender calls it between
+ * batches, so the last burst is logged without waiting for the next. */
+void gw_deadletter_tick(void);
 
 /* Log what the rate limit held back, close the file, forget the counts. */
 void gw_deadletter_close(void);

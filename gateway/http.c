@@ -3,8 +3,10 @@
 
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <fcntl.h>
@@ -16,9 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <libdeflate.h>
 
+#include "conns.h"
 #include "deadletter.h"
 #include "lineproto.h"
 #include "log.h"
@@ -27,6 +31,7 @@
 #include "prom.h"
 #include "script.h"
 #include "spool.h"
+#include "utf8.h"
 #include "version.h"
 
 enum route {
@@ -45,6 +50,7 @@ struct gw_http {
     int ndaemons;
     int listen_fd;               /* owned */
     int wake[2];                 /* owned: pipe that stops the acceptor */
+    gw_conns_t *conns;           /* owned: who may connect (conns.h) */
     pthread_t acceptor;
     int acceptor_ok;
     int key_ok;
@@ -60,6 +66,19 @@ struct gw_http {
 
 /* Bytes over the body limit that are read and discarded to deliver a 413. */
 #define DRAIN_MAX ((size_t)16 << 20)
+
+/* Seconds a probe-only connection (conns.h) lives from its accept: enough
+ * for a probe's request and answer, too little for a slow client to hold. */
+#define PROBE_SECONDS 2.0
+
+/* Points /v1/debug/transform takes in one body: its answer is about 200
+ * bytes per point (and jansson's document ten times that while it is
+ * built), so this bounds both. */
+#define DEBUG_MAX_POINTS 10000
+
+/* Beyond this much answer or body, the debug transform gives its worker's
+ * buffers back afterwards (they are made again at the next request). */
+#define DEBUG_RELEASE_BYTES ((size_t)1 << 20)
 
 /* One request in progress; freed by on_completed. */
 typedef struct {
@@ -84,50 +103,89 @@ static const struct {
 
 /* ------------------------------------------------------------------ answers */
 
-static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const char *body,
-                              size_t len, const char *ctype)
+/* The socket context of a connection admitted only for probes (conns.h). */
+static char probe_mark;
+
+static int probe_only(struct MHD_Connection *c)
 {
-    struct MHD_Response *r;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci && ci->socket_context == &probe_mark;
+}
+
+/* Add the headers of every answer to r, queue it and let go of it. A
+ * probe-only connection is closed after its answer. */
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
+                             const char *ctype)
+{
     enum MHD_Result rc;
 
-    r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return MHD_NO;
     if (ctype)
         MHD_add_response_header(r, "Content-Type", ctype);
     MHD_add_response_header(r, "X-Influxdb-Version", GW_INFLUX_COMPAT_VERSION);
     MHD_add_response_header(r, "X-Luagw-Version", GW_VERSION);
     if (status == 503)
         MHD_add_response_header(r, "Retry-After", "1");
+    if (probe_only(c))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
 }
 
-/* Answer status with a JSON body holding obj (consumed). For the 2.x
- * endpoint the message is also given as {"code", "message"}, which 2.x
+static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const char *body,
+                              size_t len, const char *ctype)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+
+    return r ? queue(c, status, r, ctype) : MHD_NO;
+}
+
+/* What an answer says when its own JSON cannot be made (out of memory). */
+static const char nomem_json[] = "{\"error\":\"out of memory while answering\"}";
+
+/* The JSON text of obj (consumed), malloc'd; NULL on ENOMEM. For the 2.x
+ * endpoint an error is also given as {"code", "message"}, which 2.x
  * clients read. */
-static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned status, json_t *obj,
-                                   enum route route)
+static char *json_text(unsigned status, json_t *obj, enum route route)
 {
     char *text;
-    enum MHD_Result rc;
 
     if (route == R_WRITE_V2 && json_object_get(obj, "error")) {
         json_object_set_new(obj, "code", json_string(status == 413 ? "request too large"
                                                      : status == 401 ? "unauthorized"
+                                                     : status == 404 ? "not found"
                                                      : status == 503 ? "unavailable"
                                                      : status >= 500 ? "internal error"
                                                                      : "invalid"));
         json_object_set(obj, "message", json_object_get(obj, "error"));
     }
-    text = json_dumps(obj, JSON_COMPACT);
+    text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);
+    return text;
+}
+
+/* Answer status with a JSON body holding obj (consumed). */
+static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned status, json_t *obj,
+                                   enum route route)
+{
+    char *text = json_text(status, obj, route);
+    enum MHD_Result rc;
+
     if (!text)
-        return answer(c, 500, "", 0, NULL);
+        return answer(c, 500, nomem_json, sizeof(nomem_json) - 1, "application/json");
     rc = answer(c, status, text, strlen(text), "application/json");
     free(text);
     return rc;
+}
+
+/* {"error": message}: the message made safe to echo (utf8.h), whatever of
+ * the client's it holds. NULL on ENOMEM. */
+static json_t *error_obj(const char *fmt, va_list ap)
+{
+    char raw[1024], msg[512];
+
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    return json_pack("{s:s}", "error", gw_utf8_echo(msg, sizeof(msg), raw, strlen(raw)));
 }
 
 static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, enum route route,
@@ -136,13 +194,36 @@ static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, e
 static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, enum route route,
                                     const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
+    json_t *o;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    o = error_obj(fmt, ap);
     va_end(ap);
-    return answer_json(c, status, json_pack("{s:s}", "error", msg), route);
+    return answer_json(c, status, o, route);
+}
+
+/* Client text for a message, made safe to echo and cut to fit buf. */
+#define ECHO(buf, s) gw_utf8_echo((buf), sizeof(buf), (s), strlen(s))
+
+/* 405, with the methods the path allows. */
+static enum MHD_Result answer_405(struct MHD_Connection *c, enum route route, const char *method,
+                                  const char *url, const char *allowed)
+{
+    char m[64], u[256], msg[400], *text;
+    struct MHD_Response *r;
+
+    snprintf(msg, sizeof(msg), "method %s not allowed on %s (allowed: %s)", ECHO(m, method), ECHO(u, url),
+             allowed);
+    text = json_text(405, json_pack("{s:s}", "error", msg), route);
+    r = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(sizeof(nomem_json) - 1, (void *)nomem_json, MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Allow", allowed);
+    return queue(c, text ? 405 : 500, r, "application/json");
 }
 
 /* ------------------------------------------------------------------ workers */
@@ -241,7 +322,7 @@ static json_t *result_json(const gw_result_t *res, const char *prefix)
     json_t *o = json_object();
 
     if (res->has_error) {
-        char msg[400];
+        char msg[400], safe[400];
         if (res->err_kind == GW_WHERE_LINE) {
             snprintf(msg, sizeof(msg), "%sline %u: %s", prefix, res->err_where, res->err_msg);
             json_object_set_new(o, "line", json_integer(res->err_where));
@@ -251,7 +332,8 @@ static json_t *result_json(const gw_result_t *res, const char *prefix)
         } else {
             snprintf(msg, sizeof(msg), "%s%s", prefix, res->err_msg);
         }
-        json_object_set_new(o, "error", json_string(msg));
+        /* Parsers quote what they refused, which may not be UTF-8. */
+        json_object_set_new(o, "error", json_string(ECHO(safe, msg)));
     }
     json_object_set_new(o, "accepted", json_integer(res->accepted));
     json_object_set_new(o, "rejected", json_integer(res->rejected));
@@ -273,8 +355,9 @@ static int prepare_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_ing
     *body = r->body.data ? r->body.data : "";
     *len = r->body.len;
     if (in->format == GW_FMT_LINEPROTO && prec && gw_lp_precision(prec, &in->ns_per_unit)) {
-        *ret = answer_error(c, 400, r->route, "precision: unknown value \"%.32s\" (use ns, us, ms, s, m or h)",
-                            prec);
+        char p[40];
+        *ret = answer_error(c, 400, r->route, "precision: unknown value \"%s\" (use ns, us, ms, s, m or h)",
+                            ECHO(p, prec));
         return 1;
     }
     if (!enc || strcasecmp(enc, "gzip") != 0)
@@ -344,14 +427,14 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
                                 h->cfg->spool.max_bytes);
         if (rc == GW_QUEUE_FULL)
             return answer_error(c, 503, r->route,
-                                "buffer full (monitoring.buffer_limit = %u points): nothing of this body was accepted, retry later",
-                                h->cfg->monitoring.buffer_limit);
+                                "buffer full (monitoring.buffer_limit = %u points, buffer_limit_bytes = %zu): nothing of this body was accepted, retry later",
+                                h->cfg->monitoring.buffer_limit, h->cfg->monitoring.buffer_limit_bytes);
         if (rc == GW_QUEUE_CLOSED)
             return answer_error(c, 503, r->route, "shutting down: nothing of this body was accepted");
         if (rc == GW_QUEUE_TOO_BIG)
             return answer_error(c, 413, r->route,
-                                "body: %u points, more than monitoring.buffer_limit (%u) can ever hold",
-                                npoints, h->cfg->monitoring.buffer_limit);
+                                "body: %u points of %zu bytes, more than monitoring.buffer_limit (%u) or buffer_limit_bytes (%zu) can ever hold",
+                                npoints, nbytes, h->cfg->monitoring.buffer_limit, h->cfg->monitoring.buffer_limit_bytes);
         return answer_error(c, 500, r->route, "out of memory while queueing");
     }
     GW_COUNT(points_accepted, res.accepted);
@@ -361,6 +444,17 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
         return answer(c, 204, "", 0, NULL);
     ret = answer_json(c, 400, result_json(&res, res.accepted ? "partial write: " : ""), r->route);
     return ret;
+}
+
+/* /health's "connections": what conns.h counts. */
+static json_t *connections_json(gw_http_t *h)
+{
+    gw_conns_stats_t st;
+
+    gw_conns_stats(h->conns, &st);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "open", (json_int_t)st.open, "limit",
+                     (json_int_t)h->cfg->listen.max_connections, "probe_only", (json_int_t)st.probes, "refused",
+                     (json_int_t)st.refused, "refused_per_client", (json_int_t)st.refused_client);
 }
 
 static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
@@ -380,14 +474,18 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
         "refused", (json_int_t)GW_GET(points_refused), "written", (json_int_t)GW_GET(points_written),
         "dropped", (json_int_t)GW_GET(points_dropped));
     if (!o)
-        return answer(c, 500, "", 0, NULL);
+        return answer(c, 500, nomem_json, sizeof(nomem_json) - 1, "application/json");
     /* Delivery (issue 4): refusals, overflow, spool, dead letters. */
     json_object_set_new(json_object_get(o, "influx"), "refusing", json_integer(refusing));
     json_object_set_new(json_object_get(o, "points"), "overflowed",
                         json_integer((json_int_t)GW_GET(points_overflowed)));
+    json_object_set_new(json_object_get(o, "buffer"), "bytes", json_integer((json_int_t)gw_queue_bytes(h->q)));
+    json_object_set_new(json_object_get(o, "buffer"), "limit_bytes",
+                        json_integer((json_int_t)gw_queue_limit_bytes(h->q)));
     json_object_set_new(json_object_get(o, "buffer"), "spool", gw_queue_spool_json(h->q));
     json_object_set_new(o, "dead_letter", gw_deadletter_json());
     json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->leaving) || atomic_load(&h->draining)));
+    json_object_set_new(o, "connections", connections_json(h));
     {
         char *stats = gw_script_stats_json();
         json_t *sj = stats ? json_loads(stats, 0, NULL) : NULL;
@@ -416,8 +514,9 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
         upstream = json_array_size(problems);
         if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
             json_array_append_new(problems, json_string("spool full (95% of spool.max_bytes): ingest answers 503"));
-        else if (!sp && points >= h->cfg->monitoring.buffer_limit)
-            json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit): ingest answers 503"));
+        else if (!sp && (points >= h->cfg->monitoring.buffer_limit ||
+                         gw_queue_bytes(h->q) >= h->cfg->monitoring.buffer_limit_bytes / 20 * 19))
+            json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit or buffer_limit_bytes): ingest answers 503"));
         if (atomic_load(&h->leaving) || atomic_load(&h->draining))
             json_array_append_new(problems, json_string("draining: this instance is stopping, send elsewhere"));
         if (json_array_size(problems))
@@ -434,9 +533,11 @@ static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route r
 static enum MHD_Result metrics(gw_http_t *h, struct MHD_Connection *c)
 {
     gw_buf_t b = {0};
+    gw_conns_stats_t st;
     enum MHD_Result rc;
 
-    if (gw_prom_render(&b, h->q)) {
+    gw_conns_stats(h->conns, &st);
+    if (gw_prom_render(&b, h->q, &st)) {
         gw_buf_free(&b);
         return answer_error(c, 500, R_METRICS, "out of memory");
     }
@@ -452,10 +553,67 @@ static int is_json_type(const char *ct)
     return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
+/* Points body (n bytes) can hold, counted up to cap + 1: the lines of line
+ * protocol that are neither blank nor comments, or the elements of a JSON
+ * array (1 for a JSON object). */
+static size_t count_points(int format, const char *p, size_t n, size_t cap)
+{
+    const char *e = p + n;
+    size_t k = 0;
+    int depth = 0;
+
+    if (format != GW_FMT_JSON) {
+        while (p < e && k <= cap) {
+            const char *nl = memchr(p, '\n', (size_t)(e - p)), *end = nl ? nl : e;
+            while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+                p++;
+            k += p < end && *p != '#';
+            if (!nl)
+                break;
+            p = nl + 1;
+        }
+        return k;
+    }
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    if (p == e || *p != '[')
+        return 1;
+    /* The elements of the array: one where the first begins, one more at
+     * each comma of its level. */
+    for (p++; p < e && depth >= 0 && k <= cap; p++) {
+        if (k == 0 && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n' && *p != ']')
+            k = 1;
+        if (*p == '"') {
+            for (p++; p < e && *p != '"'; p++)
+                p += *p == '\\' && p + 1 < e;
+        } else if (*p == '[' || *p == '{') {
+            depth++;
+        } else if (*p == ']' || *p == '}') {
+            depth--;
+        } else if (*p == ',' && depth == 0) {
+            k++;
+        }
+    }
+    return k;
+}
+
+/* Give back this worker's buffers after an oversized request: its pipeline
+ * is made again at its next request, and the C heap returns what it holds
+ * free to the system. */
+static void worker_release(gw_http_t *h)
+{
+    gw_pipeline_t *w = pthread_getspecific(h->key);
+
+    if (w && pthread_setspecific(h->key, NULL) == 0)
+        gw_pipeline_destroy(w);
+    malloc_trim(0);
+}
+
 /* POST /v1/debug/transform: a body as the ingest endpoints take it (JSON
  * when the Content-Type is application/json, else line protocol with
  * ?precision=), run through this worker's scripts. Answers 200 with what
- * became of each point (docs/scripts.md); nothing is queued. */
+ * became of each point (docs/scripts.md); nothing is queued. At most
+ * DEBUG_MAX_POINTS points (413 beyond). */
 static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, req_t *r)
 {
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
@@ -467,22 +625,117 @@ static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, r
     size_t len;
     gw_pipeline_t *w;
     enum MHD_Result ret;
-    int rc;
+    int rc, large;
 
     if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret)) {
         gw_buf_free(&inflated);
         return ret;
     }
+    if (count_points(in.format, body, len, DEBUG_MAX_POINTS) > DEBUG_MAX_POINTS) {
+        gw_buf_free(&inflated);
+        return answer_error(c, 413, r->route, "body: more than %d points, the most /v1/debug/transform takes",
+                            DEBUG_MAX_POINTS);
+    }
     w = worker(h);
     rc = w ? gw_pipeline_debug(w, &in, body, len, &json) : -ENOMEM;
     gw_buf_free(&inflated);
-    if (rc) {
-        gw_buf_free(&json);
-        return answer_error(c, 500, r->route, "out of memory while processing the body");
-    }
-    ret = answer(c, 200, json.data ? json.data : "{}", json.data ? json.len : 2, "application/json");
+    if (rc)
+        ret = answer_error(c, 500, r->route, "out of memory while processing the body");
+    else
+        ret = answer(c, 200, json.data ? json.data : "{}", json.data ? json.len : 2, "application/json");
+    large = len > DEBUG_RELEASE_BYTES || json.cap > DEBUG_RELEASE_BYTES;
     gw_buf_free(&json);
+    if (large)
+        worker_release(h);
     return ret;
+}
+
+/* The route of url, and the methods it allows; R_NONE when unknown. */
+static enum route route_of(const char *url, const char **allowed)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strcmp(url, routes[i].path) == 0) {
+            *allowed = routes[i].methods;
+            return routes[i].route;
+        }
+    return R_NONE;
+}
+
+/* A POST to an ingest endpoint or the debug transform: check what the
+ * headers tell before reading a byte of the body, then set up *con_cls. */
+static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum route route, void **con_cls)
+{
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    size_t n = cl ? strtoull(cl, NULL, 10) : 0, limit = h->cfg->listen.max_body_bytes;
+    char e[100];
+    req_t *r;
+
+    /* Ingest and the debug transform need a token when tokens are set;
+     * /ping, /health and /metrics stay open for probes and scrapers. */
+    if (h->cfg->access.tokens && !authorized(h, c, route))
+        return answer_error(c, 401, route,
+                            "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write)");
+    if (atomic_load(&h->draining))
+        return answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
+    if (route == R_POINTS && ct && !is_json_type(ct))
+        return answer_error(c, 415, route, "Content-Type: %s is not supported here, send application/json",
+                            ECHO(e, ct));
+    if (enc && strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "identity") != 0)
+        return answer_error(c, 415, route, "Content-Encoding: %s is not supported (use gzip)", ECHO(e, enc));
+    /* Far too large: answer before reading (the connection is closed).
+     * Somewhat too large: read and discard it first, so that a client
+     * that sends its whole body before reading sees the 413. */
+    if (n > limit && n - limit > DRAIN_MAX)
+        return answer_error(c, 413, route, "body: %zu bytes, larger than listen.max_body_bytes (%zu)", n, limit);
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return MHD_NO;
+    r->route = route;
+    if (n > limit)
+        r->too_large = 1;
+    else if (n && gw_buf_reserve(&r->body, n)) {
+        free(r);
+        return MHD_NO;
+    }
+    *con_cls = r;
+    return MHD_YES;
+}
+
+/* The first call of a request: answer what needs no body, or begin_post. */
+static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char *url, const char *method,
+                             void **con_cls)
+{
+    const char *allowed = NULL;
+    enum route route = route_of(url, &allowed);
+    int probe = route == R_PING || route == R_HEALTH || route == R_METRICS;
+    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    char e[200];
+
+    if (probe_only(c)) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci)
+            gw_conns_begun(h->conns, ci->connect_fd); /* not idle: keep its place */
+        if (!(probe && get))
+            return answer_error(c, 503, route,
+                                "too many connections (listen.max_connections = %d): this one may only ask "
+                                "/ping, /health or /metrics",
+                                h->cfg->listen.max_connections);
+    }
+    if (route == R_NONE)
+        return answer_error(c, 404, R_NONE, "path: %s not found", ECHO(e, url));
+    if (probe ? !get : strcmp(method, "POST") != 0)
+        return answer_405(c, route, method, url, allowed);
+    if (!probe)
+        return begin_post(h, c, route, con_cls);
+    /* Probes are answered once the request is read: libmicrohttpd closes a
+     * connection answered earlier, and scrapers and load balancers keep
+     * theirs open. */
+    if (!(*con_cls = calloc(1, sizeof(req_t))))
+        return MHD_NO;
+    ((req_t *)*con_cls)->route = route;
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -492,85 +745,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     gw_http_t *h = cls;
     req_t *r = *con_cls;
 
-    if (!r) {
-        enum route route = R_NONE;
-        const char *allowed = NULL;
-        int post = strcmp(method, "POST") == 0;
-        int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-        const char *cl, *ct, *enc;
-
-        for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-            if (strcmp(url, routes[i].path) == 0) {
-                route = routes[i].route;
-                allowed = routes[i].methods;
-            }
-        if (route == R_NONE)
-            return answer_error(c, 404, R_NONE, "path: %.200s not found", url);
-        if ((route == R_PING || route == R_HEALTH || route == R_METRICS) ? !get : !post) {
-            struct MHD_Response *resp;
-            char *text;
-            json_t *o = json_pack("{s:s}", "error", "method not allowed");
-            enum MHD_Result rc;
-            text = json_dumps(o, JSON_COMPACT);
-            json_decref(o);
-            resp = MHD_create_response_from_buffer(text ? strlen(text) : 0, text ? text : "",
-                                                   MHD_RESPMEM_MUST_COPY);
-            free(text);
-            if (!resp)
-                return MHD_NO;
-            MHD_add_response_header(resp, "Allow", allowed);
-            MHD_add_response_header(resp, "Content-Type", "application/json");
-            rc = MHD_queue_response(c, 405, resp);
-            MHD_destroy_response(resp);
-            return rc;
-        }
-        if (route == R_PING)
-            return answer(c, 204, "", 0, NULL);
-        if (route == R_HEALTH)
-            return health(h, c);
-        if (route == R_METRICS)
-            return metrics(h, c);
-        /* Ingest and the debug transform need a token when tokens are set;
-         * /ping, /health and /metrics stay open for probes and scrapers. */
-        if (h->cfg->access.tokens && !authorized(h, c, route))
-            return answer_error(c, 401, route,
-                                "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write)");
-
-        /* POST to an ingest endpoint: check what the headers tell before
-         * reading a byte of the body. */
-        if (atomic_load(&h->draining))
-            return answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
-        ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-        if (route == R_POINTS && ct && !is_json_type(ct))
-            return answer_error(c, 415, route,
-                                "Content-Type: %.100s is not supported here, send application/json", ct);
-        enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
-        if (enc && strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "identity") != 0)
-            return answer_error(c, 415, route, "Content-Encoding: %.100s is not supported (use gzip)", enc);
-        cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        size_t n = cl ? strtoull(cl, NULL, 10) : 0;
-        size_t limit = h->cfg->listen.max_body_bytes;
-        /* Far too large: answer before reading (the connection is closed).
-         * Somewhat too large: read and discard it first, so that a client
-         * that sends its whole body before reading sees the 413. */
-        if (n > limit && n - limit > DRAIN_MAX)
-            return answer_error(c, 413, route, "body: %.20s bytes, larger than listen.max_body_bytes (%zu)",
-                                cl, limit);
-        r = calloc(1, sizeof(*r));
-        if (!r)
-            return MHD_NO;
-        r->route = route;
-        if (n > limit)
-            r->too_large = 1;
-        else if (n && gw_buf_reserve(&r->body, n)) {
-            free(r);
-            return MHD_NO;
-        }
-        *con_cls = r;
-        return MHD_YES;
-    }
-
+    if (!r)
+        return begin(h, c, url, method, con_cls);
     if (*upload_size) {
+        if (r->route == R_PING || r->route == R_HEALTH || r->route == R_METRICS) {
+            *upload_size = 0; /* a body sent with GET: read and ignored */
+            return MHD_YES;
+        }
         if (!r->too_large) {
             if (r->body.len + *upload_size > h->cfg->listen.max_body_bytes)
                 r->too_large = 1;
@@ -583,9 +764,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (r->too_large)
         return answer_error(c, 413, r->route, "body: larger than listen.max_body_bytes (%zu)",
                             h->cfg->listen.max_body_bytes);
-    if (r->route == R_DEBUG)
+    switch (r->route) {
+    case R_PING:
+        return answer(c, 204, "", 0, NULL);
+    case R_HEALTH:
+        return health(h, c);
+    case R_METRICS:
+        return metrics(h, c);
+    case R_DEBUG:
         return debug_transform(h, c, r);
-    return ingest(h, c, r);
+    default:
+        return ingest(h, c, r);
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -617,10 +807,57 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     }
 }
 
-/* The acceptor: one listening socket, connections handed to the worker
- * daemons in turn. libmicrohttpd's own thread pool lets an idle worker
- * accept a burst of connections at once, so a client's whole connection pool
- * could land on one worker and leave the other cores idle. */
+/* libmicrohttpd's connection notifications: the account of conns.c. A
+ * connection admitted for probes only is marked in its socket context. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    gw_http_t *h = cls;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    if (!ci)
+        return;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_context = gw_conns_started(h->conns, ci->connect_fd) == GW_CONN_PROBE ? &probe_mark : NULL;
+    else
+        gw_conns_closed(h->conns, ci->connect_fd);
+}
+
+/* A connection refused at accept, in the log (at most one line a second). */
+static void log_refused(const struct sockaddr_storage *addr, const char *why)
+{
+    static gw_log_limit_t lim = GW_LOG_LIMIT_INIT;
+    char ip[INET6_ADDRSTRLEN] = "?";
+
+    if (addr->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, ip, sizeof(ip));
+    else if (addr->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, ip, sizeof(ip));
+    gw_log_limited(&lim, 1.0, GW_LOG_WARN, "http: connection refused", "client=%s limit=\"%s\"", ip, why);
+}
+
+/* Admit socket fd (conns.h) and hand it to the next worker, or close it. */
+static void hand_off(gw_http_t *h, int fd, const struct sockaddr_storage *addr, socklen_t alen, unsigned *next)
+{
+    const char *why;
+
+    if (gw_conns_admit(h->conns, fd, (const struct sockaddr *)addr, gw_now_mono(), &why) == GW_CONN_REFUSED) {
+        log_refused(addr, why);
+        close(fd);
+        return;
+    }
+    /* On failure libmicrohttpd closes fd itself, without a notification. */
+    if (MHD_add_connection(h->daemons[(*next)++ % (unsigned)h->ndaemons], fd, (const struct sockaddr *)addr,
+                           alen) != MHD_YES)
+        gw_conns_closed(h->conns, fd);
+}
+
+/* The acceptor: one listening socket, connections admitted (conns.h) and
+ * handed to the worker daemons in turn. libmicrohttpd's own thread pool
+ * lets an idle worker accept a burst of connections at once, so a client's
+ * whole connection pool could land on one worker and leave the other cores
+ * idle. Between accepts it closes the probe-only connections whose time is
+ * up. */
 static void *acceptor(void *arg)
 {
     gw_http_t *h = arg;
@@ -631,9 +868,10 @@ static void *acceptor(void *arg)
                                 {.fd = h->wake[0], .events = POLLIN}};
         struct sockaddr_storage addr;
         socklen_t alen = sizeof(addr);
+        double wait = gw_conns_expire(h->conns, gw_now_mono());
         int fd;
 
-        if (poll(pfd, 2, -1) < 0) {
+        if (poll(pfd, 2, wait < 0 ? -1 : (int)(wait * 1000) + 1) < 0) {
             if (errno == EINTR)
                 continue;
             gw_log_error("http: poll failed", "error=\"%s\"", strerror(errno));
@@ -641,6 +879,8 @@ static void *acceptor(void *arg)
         }
         if (pfd[1].revents)
             return NULL; /* gw_http_stop */
+        if (!pfd[0].revents)
+            continue;
         fd = accept4(h->listen_fd, (struct sockaddr *)&addr, &alen, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -650,8 +890,7 @@ static void *acceptor(void *arg)
             }
             continue;
         }
-        /* On failure libmicrohttpd closes fd itself. */
-        MHD_add_connection(h->daemons[next++ % h->ndaemons], fd, (struct sockaddr *)&addr, alen);
+        hand_off(h, fd, &addr, alen, &next);
     }
 }
 
@@ -799,6 +1038,22 @@ static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route r
     return p && token_ok(h, p, strlen(p));
 }
 
+/* Who may connect (conns.h): listen.max_connections and the keys beside
+ * it, for sockets below the process's limit of open files. */
+static gw_conns_limits_t conns_limits(const gw_config_t *cfg)
+{
+    struct rlimit rl = {0, 0};
+    gw_conns_limits_t lim = {.max = cfg->listen.max_connections,
+                             .per_client = cfg->conns.per_client,
+                             .probes = cfg->conns.probes,
+                             .probe_seconds = PROBE_SECONDS,
+                             .max_fd = 1 << 20};
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)lim.max_fd)
+        lim.max_fd = (int)rl.rlim_cur;
+    return lim;
+}
+
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen)
 {
     gw_http_t *h = calloc(1, sizeof(*h));
@@ -808,6 +1063,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
                      MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
     struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
                                     {MHD_OPTION_END, 0, NULL}};
+    gw_conns_limits_t lim = conns_limits(cfg);
 
     if (!h) {
         snprintf(err, errlen, "out of memory");
@@ -840,6 +1096,10 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
         tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
         tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
     }
+    if (!(h->conns = gw_conns_create(&lim))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     h->listen_fd = open_listener(cfg, err, errlen);
     if (h->listen_fd < 0)
         goto fail;
@@ -851,9 +1111,9 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
             /* Bounds the request line and headers; a bigger buffer also
              * hands us bodies in fewer pieces. */
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->listen.max_header_bytes,
-            /* Per daemon: listen.max_connections over all of them. */
-            MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)((cfg->listen.max_connections + cfg->listen.threads - 1) / cfg->listen.threads),
+            /* Never reached: the acceptor admits fewer (conns.h). */
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw_conns_most(&lim) + 64,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
             MHD_OPTION_ARRAY, tls, /* listen.tls_*: key and certificate, or nothing */
             MHD_OPTION_END);
@@ -905,6 +1165,7 @@ void gw_http_stop(gw_http_t *h)
         close(h->listen_fd);
     for (int i = 0; i < h->ndaemons; i++)
         MHD_stop_daemon(h->daemons[i]);
+    gw_conns_destroy(h->conns);
     for (int i = 0; i < 2; i++)
         if (h->wake[i] >= 0)
             close(h->wake[i]);

@@ -5,7 +5,11 @@
  *   POST /api/v2/write    InfluxDB 2.x line protocol (org, bucket, precision)
  *   GET  /ping            204, X-Influxdb-Version
  *   GET  /health          200, JSON (503 when something is wrong, or stopping)
- * Each worker thread owns a gw_pipeline_t; accepted points go to the queue. */
+ *   GET  /metrics         Prometheus text (prom.c)
+ *   POST /v1/debug/transform  what the scripts make of a body
+ * One acceptor thread admits each connection (conns.h) and hands it to a
+ * worker thread; each worker owns a gw_pipeline_t; accepted points go to the
+ * queue. */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
 

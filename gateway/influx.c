@@ -207,11 +207,26 @@ static void extract_error(gw_influx_t *c, char *out, size_t outlen)
     json_decref(doc);
 }
 
+/* A failed transfer: did anything answer? A timeout is no answer even after
+ * a status line (InfluxDB stopped mid-answer); a status line followed by
+ * something libcurl refuses ("Nul byte in header", a cut-off body), or a
+ * reply that is not HTTP at all, is an answer that cannot be read. */
+static int answer_kind(CURLcode rc, long status)
+{
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+        return GW_ANSWER_NONE;
+    if (status > 0 || rc == CURLE_WEIRD_SERVER_REPLY || rc == CURLE_BAD_CONTENT_ENCODING ||
+        rc == CURLE_UNSUPPORTED_PROTOCOL)
+        return GW_ANSWER_UNREADABLE;
+    return GW_ANSWER_NONE;
+}
+
 int gw_influx_write(gw_influx_t *c, const char *body, size_t len, gw_influx_answer_t *ans)
 {
     CURLcode rc;
 
     ans->status = 0;
+    ans->kind = GW_ANSWER_NONE;
     ans->retry_after = -1;
     ans->error[0] = 0;
     c->resp.len = 0;
@@ -228,11 +243,13 @@ int gw_influx_write(gw_influx_t *c, const char *body, size_t len, gw_influx_answ
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     rc = curl_easy_perform(c->curl);
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &ans->status);
     if (rc != CURLE_OK) {
+        ans->kind = answer_kind(rc, ans->status);
         snprintf(ans->error, sizeof(ans->error), "%s", c->curl_err[0] ? c->curl_err : curl_easy_strerror(rc));
         return 1;
     }
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &ans->status);
+    ans->kind = GW_ANSWER_HTTP;
     ans->retry_after = c->retry_after;
     if (ans->status >= 200 && ans->status < 300)
         return 0;

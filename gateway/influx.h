@@ -10,11 +10,21 @@
 
 typedef struct gw_influx gw_influx_t;
 
+/* How much of an answer came back. A complete answer is never taken for a
+ * missing one: an answer that arrived but cannot be read (a NUL byte in a
+ * header, a malformed status line, cut short) is an outcome of its own. */
+enum {
+    GW_ANSWER_HTTP = 0,       /* a complete HTTP answer: status is valid */
+    GW_ANSWER_NONE = 1,       /* none: not connected, reset before answering, timed out */
+    GW_ANSWER_UNREADABLE = 2, /* something answered, but not a readable HTTP answer */
+};
+
 /* What InfluxDB answered to one write. */
 typedef struct {
-    long status;        /* HTTP status; 0 when no answer (connect error, timeout) */
+    long status;        /* HTTP status; 0 when none could be read */
+    int kind;           /* GW_ANSWER_* */
     double retry_after; /* seconds from a Retry-After header, -1 when none */
-    char error[512];    /* InfluxDB's error message, or libcurl's when status is 0 */
+    char error[512];    /* InfluxDB's error message, or libcurl's when the answer is not complete */
 } gw_influx_answer_t;
 
 /* Create a client for cfg->monitoring (the config must outlive it). NULL on

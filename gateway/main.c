@@ -11,6 +11,7 @@
  *      and the sender flushes within monitoring.shutdown_timeout;
  *   3. the server stops; what is left stays in the spool for the next start. */
 #include <curl/curl.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "batch.h"
 #include "config.h"
@@ -110,6 +112,55 @@ static void warn_config(const gw_config_t *cfg, int to_stderr)
     }
 }
 
+/* Every connection is a file descriptor: raise the soft limit of open
+ * files to the hard one (as nginx's worker_rlimit_nofile does, and Go at
+ * start-up), and say so when even that falls short of listen.* (beyond it,
+ * connections wait in the kernel's queue until others close). */
+static void raise_fd_limit(const gw_config_t *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->listen.max_connections + (rlim_t)cfg->conns.probes + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {rl.rlim_max < (1 << 20) ? rl.rlim_max : (1 << 20), rl.rlim_max};
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    if (rl.rlim_cur < want)
+        gw_log_warn("the limit of open files is below what listen.max_connections and listen.probe_connections need",
+                    "limit=%llu needed=%llu", (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+/* Keep /metrics slots for the series the configuration names, so that
+ * junk names cannot crowd them out (metrics.h): the declared ones
+ * (`series:`) and those with scripts (`scripts.series`, and <series>.lua in
+ * scripts.dir as gw_script_set_load reads it). */
+static void pin_series(const gw_config_t *cfg)
+{
+    const gw_conf_node_t *maps[] = {cfg->series, cfg->scripts.series};
+    struct dirent *de;
+    DIR *d;
+    int failed = 0;
+
+    for (int m = 0; m < 2; m++)
+        for (const gw_conf_node_t *c = maps[m] ? maps[m]->child : NULL; c; c = c->next)
+            failed += gw_series_pin(c->key, strlen(c->key)) != 0;
+    if ((d = opendir(cfg->scripts.dir))) {
+        while ((de = readdir(d))) {
+            size_t n = strlen(de->d_name);
+            if (n > 4 && de->d_name[0] != '.' && strcmp(de->d_name + n - 4, ".lua") == 0 &&
+                strcmp(de->d_name, "_all.lua") != 0)
+                failed += gw_series_pin(de->d_name, n - 4) != 0;
+        }
+        closedir(d);
+    }
+    if (failed)
+        gw_log_warn("series without a /metrics slot of their own: more than 1024 named, or names over 111 bytes",
+                    "series=%d", failed);
+}
+
 /* SIGHUP: read the file again and put its scripts in force, atomically:
  * workers switch at their next request and finish the one in progress with
  * the old scripts. A bad file or a script that does not load is logged and
@@ -126,6 +177,8 @@ static void reload(const char *path)
     }
     warn_config(cfg, 0);
     set = gw_script_set_load(cfg, err, sizeof(err));
+    if (set)
+        pin_series(cfg);
     gw_config_free(cfg);
     if (!set) {
         gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
@@ -226,6 +279,7 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
         goto out;
     }
     gw_schema_publish(schema);
+    pin_series(cfg);
     gw_log_info("series declarations loaded", "series=%d service=\"%s\"", gw_schema_count(schema), cfg->service);
 
     signal(SIGPIPE, SIG_IGN);
@@ -233,6 +287,7 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
         gw_log_error("curl_global_init failed", "%s", "");
         goto out;
     }
+    raise_fd_limit(cfg);
     /* With spool.dir set this also recovers what an earlier run left. */
     q = gw_queue_open(cfg, err, sizeof(err));
     if (!q) {

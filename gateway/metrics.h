@@ -29,12 +29,21 @@ extern gw_metrics_t gw_metrics;
 #define GW_GET(name) atomic_load_explicit(&gw_metrics.name, memory_order_relaxed)
 #define GW_SET(name, v) atomic_store_explicit(&gw_metrics.name, (v), memory_order_relaxed)
 
-/* Per-series counters, for /metrics. A fixed table of GW_SERIES_SLOTS slots,
- * open addressing on an FNV-1a hash of the name: a series claims a slot
- * once (compare-and-swap) and from then on every thread finds it without a
- * lock and adds with relaxed atomics. Beyond the table, or for names longer
- * than GW_SERIES_NAME_MAX, points count under the series "(other)". */
-#define GW_SERIES_SLOTS 1024
+/* Per-series counters, for /metrics. A lookup takes no lock: an index of
+ * 4096 entries (open addressing on a hash of the name, at most half full)
+ * points into a fixed array of slots, and counts are added to the slot
+ * with relaxed atomics; callers add once per run of points of a series.
+ *
+ * Junk names cannot take it over. The series declared in the configuration
+ * and those with scripts are pinned at start (and at each reload): their
+ * slots are taken up front and never given to another name. Any other name
+ * takes a new slot while fewer than GW_SERIES_DYNAMIC of them are in use,
+ * else the slot of one that has not been looked up for GW_SERIES_IDLE
+ * seconds (renamed, its counters from zero), else it counts under the
+ * series "(other)" — as do names longer than GW_SERIES_NAME_MAX. */
+#define GW_SERIES_DYNAMIC 1024 /* names that are not pinned, in use at most */
+#define GW_SERIES_PINNED 1024  /* pinned names at most */
+#define GW_SERIES_IDLE 60.0    /* seconds without a lookup before a slot may be renamed */
 #define GW_SERIES_NAME_MAX 111
 
 enum {
@@ -47,18 +56,38 @@ enum {
     GW_S_NCOUNTERS
 };
 
+/* A slot. Its name may be read without the table's lock by whoever looked
+ * it up, for as long as it keeps using the slot (well under
+ * GW_SERIES_IDLE). */
 typedef struct {
-    atomic_uint state; /* 0 free, 1 being claimed, 2 in use */
-    uint32_t hash;
-    uint32_t len;
-    char name[GW_SERIES_NAME_MAX + 1];
+    atomic_uint state;    /* 0 never used; odd: its name is being written; even: in use */
+    atomic_uint hash;     /* the high 32 bits of its name's hash (metrics.c) */
+    _Atomic uint32_t len;
+    atomic_uint used;     /* looked up since the table last looked at it */
+    uint32_t pinned;      /* under the table's lock */
+    double idle_since;    /* under the table's lock: monotonic, when used was last cleared */
+    union {
+        char name[GW_SERIES_NAME_MAX + 1];                /* NUL-padded to the end */
+        uint64_t name_words[(GW_SERIES_NAME_MAX + 1) / 8]; /* the same, word by word */
+    };
     atomic_uint_fast64_t v[GW_S_NCOUNTERS];
 } gw_series_slot_t;
 
-/* The slot of series name (n bytes), claimed on first use. Never NULL. */
+/* The slot of series name (n bytes): found, or taken as above. Never NULL. */
 gw_series_slot_t *gw_series_slot(const char *name, size_t n);
 
-/* Call fn for every slot in use (the "(other)" slot last, if used). */
+/* Keep a slot for series name (n bytes) for good: a declared series, or
+ * one with scripts. 0, or -1 when GW_SERIES_PINNED names are pinned already
+ * or the name is longer than GW_SERIES_NAME_MAX (it is then counted like
+ * any other). */
+int gw_series_pin(const char *name, size_t n);
+
+/* For specs: the clock the table tells idle slots by (monotonic seconds);
+ * NULL restores the real one. */
+void gw_series_set_clock(double (*now)(void));
+
+/* Call fn for every slot in use (the "(other)" slot last, if used), under
+ * the table's lock: names are stable meanwhile. */
 void gw_series_each(void (*fn)(const gw_series_slot_t *slot, void *ud), void *ud);
 
 #define GW_SERIES_ADD(slot, k, n) atomic_fetch_add_explicit(&(slot)->v[k], (n), memory_order_relaxed)

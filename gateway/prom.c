@@ -13,17 +13,28 @@
 #include "metrics.h"
 #include "script.h"
 #include "spool.h"
+#include "utf8.h"
 #include "version.h"
 
+/* A label value: \\, " and newline escaped as the format wants, and any
+ * byte that is not part of valid UTF-8 (series names are the clients')
+ * written as the text \xHH, since one invalid byte makes a scraper refuse
+ * the whole page. */
 static void put_label_value(gw_buf_t *b, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' || s[i] == '"')
-            gw_buf_printf(b, "\\%c", s[i]);
-        else if (s[i] == '\n')
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+
+    while (p < e) {
+        size_t k = gw_utf8_char(p, e);
+        if (*p == '\\' || *p == '"')
+            gw_buf_printf(b, "\\%c", *p);
+        else if (*p == '\n')
             gw_buf_printf(b, "\\n");
+        else if (k == 0)
+            gw_buf_printf(b, "\\\\x%02x", *p);
         else
-            gw_buf_putc(b, s[i]);
+            gw_buf_append(b, (const char *)p, k);
+        p += k ? k : 1;
     }
 }
 
@@ -97,7 +108,28 @@ static void script_errors(gw_buf_t *b)
     json_decref(o);
 }
 
-int gw_prom_render(gw_buf_t *b, gw_queue_t *q)
+/* The HTTP server's connections (conns.h). */
+static void connections(gw_buf_t *b, const gw_conns_stats_t *st)
+{
+    scalar(b, "luagw_http_connections_accepted_total", "counter", "client connections accepted, refused ones included",
+           st->accepted);
+    scalar(b, "luagw_http_connections", "gauge", "client connections open, probe-only ones included", st->open);
+    scalar(b, "luagw_http_probe_connections", "gauge",
+           "connections beyond listen.max_connections that may ask only /ping, /health, /metrics", st->probes);
+    head(b, "luagw_http_connections_closed_total", "counter",
+         "connections closed by a limit: at accept (refused, refused_per_client), or probe-only ones past their "
+         "time (expired) or making room (evicted)");
+    gw_buf_printf(b, "luagw_http_connections_closed_total{reason=\"refused\"} %llu\n",
+                  (unsigned long long)(st->refused - st->refused_client));
+    gw_buf_printf(b, "luagw_http_connections_closed_total{reason=\"refused_per_client\"} %llu\n",
+                  (unsigned long long)st->refused_client);
+    gw_buf_printf(b, "luagw_http_connections_closed_total{reason=\"expired\"} %llu\n",
+                  (unsigned long long)st->expired);
+    gw_buf_printf(b, "luagw_http_connections_closed_total{reason=\"evicted\"} %llu\n",
+                  (unsigned long long)st->evicted);
+}
+
+int gw_prom_render(gw_buf_t *b, gw_queue_t *q, const gw_conns_stats_t *conns)
 {
     static const struct {
         int k;
@@ -147,7 +179,11 @@ int gw_prom_render(gw_buf_t *b, gw_queue_t *q)
     }
     scalar(b, "luagw_influx_up", "gauge", "1 while the last write attempt succeeded", GW_GET(healthy) != 0);
     scalar(b, "luagw_buffer_points", "gauge", "points waiting for delivery", q ? gw_queue_points(q) : 0);
+    scalar(b, "luagw_buffer_bytes", "gauge", "bytes of those points (with a spool: the spool's on disk)",
+           q ? gw_queue_bytes(q) : 0);
     scalar(b, "luagw_spool_bytes", "gauge", "bytes of the spool on disk (0 without a spool)",
            sp ? gw_spool_bytes(sp) : 0);
+    if (conns)
+        connections(b, conns);
     return b->data ? 0 : -ENOMEM;
 }

@@ -5,9 +5,11 @@
 
 #include "batch.h"
 #include "buf.h"
+#include "conns.h"
 
 /* Append the whole exposition to out. q (borrowed) gives buffer depth and
- * spool bytes; may be NULL. Returns 0, or -ENOMEM. */
-int gw_prom_render(gw_buf_t *out, gw_queue_t *q);
+ * spool bytes, conns the HTTP server's connections; either may be NULL.
+ * Returns 0, or -ENOMEM. */
+int gw_prom_render(gw_buf_t *out, gw_queue_t *q, const gw_conns_stats_t *conns);
 
 #endif

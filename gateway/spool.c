@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -27,17 +28,29 @@ _Static_assert((int)GW_SPOOL_FULL == (int)GW_QUEUE_FULL && (int)GW_SPOOL_CLOSED 
                    (int)GW_SPOOL_TOO_BIG == (int)GW_QUEUE_TOO_BIG,
                "spool and queue answers must match");
 
-#define SEG_MAGIC "luagwsp1"  /* then u64 seq: 16 bytes */
-#define SEG_HDR 16u
-#define REC_MAGIC 0x4c52f7a5u /* bytes a5 f7 52 4c: never valid UTF-8 */
-#define REC_HDR 16u
+#define SEG_MAGIC "luagwsp2"    /* then u64 seq, the segment's key: 32 bytes */
+#define SEG_MAGIC_V1 "luagwsp1" /* an earlier luagw's: u64 seq, 16 bytes; records without hcrc */
+#define SEG_HDR 32u
+#define SEG_HDR_V1 16u
+#define KEY_LEN 16u
+#define REC_MAGIC 0x4c52f7a5u   /* bytes a5 f7 52 4c: never valid UTF-8 */
+#define REC_HDR 20u
+#define REC_HDR_V1 16u
 #define ACK_MAGIC "luagwack"  /* then u64 seq, u64 off, u32 skip, u32 crc */
 #define ACK_SIZE 32u
+#define DROP_LOG_EVERY 10.0   /* seconds between "dropped the oldest points" lines */
 #define SEG_MIN ((uint64_t)64 << 10)
 #define SEG_MAX ((uint64_t)64 << 20)
 
+/* How a segment's records are checked. */
+typedef struct {
+    int v1;                     /* an earlier luagw's: no header check */
+    unsigned char key[KEY_LEN]; /* random, from the segment header */
+} seg_fmt_t;
+
 typedef struct {
     uint64_t seq;
+    seg_fmt_t fmt;
     uint64_t size;   /* bytes in the file; for the active one, up to its last whole record */
     uint64_t points; /* good points in it (for an old one, behind the ack) */
     uint64_t read;   /* of those, how many the reader has taken */
@@ -67,9 +80,11 @@ struct gw_spool {
     int have_syncer;
     double last_drop_log;
     uint64_t dropped_unlogged;
+    gw_log_limit_t open_lim;  /* "cannot open a segment to read" */
     struct {                  /* the reader's; only the reader thread touches it */
-        int fd;               /* open segment, -1 before the first */
+        int fd;               /* open segment, -1 before the first (or when it was gone) */
         uint64_t seq;
+        seg_fmt_t fmt;        /* of the open segment */
         uint64_t off;         /* the loaded record's offset, else the next record's */
         uint64_t next;        /* offset just behind the loaded record */
         uint32_t skip;        /* points of the loaded record already taken */
@@ -149,28 +164,61 @@ static int writev_all(int fd, struct iovec *iov, int cnt)
 
 /* ------------------------------------------------------------------ records */
 
+static uint32_t rec_hdr(const seg_fmt_t *f)
+{
+    return f->v1 ? REC_HDR_V1 : REC_HDR;
+}
+
+static uint32_t seg_hdr(const seg_fmt_t *f)
+{
+    return f->v1 ? SEG_HDR_V1 : SEG_HDR;
+}
+
+/* The header check: crc32 over the segment's key and the header's first 16
+ * bytes. Clients choose the bytes of string values, so they can write a
+ * record that passes every other check into a value; not knowing the key,
+ * they cannot make one that passes this, which is what lets a scan for the
+ * next record after damage trust what it finds, and turn down a fake header
+ * without reading the body it claims (no quadratic rescans). */
+static uint32_t header_crc(const seg_fmt_t *f, const unsigned char *h)
+{
+    uLong c = crc32(0L, f->key, KEY_LEN);
+    return (uint32_t)crc32(c, h, 16);
+}
+
+/* Does the record header h (rec_hdr(f) bytes) look like one this spool
+ * wrote into a file of size bytes at off? */
+static int header_ok(const seg_fmt_t *f, const unsigned char *h, uint64_t off, uint64_t size)
+{
+    uint32_t rlen = get32(h + 4), rn = get32(h + 8);
+    uint64_t body = (uint64_t)rlen + 4 * (uint64_t)rn;
+
+    if (get32(h) != REC_MAGIC || rn == 0 || rlen < rn || body > size - off - rec_hdr(f))
+        return 0;
+    return f->v1 || get32(h + 16) == header_crc(f, h);
+}
+
 /* Check the record at off of a file of size bytes and load its lines and
  * ends into rec. Returns 0 (with *n points, *len bytes of lines), or 1 when
  * the bytes there are not a good record (short, torn, damaged, or an I/O
  * error), or -ENOMEM. */
-static int load_record(int fd, uint64_t off, uint64_t size, gw_buf_t *rec, uint32_t *n, uint32_t *len)
+static int load_record(int fd, const seg_fmt_t *f, uint64_t off, uint64_t size, gw_buf_t *rec, uint32_t *n,
+                       uint32_t *len)
 {
     unsigned char h[REC_HDR];
-    uint32_t rn, rlen, prev = 0;
+    uint32_t rn, rlen, prev = 0, hl = rec_hdr(f);
     uint64_t body;
     uLong crc;
 
-    if (off + REC_HDR > size || pread_all(fd, h, REC_HDR, off))
+    if (off + hl > size || pread_all(fd, h, hl, off) || !header_ok(f, h, off, size))
         return 1;
     rlen = get32(h + 4);
     rn = get32(h + 8);
     body = (uint64_t)rlen + 4 * (uint64_t)rn;
-    if (get32(h) != REC_MAGIC || rn == 0 || rlen < rn || body > size - off - REC_HDR)
-        return 1;
     rec->len = 0;
     if (gw_buf_reserve(rec, body))
         return -ENOMEM;
-    if (pread_all(fd, rec->data, body, off + REC_HDR))
+    if (pread_all(fd, rec->data, body, off + hl))
         return 1;
     crc = crc32(0L, h + 4, 8);
     crc = crc32(crc, (const Bytef *)rec->data, (uInt)body);
@@ -193,14 +241,18 @@ static int load_record(int fd, uint64_t off, uint64_t size, gw_buf_t *rec, uint3
 }
 
 /* The offset of the first good record at or after from, or size when there
- * is none (an I/O error or ENOMEM gives up the rest of the segment too). */
-static uint64_t resync(int fd, uint64_t from, uint64_t size, gw_buf_t *scratch)
+ * is none (an I/O error or ENOMEM gives up the rest of the segment too).
+ * Each magic found costs a header check from the buffer already read; only
+ * a header that passes it (with a key: one this spool wrote) has its body
+ * read. So the scan is linear in the bytes after from. */
+static uint64_t resync(int fd, const seg_fmt_t *f, uint64_t from, uint64_t size, gw_buf_t *scratch)
 {
     static const unsigned char magic[4] = {0xa5, 0xf7, 0x52, 0x4c};
     unsigned char buf[65536];
     uint64_t pos = from;
+    uint32_t hl = rec_hdr(f);
 
-    while (pos + REC_HDR <= size) {
+    while (pos + hl <= size) {
         size_t want = size - pos < sizeof(buf) ? (size_t)(size - pos) : sizeof(buf);
         unsigned char *p = buf, *hit;
         size_t left;
@@ -210,7 +262,10 @@ static uint64_t resync(int fd, uint64_t from, uint64_t size, gw_buf_t *scratch)
         while ((hit = memmem(p, left, magic, sizeof(magic))) != NULL) {
             uint32_t n, len;
             uint64_t at = pos + (uint64_t)(hit - buf);
-            int rc = load_record(fd, at, size, scratch, &n, &len);
+            int rc = 1;
+            /* A header straddling the chunk's end is checked by load_record. */
+            if ((size_t)(hit - buf) + hl > want || header_ok(f, hit, at, size))
+                rc = load_record(fd, f, at, size, scratch, &n, &len);
             if (rc == 0)
                 return at;
             if (rc < 0)
@@ -220,7 +275,7 @@ static uint64_t resync(int fd, uint64_t from, uint64_t size, gw_buf_t *scratch)
         }
         if (want < sizeof(buf))
             break;
-        pos += want - (sizeof(magic) - 1); /* a magic may straddle the chunks */
+        pos += want - (hl - 1); /* a header may straddle the chunks */
     }
     return size;
 }
@@ -266,36 +321,73 @@ static void remove_seg(gw_spool_t *s, size_t i)
     s->nsegs--;
 }
 
+/* A new segment's key: random, so no client can know it. 0 or -1. */
+static int new_key(unsigned char *key)
+{
+    size_t got = 0;
+
+    while (got < KEY_LEN) {
+        ssize_t k = getrandom(key + got, KEY_LEN - got, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        got += (size_t)k;
+    }
+    return 0;
+}
+
 /* Create segment seq and make it the active one. Called with mu held (or
- * before any thread runs). 0 or -1 (logged). */
+ * before any thread runs). 0, or -errno (logged). A directory that cannot
+ * be synced after the new name marks the spool broken, as a failed
+ * fdatasync does. */
 static int open_active(gw_spool_t *s, uint64_t seq)
 {
-    char name[32], hdr[SEG_HDR];
+    char name[32];
+    unsigned char hdr[SEG_HDR];
     segment_t seg = {.seq = seq, .size = SEG_HDR};
     struct iovec iov = {hdr, SEG_HDR};
-    int fd;
+    int fd = -1, e;
 
     seg_name(name, sizeof(name), seq);
-    fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0)
+    if (new_key(seg.fmt.key)) {
+        e = errno ? errno : EIO;
         goto fail;
+    }
+    fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        e = errno;
+        goto fail;
+    }
     memcpy(hdr, SEG_MAGIC, 8);
     memcpy(hdr + 8, &seq, 8);
-    if (writev_all(fd, &iov, 1) || add_seg(s, &seg)) {
-        close(fd);
-        unlinkat(s->dirfd, name, 0);
+    memcpy(hdr + 16, seg.fmt.key, KEY_LEN);
+    if (writev_all(fd, &iov, 1)) {
+        e = errno;
         goto fail;
     }
     /* The new name must survive a power loss as well as its records. */
-    if (s->fsync != GW_SPOOL_FSYNC_NEVER)
-        fsync(s->dirfd);
+    if (s->fsync != GW_SPOOL_FSYNC_NEVER && fsync(s->dirfd)) {
+        e = errno;
+        s->broken = 1;
+        goto fail;
+    }
+    if (add_seg(s, &seg)) {
+        e = ENOMEM;
+        goto fail;
+    }
     s->wfd = fd;
     s->total_bytes += SEG_HDR;
     return 0;
 fail:
-    gw_log_error("spool: cannot create a segment", "dir=\"%s\" file=%s error=\"%s\"", s->dir, name,
-                 strerror(errno ? errno : ENOMEM));
-    return -1;
+    if (fd >= 0) {
+        close(fd);
+        unlinkat(s->dirfd, name, 0);
+    }
+    gw_log_error(s->broken ? "spool: cannot sync the directory, refusing further writes"
+                           : "spool: cannot create a segment",
+                 "dir=\"%s\" file=%s error=\"%s\"", s->dir, name, strerror(e));
+    return -e;
 }
 
 /* Seal the active segment and start the next one. mu held, no sync
@@ -327,11 +419,12 @@ static int rotate(gw_spool_t *s)
 static void sync_now(gw_spool_t *s)
 {
     uint64_t target = s->written;
-    int fd = s->wfd, rc;
+    int fd = s->wfd, rc, e;
 
     s->syncing = 1;
     pthread_mutex_unlock(&s->mu);
     rc = fdatasync(fd);
+    e = errno;
     pthread_mutex_lock(&s->mu);
     s->syncing = 0;
     s->syncs++;
@@ -340,7 +433,7 @@ static void sync_now(gw_spool_t *s)
          * nothing written so far can be called durable any more. */
         if (!s->broken)
             gw_log_error("spool: fdatasync failed, refusing further writes", "dir=\"%s\" error=\"%s\"",
-                         s->dir, strerror(errno));
+                         s->dir, strerror(e));
         s->broken = 1;
     } else if (target > s->synced) {
         s->synced = target;
@@ -384,6 +477,21 @@ static uint64_t drop_oldest(gw_spool_t *s, uint64_t need)
     return lost;
 }
 
+/* Log the points overflow dropped since the last such line: at most every
+ * DROP_LOG_EVERY seconds, or now when forced (shutdown). The reader's wait
+ * wakes for it, so the last burst is logged too. mu held. */
+static void log_drops(gw_spool_t *s, int force)
+{
+    double now = now_mono();
+
+    if (!s->dropped_unlogged || (!force && now - s->last_drop_log < DROP_LOG_EVERY))
+        return;
+    gw_log_warn("spool full: dropped the oldest points (overflow: drop_oldest)", "points=%llu dir=\"%s\" max_bytes=%llu",
+                (unsigned long long)s->dropped_unlogged, s->dir, (unsigned long long)s->max_bytes);
+    s->dropped_unlogged = 0;
+    s->last_drop_log = now;
+}
+
 /* ------------------------------------------------------------------ append */
 
 int gw_spool_append(gw_spool_t *s, const char *lines, size_t len, const uint32_t *ends,
@@ -412,7 +520,7 @@ int gw_spool_append(gw_spool_t *s, const char *lines, size_t len, const uint32_t
     crc = crc32(crc, (const Bytef *)ends, (uInt)(4 * (size_t)npoints));
     v = (uint32_t)crc;
     memcpy(h + 12, &v, 4);
-    iov[0] = (struct iovec){h, REC_HDR};
+    iov[0] = (struct iovec){h, REC_HDR};    /* its check, h + 16, once the segment is known */
     iov[1] = (struct iovec){(void *)lines, len};
     iov[2] = (struct iovec){(void *)ends, 4 * (size_t)npoints};
 
@@ -452,6 +560,8 @@ int gw_spool_append(gw_spool_t *s, const char *lines, size_t len, const uint32_t
         act = &s->segs[s->nsegs - 1];
         break;
     }
+    v = header_crc(&act->fmt, h);
+    memcpy(h + 16, &v, 4);
     if (writev_all(s->wfd, iov, 3)) {
         int e = errno;
         /* Cut off whatever part of the record got written, so that the file
@@ -486,16 +596,9 @@ int gw_spool_append(gw_spool_t *s, const char *lines, size_t len, const uint32_t
     }
 out:
     if (lost) {
-        double now = now_mono();
         s->dropped_unlogged += lost;
         GW_COUNT(points_overflowed, lost);
-        if (now - s->last_drop_log >= 10) {
-            gw_log_warn("spool full: dropped the oldest points (overflow: drop_oldest)",
-                        "points=%llu dir=\"%s\" max_bytes=%llu", (unsigned long long)s->dropped_unlogged,
-                        s->dir, (unsigned long long)s->max_bytes);
-            s->dropped_unlogged = 0;
-            s->last_drop_log = now;
-        }
+        log_drops(s, 0);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -503,19 +606,32 @@ out:
 
 /* ------------------------------------------------------------------ reader */
 
+/* Does the file header hdr (seg_hdr(f) bytes) belong to segment seq? */
+static int header_matches(const unsigned char *hdr, uint64_t seq, const seg_fmt_t *f)
+{
+    return memcmp(hdr, f->v1 ? SEG_MAGIC_V1 : SEG_MAGIC, 8) == 0 && get64(hdr + 8) == seq &&
+           (f->v1 || memcmp(hdr + 16, f->key, KEY_LEN) == 0);
+}
+
 /* Move the reader to the first segment after the current one (the first of
- * all before it has started). Returns 0, or 1 when there is none yet. mu
- * must not be held. */
+ * all before it has started). Returns 0; 1 when there is none yet; or
+ * -errno when it cannot be opened now (EMFILE...): then the reader stays
+ * where it was, to try again, and the segment is never taken as read. A
+ * segment whose file is gone (ENOENT: dropped by overflow, or deleted by
+ * hand) is passed over with r.fd = -1. mu must not be held. */
 static int next_segment(gw_spool_t *s)
 {
-    char name[32], hdr[SEG_HDR];
+    char name[32];
+    unsigned char hdr[SEG_HDR];
     int found = 0, fd;
     uint64_t seq = 0;
+    seg_fmt_t fmt = {0};
 
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->nsegs; i++)
         if (!s->r.started || s->segs[i].seq > s->r.seq) {
             seq = s->segs[i].seq;
+            fmt = s->segs[i].fmt;
             found = 1;
             break;
         }
@@ -524,18 +640,24 @@ static int next_segment(gw_spool_t *s)
         return 1;
     seg_name(name, sizeof(name), seq);
     fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) {
+        int e = errno;
+        gw_log_limited(&s->open_lim, 10.0, GW_LOG_ERROR, "spool: cannot open a segment to read, will retry",
+                       "dir=\"%s\" file=%s error=\"%s\"", s->dir, name, strerror(e));
+        return -e;
+    }
     if (fd < 0)
-        gw_log_warn("spool: cannot open a segment to read, skipping it", "dir=\"%s\" file=%s error=\"%s\"",
-                    s->dir, name, strerror(errno));
-    else if (pread_all(fd, hdr, SEG_HDR, 0) || memcmp(hdr, SEG_MAGIC, 8) || get64(hdr + 8) != seq)
+        gw_log_error("spool: a segment file is gone, its points with it", "dir=\"%s\" file=%s", s->dir, name);
+    else if (pread_all(fd, hdr, seg_hdr(&fmt), 0) || !header_matches(hdr, seq, &fmt))
         gw_log_warn("spool: segment header damaged, reading its records anyway", "dir=\"%s\" file=%s",
                     s->dir, name);
     if (s->r.fd >= 0)
         close(s->r.fd);
     s->r.fd = fd;
+    s->r.fmt = fmt;
     /* Only the first segment read may start where the ack file says. */
-    if (s->r.started || s->r.seq != seq || s->r.off < SEG_HDR) {
-        s->r.off = SEG_HDR;
+    if (s->r.started || s->r.seq != seq || s->r.off < seg_hdr(&fmt)) {
+        s->r.off = seg_hdr(&fmt);
         s->r.first_skip = 0;
     }
     s->r.seq = seq;
@@ -544,7 +666,78 @@ static int next_segment(gw_spool_t *s)
     return 0;
 }
 
-int gw_spool_read(gw_spool_t *s, gw_buf_t *data, gw_buf_t *ends, uint32_t max, uint32_t *got,
+/* Load the next good record of the reader's segment (size bytes; the end
+ * of the spool when active). 0 with r.loaded set; 1 when there is no
+ * record there (yet); -ENOMEM. Damaged records on the way are skipped. */
+static int load_next(gw_spool_t *s, uint64_t size, int old)
+{
+    while (s->r.off < size) {
+        int lrc = load_record(s->r.fd, &s->r.fmt, s->r.off, size, &s->r.rec, &s->r.n, &s->r.len);
+        uint64_t next;
+        char name[32];
+
+        if (lrc < 0)
+            return lrc;
+        if (lrc == 0) {
+            s->r.loaded = 1;
+            s->r.next = s->r.off + rec_hdr(&s->r.fmt) + s->r.rec.len;
+            s->r.skip = s->r.first_skip < s->r.n ? s->r.first_skip : 0;
+            s->r.first_skip = 0;
+            return 0;
+        }
+        next = resync(s->r.fd, &s->r.fmt, s->r.off + 1, size, &s->r.scratch);
+        seg_name(name, sizeof(name), s->r.seq);
+        /* An old segment's damage was reported when the spool was opened. */
+        if (!old) {
+            gw_log_error("spool: damaged record skipped", "dir=\"%s\" file=%s offset=%llu bytes=%llu", s->dir,
+                         name, (unsigned long long)s->r.off, (unsigned long long)(next - s->r.off));
+            pthread_mutex_lock(&s->mu);
+            s->corrupt++;
+            pthread_mutex_unlock(&s->mu);
+        }
+        s->r.off = next;
+        s->r.first_skip = 0;
+    }
+    return 1;
+}
+
+/* Copy up to max points of the loaded record, and no more than room bytes
+ * of lines (but at least one point when data has none yet), to data and
+ * ends. Returns the points copied, or -ENOMEM. */
+static int64_t take_points(gw_spool_t *s, gw_buf_t *data, gw_buf_t *ends, uint32_t max, size_t room,
+                           int first)
+{
+    const char *lines = s->r.rec.data, *e = s->r.rec.data + s->r.len;
+    uint32_t k = 0, from = s->r.skip ? get32(e + 4 * (size_t)(s->r.skip - 1)) : 0, to = from;
+    size_t base = data->len;
+
+    while (k < max && s->r.skip + k < s->r.n) {
+        uint32_t next = get32(e + 4 * (size_t)(s->r.skip + k));
+        if (next - from > room && !(first && k == 0))
+            break;
+        to = next;
+        k++;
+    }
+    if (k == 0)
+        return 0;
+    if (gw_buf_reserve(data, to - from) || gw_buf_reserve(ends, 4 * (size_t)k))
+        return -ENOMEM;
+    memcpy(data->data + data->len, lines + from, to - from);
+    data->len += to - from;
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t off = (uint32_t)(base + get32(e + 4 * (size_t)(s->r.skip + i)) - from);
+        memcpy(ends->data + ends->len, &off, 4);
+        ends->len += 4;
+    }
+    s->r.skip += k;
+    if (s->r.skip == s->r.n) {
+        s->r.loaded = 0;
+        s->r.off = s->r.next;
+    }
+    return k;
+}
+
+int gw_spool_read(gw_spool_t *s, gw_buf_t *data, gw_buf_t *ends, uint32_t max, size_t max_bytes, uint32_t *got,
                   gw_spool_pos_t *end)
 {
     uint64_t taken = 0; /* from the current segment, not yet added to its read count */
@@ -554,13 +747,16 @@ int gw_spool_read(gw_spool_t *s, gw_buf_t *data, gw_buf_t *ends, uint32_t max, u
     pthread_mutex_lock(&s->mu);
     s->r.seen = s->appends;
     pthread_mutex_unlock(&s->mu);
-    if (!s->r.started || s->r.fd < 0)
-        if (next_segment(s))
+    if (!s->r.started) {
+        rc = next_segment(s);
+        if (rc)
             goto done;
-    while (*got < max) {
+    }
+    while (*got < max && data->len < max_bytes) {
+        int64_t k;
         if (!s->r.loaded) {
             uint64_t size;
-            int active, old, lrc;
+            int active, old;
             segment_t *seg;
             size_t idx = 0;
 
@@ -574,73 +770,27 @@ int gw_spool_read(gw_spool_t *s, gw_buf_t *data, gw_buf_t *ends, uint32_t max, u
             active = seg && idx == s->nsegs - 1;
             old = seg ? seg->old : 0;
             pthread_mutex_unlock(&s->mu);
-            if (!seg || (!active && s->r.off >= size)) {
-                /* Done with it (or it was dropped): on to the next. */
+            if (!seg || s->r.fd < 0 || (!active && s->r.off >= size)) {
+                /* Done with it (or it was dropped, or its file is gone): on to the next. */
                 taken = 0;
-                if (next_segment(s))
+                rc = next_segment(s);
+                if (rc)
                     break;
                 continue;
             }
-            if (s->r.off >= size)
-                break; /* caught up with the writer */
-            if (s->r.fd < 0) {
-                s->r.off = size; /* unreadable: skip it */
-                continue;
-            }
-            lrc = load_record(s->r.fd, s->r.off, size, &s->r.rec, &s->r.n, &s->r.len);
-            if (lrc < 0) {
-                rc = lrc;
-                break;
-            }
-            if (lrc) {
-                uint64_t next = resync(s->r.fd, s->r.off + 1, size, &s->r.scratch);
-                char name[32];
-                seg_name(name, sizeof(name), s->r.seq);
-                /* An old segment's damage was reported when the spool was opened. */
-                if (!old) {
-                    gw_log_error("spool: damaged record skipped", "dir=\"%s\" file=%s offset=%llu bytes=%llu",
-                                 s->dir, name, (unsigned long long)s->r.off,
-                                 (unsigned long long)(next - s->r.off));
-                    pthread_mutex_lock(&s->mu);
-                    s->corrupt++;
-                    pthread_mutex_unlock(&s->mu);
-                }
-                s->r.off = next;
-                s->r.first_skip = 0;
-                continue;
-            }
-            s->r.loaded = 1;
-            s->r.next = s->r.off + REC_HDR + s->r.rec.len;
-            s->r.skip = s->r.first_skip < s->r.n ? s->r.first_skip : 0;
-            s->r.first_skip = 0;
+            rc = load_next(s, size, old);
+            if (rc)
+                break; /* caught up with the writer, or ENOMEM */
         }
-        {
-            uint32_t k = s->r.n - s->r.skip, from, to;
-            const char *lines = s->r.rec.data, *e = s->r.rec.data + s->r.len;
-            size_t base = data->len;
-            if (k > max - *got)
-                k = max - *got;
-            from = s->r.skip ? get32(e + 4 * (size_t)(s->r.skip - 1)) : 0;
-            to = get32(e + 4 * (size_t)(s->r.skip + k - 1));
-            if (gw_buf_reserve(data, to - from) || gw_buf_reserve(ends, 4 * (size_t)k)) {
-                rc = -ENOMEM;
-                break;
-            }
-            memcpy(data->data + data->len, lines + from, to - from);
-            data->len += to - from;
-            for (uint32_t i = 0; i < k; i++) {
-                uint32_t off = (uint32_t)(base + get32(e + 4 * (size_t)(s->r.skip + i)) - from);
-                memcpy(ends->data + ends->len, &off, 4);
-                ends->len += 4;
-            }
-            s->r.skip += k;
-            *got += k;
-            taken += k;
-            if (s->r.skip == s->r.n) {
-                s->r.loaded = 0;
-                s->r.off = s->r.next;
-            }
+        k = take_points(s, data, ends, max - *got, max_bytes - data->len, data->len == 0);
+        if (k < 0) {
+            rc = (int)k;
+            break;
         }
+        if (k == 0)
+            break;
+        *got += (uint32_t)k;
+        taken += (uint64_t)k;
     }
     if (taken) {
         segment_t *seg;
@@ -651,6 +801,8 @@ int gw_spool_read(gw_spool_t *s, gw_buf_t *data, gw_buf_t *ends, uint32_t max, u
         pthread_mutex_unlock(&s->mu);
     }
 done:
+    if (rc > 0)
+        rc = 0;
     end->seq = s->r.seq;
     end->off = s->r.off;
     end->skip = s->r.loaded ? s->r.skip : 0;
@@ -661,10 +813,16 @@ void gw_spool_wait(gw_spool_t *s, double until)
 {
     pthread_mutex_lock(&s->mu);
     while (s->appends == s->r.seen && !s->closed) {
-        if (until > 0) {
-            struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
-            if (now_mono() >= until || pthread_cond_timedwait(&s->data_cv, &s->mu, &ts) == ETIMEDOUT)
-                break;
+        double wake = until;
+        if (s->dropped_unlogged && (wake == 0 || s->last_drop_log + DROP_LOG_EVERY < wake))
+            wake = s->last_drop_log + DROP_LOG_EVERY;
+        if (wake > 0) {
+            struct timespec ts = {(time_t)wake, (long)((wake - (double)(time_t)wake) * 1e9)};
+            if (now_mono() >= wake || pthread_cond_timedwait(&s->data_cv, &s->mu, &ts) == ETIMEDOUT) {
+                log_drops(s, 0);
+                if (until > 0 && now_mono() >= until)
+                    break;
+            }
         } else {
             pthread_cond_wait(&s->data_cv, &s->mu);
         }
@@ -682,7 +840,7 @@ int gw_spool_unread(gw_spool_t *s)
     for (size_t i = 0; i < s->nsegs && !more; i++) {
         const segment_t *seg = &s->segs[i];
         if (!s->r.started || seg->seq > s->r.seq)
-            more = seg->size > SEG_HDR;
+            more = seg->size > seg_hdr(&seg->fmt);
         else if (seg->seq == s->r.seq)
             more = s->r.off < seg->size;
     }
@@ -784,10 +942,10 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The segment numbers in the directory, sorted. */
+/* The segment numbers in the directory, sorted. 0 or -errno. */
 static int list_segments(gw_spool_t *s, uint64_t **out, size_t *n)
 {
-    int fd = dup(s->dirfd);
+    int fd = dup(s->dirfd), err;
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
     uint64_t *v = NULL;
@@ -795,9 +953,10 @@ static int list_segments(gw_spool_t *s, uint64_t **out, size_t *n)
 
     *n = 0;
     if (!d) {
+        err = errno;
         if (fd >= 0)
             close(fd);
-        return -1;
+        return -err;
     }
     rewinddir(d);
     while ((e = readdir(d)) != NULL) {
@@ -813,7 +972,7 @@ static int list_segments(gw_spool_t *s, uint64_t **out, size_t *n)
             if (!w) {
                 free(v);
                 closedir(d);
-                return -1;
+                return -ENOMEM;
             }
             v = w;
         }
@@ -850,16 +1009,16 @@ static int scan_segment(gw_spool_t *s, int fd, segment_t *seg, uint64_t start, u
     seg_name(name, sizeof(name), seg->seq);
     while (off < seg->size) {
         uint32_t n, len;
-        int rc = load_record(fd, off, seg->size, &s->r.scratch, &n, &len);
+        int rc = load_record(fd, &seg->fmt, off, seg->size, &s->r.scratch, &n, &len);
         if (rc < 0)
             return rc;
         if (rc == 0) {
             seg->points += n - (off == start && skip < n ? skip : 0);
-            off += REC_HDR + len + 4 * (uint64_t)n;
+            off += rec_hdr(&seg->fmt) + len + 4 * (uint64_t)n;
             continue;
         }
         {
-            uint64_t next = resync(fd, off + 1, seg->size, &s->r.scratch);
+            uint64_t next = resync(fd, &seg->fmt, off + 1, seg->size, &s->r.scratch);
             s->corrupt++;
             if (next == seg->size)
                 gw_log_warn("spool: torn or damaged record at the end of a segment skipped",
@@ -874,16 +1033,32 @@ static int scan_segment(gw_spool_t *s, int fd, segment_t *seg, uint64_t start, u
     return 0;
 }
 
+/* The format of an earlier run's segment, from its header. A damaged magic
+ * is taken for the current format: its records then fail their checks
+ * unless the key survived. */
+static void read_format(int fd, segment_t *seg)
+{
+    unsigned char hdr[SEG_HDR] = {0};
+
+    if (pread_all(fd, hdr, SEG_HDR_V1, 0) == 0 && memcmp(hdr, SEG_MAGIC_V1, 8) == 0) {
+        seg->fmt.v1 = 1;
+        return;
+    }
+    if (seg->size >= SEG_HDR && pread_all(fd, hdr, SEG_HDR, 0) == 0)
+        memcpy(seg->fmt.key, hdr + 16, KEY_LEN);
+}
+
 /* Take stock of what an earlier run left. 0 or -1 with err set. */
 static int recover(gw_spool_t *s, char *err, size_t errlen)
 {
     uint64_t *seqs = NULL, last = 0, points = 0;
     size_t n = 0, kept = 0;
     gw_spool_pos_t ack = {0};
-    int have_ack = read_ack(s, &ack);
+    int have_ack = read_ack(s, &ack), e;
 
-    if (list_segments(s, &seqs, &n)) {
-        snprintf(err, errlen, "spool.dir %s: cannot list: %s", s->dir, strerror(errno));
+    e = list_segments(s, &seqs, &n);
+    if (e) {
+        snprintf(err, errlen, "spool.dir %s: cannot list: %s", s->dir, strerror(-e));
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -907,10 +1082,11 @@ static int recover(gw_spool_t *s, char *err, size_t errlen)
             return -1;
         }
         seg.size = (uint64_t)st.st_size;
-        if (seg.size > SEG_HDR) {
-            uint64_t start = SEG_HDR;
+        read_format(fd, &seg);
+        if (seg.size > seg_hdr(&seg.fmt)) {
+            uint64_t start = seg_hdr(&seg.fmt);
             uint32_t skip = 0;
-            if (have_ack && seqs[i] == ack.seq && ack.off >= SEG_HDR) {
+            if (have_ack && seqs[i] == ack.seq && ack.off >= start) {
                 start = ack.off;
                 skip = ack.skip;
             }
@@ -939,7 +1115,7 @@ static int recover(gw_spool_t *s, char *err, size_t errlen)
     s->pending = points;
     if (have_ack && ack.seq > last)
         last = ack.seq;
-    if (kept && have_ack && s->segs[0].seq == ack.seq && ack.off >= SEG_HDR) {
+    if (kept && have_ack && s->segs[0].seq == ack.seq && ack.off >= seg_hdr(&s->segs[0].fmt)) {
         s->r.seq = ack.seq;
         s->r.off = ack.off;
         s->r.first_skip = ack.skip;
@@ -948,8 +1124,9 @@ static int recover(gw_spool_t *s, char *err, size_t errlen)
         gw_log_info("spool: recovered points from an earlier run, delivering them first",
                     "dir=\"%s\" points=%llu segments=%zu damaged_records=%llu", s->dir,
                     (unsigned long long)points, kept, (unsigned long long)s->corrupt);
-    if (open_active(s, last + 1)) {
-        snprintf(err, errlen, "spool.dir %s: cannot create a segment: %s", s->dir, strerror(errno));
+    e = open_active(s, last + 1);
+    if (e) {
+        snprintf(err, errlen, "spool.dir %s: cannot create a segment: %s", s->dir, strerror(-e));
         return -1;
     }
     return 0;
@@ -1026,9 +1203,13 @@ void gw_spool_destroy(gw_spool_t *s)
     pthread_mutex_unlock(&s->mu);
     if (s->have_syncer)
         pthread_join(s->syncer, NULL);
+    pthread_mutex_lock(&s->mu);
+    log_drops(s, 1);
+    pthread_mutex_unlock(&s->mu);
     if (s->wfd >= 0) {
-        if (s->fsync != GW_SPOOL_FSYNC_NEVER && s->written > s->synced)
-            fdatasync(s->wfd);
+        if (s->fsync != GW_SPOOL_FSYNC_NEVER && s->written > s->synced && fdatasync(s->wfd))
+            gw_log_error("spool: fdatasync failed at shutdown: the last appends may not be on disk",
+                         "dir=\"%s\" error=\"%s\"", s->dir, strerror(errno));
         close(s->wfd);
     }
     if (s->r.fd >= 0)

@@ -65,9 +65,13 @@ int gw_spool_append(gw_spool_t *s, const char *lines, size_t len, const uint32_t
 
 /* Reader: append up to max points that follow the read position to data
  * (their lines) and ends (uint32_t offsets into data, adjusted), without
- * blocking. Sets *got to the number appended and *end to the position just
- * behind them. Returns 0 or -ENOMEM. One reader thread only. */
-int gw_spool_read(gw_spool_t *s, gw_buf_t *data, gw_buf_t *ends, uint32_t max, uint32_t *got,
+ * blocking, and stop before data->len would pass max_bytes (one point is
+ * taken into an empty data whatever its size). Sets *got to the number
+ * appended and *end to the position just behind them. Returns 0, -ENOMEM,
+ * or -errno when the next segment cannot be opened now (EMFILE...): the
+ * reader then stays where it was, and a later call tries again. One reader
+ * thread only. */
+int gw_spool_read(gw_spool_t *s, gw_buf_t *data, gw_buf_t *ends, uint32_t max, size_t max_bytes, uint32_t *got,
                   gw_spool_pos_t *end);
 
 /* Reader: block until there may be more to read, the spool is closed, or

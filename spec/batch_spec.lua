@@ -25,6 +25,8 @@ for _, decl in ipairs {
   "void gw_queue_abandon(gw_queue_t *q, gw_batch_t *b, uint32_t done);",
   "void gw_queue_close(gw_queue_t *q);",
   "uint64_t gw_queue_points(gw_queue_t *q);",
+  "uint64_t gw_queue_bytes(gw_queue_t *q);",
+  "void gw_queue_set_limit_bytes(gw_queue_t *q, uint64_t limit);",
   "void gw_queue_destroy(gw_queue_t *q);",
   "double gw_now_mono(void);",
 } do pcall(ffi.cdef, decl) end
@@ -50,6 +52,32 @@ local function push(q, first, n)
 end
 
 local function body(b) return ffi.string(b.data.data, b.data.len) end
+
+-- n points of about size bytes each ("b<i> s=\"xxx...\"\n"), from first on.
+local function big(q, first, n, size)
+  local parts, ends, off = {}, ffi.new("uint32_t[?]", n), 0
+  for i = 0, n - 1 do
+    local l = ('b%d s="%s"\n'):format(first + i, ("x"):rep(size))
+    parts[#parts + 1] = l
+    off = off + #l
+    ends[i] = off
+  end
+  local s = table.concat(parts)
+  return lib.gw_queue_push(q, s, #s, ends, n), #s + 4 * n
+end
+
+local MiB = 1024 * 1024
+
+-- Close q and take every batch left, releasing each: fn(b) sees it first.
+local function drain(q, fn)
+  lib.gw_queue_close(q)
+  local b = lib.gw_queue_take(q, 0)
+  while b ~= nil do
+    fn(b)
+    lib.gw_queue_release(q, b)
+    b = lib.gw_queue_take(q, 0)
+  end
+end
 
 -- The batch's points, cut at its ends[]: each must be one whole line.
 local function points(b)
@@ -189,6 +217,49 @@ describe("batch queue", function()
     assert.equal(6, tonumber(lib.gw_queue_points(q)))
   end)
 
+  it("bounds the bytes held too: FULL when a request's bytes do not fit, TOO_BIG when they never could", function()
+    q = lib.gw_queue_create(1000, 1000000, 3600)
+    lib.gw_queue_set_limit_bytes(q, 100000)
+    local rc, n1 = big(q, 1, 4, 20000)
+    assert.equal(0, rc)
+    assert.equal(n1, tonumber(lib.gw_queue_bytes(q)))
+    assert.equal(FULL, (big(q, 5, 2, 20000))) -- 8 points, far below buffer_limit, but 120 kB
+    assert.equal(n1, tonumber(lib.gw_queue_bytes(q)))
+    assert.equal(0, (big(q, 5, 1, 15000)))
+    assert.equal(TOO_BIG, (big(q, 10, 1, 100001)))
+    drain(q, function(b) assert.equal(5, b.npoints) end)
+    assert.equal(0, tonumber(lib.gw_queue_bytes(q)))
+    assert.equal(0, tonumber(lib.gw_queue_points(q)))
+  end)
+
+  it("seals a batch at 8 MiB of lines whatever batch_size says; a larger point gets a batch of its own", function()
+    q = lib.gw_queue_create(5000, 1000000, 3600)
+    assert.equal(0, (big(q, 1, 20, MiB - 100))) -- 20 points of about 1 MiB
+    assert.equal(0, (big(q, 21, 1, 9 * MiB)))
+    local counts = {}
+    drain(q, function(b)
+      counts[#counts + 1] = b.npoints
+      assert.is_true(b.npoints == 1 or tonumber(b.data.len) <= 8 * MiB, tonumber(b.data.len))
+      -- what a batch holds is what it is counted for: no slack kept beyond a quarter
+      assert.is_true(tonumber(b.data.cap) <= tonumber(b.data.len) * 1.25 + 65536)
+    end)
+    assert.same({ 8, 8, 4, 1 }, counts)
+  end)
+
+  it("with overflow drop_oldest, drops by bytes as well", function()
+    q = lib.gw_queue_create(1, 1000000, 3600)
+    lib.gw_queue_set_limit_bytes(q, 100000)
+    lib.gw_queue_set_drop_oldest(q, 1)
+    for i = 1, 4 do assert.equal(0, (big(q, i, 1, 20000))) end
+    local sending = lib.gw_queue_take(q, lib.gw_now_mono() + 0.5)
+    assert.equal(0, (big(q, 5, 2, 20000))) -- 120 kB: the oldest waiting go, not the one being sent
+    assert.is_true(tonumber(lib.gw_queue_bytes(q)) <= 100000)
+    lib.gw_queue_release(q, sending)
+    local seen = {}
+    drain(q, function(b) for id in body(b):gmatch("b(%d+) ") do seen[#seen + 1] = tonumber(id) end end)
+    assert.same({ 4, 5, 6 }, seen) -- 1 was sent; 2 and 3 made room
+  end)
+
   describe("over a spool", function()
     local proc = require("support.proc")
     local dir
@@ -239,6 +310,22 @@ describe("batch queue", function()
       assert.equal(2, b.npoints)
       assert.is_true(lib.gw_now_mono() - t0 >= 0.1)
       lib.gw_queue_release(q, b)
+    end)
+
+    it("reads batches of at most 8 MiB of lines back from the spool", function()
+      q = spooled(5000, 3600)
+      for i = 1, 3 do assert.equal(0, (big(q, i * 10, 6, MiB - 100))) end
+      -- a batch full by size is handed over at once, not after flushing_period (an hour)
+      local first = lib.gw_queue_take(q, lib.gw_now_mono() + 2)
+      assert.is_true(first ~= nil)
+      assert.equal(8, first.npoints)
+      lib.gw_queue_release(q, first)
+      local counts = {}
+      drain(q, function(b)
+        counts[#counts + 1] = b.npoints
+        assert.is_true(tonumber(b.data.len) <= 8 * MiB, tonumber(b.data.len))
+      end)
+      assert.same({ 8, 2 }, counts)
     end)
 
     it("keeps an abandoned batch in the spool for the next run", function()

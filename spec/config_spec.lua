@@ -28,7 +28,7 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
       char *storage_type; int version; char *host; int port; int use_ssl;
       char *database; char *rp; char *user; char *password;
       char *organization; char *bucket; char *token;
-      double flushing_period; uint32_t batch_size; uint32_t buffer_limit; int gzip;
+      double flushing_period; uint32_t batch_size; uint32_t buffer_limit; size_t buffer_limit_bytes; int gzip;
       double timeout; double retry_max; double shutdown_timeout;
       char *overflow; char *dead_letter;
     } monitoring;
@@ -40,7 +40,9 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     struct { char *dir; size_t max_bytes; char *fsync; double fsync_interval; } spool;
     char *service; gw_conf_node_t *series;
     struct { gw_conf_node_t *tokens; char *tls_cert; char *tls_key; int tls_verify; char *tls_ca; } access;
-    char *warnings; double drain_seconds;
+    char *warnings;
+    struct { int per_client; int probes; } conns;
+    double drain_seconds;
   } gw_config_t;
   ]]
 end
@@ -78,7 +80,8 @@ local DEFAULTS = {
   ["monitoring.password"] = "", ["monitoring.organization"] = "luna",
   ["monitoring.bucket"] = "luna_monitoring", ["monitoring.token"] = "",
   ["monitoring.flushing_period"] = 1, ["monitoring.batch_size"] = 5000,
-  ["monitoring.buffer_limit"] = 1000000, ["monitoring.gzip"] = false, ["monitoring.timeout"] = 10,
+  ["monitoring.buffer_limit"] = 1000000, ["monitoring.buffer_limit_bytes"] = 128 * 1024 * 1024,
+  ["monitoring.gzip"] = false, ["monitoring.timeout"] = 10,
   ["monitoring.retry_max"] = 30, ["monitoring.shutdown_timeout"] = 10,
   ["monitoring.overflow"] = "reject", ["monitoring.dead_letter"] = "",
   ["spool.dir"] = "", ["spool.max_bytes"] = 1024 * 1024 * 1024, ["spool.fsync"] = "batch",
@@ -89,12 +92,15 @@ local DEFAULTS = {
   ["service"] = "", ["series"] = "{}", -- top-level keys
   ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
   ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
+  ["listen.max_connections_per_client"] = 256, ["listen.probe_connections"] = 16,
   ["listen.drain_seconds"] = 0,
 }
 local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true }
 -- Keys stored in gw_config_t.access (after the sections, for layout).
 local ACCESS = { ["listen.tokens"] = "tokens", ["listen.tls_cert"] = "tls_cert", ["listen.tls_key"] = "tls_key",
   ["monitoring.tls_verify"] = "tls_verify", ["monitoring.tls_ca"] = "tls_ca" }
+-- Keys stored in gw_config_t.conns (last, for layout).
+local CONNS = { ["listen.max_connections_per_client"] = "per_client", ["listen.probe_connections"] = "probes" }
 -- Keys stored at the top of gw_config_t (last, for layout).
 local TOP = { ["listen.drain_seconds"] = "drain_seconds" }
 local KEYS = {}
@@ -112,6 +118,7 @@ local function flatten(cfg)
     local section, name = key:match("^(%w+)%.(.+)$")
     local v
     if ACCESS[key] then v = cfg.access[ACCESS[key]]
+    elseif CONNS[key] then v = cfg.conns[CONNS[key]]
     elseif TOP[key] then v = cfg[TOP[key]]
     elseif section then v = cfg[section][name] else v = cfg[key] end
     if TREES[key] then
@@ -257,7 +264,8 @@ describe("defaults", function()
     local cfg = assert(load(write("")))
     for _, key in ipairs(KEYS) do
       local section, name = key:match("^(%w+)%.(.+)$")
-      local v = ACCESS[key] and cfg.access[ACCESS[key]] or TOP[key] and cfg[TOP[key]]
+      local v = ACCESS[key] and cfg.access[ACCESS[key]] or CONNS[key] and cfg.conns[CONNS[key]]
+        or TOP[key] and cfg[TOP[key]]
         or section and cfg[section][name] or cfg[key]
       if ffi.istype("char *", v) then assert.is_true(v ~= nil, key) end
     end
@@ -277,6 +285,7 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["listen.address"] = "::1", ["listen.port"] = 9090, ["listen.threads"] = 8,
       ["listen.max_body_bytes"] = 512 * 1024, ["listen.connection_timeout"] = 120,
       ["listen.max_connections"] = 300, ["listen.max_header_bytes"] = 16 * 1024, ["listen.max_points"] = 50000,
+      ["listen.max_connections_per_client"] = 32, ["listen.probe_connections"] = 4,
       ["listen.max_line_bytes"] = 64 * 1024, ["listen.max_tags"] = 32, ["listen.max_fields"] = 64,
       ["listen.max_key_bytes"] = 128, ["listen.max_value_bytes"] = 4 * 1024,
       ["monitoring.storage_type"] = "influx", ["monitoring.version"] = 2,
@@ -285,7 +294,8 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["monitoring.password"] = 'p@ss: "word"', ["monitoring.organization"] = "Luna Org",
       ["monitoring.bucket"] = "metrics/raw", ["monitoring.token"] = "s3cr3t==",
       ["monitoring.flushing_period"] = 0.25, ["monitoring.batch_size"] = 10000,
-      ["monitoring.buffer_limit"] = 2000000, ["monitoring.gzip"] = true, ["monitoring.timeout"] = 2.5,
+      ["monitoring.buffer_limit"] = 2000000, ["monitoring.buffer_limit_bytes"] = 256 * 1024 * 1024,
+      ["monitoring.gzip"] = true, ["monitoring.timeout"] = 2.5,
       ["monitoring.retry_max"] = 60, ["monitoring.shutdown_timeout"] = 0,
       ["monitoring.overflow"] = "drop_oldest", ["monitoring.dead_letter"] = "/var/lib/luagw/dead-letter.lp",
       ["spool.dir"] = "/var/lib/luagw/spool", ["spool.max_bytes"] = 64 * 1024 * 1024 * 1024,
@@ -620,7 +630,8 @@ describe("errors: file:line:column: key: what", function()
   it("an unknown key with nothing close lists the keys of its section", function()
     rejects("listen:\n  zzz: 1\n", "2:3", "listen.zzz",
       "unknown key (expected one of: address, port, threads, max_body_bytes, connection_timeout, "
-      .. "max_connections, max_header_bytes, max_points, max_line_bytes, max_tags, max_fields, "
+      .. "max_connections, max_connections_per_client, probe_connections, max_header_bytes, max_points, "
+      .. "max_line_bytes, max_tags, max_fields, "
       .. "max_key_bytes, max_value_bytes, tokens, tls_cert, tls_key, drain_seconds)")
   end)
 
@@ -856,6 +867,7 @@ describe("gw_config_print_reference", function()
       if key == "listen.max_value_bytes" then want = "64KiB" end
       if key == "scripts.memory_limit" then want = "64MiB" end
       if key == "spool.max_bytes" then want = "1GiB" end
+      if key == "monitoring.buffer_limit_bytes" then want = "128MiB" end
       assert.are.equal(tostring(want), def, key)
     end
     assert.is_truthy(table.concat(lines, "\n"):find("listen.port%s+int 1..65535%s+default 8080"))

@@ -147,3 +147,130 @@ describe("GET /metrics", function()
     end
   end)
 end)
+
+describe("the per-series table under a flood of new names", function()
+  -- 1,100 junk names used to fill all 1,024 slots for good: every later
+  -- series, declared ones too, counted as "(other)" until a restart.
+  local db, gw, dir
+
+  lazy_setup(function()
+    db = influxd.start {}
+    db:create_database("luagw")
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local f = assert(io.open(dir .. "/m_scripted.lua", "w"))
+    f:write("return function(p) return p end\n")
+    f:close()
+    gw = luagw.start { influxd = db, config = {
+      scripts = { dir = dir },
+      series = { m_declared = { fields = { v = { type = "int" } } } },
+    } }
+  end)
+
+  lazy_teardown(function()
+    if gw then gw:destroy() end
+    if db then db:destroy() end
+    if dir then os.execute("rm -rf " .. dir) end
+  end)
+
+  local function scrape()
+    local st, body = gw:get("/metrics")
+    assert.equal(200, st)
+    return parse(body), body
+  end
+
+  it("keeps counting declared and scripted series under their own names", function()
+    assert.equal(204, (gw:post("/write", "m_early v=1i 1700000000000000001\n")))
+    local junk = {}
+    for i = 1, 3000 do junk[i] = ("junk%d v=1i 1700000000000000001"):format(i) end
+    assert.equal(204, (gw:post("/write", table.concat(junk, "\n"))))
+    local m, text = scrape()
+    -- at most 1,024 names that are not pinned hold a slot; the rest is "(other)"
+    local named = 0
+    for _ in text:gmatch('\nluagw_series_points_received_total{series="junk%d+"}') do named = named + 1 end
+    assert.equal(1023, named) -- m_early took the first
+    assert.equal(3000 - 1023, m['luagw_series_points_received_total{series="(other)"}'])
+    -- the pinned series are counted under their own names, through delivery
+    assert.equal(204, (gw:post("/write", "m_declared v=7i 1700000000000000002\nm_scripted v=8i 1700000000000000002\n")))
+    assert.equal(204, (gw:post("/write", "m_early v=2i 1700000000000000003\n")))
+    assert.is_true(wait(function()
+      m = scrape()
+      return m['luagw_series_points_written_total{series="m_declared"}'] == 1
+        and m['luagw_series_points_written_total{series="m_scripted"}'] == 1
+    end, 10), "not written under their own names")
+    assert.equal(1, m['luagw_series_points_received_total{series="m_declared"}'])
+    assert.equal(1, m['luagw_series_points_accepted_total{series="m_scripted"}'])
+    assert.equal(2, m['luagw_series_points_received_total{series="m_early"}'])
+    -- a name first seen now waits for an idle slot (60 s): "(other)" meanwhile
+    assert.equal(204, (gw:post("/write", "m_late v=1i 1700000000000000004\n")))
+    m = scrape()
+    assert.is_nil(m['luagw_series_points_received_total{series="m_late"}'])
+    assert.equal(3000 - 1023 + 1, m['luagw_series_points_received_total{series="(other)"}'])
+  end)
+end)
+
+describe("the per-series table (gateway/metrics.c, through FFI)", function()
+  -- The library's table is this process's: other specs' names may be in it
+  -- already, so this looks only at names of its own.
+  local core = require("support.core")
+  local ffi, lib = core.ffi, core.lib
+  pcall(ffi.cdef, [[
+  typedef struct {
+    uint32_t state, hash, len, used, pinned; double idle_since; char name[112]; uint64_t v[6];
+  } gw_series_slot_t;
+  gw_series_slot_t *gw_series_slot(const char *name, size_t n);
+  int gw_series_pin(const char *name, size_t n);
+  void gw_series_set_clock(double (*now)(void));
+  ]])
+
+  local function slot_name(name)
+    local s = lib.gw_series_slot(name, #name)
+    return ffi.string(s.name, s.len), s
+  end
+
+  it("renames a slot idle for 60 s to a new name, never a pinned or a busy one", function()
+    jit.off(true, true) -- the clock below is a Lua callback
+    local t = 1000
+    local clock = ffi.cast("double (*)(void)", function() return t end)
+    finally(function() lib.gw_series_set_clock(nil); clock:free(); jit.on(true, true) end)
+    lib.gw_series_set_clock(clock)
+    assert.equal(0, lib.gw_series_pin("ffi_pinned", 10))
+    -- fill every slot for names that are not pinned
+    local n = 0
+    while slot_name(("ffi_flood%d"):format(n)) ~= "(other)" do
+      n = n + 1
+      assert.is_true(n <= 1024, "the table takes more than 1,024 names")
+    end
+    assert.equal("(other)", (slot_name("ffi_late")))
+    assert.equal("ffi_pinned", (slot_name("ffi_pinned")))
+    -- A slot is renamed once nobody used it for 60 s after the clock hand
+    -- last looked at it. One flood name stays in use; 61 s on, a lap of the
+    -- hand (each new name placed moves it 4 slots) looks at every slot ...
+    t = t + 30
+    assert.equal("ffi_flood3", (slot_name("ffi_flood3"))) -- one is used all along
+    t = t + 31
+    for i = 1, 300 do slot_name(("ffi_lap%d"):format(i)) end
+    -- ... and 61 s later the others are renamed
+    t = t + 30
+    assert.equal("ffi_flood3", (slot_name("ffi_flood3")))
+    t = t + 31
+    for i = 1, 150 do
+      assert.equal(("ffi_new%d"):format(i), (slot_name(("ffi_new%d"):format(i))))
+    end
+    local name, s = slot_name("ffi_late")
+    assert.equal("ffi_late", name)
+    assert.equal(0, tonumber(s.v[0])) -- counters from zero
+    assert.equal("ffi_new1", (slot_name("ffi_new1"))) -- found again, without the lock
+    assert.equal("ffi_flood3", (slot_name("ffi_flood3"))) -- used: kept
+    assert.equal("ffi_pinned", (slot_name("ffi_pinned"))) -- pinned: kept
+    local gone = 0
+    for i = 0, n - 1 do
+      if slot_name(("ffi_flood%d"):format(i)) == "(other)" then gone = gone + 1 end
+    end
+    assert.is_true(gone >= 151, tostring(gone))
+    -- a name over 111 bytes counts as "(other)"
+    assert.equal("(other)", (slot_name(("x"):rep(112))))
+    assert.equal(-1, lib.gw_series_pin(("x"):rep(112), 112))
+  end)
+end)

@@ -7,6 +7,7 @@
 local influxd = require("support.influxd")
 local luagw = require("support.luagw")
 local proc = require("support.proc")
+local socket = require("socket")
 local wait = require("support.wait")
 
 local function sh(cmd)
@@ -76,6 +77,40 @@ describe("TLS", function()
     finally(function() g2:destroy() end)
     assert.equal(1, (g2:wait_exit(5)))
     assert.matches("listen.tls_cert and listen.tls_key go together", g2:log(), 1, true)
+  end)
+
+  it("bursts of idle connections beyond listen.max_connections leave HTTPS /health, writes and SIGTERM working", function()
+    -- libmicrohttpd 0.9.75 hung its workers at its own connection limit;
+    -- over TLS both died (docs/hardening.md).
+    local g = luagw.start { influxd = db, wait = false, config = {
+      listen = { tls_cert = cert, tls_key = key, threads = 2, max_connections = 32, max_connections_per_client = 0 },
+      log = { level = "error" } } }
+    finally(function() g:destroy() end)
+    local url = "https://127.0.0.1:" .. g.port
+    local tls = "--cacert " .. cert .. " " .. url
+    assert.is_true(wait(function() return (curl(tls .. "/ping")) == 204 end, 10), g:log())
+    local function accepted()
+      local code, body = curl(tls .. "/metrics")
+      return code == 200 and tonumber(body:match("\nluagw_http_connections_accepted_total (%d+)")) or nil
+    end
+    for _ = 1, 3 do
+      local before, looks, held = accepted(), 0, {}
+      for i = 1, 80 do
+        held[i] = assert(socket.tcp())
+        held[i]:settimeout(2)
+        assert(held[i]:connect("127.0.0.1", g.port))
+      end
+      assert.is_truthy(wait(function()
+        looks = looks + 1
+        local n = accepted()
+        return n and n >= before + 80 + looks
+      end, 15), "the burst was not taken in")
+      for _, c in ipairs(held) do c:close() end
+    end
+    assert.equal(200, (curl(tls .. "/health")))
+    assert.equal(204, (curl(tls .. "/write --data-binary 'tls_burst v=1i 1700000000000000005'")))
+    assert.is_true(wait(function() return db:count("tls_burst", "luagw") == 1 end, 10))
+    assert.equal(0, (g:stop(10)), "SIGTERM did not end luagw")
   end)
 
   local function front(mon)
