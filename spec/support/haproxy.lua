@@ -129,11 +129,9 @@ end
 function Lb:log() return proc.read_file(self.log_path) or "" end
 
 function Lb:destroy()
-  if self.pid then proc.stop(self.pid, 5) end
-  self.pid = nil
-  live[self] = nil
-  if self.dir then proc.rmdir(self.dir) end
-  self.dir = nil
+  proc.stop(self.pid, 5) -- (nil: nothing to do, for both)
+  proc.rmdir(self.dir)
+  live[self], self.pid, self.dir = nil, nil, nil
 end
 
 M._sentinel = newproxy(true)
