@@ -15,12 +15,12 @@ CONFIG   ?= config/luagw.yaml
 
 # Debian packages the build, the tests and `make run` need; the last line is
 # for `make deb` and spec/package_spec.lua (debhelper, lintian,
-# systemd-analyze).
+# systemd-analyze) and for spec/scaling_spec.lua (haproxy).
 DEB_PKGS := build-essential pkg-config libluajit-5.1-dev luajit libmicrohttpd-dev \
             libcurl4-openssl-dev libyaml-dev libjansson-dev zlib1g-dev libdeflate-dev \
             lua-busted lua-socket lua-cjson influxdb curl ca-certificates \
             python3-influxdb openssl man-db clang libclang-rt-14-dev \
-            debhelper dpkg-dev fakeroot lintian systemd
+            debhelper dpkg-dev fakeroot lintian systemd haproxy
 
 CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
 CORE_LUA := $(wildcard gateway/*.lua)

@@ -117,6 +117,9 @@ static const option_t options[] = {
          "PEM certificate file: serve HTTPS; empty means plain HTTP"),
     PATH("listen.tls_key", access.tls_key, 0, "",
          "PEM private key file for listen.tls_cert"),
+    /* stored in gw_config_t.drain_seconds, last, for layout */
+    SECONDS("listen.drain_seconds", drain_seconds, 0, 3600, "0",
+            "after SIGTERM: seconds /health answers 503 while ingest goes on, before the flush"),
 
     ENUM("monitoring.storage_type", monitoring.storage_type, storage_types, "influx",
          "where points are written; only InfluxDB so far"),
@@ -220,16 +223,13 @@ typedef struct {
     int depth;             /* include: nesting */
 } loader_t;
 
-/* Append s as a quoted, one-line, bounded string: the error is one line and
- * a value may be a multi-line block scalar or a long token. */
-static void put_quoted(gw_buf_t *b, const char *s, size_t n)
+/* Append n bytes of s on one line, C-style: backslash, newline, tab and
+ * other control bytes escaped, and the quote character when there is one. */
+static void put_escaped(gw_buf_t *b, const char *s, size_t n, char quote)
 {
-    size_t i, shown = n > 60 ? 60 : n;
-
-    gw_buf_putc(b, '"');
-    for (i = 0; i < shown; i++) {
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
+        if (c == '\\' || (quote && c == (unsigned char)quote))
             gw_buf_printf(b, "\\%c", c);
         else if (c == '\n')
             gw_buf_printf(b, "\\n");
@@ -240,8 +240,16 @@ static void put_quoted(gw_buf_t *b, const char *s, size_t n)
         else
             gw_buf_putc(b, (char)c);
     }
+}
+
+/* Append s as a quoted, one-line, bounded string: the error is one line and
+ * a value may be a multi-line block scalar or a long token. */
+static void put_quoted(gw_buf_t *b, const char *s, size_t n)
+{
     gw_buf_putc(b, '"');
-    if (shown < n)
+    put_escaped(b, s, n > 60 ? 60 : n, '"');
+    gw_buf_putc(b, '"');
+    if (n > 60)
         gw_buf_printf(b, "...");
 }
 
@@ -1538,4 +1546,164 @@ void gw_config_print_reference(FILE *out)
     }
     gw_buf_free(&type);
     gw_buf_free(&def);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Printing values (luagw --print-config)                                    */
+
+/* Bytes a plain scalar may hold and still be printed bare in flow style. */
+static int flow_safe(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("_-./+@%~", *s))
+            return 0;
+    return 1;
+}
+
+/* s as a YAML double-quoted scalar (its escapes are C's). */
+static void put_yaml_quoted(gw_buf_t *b, const char *s)
+{
+    gw_buf_putc(b, '"');
+    put_escaped(b, s, strlen(s), '"');
+    gw_buf_putc(b, '"');
+}
+
+/* A tree's items (first and its siblings) in YAML flow style: {k: v} or
+ * [a, b]; a plain scalar stays bare where that reads the same. */
+static void put_flow(gw_buf_t *b, const gw_conf_node_t *first, int kind)
+{
+    gw_buf_putc(b, kind == GW_CONF_SEQ ? '[' : '{');
+    for (const gw_conf_node_t *n = first; n; n = n->next) {
+        if (n != first)
+            gw_buf_printf(b, ", ");
+        if (n->key) {
+            if (flow_safe(n->key))
+                gw_buf_printf(b, "%s", n->key);
+            else
+                put_yaml_quoted(b, n->key);
+            gw_buf_printf(b, ": ");
+        }
+        if (n->kind != GW_CONF_SCALAR)
+            put_flow(b, n->child, n->kind);
+        else if (n->plain && flow_safe(n->value))
+            gw_buf_printf(b, "%s", n->value);
+        else
+            put_yaml_quoted(b, n->value);
+    }
+    gw_buf_putc(b, kind == GW_CONF_SEQ ? ']' : '}');
+}
+
+/* The shortest decimal that reads back as v: "10", "0.25". */
+static void put_exact(gw_buf_t *b, double v)
+{
+    char text[40];
+
+    if (v == floor(v) && fabs(v) < 1e15) {
+        gw_buf_printf(b, "%.0f", v);
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(text, sizeof(text), "%.*g", prec, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    gw_buf_printf(b, "%s", text);
+}
+
+/* The value of o in cfg, as text. */
+static void put_value(gw_buf_t *b, const gw_config_t *cfg, const option_t *o)
+{
+    const char *field = (const char *)cfg + o->off;
+    const gw_conf_node_t *tree;
+
+    switch (o->type) {
+    case OPT_STRING:
+    case OPT_PATH:
+    case OPT_ENUM:
+        gw_buf_printf(b, "%s", *(char *const *)field);
+        break;
+    case OPT_INT:
+        gw_buf_printf(b, "%d", *(const int *)field);
+        break;
+    case OPT_UINT32:
+        gw_buf_printf(b, "%u", (unsigned)*(const uint32_t *)field);
+        break;
+    case OPT_SIZE:
+        gw_buf_printf(b, "%zu", *(const size_t *)field);
+        break;
+    case OPT_SECONDS:
+        put_exact(b, *(const double *)field);
+        break;
+    case OPT_BOOL:
+        gw_buf_printf(b, *(const int *)field ? "true" : "false");
+        break;
+    case OPT_PARAMS:
+    case OPT_CHAINS:
+    case OPT_LIST:
+        /* The stored node is the mapping or sequence itself (NULL: empty). */
+        tree = *(gw_conf_node_t *const *)field;
+        put_flow(b, tree ? tree->child : NULL, tree ? tree->kind : o->type == OPT_LIST ? GW_CONF_SEQ : GW_CONF_MAP);
+        break;
+    }
+}
+
+/* "key=value", the value escaped so that the line stays one line. */
+static void put_assignment(gw_buf_t *b, const gw_config_t *cfg, const option_t *o, gw_buf_t *scratch)
+{
+    scratch->len = 0;
+    put_value(scratch, cfg, o);
+    gw_buf_printf(b, "%s=", o->key);
+    put_escaped(b, scratch->data, scratch->len, 0);
+    gw_buf_putc(b, '\n');
+}
+
+/* The known key nearest to key, if one is close enough to suggest (the
+ * same measure as an unknown key in a file). */
+static const char *nearest_key(const char *key)
+{
+    const char *best = NULL;
+    size_t bestd = SIZE_MAX, limit = strlen(key) / 3 > 2 ? strlen(key) / 3 : 2;
+
+    for (size_t i = 0; i < NOPT; i++) {
+        size_t d = edit_distance(key, options[i].key);
+        if (d < bestd)
+            bestd = d, best = options[i].key;
+    }
+    return bestd <= limit ? best : NULL;
+}
+
+int gw_config_print_key(const gw_config_t *cfg, const char *key, int bare, FILE *out, char *err,
+                        size_t errlen)
+{
+    const option_t *o = key ? find_option(key) : NULL;
+    size_t keylen = key ? strlen(key) : 0, matched = 0;
+    gw_buf_t text = {0}, scratch = {0};
+    const char *near;
+
+    for (size_t i = 0; i < NOPT; i++) {
+        if (key && &options[i] != o &&
+            (strncmp(options[i].key, key, keylen) != 0 || options[i].key[keylen] != '.'))
+            continue;
+        matched++;
+        if (o && bare) {
+            put_value(&text, cfg, o);
+            gw_buf_putc(&text, '\n');
+        } else {
+            put_assignment(&text, cfg, &options[i], &scratch);
+        }
+    }
+    gw_buf_free(&scratch);
+    if (!matched) {
+        near = nearest_key(key);
+        if (errlen)
+            snprintf(err, errlen, "unknown key \"%s\" (%s%s%s)", key, near ? "did you mean " : "see luagw --help-config",
+                     near ? near : "", near ? "?" : "");
+        return -1;
+    }
+    if (text.data)
+        fwrite(text.data, 1, text.len, out);
+    gw_buf_free(&text);
+    return 0;
 }

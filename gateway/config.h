@@ -115,6 +115,10 @@ typedef struct {
         int per_client; /* connections of one client address at most, 0 = no cap */
         int probes;     /* connections beyond max_connections, for /ping, /health, /metrics */
     } conns;
+
+    /* listen.drain_seconds (kept last so the layout above stays put):
+     * after SIGTERM, seconds of ingest while /health already answers 503. */
+    double drain_seconds;
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with
@@ -130,5 +134,16 @@ void gw_conf_node_free(gw_conf_node_t *n);
 
 /* Print every key with its type, default and help text (--help-config). */
 void gw_config_print_reference(FILE *out);
+
+/* luagw --print-config: write what cfg holds for key (defaults applied,
+ * ${VAR} expanded, paths resolved) as text. bare: the value alone on its
+ * line; else "key=value" with \, newlines and other control bytes escaped
+ * C-style. A section name ("monitoring") prints each of its keys, and key
+ * NULL every key, as key=value. Sizes are bytes, seconds a decimal number,
+ * booleans true/false, lists and mappings YAML flow style. Returns 0, or -1
+ * (nothing written) when key names no key or section, with the reason in
+ * err. */
+int gw_config_print_key(const gw_config_t *cfg, const char *key, int bare, FILE *out, char *err,
+                        size_t errlen);
 
 #endif

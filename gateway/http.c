@@ -59,6 +59,7 @@ struct gw_http {
     pthread_key_t key;      /* each worker thread's gw_pipeline_t */
     unsigned lp_flags;
     atomic_int draining;    /* set by gw_http_drain: ingest answers 503 */
+    atomic_int leaving;     /* set by gw_http_leave: /health answers 503 */
     char *tls_cert;         /* owned: PEM text of listen.tls_cert, NULL = plain HTTP */
     char *tls_key;          /* owned: PEM text of listen.tls_key */
 };
@@ -483,7 +484,7 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
                         json_integer((json_int_t)gw_queue_limit_bytes(h->q)));
     json_object_set_new(json_object_get(o, "buffer"), "spool", gw_queue_spool_json(h->q));
     json_object_set_new(o, "dead_letter", gw_deadletter_json());
-    json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->draining)));
+    json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->leaving) || atomic_load(&h->draining)));
     json_object_set_new(o, "connections", connections_json(h));
     {
         char *stats = gw_script_stats_json();
@@ -492,11 +493,14 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
         if (sj)
             json_object_set_new(o, "scripts", sj);
     }
-    /* What is wrong, in words; any of it makes the answer 503. */
+    /* What is wrong, in words; any of it makes the answer 503. "ready":
+     * none of it but InfluxDB's, so this instance still takes points (what
+     * a load balancer in front of spooling instances checks). */
     {
         json_t *problems = json_array();
         gw_spool_t *sp = gw_queue_spool(h->q);
         uint64_t points = gw_queue_points(h->q);
+        size_t upstream;
         char text[160];
         if (refusing) {
             snprintf(text, sizeof(text), "influxdb refuses writes (HTTP %lld): check credentials, database or bucket",
@@ -507,13 +511,17 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
                      (long long)GW_GET(last_status));
             json_array_append_new(problems, json_string(text));
         }
+        upstream = json_array_size(problems);
         if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
             json_array_append_new(problems, json_string("spool full (95% of spool.max_bytes): ingest answers 503"));
         else if (!sp && (points >= h->cfg->monitoring.buffer_limit ||
                          gw_queue_bytes(h->q) >= h->cfg->monitoring.buffer_limit_bytes / 20 * 19))
             json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit or buffer_limit_bytes): ingest answers 503"));
+        if (atomic_load(&h->leaving) || atomic_load(&h->draining))
+            json_array_append_new(problems, json_string("draining: this instance is stopping, send elsewhere"));
         if (json_array_size(problems))
             json_object_set_new(o, "status", json_string("fail"));
+        json_object_set_new(o, "ready", json_boolean(json_array_size(problems) == upstream));
         json_object_set_new(o, "problems", problems);
         return answer_json(c, json_array_size(problems) ? 503 : 200, o, R_HEALTH);
     }
@@ -1129,6 +1137,12 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
 fail:
     gw_http_stop(h);
     return NULL;
+}
+
+void gw_http_leave(gw_http_t *h)
+{
+    if (h)
+        atomic_store(&h->leaving, 1);
 }
 
 void gw_http_drain(gw_http_t *h)

@@ -4,7 +4,7 @@
  *   POST /write           InfluxDB 1.x line protocol (db, rp, precision, u, p)
  *   POST /api/v2/write    InfluxDB 2.x line protocol (org, bucket, precision)
  *   GET  /ping            204, X-Influxdb-Version
- *   GET  /health          200, JSON
+ *   GET  /health          200, JSON (503 when something is wrong, or stopping)
  *   GET  /metrics         Prometheus text (prom.c)
  *   POST /v1/debug/transform  what the scripts make of a body
  * One acceptor thread admits each connection (conns.h) and hands it to a
@@ -23,6 +23,11 @@ typedef struct gw_http gw_http_t;
 /* Listen on cfg->listen and serve until gw_http_stop. cfg and q are borrowed
  * and must outlive the server. NULL on failure with the reason in err. */
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen);
+
+/* Take this instance out of its load balancer: from now on /health answers
+ * 503 ("draining") while ingest still takes points, until gw_http_drain.
+ * NULL is a no-op. */
+void gw_http_leave(gw_http_t *h);
 
 /* Stop accepting points: from now on every ingest request is answered 503
  * (nothing of it taken) while /ping and /health still answer, so clients

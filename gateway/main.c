@@ -1,4 +1,15 @@
-/* main.c — command line, start-up and orderly shutdown. */
+/* main.c — command line, start-up and orderly shutdown.
+ *
+ * Signals are blocked in every thread and taken here, by the main thread in
+ * sigwait: SIGHUP reloads the scripts; SIGTERM or SIGINT stops. Stopping
+ * goes in three steps, so that a load balancer in front can take this
+ * instance out without a point lost or a client refused:
+ *   1. /health answers 503 at once (the balancer's check sees it) while
+ *      ingest goes on for listen.drain_seconds (0 by default); a second
+ *      SIGTERM or SIGINT ends that wait early;
+ *   2. ingest answers 503 "shutting down" (nothing of such a body is taken)
+ *      and the sender flushes within monitoring.shutdown_timeout;
+ *   3. the server stops; what is left stays in the spool for the next start. */
 #include <curl/curl.h>
 #include <dirent.h>
 #include <getopt.h>
@@ -6,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
@@ -31,6 +43,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: luagw [-c FILE] [--check-config] [--help-config] [--version] [--help]\n"
+            "       luagw [-c FILE] --print-config [KEY...]\n"
             "\n"
             "Receive monitoring points over HTTP (JSON on /v1/points, InfluxDB line\n"
             "protocol on /write and /api/v2/write), run each series' Lua script and\n"
@@ -40,13 +53,20 @@ static void usage(FILE *out)
             "                     else %s)\n"
             "      --check-config validate the configuration and exit 0 (valid) or 1\n"
             "      --help-config  list every configuration key with its default\n"
+            "      --print-config [KEY...]\n"
+            "                     print what the configuration sets, includes read,\n"
+            "                     defaults applied and ${VAR} expanded: one KEY's value\n"
+            "                     alone, or key=value lines for several keys, a section\n"
+            "                     (monitoring) or, without KEY, every key; exit 2 for\n"
+            "                     an unknown key\n"
             "  -V, --version      print the version and exit\n"
             "  -h, --help         print this help and exit\n"
             "\n"
-            "Signals: SIGTERM or SIGINT stop accepting, flush within\n"
-            "monitoring.shutdown_timeout and exit 0. SIGHUP reloads the scripts\n"
-            "(the scripts section and the script files); if anything is wrong\n"
-            "the running scripts stay.\n",
+            "Signals: SIGTERM or SIGINT make /health answer 503, keep ingesting for\n"
+            "listen.drain_seconds (a second signal ends that early), then stop\n"
+            "accepting, flush within monitoring.shutdown_timeout and exit 0. SIGHUP\n"
+            "reloads the scripts (the scripts section and the script files); if\n"
+            "anything is wrong the running scripts stay.\n",
             GW_CONFIG_DEFAULT_PATH, GW_CONFIG_INSTALLED_PATH);
 }
 
@@ -168,79 +188,85 @@ static void reload(const char *path)
     gw_script_set_publish(set);
 }
 
-int main(int argc, char **argv)
+/* Take signals until SIGTERM or SIGINT (SIGHUP reloads); returns it. */
+static int wait_for_stop(const sigset_t *set, const char *path)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check-config", no_argument, NULL, 'C'},
-        {"help-config", no_argument, NULL, 'R'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *path = NULL;
-    int check_only = 0, opt, sig = 0, level;
+    int sig;
+
+    for (;;) {
+        if (sigwait(set, &sig))
+            continue;
+        if (sig != SIGHUP)
+            return sig;
+        reload(path);
+    }
+}
+
+/* Step 1 of stopping: /health answers 503 so that a load balancer takes
+ * this instance out, while ingest goes on for seconds — longer than the
+ * balancer needs to notice, so no client is refused. Another SIGTERM or
+ * SIGINT ends the wait early; SIGHUP still reloads. */
+static void drain(gw_http_t *http, const sigset_t *set, double seconds, const char *path)
+{
+    double end = gw_now_mono() + seconds, left;
+    struct timespec ts;
+    int sig;
+
+    if (seconds <= 0)
+        return; /* gw_http_drain turns /health to 503 with ingest */
+    gw_http_leave(http);
+    gw_log_info("draining: /health answers 503, ingest goes on", "drain_seconds=%g", seconds);
+    while ((left = end - gw_now_mono()) > 0) {
+        ts.tv_sec = (time_t)left;
+        ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+        sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGHUP) {
+            reload(path);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            gw_log_info("drain cut short", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            return;
+        }
+    }
+    gw_log_info("drain over: ingest answers 503 from now on", "drain_seconds=%g", seconds);
+}
+
+/* Steps 2 and 3 of stopping, also after a failed start (any of the parts
+ * may be NULL): ingest answers 503 so that no point arrives after the last
+ * flush; the server keeps answering while the sender flushes; then it
+ * stops. */
+static void shut_down(const gw_config_t *cfg, gw_http_t *http, gw_sender_t *sender, gw_queue_t *q)
+{
+    uint64_t left;
+
+    gw_http_drain(http);
+    if (sender) {
+        left = gw_sender_stop(sender, gw_now_mono() + cfg->monitoring.shutdown_timeout);
+        if (left && gw_queue_spool(q))
+            gw_log_warn("stopped with points undelivered, kept in the spool for the next start",
+                        "points=%llu spool=\"%s\"", (unsigned long long)left, cfg->spool.dir);
+        else if (left)
+            gw_log_error("stopped with points undelivered: they are lost", "points=%llu",
+                         (unsigned long long)left);
+        else
+            gw_log_info("stopped, everything delivered", "written=%llu",
+                        (unsigned long long)GW_GET(points_written));
+    }
+    gw_http_stop(http);
+    gw_queue_destroy(q);
+}
+
+/* Run the gateway on a loaded config and scripts (both consumed) until a
+ * signal of set (blocked) stops it. The exit status: 0 after a signal, 1
+ * when it could not start. */
+static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, const sigset_t *set)
+{
     char err[1024];
-    gw_config_t *cfg = NULL;
     gw_queue_t *q = NULL;
     gw_sender_t *sender = NULL;
     gw_http_t *http = NULL;
-    gw_script_set_t *scripts;
     gw_schema_t *schema = NULL;
-    sigset_t set;
-    uint64_t left;
-    int status = 1;
+    int sig, level, status = 1;
 
-    while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'C':
-            check_only = 1;
-            break;
-        case 'R':
-            gw_config_print_reference(stdout);
-            return 0;
-        case 'V':
-            printf("luagw %s\n", GW_VERSION);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "luagw: unexpected argument: %s\n", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
-
-    if (!path && !(path = find_config()))
-        return 1;
-    cfg = gw_config_load(path, err, sizeof(err));
-    if (!cfg) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    if (check_only)
-        warn_config(cfg, 1);
-    /* The scripts are part of the configuration: they must load too. */
-    scripts = gw_script_set_load(cfg, err, sizeof(err));
-    if (!scripts) {
-        fprintf(stderr, "%s\n", err);
-        gw_config_free(cfg);
-        return 1;
-    }
-    if (check_only) {
-        printf("%s: ok\n", path);
-        gw_script_set_release(scripts);
-        gw_config_free(cfg);
-        return 0;
-    }
     level = gw_log_level_from_name(cfg->log.level);
     gw_log_set_level(level < 0 ? GW_LOG_INFO : level);
     warn_config(cfg, 0);
@@ -256,15 +282,7 @@ int main(int argc, char **argv)
     pin_series(cfg);
     gw_log_info("series declarations loaded", "series=%d service=\"%s\"", gw_schema_count(schema), cfg->service);
 
-    /* Every thread inherits this mask; signals are taken by sigwait below,
-     * so no handler ever runs inside a worker. SIGPIPE is simply ignored. */
     signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-
     if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
         gw_log_error("curl_global_init failed", "%s", "");
         goto out;
@@ -286,45 +304,146 @@ int main(int argc, char **argv)
         gw_log_error("cannot start the HTTP server", "error=\"%s\"", err);
         goto out;
     }
-    gw_log_info("luagw started", "version=%s config=%s listen=%s:%d influx=%s:%d/%s", GW_VERSION, path,
-                cfg->listen.address, cfg->listen.port, cfg->monitoring.host, cfg->monitoring.port,
+    gw_log_info("luagw started", "version=%s pid=%ld config=%s listen=%s:%d influx=%s:%d/%s", GW_VERSION,
+                (long)getpid(), path, cfg->listen.address, cfg->listen.port, cfg->monitoring.host,
+                cfg->monitoring.port,
                 cfg->monitoring.version == 2 ? cfg->monitoring.bucket : cfg->monitoring.database);
 
-    for (;;) {
-        if (sigwait(&set, &sig))
-            continue;
-        if (sig == SIGHUP) {
-            reload(path);
-            continue;
-        }
-        break;
-    }
+    sig = wait_for_stop(set, path);
     gw_log_info("stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    drain(http, set, cfg->drain_seconds, path);
     status = 0;
 
 out:
-    /* Stop accepting first (ingest answers 503 from now on) so no point
-     * arrives after the last flush; keep answering while the sender
-     * flushes, then stop serving. */
-    gw_http_drain(http);
-    if (sender) {
-        left = gw_sender_stop(sender, gw_now_mono() + cfg->monitoring.shutdown_timeout);
-        if (left && gw_queue_spool(q))
-            gw_log_warn("stopped with points undelivered, kept in the spool for the next start",
-                        "points=%llu spool=\"%s\"", (unsigned long long)left, cfg->spool.dir);
-        else if (left)
-            gw_log_error("stopped with points undelivered: they are lost", "points=%llu",
-                         (unsigned long long)left);
-        else
-            gw_log_info("stopped, everything delivered", "written=%llu",
-                        (unsigned long long)GW_GET(points_written));
-    }
-    gw_http_stop(http);
-    gw_queue_destroy(q);
+    shut_down(cfg, http, sender, q);
     gw_script_shutdown();
     gw_schema_publish(NULL);
     gw_schema_destroy(schema);
     gw_config_free(cfg);
     curl_global_cleanup();
     return status;
+}
+
+/* --print-config KEY...: nothing is printed unless every key is known. */
+static int print_config(const char *path, char **keys, int nkeys)
+{
+    char err[1024], *text = NULL;
+    size_t len = 0;
+    gw_config_t *cfg = gw_config_load(path, err, sizeof(err));
+    FILE *mem;
+    int status = 0;
+
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    mem = open_memstream(&text, &len);
+    if (!mem) {
+        fprintf(stderr, "luagw: --print-config: out of memory\n");
+        gw_config_free(cfg);
+        return 1;
+    }
+    if (!nkeys)
+        gw_config_print_key(cfg, NULL, 0, mem, NULL, 0);
+    for (int i = 0; i < nkeys && !status; i++)
+        if (gw_config_print_key(cfg, keys[i], nkeys == 1, mem, err, sizeof(err))) {
+            fprintf(stderr, "luagw: --print-config: %s\n", err);
+            status = 2;
+        }
+    fclose(mem);
+    if (!status)
+        fwrite(text, 1, len, stdout);
+    free(text);
+    gw_config_free(cfg);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'C'},
+        {"help-config", no_argument, NULL, 'R'},
+        {"print-config", no_argument, NULL, 'P'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int check_only = 0, print = 0, opt;
+    char err[1024];
+    gw_config_t *cfg;
+    gw_script_set_t *scripts;
+    sigset_t set;
+
+    while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'C':
+            check_only = 1;
+            break;
+        case 'P':
+            print = 1;
+            break;
+        case 'R':
+            gw_config_print_reference(stdout);
+            return 0;
+        case 'V':
+            printf("luagw %s\n", GW_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc && !print) {
+        fprintf(stderr, "luagw: unexpected argument: %s\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (print && check_only) {
+        fprintf(stderr, "luagw: --print-config and --check-config do not go together\n");
+        return 2;
+    }
+
+    if (!path && !(path = find_config()))
+        return 1;
+    if (print)
+        return print_config(path, argv + optind, argc - optind);
+    /* Blocked from here on, in this thread and every thread it starts: they
+     * are taken by sigwait only, so no handler runs inside a worker, and a
+     * SIGHUP that comes while luagw starts waits for it (a reload just
+     * after the start) rather than killing it. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    if (!check_only)
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+    cfg = gw_config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (check_only)
+        warn_config(cfg, 1);
+    /* The scripts are part of the configuration: they must load too. */
+    scripts = gw_script_set_load(cfg, err, sizeof(err));
+    if (!scripts) {
+        fprintf(stderr, "%s\n", err);
+        gw_config_free(cfg);
+        return 1;
+    }
+    if (check_only) {
+        printf("%s: ok\n", path);
+        gw_script_set_release(scripts);
+        gw_config_free(cfg);
+        return 0;
+    }
+    return serve(cfg, scripts, path, &set);
 }

@@ -42,6 +42,7 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     struct { gw_conf_node_t *tokens; char *tls_cert; char *tls_key; int tls_verify; char *tls_ca; } access;
     char *warnings;
     struct { int per_client; int probes; } conns;
+    double drain_seconds;
   } gw_config_t;
   ]]
 end
@@ -92,6 +93,7 @@ local DEFAULTS = {
   ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
   ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
   ["listen.max_connections_per_client"] = 256, ["listen.probe_connections"] = 16,
+  ["listen.drain_seconds"] = 0,
 }
 local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true }
 -- Keys stored in gw_config_t.access (after the sections, for layout).
@@ -99,6 +101,8 @@ local ACCESS = { ["listen.tokens"] = "tokens", ["listen.tls_cert"] = "tls_cert",
   ["monitoring.tls_verify"] = "tls_verify", ["monitoring.tls_ca"] = "tls_ca" }
 -- Keys stored in gw_config_t.conns (last, for layout).
 local CONNS = { ["listen.max_connections_per_client"] = "per_client", ["listen.probe_connections"] = "probes" }
+-- Keys stored at the top of gw_config_t (last, for layout).
+local TOP = { ["listen.drain_seconds"] = "drain_seconds" }
 local KEYS = {}
 for k in pairs(DEFAULTS) do KEYS[#KEYS + 1] = k end
 table.sort(KEYS)
@@ -115,6 +119,7 @@ local function flatten(cfg)
     local v
     if ACCESS[key] then v = cfg.access[ACCESS[key]]
     elseif CONNS[key] then v = cfg.conns[CONNS[key]]
+    elseif TOP[key] then v = cfg[TOP[key]]
     elseif section then v = cfg[section][name] else v = cfg[key] end
     if TREES[key] then
       v = v == nil and DEFAULTS[key] or "tree"
@@ -260,6 +265,7 @@ describe("defaults", function()
     for _, key in ipairs(KEYS) do
       local section, name = key:match("^(%w+)%.(.+)$")
       local v = ACCESS[key] and cfg.access[ACCESS[key]] or CONNS[key] and cfg.conns[CONNS[key]]
+        or TOP[key] and cfg[TOP[key]]
         or section and cfg[section][name] or cfg[key]
       if ffi.istype("char *", v) then assert.is_true(v ~= nil, key) end
     end
@@ -300,6 +306,7 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["service"] = "", ["series"] = "{}",
       ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
       ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
+      ["listen.drain_seconds"] = 7.5,
     }, flatten(cfg))
   end)
 end)
@@ -625,7 +632,7 @@ describe("errors: file:line:column: key: what", function()
       "unknown key (expected one of: address, port, threads, max_body_bytes, connection_timeout, "
       .. "max_connections, max_connections_per_client, probe_connections, max_header_bytes, max_points, "
       .. "max_line_bytes, max_tags, max_fields, "
-      .. "max_key_bytes, max_value_bytes, tokens, tls_cert, tls_key)")
+      .. "max_key_bytes, max_value_bytes, tokens, tls_cert, tls_key, drain_seconds)")
   end)
 
   it("an unknown section, close or not", function()

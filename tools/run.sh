@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # tools/run.sh [CONFIG] — what `make run` calls.
 #
-# Reads monitoring.{host,port,database,version,use_ssl,user,password} from the
-# YAML config. If something answers GET /ping with 204 there, it is used.
-# Otherwise, when the host is a loopback address, Debian's influxd is started
-# on that host:port with its data in var/influxdb/ (git-ignored), and the
-# database is created. Then luagw runs in the foreground (its output on this
-# terminal). Ctrl-C (SIGINT), SIGTERM or SIGHUP stops luagw (SIGTERM, bounded
-# wait, SIGKILL), then the influxd this script started, and exits 0.
+# Asks luagw what the config sets (`luagw -c CONFIG --print-config KEY...`:
+# the file as luagw reads it, include: followed, defaults applied, ${VAR}
+# expanded) for monitoring.{host,port,database,version,use_ssl,user,password}.
+# If something answers GET /ping with 204 there, it is used. Otherwise, when
+# the host is a loopback address, Debian's influxd is started on that
+# host:port with its data in var/influxdb/ (git-ignored), and the database is
+# created. Then luagw runs in the foreground (its output on this terminal),
+# with its pid in var/luagw.pid for as long as it runs.
+#
+# Signals: SIGHUP is passed on to luagw, which reloads its scripts (as
+# `kill -HUP $(cat var/luagw.pid)` does); everything keeps running. Ctrl-C
+# (SIGINT) or SIGTERM stops luagw (SIGTERM; a second Ctrl-C sends another,
+# which ends luagw's drain early; after listen.drain_seconds +
+# monitoring.shutdown_timeout + RUN_STOP_TIMEOUT, SIGKILL), then the influxd
+# this script started, and exits 0.
 #
 # Environment: LUAGW_BIN (default gateway/luagw), INFLUXD_BIN (default
-# influxd), RUN_STOP_TIMEOUT (seconds added to monitoring.shutdown_timeout
-# before luagw is killed; default 5).
+# influxd), LUAGW_PID_FILE (default var/luagw.pid), RUN_STOP_TIMEOUT (seconds
+# added before luagw is killed; default 5).
 set -u
 
 # A shell without job control starts background jobs with SIGINT ignored, and
@@ -39,6 +47,7 @@ CONFIG=${1:-config/luagw.yaml}
 LUAGW_BIN=${LUAGW_BIN:-$ROOT/gateway/luagw}
 INFLUXD_BIN=${INFLUXD_BIN:-influxd}
 VAR=$ROOT/var/influxdb
+PID_FILE=${LUAGW_PID_FILE:-$ROOT/var/luagw.pid}
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -46,81 +55,17 @@ die() { say "$*"; exit 1; }
 [ -r "$CONFIG" ] || die "config $CONFIG not found"
 command -v luajit >/dev/null || die "luajit not found (make deps)"
 command -v curl >/dev/null || die "curl not found (make deps)"
+[ -x "$LUAGW_BIN" ] || command -v "$LUAGW_BIN" >/dev/null || die "$LUAGW_BIN not found: run make"
 
-# --- the config: a small YAML reader for block mappings of scalars, with the
-# gateway's ${NAME}, ${NAME:-default} and $$ expansion.
-read_config() {
-  luajit - "$1" <<'LUA'
-local path = arg[1]
-local want = {
-  ["monitoring.host"] = true, ["monitoring.port"] = true, ["monitoring.database"] = true,
-  ["monitoring.version"] = true, ["monitoring.use_ssl"] = true, ["monitoring.user"] = true,
-  ["monitoring.password"] = true, ["monitoring.shutdown_timeout"] = true,
-}
-local function expand(s)
-  s = s:gsub("%$(%b{})", function(b)
-    local inner = b:sub(2, -2)
-    local name, def = inner:match("^([%w_]+):%-(.*)$")
-    if not name then name = inner end
-    local v = os.getenv(name)
-    if (v == nil or v == "") and def then return def end
-    return v or ""
-  end)
-  return (s:gsub("%$%$", "$"))
-end
-local function scalar(v)
-  v = v:gsub("^%s+", "")
-  if v:sub(1, 1) == '"' then
-    local out, i = {}, 2
-    while i <= #v do
-      local c = v:sub(i, i)
-      if c == "\\" then
-        local n = v:sub(i + 1, i + 1)
-        out[#out + 1] = ({ n = "\n", t = "\t", r = "\r", ['"'] = '"', ["\\"] = "\\" })[n] or n
-        i = i + 2
-      elseif c == '"' then break
-      else out[#out + 1] = c; i = i + 1 end
-    end
-    return table.concat(out)
-  elseif v:sub(1, 1) == "'" then
-    local body = v:match("^'(.-)'%s*$") or v:match("^'(.-)'%s+#") or v:sub(2)
-    return (body:gsub("''", "'"))
-  end
-  v = v:gsub("%s+#.*$", ""):gsub("%s+$", "")
-  return v
-end
-local stack = {}
-local f = assert(io.open(path))
-for line in f:lines() do
-  line = line:gsub("\r$", "")
-  if not line:match("^%s*#") and not line:match("^%s*$") and not line:match("^%-%-%-") then
-    local ind, key, rest = line:match("^(%s*)([%w_%-%.]+)%s*:%s*(.*)$")
-    if ind then
-      local n = #ind
-      while #stack > 0 and stack[#stack].ind >= n do stack[#stack] = nil end
-      local parts = {}
-      for _, s in ipairs(stack) do parts[#parts + 1] = s.key end
-      parts[#parts + 1] = key
-      local full = table.concat(parts, ".")
-      local val = rest:gsub("^%s*#.*$", "")
-      if val == "" then
-        stack[#stack + 1] = { ind = n, key = key }
-      elseif want[full] then
-        local v = scalar(val)
-        if val:sub(1, 1) ~= "'" then v = expand(v) end
-        io.write(full, "=", (v:gsub("\n", " ")), "\n")
-      end
-    end
-  end
-end
-f:close()
-LUA
-}
-
-host=127.0.0.1 port=8086 database=luna_monitoring version=1 use_ssl=false
-user= password= shutdown_timeout=10
+# --- the config, as luagw reads it: one key=value line per key, the value
+# escaped C-style (\\, \n, \xHH), which printf %b undoes.
+KEYS="monitoring.host monitoring.port monitoring.database monitoring.version monitoring.use_ssl
+      monitoring.user monitoring.password monitoring.shutdown_timeout listen.drain_seconds"
+# shellcheck disable=SC2086
+settings=$("$LUAGW_BIN" -c "$CONFIG" --print-config $KEYS) || die "cannot read $CONFIG (luagw said why, above)"
 while IFS= read -r kv; do
-  k=${kv%%=*} v=${kv#*=}
+  k=${kv%%=*}
+  printf -v v '%b' "${kv#*=}"
   case $k in
     monitoring.host) host=$v ;;
     monitoring.port) port=$v ;;
@@ -130,10 +75,11 @@ while IFS= read -r kv; do
     monitoring.user) user=$v ;;
     monitoring.password) password=$v ;;
     monitoring.shutdown_timeout) shutdown_timeout=$v ;;
+    listen.drain_seconds) drain_seconds=$v ;;
   esac
-done < <(read_config "$CONFIG") || die "cannot read $CONFIG"
+done <<<"$settings"
 
-case $use_ssl in true|yes|on) scheme=https ;; *) scheme=http ;; esac
+case $use_ssl in true) scheme=https ;; *) scheme=http ;; esac
 case $host in *:*) hostport="[$host]:$port" ;; *) hostport="$host:$port" ;; esac
 base="$scheme://$hostport"
 case $host in 127.*|localhost|::1|"[::1]") loopback=1 ;; *) loopback=0 ;; esac
@@ -188,18 +134,43 @@ stop_influxd() {
   fi
 }
 
+# The pid file is ours while it names a live luagw of this run.
+remove_pid_file() {
+  [ -n "$LUAGW_PID" ] && [ "$(cat "$PID_FILE" 2>/dev/null)" = "$LUAGW_PID" ] && rm -f "$PID_FILE"
+  return 0
+}
+
 on_signal() {
-  trap '' INT TERM HUP
-  local secs=${shutdown_timeout%%.*}
-  secs=$(( ${secs:-10} + ${RUN_STOP_TIMEOUT:-5} ))
+  # A second Ctrl-C or SIGTERM: another SIGTERM to luagw ends its drain early.
+  trap '[ -n "$LUAGW_PID" ] && kill -TERM "$LUAGW_PID" 2>/dev/null' INT TERM
+  trap '' HUP
+  local secs=${shutdown_timeout%%.*} drain=${drain_seconds%%.*}
+  secs=$(( ${secs:-10} + ${drain:-0} + 1 + ${RUN_STOP_TIMEOUT:-5} ))
   if [ -n "$LUAGW_PID" ]; then
     say "stopping luagw (pid $LUAGW_PID)"
     stop_pid "$LUAGW_PID" "$LUAGW_JOB" "$secs" luagw
+    remove_pid_file
   fi
   stop_influxd
   exit 0
 }
-trap on_signal INT TERM HUP
+trap on_signal INT TERM
+
+# SIGHUP reloads luagw's scripts; this script and influxd go on.
+HUPPED=
+on_hup() {
+  HUPPED=1
+  # Before the pid file names it luagw has not started: it reads the
+  # scripts as they are now anyway.
+  [ -z "$LUAGW_PID" ] && [ -n "$LUAGW_JOB" ] && LUAGW_PID=$(cat "$PID_FILE" 2>/dev/null)
+  if [ -n "$LUAGW_PID" ] && ! gone "$LUAGW_PID"; then
+    say "SIGHUP: passing it on to luagw (pid $LUAGW_PID), which reloads its scripts"
+    kill -HUP "$LUAGW_PID" 2>/dev/null
+  else
+    say "SIGHUP before luagw runs: nothing to reload (it reads the scripts when it starts)"
+  fi
+}
+trap on_hup HUP
 
 # A free loopback port for influxd's RPC service (backup/restore only).
 free_port() {
@@ -282,6 +253,12 @@ EOF
   done
 }
 
+# One luagw per pid file: a second `make run` would only fight for the port.
+old_pid=$(cat "$PID_FILE" 2>/dev/null)
+if [ -n "$old_pid" ] && ! gone "$old_pid" && [ "$(cat "/proc/$old_pid/comm" 2>/dev/null)" = luagw ]; then
+  die "luagw already runs (pid $old_pid, in ${PID_FILE#"$ROOT"/}); stop it first"
+fi
+
 if ping_ok; then
   say "using the InfluxDB that answers at $base"
 elif [ "$loopback" = 1 ] && [ "$scheme" = http ]; then
@@ -306,25 +283,27 @@ if [ "$version" = 1 ] && [ -n "$database" ] && ping_ok; then
   esac
 fi
 
-[ -x "$LUAGW_BIN" ] || command -v "$LUAGW_BIN" >/dev/null || {
-  stop_influxd
-  die "$LUAGW_BIN not found: run make"
-}
-
 say "starting $LUAGW_BIN -c $CONFIG"
-rm -f "$ROOT/var/luagw.pid" 2>/dev/null
-mkdir -p "$ROOT/var"
-# Own session too (signals are forwarded by on_signal, once, as SIGTERM).
-setsid -w sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$ROOT/var/luagw.pid" \
+rm -f "$PID_FILE"
+mkdir -p "$(dirname "$PID_FILE")"
+# Own session too (signals are forwarded by on_signal and on_hup).
+setsid -w sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$PID_FILE" \
   "$LUAGW_BIN" -c "$CONFIG" </dev/null &
 LUAGW_JOB=$!
 i=0
-while [ ! -s "$ROOT/var/luagw.pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-LUAGW_PID=$(cat "$ROOT/var/luagw.pid" 2>/dev/null)
-rm -f "$ROOT/var/luagw.pid"
+while [ ! -s "$PID_FILE" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+LUAGW_PID=$(cat "$PID_FILE" 2>/dev/null)
+LUAGW_PID=${LUAGW_PID:-$LUAGW_JOB}
+say "luagw runs as pid $LUAGW_PID (${PID_FILE#"$ROOT"/}); SIGHUP to it or to this script reloads its scripts"
 
-wait "$LUAGW_JOB"
-rc=$?
+# A trapped signal ends `wait` early: after a SIGHUP, wait again.
+while :; do
+  HUPPED=
+  wait "$LUAGW_JOB"
+  rc=$?
+  [ -z "$HUPPED" ] && break
+done
+remove_pid_file
 LUAGW_PID=
 say "luagw exited with status $rc"
 stop_influxd
