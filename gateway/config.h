@@ -115,6 +115,9 @@ typedef struct {
         int per_client; /* connections of one client address at most, 0 = no cap */
         int probes;     /* connections beyond max_connections, for /ping, /health, /metrics */
     } conns;
+    /* listen.max_inflight_bytes (inflight.h): the memory requests in progress
+     * may hold, kept here, last, so the layout above stays put. */
+    size_t max_inflight_bytes;
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with
