@@ -96,8 +96,11 @@ static const option_t options[] = {
         "connections of one client (IPv4 address, IPv6 /64) at once; more are closed on accept; 0 = no cap"),
     INT("listen.probe_connections", conns.probes, 0, 1000, "16",
         "connections beyond max_connections that answer only /ping, /health, /metrics; more are closed"),
-    SIZE("listen.max_header_bytes", listen.max_header_bytes, 8 * KIB, 64 * MIB, "128KiB",
+    SIZE("listen.max_header_bytes", listen.max_header_bytes, 8 * KIB, 64 * MIB, "32KiB",
          "memory of one connection for its request line and headers; larger headers are refused"),
+    /* stored in gw_config_t.max_inflight_bytes, last, for layout */
+    SIZE("listen.max_inflight_bytes", max_inflight_bytes, MIB, 1024 * GIB, "128MiB",
+         "memory all requests in progress may hold: bodies, inflated, being processed (503 beyond)"),
     UINT32("listen.max_points", listen.max_points, 1, 100000000, "1000000",
            "points in one request body (413 beyond)"),
     SIZE("listen.max_line_bytes", listen.max_line_bytes, KIB, GIB, "1MiB",
@@ -1351,6 +1354,13 @@ static int cross_check(loader_t *ld)
                "monitoring.buffer_limit", strlen("monitoring.buffer_limit"),
                "must be at least monitoring.batch_size (%u), got %u",
                (unsigned)c->monitoring.batch_size, (unsigned)c->monitoring.buffer_limit);
+        return -1;
+    }
+    if (c->max_inflight_bytes < c->listen.max_body_bytes) {
+        report(ld, mark_of(ld, "listen.max_inflight_bytes", "listen.max_body_bytes", NULL),
+               "listen.max_inflight_bytes", strlen("listen.max_inflight_bytes"),
+               "must be at least listen.max_body_bytes (%zu), got %zu", c->listen.max_body_bytes,
+               c->max_inflight_bytes);
         return -1;
     }
     if (!*c->access.tls_cert != !*c->access.tls_key) {

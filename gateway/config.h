@@ -119,6 +119,9 @@ typedef struct {
     /* listen.drain_seconds (kept last so the layout above stays put):
      * after SIGTERM, seconds of ingest while /health already answers 503. */
     double drain_seconds;
+    /* listen.max_inflight_bytes (inflight.h): the memory requests in progress
+     * may hold, kept here, last, so the layout above stays put. */
+    size_t max_inflight_bytes;
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with

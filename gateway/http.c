@@ -24,6 +24,7 @@
 
 #include "conns.h"
 #include "deadletter.h"
+#include "inflight.h"
 #include "lineproto.h"
 #include "log.h"
 #include "metrics.h"
@@ -51,6 +52,7 @@ struct gw_http {
     int listen_fd;               /* owned */
     int wake[2];                 /* owned: pipe that stops the acceptor */
     gw_conns_t *conns;           /* owned: who may connect (conns.h) */
+    gw_inflight_t *inflight;     /* owned: memory of requests in progress (inflight.h) */
     pthread_t acceptor;
     int acceptor_ok;
     int key_ok;
@@ -76,15 +78,35 @@ struct gw_http {
  * built), so this bounds both. */
 #define DEBUG_MAX_POINTS 10000
 
-/* Beyond this much answer or body, the debug transform gives its worker's
- * buffers back afterwards (they are made again at the next request). */
-#define DEBUG_RELEASE_BYTES ((size_t)1 << 20)
+/* Memory the debug transform's answer takes per point at most, while it
+ * is built: about 200 bytes of answer, and jansson's document of it. */
+#define DEBUG_POINT_COST ((size_t)4096)
+
+/* A request that may take more than this to process gives its worker's
+ * buffers back when it ends (they are made again at the next request), so
+ * what a worker keeps between requests stays below it. */
+#define WORKER_KEEP_BYTES ((size_t)32 << 20)
+
+/* Allocations from this size up are mapped apart and unmapped when freed,
+ * rather than left in malloc's per-thread arenas (glibc otherwise raises
+ * the threshold with each large block freed, up to 32 MiB): what a large
+ * body, its inflation or its processing took goes back to the system when
+ * the request ends, whichever worker took it. Not lower: a block mapped
+ * anew faults in every page on each request (at 128 KiB, 2 MiB bodies took
+ * a quarter more CPU); the rest is given back by malloc_trim (http.c,
+ * inflight.h's gw_inflight_ebbed). */
+#define MMAP_FROM_BYTES ((size_t)4 << 20)
 
 /* One request in progress; freed by on_completed. */
 typedef struct {
     enum route route;
     gw_buf_t body;    /* owned: the raw body */
+    size_t expect;    /* the most the body takes: its Content-Length, else max_body_bytes */
+    size_t received;  /* body bytes read so far, kept or not */
+    size_t held;      /* bytes held in h->inflight for it: on_completed gives them back */
     int too_large;    /* body grew past max_body_bytes: answer 413 */
+    int no_room;      /* GW_INFLIGHT_FULL or _TOO_BIG: the body is read and dropped, answer 503 or 413 */
+    int release;      /* its processing was large: give the worker's buffers back at the end */
 } req_t;
 
 static const struct {
@@ -206,6 +228,29 @@ static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, e
 /* Client text for a message, made safe to echo and cut to fit buf. */
 #define ECHO(buf, s) gw_utf8_echo((buf), sizeof(buf), (s), strlen(s))
 
+/* A request refused for want of memory (inflight.h), needing need bytes in
+ * all: 503 while others hold the room (the client retries), 413 when it
+ * alone needs more than listen.max_inflight_bytes. Nothing of it is taken. */
+static enum MHD_Result answer_no_room(gw_http_t *h, struct MHD_Connection *c, enum route route, int why,
+                                      size_t need)
+{
+    static gw_log_limit_t lim = GW_LOG_LIMIT_INIT;
+    size_t limit = h->cfg->max_inflight_bytes;
+
+    gw_log_limited(&lim, 1.0, GW_LOG_WARN, "http: request refused for want of memory",
+                   "limit=\"listen.max_inflight_bytes\" need=%zu status=%d", need,
+                   why == GW_INFLIGHT_TOO_BIG ? 413 : 503);
+    if (why == GW_INFLIGHT_TOO_BIG)
+        return answer_error(c, 413, route,
+                            "body: taking it in needs about %zu MiB of memory, more than listen.max_inflight_bytes "
+                            "(%zu) holds for all requests: send smaller bodies",
+                            (need >> 20) + 1, limit);
+    return answer_error(c, 503, route,
+                        "requests in progress hold all of listen.max_inflight_bytes (%zu): nothing of this body "
+                        "was accepted, retry later",
+                        limit);
+}
+
 /* 405, with the methods the path allows. */
 static enum MHD_Result answer_405(struct MHD_Connection *c, enum route route, const char *method,
                                   const char *url, const char *allowed)
@@ -259,16 +304,30 @@ static gw_pipeline_t *worker(gw_http_t *h)
 
 /* ------------------------------------------------------------------ ingest */
 
+/* Where an inflation takes its memory from (inflight.h): a request's hold,
+ * of which base bytes are not the inflation's. */
+typedef struct {
+    gw_inflight_t *a; /* borrowed */
+    size_t *held;     /* borrowed: the request's hold */
+    size_t base;
+    int why;          /* GW_INFLIGHT_* of the take that failed */
+} inflate_room_t;
+
+/* What gunzip returns besides 0: the result would exceed its limit, the
+ * data is corrupt, the memory for it was refused (room->why says how). */
+enum { INFLATE_LARGE = 1, INFLATE_CORRUPT = -1, INFLATE_NO_ROOM = 2 };
+
 /* Decompress one gzip member (or zlib stream) of in, from *at, appending
- * to out without going beyond limit + 1 bytes; *at moves past it.
+ * to out without going beyond limit + 1 bytes; *at moves past it. Every
+ * byte of out that may be written is first taken from ctx.
  * libdeflate decompresses whole buffers only: it is tried with a guess of
  * the size (gzip's trailer states it, mod 2^32 and maybe falsely; zlib
- * gives none: 4x) doubled until it fits. 0, 1 (beyond limit), -1 (corrupt).*/
+ * gives none: 4x) doubled until it fits. 0 or INFLATE_*. */
 static int inflate_member(struct libdeflate_decompressor *d, int gzip, const gw_buf_t *in, size_t *at,
-                          gw_buf_t *out, size_t limit)
+                          gw_buf_t *out, size_t limit, inflate_room_t *ctx)
 {
     const unsigned char *src = (const unsigned char *)in->data + *at;
-    size_t n = in->len - *at, used = 0, got = 0, room = limit + 1 - out->len, want;
+    size_t n = in->len - *at, used = 0, got = 0, room = limit + 1 - out->len, want, need;
     enum libdeflate_result r;
 
     want = gzip && n >= 18 ? (size_t)src[n - 4] | (size_t)src[n - 3] << 8 | (size_t)src[n - 2] << 16 |
@@ -279,40 +338,44 @@ static int inflate_member(struct libdeflate_decompressor *d, int gzip, const gw_
     for (;;) {
         if (want > room)
             want = room;
+        need = ctx->base + out->len + want;
+        ctx->why = gw_inflight_take(ctx->a, ctx->held, need, need);
+        if (ctx->why != GW_INFLIGHT_OK)
+            return INFLATE_NO_ROOM;
         if (gw_buf_reserve(out, want))
-            return -1;
+            return INFLATE_CORRUPT;
         r = gzip ? libdeflate_gzip_decompress_ex(d, src, n, out->data + out->len, want, &used, &got)
                  : libdeflate_zlib_decompress_ex(d, src, n, out->data + out->len, want, &used, &got);
         if (r == LIBDEFLATE_SUCCESS)
             break;
         if (r != LIBDEFLATE_INSUFFICIENT_SPACE)
-            return -1;
+            return INFLATE_CORRUPT;
         if (want == room)
-            return 1;
+            return INFLATE_LARGE;
         want *= 2;
     }
     out->len += got;
     *at += used;
-    return out->len > limit ? 1 : 0;
+    return out->len > limit ? INFLATE_LARGE : 0;
 }
 
 /* Decompress a gzip (every member, as InfluxDB's Go reader does) or zlib
- * body into out, at most limit bytes. Returns 0, 1 when the result would
- * exceed limit, -1 when corrupt. libdeflate: about 3x zlib's inflate. */
-static int gunzip(const gw_buf_t *in, gw_buf_t *out, size_t limit)
+ * body into out, at most limit bytes, its memory taken from ctx. Returns 0
+ * or INFLATE_*. libdeflate: about 3x zlib's inflate. */
+static int gunzip(const gw_buf_t *in, gw_buf_t *out, size_t limit, inflate_room_t *ctx)
 {
     const unsigned char *b = (const unsigned char *)in->data;
-    int gzip = in->len >= 2 && b[0] == 0x1f && b[1] == 0x8b, rc = -1;
+    int gzip = in->len >= 2 && b[0] == 0x1f && b[1] == 0x8b, rc;
     size_t at = 0;
     struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
 
     if (!d)
-        return -1;
+        return INFLATE_CORRUPT;
     do {
-        rc = inflate_member(d, gzip, in, &at, out, limit);
+        rc = inflate_member(d, gzip, in, &at, out, limit, ctx);
     } while (rc == 0 && gzip && in->len - at >= 2 && b[at] == 0x1f && b[at + 1] == 0x8b);
     if (rc == 0 && at != in->len)
-        rc = -1; /* trailing bytes that are not another member */
+        rc = INFLATE_CORRUPT; /* trailing bytes that are not another member */
     libdeflate_free_decompressor(d);
     return rc;
 }
@@ -343,13 +406,14 @@ static json_t *result_json(const gw_result_t *res, const char *prefix)
 /* What ingest and the debug transform do first: ?precision= of a line-
  * protocol body into in->ns_per_unit, and the body itself or, with
  * Content-Encoding: gzip, its inflation into *inflated (the caller frees
- * it). 0 with *body and *len set, or 1 once an error answer is queued (its
- * result in *ret). */
+ * it, and gives back the memory taken for it: inflight.h). 0 with *body and
+ * *len set, or 1 once an error answer is queued (its result in *ret). */
 static int prepare_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_ingest_t *in, gw_buf_t *inflated,
                         const char **body, size_t *len, enum MHD_Result *ret)
 {
     const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
     const char *prec = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "precision");
+    inflate_room_t room = {.a = h->inflight, .held = &r->held, .base = r->held};
     int rc;
 
     *body = r->body.data ? r->body.data : "";
@@ -362,11 +426,13 @@ static int prepare_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_ing
     }
     if (!enc || strcasecmp(enc, "gzip") != 0)
         return 0;
-    rc = gunzip(&r->body, inflated, h->cfg->listen.max_body_bytes);
-    if (rc > 0)
+    rc = gunzip(&r->body, inflated, h->cfg->listen.max_body_bytes, &room);
+    if (rc == INFLATE_LARGE)
         *ret = answer_error(c, 413, r->route, "body: larger than listen.max_body_bytes (%zu) after gzip inflation",
                             h->cfg->listen.max_body_bytes);
-    else if (rc < 0)
+    else if (rc == INFLATE_NO_ROOM)
+        *ret = answer_no_room(h, c, r->route, room.why, r->held + inflated->cap);
+    else if (rc == INFLATE_CORRUPT)
         *ret = answer_error(c, 400, r->route, "body: invalid gzip data");
     if (rc)
         return 1;
@@ -375,14 +441,39 @@ static int prepare_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_ing
     return 0;
 }
 
-static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
+static size_t count_points(int format, const char *p, size_t n, size_t cap);
+static void worker_release(gw_http_t *h);
+
+/* Before a body (len bytes, as the pipeline will read it) is parsed: one
+ * with more points than listen.max_points is refused (413), and the memory
+ * its processing may take, plus extra, is taken from the account
+ * (inflight.h; 503 or 413 without it). 0, or 1 once an answer is queued
+ * (in *ret). */
+static int reserve_work(gw_http_t *h, struct MHD_Connection *c, req_t *r, int format, const char *body,
+                        size_t len, size_t extra, enum MHD_Result *ret)
 {
-    gw_ingest_t in = {.format = r->route == R_POINTS ? GW_FMT_JSON : GW_FMT_LINEPROTO,
-                      .ns_per_unit = 1,
-                      .now_ns = gw_now_ns()};
-    gw_buf_t inflated = {0};
-    const char *body;
-    size_t len;
+    uint32_t max = h->cfg->listen.max_points;
+    size_t most, n, cost = gw_inflight_cost(format == GW_FMT_JSON, body, len, &most) + extra;
+    int rc;
+
+    if (most > max && (n = count_points(format, body, len, SIZE_MAX)) > max) {
+        *ret = answer_error(c, 413, r->route, "body: %zu points, more than listen.max_points (%u)", n, max);
+        return 1;
+    }
+    rc = gw_inflight_take(h->inflight, &r->held, r->held + cost, r->held + cost);
+    if (rc != GW_INFLIGHT_OK) {
+        *ret = answer_no_room(h, c, r->route, rc, r->held + cost);
+        return 1;
+    }
+    r->release |= cost > WORKER_KEEP_BYTES;
+    return 0;
+}
+
+/* Run a prepared body (len bytes) through this worker's pipeline, queue
+ * what it accepts and answer. */
+static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, const gw_ingest_t *in,
+                                   const char *body, size_t len)
+{
     gw_result_t res;
     gw_pipeline_t *w;
     const char *lines;
@@ -393,27 +484,16 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
     int rc;
 
     memset(&res, 0, sizeof(res));
-    if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret)) {
-        gw_buf_free(&inflated);
-        return ret;
-    }
     w = worker(h);
-    if (!w) {
-        gw_buf_free(&inflated);
+    if (!w)
         return answer_error(c, 500, r->route, "out of memory");
-    }
-    rc = gw_pipeline_run(w, &in, body, len, &res);
-    if (rc == GW_PIPELINE_TOO_LARGE) {
-        gw_buf_free(&inflated);
+    rc = gw_pipeline_run(w, in, body, len, &res);
+    if (rc == GW_PIPELINE_TOO_LARGE)
         return answer_error(c, 413, r->route, "%s", res.err_msg);
-    }
-    if (rc) {
-        gw_buf_free(&inflated);
+    if (rc)
         return answer_error(c, 500, r->route, "out of memory while processing the body");
-    }
     lines = gw_pipeline_output(w, &nbytes, &ends, &npoints);
     rc = gw_queue_push(h->q, lines, nbytes, ends, npoints);
-    gw_buf_free(&inflated);
     GW_COUNT(requests, 1);
     GW_COUNT(points_received, (uint64_t)res.accepted + res.rejected);
     if (rc) {
@@ -446,6 +526,29 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
     return ret;
 }
 
+/* POST /v1/points, /write, /api/v2/write once the body is in: inflate it,
+ * take the memory its processing needs, ingest it; then give back all but
+ * the raw body's memory. */
+static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
+{
+    gw_ingest_t in = {.format = r->route == R_POINTS ? GW_FMT_JSON : GW_FMT_LINEPROTO,
+                      .ns_per_unit = 1,
+                      .now_ns = gw_now_ns()};
+    gw_buf_t inflated = {0};
+    size_t body_held = r->held, len;
+    const char *body;
+    enum MHD_Result ret;
+
+    if (!prepare_body(h, c, r, &in, &inflated, &body, &len, &ret) &&
+        !reserve_work(h, c, r, in.format, body, len, 0, &ret))
+        ret = ingest_body(h, c, r, &in, body, len);
+    gw_buf_free(&inflated);
+    gw_inflight_keep(h->inflight, &r->held, body_held);
+    if (r->release)
+        worker_release(h);
+    return ret;
+}
+
 /* /health's "connections": what conns.h counts. */
 static json_t *connections_json(gw_http_t *h)
 {
@@ -455,6 +558,16 @@ static json_t *connections_json(gw_http_t *h)
     return json_pack("{s:I, s:I, s:I, s:I, s:I}", "open", (json_int_t)st.open, "limit",
                      (json_int_t)h->cfg->listen.max_connections, "probe_only", (json_int_t)st.probes, "refused",
                      (json_int_t)st.refused, "refused_per_client", (json_int_t)st.refused_client);
+}
+
+/* /health's "inflight": the memory of requests in progress (inflight.h). */
+static json_t *inflight_json(gw_http_t *h)
+{
+    gw_inflight_stats_t st;
+
+    gw_inflight_stats(h->inflight, &st);
+    return json_pack("{s:I, s:I, s:I, s:I}", "bytes", (json_int_t)st.held, "limit", (json_int_t)st.limit, "peak",
+                     (json_int_t)st.peak, "refused", (json_int_t)(st.full + st.too_big));
 }
 
 static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
@@ -486,6 +599,7 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
     json_object_set_new(o, "dead_letter", gw_deadletter_json());
     json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->leaving) || atomic_load(&h->draining)));
     json_object_set_new(o, "connections", connections_json(h));
+    json_object_set_new(o, "inflight", inflight_json(h));
     {
         char *stats = gw_script_stats_json();
         json_t *sj = stats ? json_loads(stats, 0, NULL) : NULL;
@@ -534,10 +648,12 @@ static enum MHD_Result metrics(gw_http_t *h, struct MHD_Connection *c)
 {
     gw_buf_t b = {0};
     gw_conns_stats_t st;
+    gw_inflight_stats_t in;
     enum MHD_Result rc;
 
     gw_conns_stats(h->conns, &st);
-    if (gw_prom_render(&b, h->q, &st)) {
+    gw_inflight_stats(h->inflight, &in);
+    if (gw_prom_render(&b, h->q, &st, &in)) {
         gw_buf_free(&b);
         return answer_error(c, 500, R_METRICS, "out of memory");
     }
@@ -621,31 +737,33 @@ static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, r
                       .ns_per_unit = 1,
                       .now_ns = gw_now_ns()};
     gw_buf_t inflated = {0}, json = {0};
+    size_t body_held = r->held, len, n;
     const char *body;
-    size_t len;
     gw_pipeline_t *w;
     enum MHD_Result ret;
-    int rc, large;
+    int rc;
 
-    if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret)) {
-        gw_buf_free(&inflated);
-        return ret;
+    if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret))
+        goto done;
+    n = count_points(in.format, body, len, DEBUG_MAX_POINTS);
+    if (n > DEBUG_MAX_POINTS) {
+        ret = answer_error(c, 413, r->route, "body: more than %d points, the most /v1/debug/transform takes",
+                           DEBUG_MAX_POINTS);
+        goto done;
     }
-    if (count_points(in.format, body, len, DEBUG_MAX_POINTS) > DEBUG_MAX_POINTS) {
-        gw_buf_free(&inflated);
-        return answer_error(c, 413, r->route, "body: more than %d points, the most /v1/debug/transform takes",
-                            DEBUG_MAX_POINTS);
-    }
+    if (reserve_work(h, c, r, in.format, body, len, n * DEBUG_POINT_COST, &ret))
+        goto done;
     w = worker(h);
     rc = w ? gw_pipeline_debug(w, &in, body, len, &json) : -ENOMEM;
-    gw_buf_free(&inflated);
     if (rc)
         ret = answer_error(c, 500, r->route, "out of memory while processing the body");
     else
         ret = answer(c, 200, json.data ? json.data : "{}", json.data ? json.len : 2, "application/json");
-    large = len > DEBUG_RELEASE_BYTES || json.cap > DEBUG_RELEASE_BYTES;
+done:
     gw_buf_free(&json);
-    if (large)
+    gw_buf_free(&inflated);
+    gw_inflight_keep(h->inflight, &r->held, body_held);
+    if (r->release)
         worker_release(h);
     return ret;
 }
@@ -668,9 +786,11 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
     size_t n = cl ? strtoull(cl, NULL, 10) : 0, limit = h->cfg->listen.max_body_bytes;
     char e[100];
     req_t *r;
+    int room;
 
     /* Ingest and the debug transform need a token when tokens are set;
      * /ping, /health and /metrics stay open for probes and scrapers. */
@@ -689,18 +809,52 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
      * that sends its whole body before reading sees the 413. */
     if (n > limit && n - limit > DRAIN_MAX)
         return answer_error(c, 413, route, "body: %zu bytes, larger than listen.max_body_bytes (%zu)", n, limit);
+    /* No room for all it announces (inflight.h): a client that waits for
+     * 100 Continue is answered now and sends nothing; any other is read to
+     * the end first, without keeping a byte, so that it sees the answer. */
+    room = n && n <= limit ? gw_inflight_fits(h->inflight, n) : GW_INFLIGHT_OK;
+    if (room != GW_INFLIGHT_OK && expect && !strcasecmp(expect, "100-continue"))
+        return answer_no_room(h, c, route, room, n);
     r = calloc(1, sizeof(*r));
     if (!r)
         return MHD_NO;
     r->route = route;
-    if (n > limit)
-        r->too_large = 1;
-    else if (n && gw_buf_reserve(&r->body, n)) {
-        free(r);
-        return MHD_NO;
-    }
+    r->expect = cl ? n : limit;
+    r->too_large = n > limit;
+    r->no_room = room;
     *con_cls = r;
     return MHD_YES;
+}
+
+/* Let go of what a request body holds: its buffer, and its room. */
+static void drop_body(gw_http_t *h, req_t *r)
+{
+    gw_buf_free(&r->body);
+    gw_inflight_keep(h->inflight, &r->held, 0);
+}
+
+/* A piece of a request body (n bytes at data) has arrived: kept, with room
+ * taken for it first (inflight.h); or, once the body is refused (too large,
+ * or no room: answered when all of it is in), read and dropped. A body
+ * still coming past max_body_bytes by DRAIN_MAX (one without a
+ * Content-Length) is not read any further: the connection is closed. */
+static enum MHD_Result on_upload(gw_http_t *h, req_t *r, const char *data, size_t n)
+{
+    size_t limit = h->cfg->listen.max_body_bytes;
+
+    r->received += n;
+    if (!r->too_large && r->received > limit) {
+        r->too_large = 1;
+        drop_body(h, r);
+    }
+    if (r->too_large || r->no_room)
+        return r->received > limit && r->received - limit > DRAIN_MAX ? MHD_NO : MHD_YES;
+    r->no_room = gw_inflight_take(h->inflight, &r->held, r->body.len + n, r->expect);
+    if (r->no_room) {
+        drop_body(h, r);
+        return MHD_YES;
+    }
+    return gw_buf_append(&r->body, data, n) ? MHD_NO : MHD_YES;
 }
 
 /* The first call of a request: answer what needs no body, or begin_post. */
@@ -744,6 +898,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     gw_http_t *h = cls;
     req_t *r = *con_cls;
+    size_t n;
 
     if (!r)
         return begin(h, c, url, method, con_cls);
@@ -752,18 +907,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             *upload_size = 0; /* a body sent with GET: read and ignored */
             return MHD_YES;
         }
-        if (!r->too_large) {
-            if (r->body.len + *upload_size > h->cfg->listen.max_body_bytes)
-                r->too_large = 1;
-            else if (gw_buf_append(&r->body, upload, *upload_size))
-                return MHD_NO;
-        }
+        n = *upload_size;
         *upload_size = 0;
-        return MHD_YES;
+        return on_upload(h, r, upload, n);
     }
     if (r->too_large)
         return answer_error(c, 413, r->route, "body: larger than listen.max_body_bytes (%zu)",
                             h->cfg->listen.max_body_bytes);
+    if (r->no_room)
+        return answer_no_room(h, c, r->route, r->no_room, r->received);
     switch (r->route) {
     case R_PING:
         return answer(c, 204, "", 0, NULL);
@@ -778,15 +930,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
 }
 
+/* A request has ended, answered or not (the client gone, a timeout, the
+ * server stopping): all it holds goes. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     req_t *r = *con_cls;
     if (!r)
         return;
-    gw_buf_free(&r->body);
+    drop_body(cls, r);
     free(r);
     *con_cls = NULL;
+    if (gw_inflight_ebbed(((gw_http_t *)cls)->inflight))
+        malloc_trim(0);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1096,10 +1252,11 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
         tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
         tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
     }
-    if (!(h->conns = gw_conns_create(&lim))) {
+    if (!(h->conns = gw_conns_create(&lim)) || !(h->inflight = gw_inflight_create(cfg->max_inflight_bytes))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    mallopt(M_MMAP_THRESHOLD, MMAP_FROM_BYTES);
     h->listen_fd = open_listener(cfg, err, errlen);
     if (h->listen_fd < 0)
         goto fail;
@@ -1165,6 +1322,13 @@ void gw_http_stop(gw_http_t *h)
         close(h->listen_fd);
     for (int i = 0; i < h->ndaemons; i++)
         MHD_stop_daemon(h->daemons[i]);
+    if (h->inflight) {
+        gw_inflight_stats_t st;
+        gw_inflight_stats(h->inflight, &st);
+        if (st.held) /* every request gives back what it took: a bug otherwise */
+            gw_log_error("http: memory of requests still held at stop", "bytes=%llu", (unsigned long long)st.held);
+    }
+    gw_inflight_destroy(h->inflight);
     gw_conns_destroy(h->conns);
     for (int i = 0; i < 2; i++)
         if (h->wake[i] >= 0)

@@ -9,7 +9,8 @@
  *   POST /v1/debug/transform  what the scripts make of a body
  * One acceptor thread admits each connection (conns.h) and hands it to a
  * worker thread; each worker owns a gw_pipeline_t; accepted points go to the
- * queue. */
+ * queue. What a request holds while it is in progress (its body, inflated,
+ * and its processing) is taken from one account first (inflight.h). */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
 

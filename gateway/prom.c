@@ -129,7 +129,22 @@ static void connections(gw_buf_t *b, const gw_conns_stats_t *st)
                   (unsigned long long)st->evicted);
 }
 
-int gw_prom_render(gw_buf_t *b, gw_queue_t *q, const gw_conns_stats_t *conns)
+/* The memory of the HTTP server's requests in progress (inflight.h). */
+static void inflight(gw_buf_t *b, const gw_inflight_stats_t *st)
+{
+    scalar(b, "luagw_http_inflight_bytes", "gauge",
+           "memory held by requests in progress: bodies, inflated, being processed", st->held);
+    scalar(b, "luagw_http_inflight_limit_bytes", "gauge", "listen.max_inflight_bytes", st->limit);
+    scalar(b, "luagw_http_inflight_peak_bytes", "gauge", "most of it held at once since start", st->peak);
+    head(b, "luagw_http_inflight_refused_total", "counter",
+         "requests refused for want of it: others held the room (full, 503), or one alone needed more than "
+         "the limit (too_big, 413)");
+    gw_buf_printf(b, "luagw_http_inflight_refused_total{reason=\"full\"} %llu\n", (unsigned long long)st->full);
+    gw_buf_printf(b, "luagw_http_inflight_refused_total{reason=\"too_big\"} %llu\n",
+                  (unsigned long long)st->too_big);
+}
+
+int gw_prom_render(gw_buf_t *b, gw_queue_t *q, const gw_conns_stats_t *conns, const gw_inflight_stats_t *in)
 {
     static const struct {
         int k;
@@ -185,5 +200,7 @@ int gw_prom_render(gw_buf_t *b, gw_queue_t *q, const gw_conns_stats_t *conns)
            sp ? gw_spool_bytes(sp) : 0);
     if (conns)
         connections(b, conns);
+    if (in)
+        inflight(b, in);
     return b->data ? 0 : -ENOMEM;
 }

@@ -6,10 +6,12 @@
 #include "batch.h"
 #include "buf.h"
 #include "conns.h"
+#include "inflight.h"
 
 /* Append the whole exposition to out. q (borrowed) gives buffer depth and
- * spool bytes, conns the HTTP server's connections; either may be NULL.
- * Returns 0, or -ENOMEM. */
-int gw_prom_render(gw_buf_t *out, gw_queue_t *q, const gw_conns_stats_t *conns);
+ * spool bytes, conns the HTTP server's connections, inflight the memory of
+ * its requests in progress; any may be NULL. Returns 0, or -ENOMEM. */
+int gw_prom_render(gw_buf_t *out, gw_queue_t *q, const gw_conns_stats_t *conns,
+                   const gw_inflight_stats_t *inflight);
 
 #endif

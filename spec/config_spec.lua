@@ -43,6 +43,7 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     char *warnings;
     struct { int per_client; int probes; } conns;
     double drain_seconds;
+    size_t max_inflight_bytes;
   } gw_config_t;
   ]]
 end
@@ -71,7 +72,7 @@ end
 local DEFAULTS = {
   ["listen.address"] = "127.0.0.1", ["listen.port"] = 8080, ["listen.threads"] = 2,
   ["listen.max_body_bytes"] = 16 * 1024 * 1024, ["listen.connection_timeout"] = 30,
-  ["listen.max_connections"] = 1024, ["listen.max_header_bytes"] = 128 * 1024,
+  ["listen.max_connections"] = 1024, ["listen.max_header_bytes"] = 32 * 1024,
   ["listen.max_points"] = 1000000, ["listen.max_line_bytes"] = 1024 * 1024, ["listen.max_tags"] = 256,
   ["listen.max_fields"] = 1024, ["listen.max_key_bytes"] = 1024, ["listen.max_value_bytes"] = 64 * 1024,
   ["monitoring.storage_type"] = "influx", ["monitoring.version"] = 1,
@@ -94,6 +95,7 @@ local DEFAULTS = {
   ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
   ["listen.max_connections_per_client"] = 256, ["listen.probe_connections"] = 16,
   ["listen.drain_seconds"] = 0,
+  ["listen.max_inflight_bytes"] = 128 * 1024 * 1024,
 }
 local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true }
 -- Keys stored in gw_config_t.access (after the sections, for layout).
@@ -102,7 +104,7 @@ local ACCESS = { ["listen.tokens"] = "tokens", ["listen.tls_cert"] = "tls_cert",
 -- Keys stored in gw_config_t.conns (last, for layout).
 local CONNS = { ["listen.max_connections_per_client"] = "per_client", ["listen.probe_connections"] = "probes" }
 -- Keys stored at the top of gw_config_t (last, for layout).
-local TOP = { ["listen.drain_seconds"] = "drain_seconds" }
+local TOP = { ["listen.drain_seconds"] = "drain_seconds", ["listen.max_inflight_bytes"] = "max_inflight_bytes" }
 local KEYS = {}
 for k in pairs(DEFAULTS) do KEYS[#KEYS + 1] = k end
 table.sort(KEYS)
@@ -286,6 +288,7 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["listen.max_body_bytes"] = 512 * 1024, ["listen.connection_timeout"] = 120,
       ["listen.max_connections"] = 300, ["listen.max_header_bytes"] = 16 * 1024, ["listen.max_points"] = 50000,
       ["listen.max_connections_per_client"] = 32, ["listen.probe_connections"] = 4,
+      ["listen.max_inflight_bytes"] = 64 * 1024 * 1024,
       ["listen.max_line_bytes"] = 64 * 1024, ["listen.max_tags"] = 32, ["listen.max_fields"] = 64,
       ["listen.max_key_bytes"] = 128, ["listen.max_value_bytes"] = 4 * 1024,
       ["monitoring.storage_type"] = "influx", ["monitoring.version"] = 2,
@@ -353,7 +356,8 @@ describe("value types", function()
       ['"512 KiB"'] = 512 * 1024, ['"10MiB"'] = 10 * 2 ^ 20,
     }
     for text, want in pairs(cases) do
-      assert.are.equal(want, one("listen", "max_body_bytes", text), text)
+      -- (max_line_bytes: same bounds as max_body_bytes, and no rule beside it)
+      assert.are.equal(want, one("listen", "max_line_bytes", text), text)
     end
   end)
 
@@ -630,7 +634,7 @@ describe("errors: file:line:column: key: what", function()
   it("an unknown key with nothing close lists the keys of its section", function()
     rejects("listen:\n  zzz: 1\n", "2:3", "listen.zzz",
       "unknown key (expected one of: address, port, threads, max_body_bytes, connection_timeout, "
-      .. "max_connections, max_connections_per_client, probe_connections, max_header_bytes, max_points, "
+      .. "max_connections, max_connections_per_client, probe_connections, max_header_bytes, max_inflight_bytes, max_points, "
       .. "max_line_bytes, max_tags, max_fields, "
       .. "max_key_bytes, max_value_bytes, tokens, tls_cert, tls_key, drain_seconds)")
   end)
@@ -735,6 +739,16 @@ describe("cross-checks", function()
     rejects("monitoring:\n  buffer_limit: 4999\n", "2:17", "monitoring.buffer_limit",
       "must be at least monitoring.batch_size (5000), got 4999")
     assert.are.equal(5000, values("monitoring:\n  buffer_limit: 5000\n")["monitoring.buffer_limit"])
+  end)
+
+  it("max_inflight_bytes below max_body_bytes is reported at max_inflight_bytes", function()
+    rejects("listen:\n  max_body_bytes: 32MiB\n  max_inflight_bytes: 16MiB\n", "3:23", "listen.max_inflight_bytes",
+      "must be at least listen.max_body_bytes (33554432), got 16777216")
+    -- Also against the default max_inflight_bytes, at the key that was set.
+    rejects("listen:\n  max_body_bytes: 256MiB\n", "2:19", "listen.max_inflight_bytes",
+      "must be at least listen.max_body_bytes (268435456), got 134217728")
+    assert.are.equal(32 * 1024 * 1024,
+      values("listen:\n  max_body_bytes: 32MiB\n  max_inflight_bytes: 32MiB\n")["listen.max_inflight_bytes"])
   end)
 
   it("version 1 needs a database", function()
@@ -861,7 +875,8 @@ describe("gw_config_print_reference", function()
       local want = DEFAULTS[key]
       if want == "" then want = '""' end
       if key == "listen.max_body_bytes" then want = "16MiB" end
-      if key == "listen.max_header_bytes" then want = "128KiB" end
+      if key == "listen.max_header_bytes" then want = "32KiB" end
+      if key == "listen.max_inflight_bytes" then want = "128MiB" end
       if key == "listen.max_line_bytes" then want = "1MiB" end
       if key == "listen.max_key_bytes" then want = "1KiB" end
       if key == "listen.max_value_bytes" then want = "64KiB" end
