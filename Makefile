@@ -72,8 +72,9 @@ test-tsan: deps
 	exit $$rc
 
 # libFuzzer harnesses (fuzz/, clang), each run for FUZZ_SECONDS with the seeds
-# of fuzz/corpus/<name>; what they find lands in build/fuzz/crashes/<name>/
-# and fails the target (docs/hardening.md).
+# of fuzz/corpus/<name> (and the dictionary fuzz/<name>.dict, if any); what
+# they find lands in build/fuzz/crashes/<name>/ and fails the target
+# (docs/hardening.md). Each links fuzz/influx_model.c, the model of influxd.
 FUZZ_DIR     ?= build/fuzz
 FUZZ_CC      ?= clang
 FUZZ_FLAGS   ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -85,17 +86,18 @@ FUZZ_OBJ     := $(patsubst gateway/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC)) $(CORE_L
 fuzz: $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 	@rc=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t; \
+	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
 	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ $$dict \
 	    $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1 || rc=1; \
 	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log); \
 	  found=$$(ls $(FUZZ_DIR)/crashes/$$t | wc -l); \
 	  echo "fuzz: $$t: $${runs:-?} executions in $(FUZZ_SECONDS) s, $$found crashes (log $(FUZZ_DIR)/$$t.log)"; \
 	done; exit $$rc
 
-$(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h $(FUZZ_OBJ)
+$(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h fuzz/influx_model.c fuzz/influx_model.h $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DFUZZ_SCRIPT_DIR='"$(CURDIR)/fuzz/script"' \
-	  $(LDFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+	  $(LDFLAGS) -o $@ $< fuzz/influx_model.c $(FUZZ_OBJ) $(LDLIBS)
 
 .PRECIOUS: $(FUZZ_DIR)/obj/%.o
 $(FUZZ_DIR)/obj/%.o: gateway/%.c

@@ -14,6 +14,6 @@ static int parse(const char *body, size_t len, gw_arena_t *a, gw_points_t *out, 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fuzz_parse_roundtrip(data, size, parse);
+    fuzz_parse_roundtrip(data, size, parse, 1700000000000000000LL);
     return 0;
 }
