@@ -129,8 +129,15 @@ run: deps
 
 # Every spec, under LuaJIT so specs may use ffi.
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(MODEL_SO)
 	$(BUSTED) $(BUSTED_ARGS)
+
+# The model of influxd's line-protocol reading (fuzz/influx_model.c) as a
+# library, for the differential spec and tools/lp_differential.lua (FFI).
+MODEL_SO := build/influx_model.so
+$(MODEL_SO): fuzz/influx_model.c fuzz/influx_model.h gateway/arena.c gateway/arena.h
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -shared -o $@ fuzz/influx_model.c gateway/arena.c -lm
 
 check: test
 
@@ -162,7 +169,7 @@ $(ASAN_DIR)/%.o: gateway/%.c
 # specs spawn LUAGW_CHILD_ASAN_OPTIONS, leak checking on. Reports go to files
 # in $(ASAN_LOGS); any file there fails the target.
 test-asan: deps
-	@$(MAKE) --no-print-directory all asan
+	@$(MAKE) --no-print-directory all asan $(MODEL_SO)
 	@rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
 	LUAGW_BIN=$(CURDIR)/$(ASAN_DIR)/luagw LUAGW_LIB=$(CURDIR)/$(ASAN_DIR)/libluagw.so \
 	LD_PRELOAD=$$($(ASAN_CC) -print-file-name=libclang_rt.asan-x86_64.so) \

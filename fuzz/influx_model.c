@@ -740,16 +740,16 @@ static long scan_field_value(sl_t b, long i)
     return i;
 }
 
-/* walkFields, for parsePoint's key length check: a key without '=' makes
- * it slice past the end (a panic in the handler). */
+/* walkFields, for parsePoint's key length check: it refuses a key that no
+ * value follows (no '=' it counts, or one at the very end). */
 static const char *walk_fields(sl_t key, sl_t f)
 {
     while (f.n > 0) {
         long i = scan_to(f, 0, '=');
+        if (i > f.n - 2)
+            return "invalid value: field-key";
         if (key.n + 4 + i > MAX_KEY_LENGTH)
             return "max key length exceeded";
-        if (i + 1 > f.n)
-            return PANIC;
         f.p += i + 1;
         f.n -= i + 1;
         i = scan_field_value(f, 0);

@@ -68,10 +68,24 @@ static int show(size_t n)
     return (int)(n > KEY_SHOW ? KEY_SHOW : n);
 }
 
-static int is_time_key(const char *k, size_t n)
+/* Is k the 4- or 6-byte literal w? Loads, never a call: this runs for
+ * every key of every point. */
+static inline __attribute__((always_inline)) int key_is(gw_str_t k, const char *w, size_t n)
 {
-    return n == 4 && memcmp(k, "time", 4) == 0;
+    uint32_t a, b;
+    uint16_t c, d;
+
+    if (k.n != n)
+        return 0;
+    memcpy(&a, k.p, 4);
+    memcpy(&b, w, 4);
+    if (a != b || n == 4)
+        return a == b;
+    memcpy(&c, k.p + 4, 2);
+    memcpy(&d, w + 4, 2);
+    return c == d;
 }
+#define KEY_IS(k, w) key_is((k), (w), sizeof(w) - 1)
 
 /* ---- integer texts and positions (also for body errors) ----------------- */
 
@@ -428,7 +442,9 @@ typedef struct {
     int drop_field;   /* ... is time: its value is dropped */
     int run_dups;     /* the open "tags" or "fields" object repeats a key */
     uint32_t time_dropped; /* fields named time dropped from the current point */
-    int str_nul;      /* the string just read holds a NUL byte (from \u0000) */
+    int str_nul;      /* a string read since the point began holds a NUL byte (from
+                         \u0000): it rejects the point where it lands (a string
+                         read without a check rejects its point anyway) */
     uint32_t index;   /* of the point being parsed */
     uint32_t nelem;   /* elements of the top-level array seen */
     int top;          /* V_*: kind of a top-level scalar, -1 when none */
@@ -541,6 +557,16 @@ __attribute__((format(printf, 2, 3))) static int reject(parse_t *ps, const char 
     va_end(ap);
     gw_result_reject(ps->res, GW_WHERE_INDEX, ps->index, "%s", msg);
     return 1;
+}
+
+/* A name or value of the point holds a NUL byte (\\u0000): "tags.k: the
+ * value holds a NUL byte...". Out of line: the handlers are inlined many
+ * times. Returns 1. */
+static __attribute__((noinline)) int reject_nul(parse_t *ps, const char *where, gw_str_t key,
+                                                const char *what)
+{
+    return reject(ps, "%s%.*s: %s holds a NUL byte (\\u0000), which luagw refuses", where,
+                  show(key.n), key.p, what);
 }
 
 /* "null is not a field value", "an object is not a tag value"... */
@@ -835,7 +861,6 @@ static inline const char *lex_string(parse_t *ps, const char *p, gw_str_t *out)
     const char *s = ++p, *e = ps->body + ps->len;
     size_t k;
 
-    ps->str_nul = 0;
     for (;;) {
         p = str_stop(p, e);
         if (p < e && *p == '"') {
@@ -924,7 +949,8 @@ static inline int is_digit(const char *p, const char *e)
  * are only range-checked or kept as text), unless it might overflow, which
  * makes the whole body bad. Returns the position past it, or NULL
  * (recorded). */
-static const char *lex_number(parse_t *ps, const char *p, num_t *num)
+static inline __attribute__((always_inline)) const char *lex_number(parse_t *ps, const char *p,
+                                                                    num_t *num)
 {
     const char *t = p, *e = ps->body + ps->len;
     uint64_t m = 0;
@@ -1083,8 +1109,7 @@ static inline __attribute__((always_inline)) int on_tag(parse_t *ps, int kind, n
                       show(ps->key.n), ps->key.p, what(kind));
     }
     if (kind == V_STR && ps->str_nul)
-        return reject(ps, "tags.%.*s: the value holds a NUL byte (\\u0000), which luagw refuses",
-                      show(ps->key.n), ps->key.p);
+        return reject_nul(ps, "tags.", ps->key, "the value");
     /* Influx has no empty tag values: "" means the tag is absent; after the
      * same key, kept as a mark that drops the earlier value (on_end). */
     if (val.n == 0 && !ps->key_again)
@@ -1106,8 +1131,7 @@ static inline __attribute__((always_inline)) int on_field(parse_t *ps, int kind,
     switch (kind) {
     case V_STR:
         if (ps->str_nul)
-            return reject(ps, "fields.%.*s: the value holds a NUL byte (\\u0000), which luagw "
-                          "refuses", show(ps->key.n), ps->key.p);
+            return reject_nul(ps, "fields.", ps->key, "the value");
         f.type = GW_FIELD_STRING;
         f.v.s = (gw_str_t){s, n};
         if (keep_str(ps, &f.v.s))
@@ -1158,6 +1182,7 @@ static void begin_point(parse_t *ps)
     ps->has_time = 0;
     ps->pkey = K_NONE;
     ps->time_dropped = 0;
+    ps->str_nul = 0;
 }
 
 /* The time field of a point is dropped, as InfluxDB does without a word:
@@ -1203,7 +1228,7 @@ static inline __attribute__((always_inline)) int on_point_value(parse_t *ps, int
         if (n == 0)
             return reject(ps, "series: must not be empty");
         if (ps->str_nul)
-            return reject(ps, "series: the name holds a NUL byte (\\u0000), which luagw refuses");
+            return reject_nul(ps, "series", GW_STR_LIT(""), "the name");
         ps->pt.series = (gw_str_t){s, n};
         if (keep_str(ps, &ps->pt.series))
             return no_memory(ps);
@@ -1424,48 +1449,45 @@ static inline int key_seen(parse_t *ps, frame_t *f, gw_str_t k)
 }
 
 /* A key k of the innermost object (in the body or the arena, so it lasts).
- * Keys of values that are read only to be dropped are not kept. Returns 1
- * to go on, 0 to stop the parse. */
-static int on_map_key(parse_t *ps, gw_str_t k)
+ * Returns 1 to go on, 0 to stop the parse. */
+static inline __attribute__((always_inline)) int on_map_key(parse_t *ps, gw_str_t k)
 {
     frame_t *f = FRAME(ps);
     size_t n = k.n;
     int again;
 
-    if (f->kind == F_SKIP)
-        return 1;
     if ((again = key_seen(ps, f, k)) < 0)
         return no_memory(ps);
     if (ps->rejected)
         return 1;
     if (ps->str_nul)
-        return reject(ps, "%s: a key holds a NUL byte (\\u0000), which luagw refuses",
-                      f->kind == F_TAGS ? "tags" : f->kind == F_FIELDS ? "fields" : "point");
+        return reject_nul(ps, f->kind == F_TAGS ? "tags" : f->kind == F_FIELDS ? "fields" : "point",
+                          GW_STR_LIT(""), "a key");
     switch (f->kind) {
     case F_POINT:
         if (again)
             return reject(ps, "%.*s: the key appears twice in the point", show(n), k.p);
-        if (n == 6 && memcmp(k.p, "series", 6) == 0)
+        if (KEY_IS(k, "series"))
             ps->pkey = K_SERIES;
-        else if (n == 4 && memcmp(k.p, "time", 4) == 0)
+        else if (KEY_IS(k, "time"))
             ps->pkey = K_TIME;
-        else if (n == 4 && memcmp(k.p, "tags", 4) == 0)
+        else if (KEY_IS(k, "tags"))
             ps->pkey = K_TAGS;
-        else if (n == 6 && memcmp(k.p, "fields", 6) == 0)
+        else if (KEY_IS(k, "fields"))
             ps->pkey = K_FIELDS;
         else
             reject(ps, "%.*s: unknown key (a point has series, time, tags and fields)", show(n),
                    k.p);
         break;
     case F_TAGS:
-        if (is_time_key(k.p, n))
+        if (KEY_IS(k, "time"))
             return reject(ps, "tags.time: InfluxDB cannot store a tag named time");
         /* fall through */
     case F_FIELDS:
         ps->key = k;
         ps->key_again = again;
         ps->run_dups |= again;
-        ps->drop_field = f->kind == F_FIELDS && is_time_key(k.p, n);
+        ps->drop_field = f->kind == F_FIELDS && KEY_IS(k, "time");
         break;
     }
     return 1;
@@ -1474,7 +1496,7 @@ static int on_map_key(parse_t *ps, gw_str_t k)
 /* The tags (or fields) of the object that ends, in r, after keep_last: a
  * repeated key keeps its last value, and a tag whose last value is empty
  * is no tag. 0, or -1 (ENOMEM, noted in ps). */
-static int keep_last(parse_t *ps, run_t *r, size_t size)
+static __attribute__((noinline)) int keep_last(parse_t *ps, run_t *r, size_t size)
 {
     uint32_t n = (uint32_t)((size_t)(r->cur - r->start) / size), bad, k = 0;
     long kept = gw_keep_last(r->start, n, size, ps->a, NULL, &bad);

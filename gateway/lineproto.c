@@ -62,16 +62,17 @@ enum {
                             reads a measurement or a field key; what a field key is
                             written with */
     C_NUL = 0x200,       /* refused in every name and string value */
+    C_ODD = 0x400,       /* what only bad_name can judge in a name: \ newline NUL */
 };
 
 static const uint16_t cls[256] = {
     [' '] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP | C_SPACE | C_NAME_UNESC,
     [','] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP | C_NAME_UNESC,
     ['='] = C_KEY_STOP | C_KEY_ESC | C_NAME_UNESC,
-    ['\\'] = C_MEAS_STOP | C_KEY_STOP | C_STR_ESC,
+    ['\\'] = C_MEAS_STOP | C_KEY_STOP | C_STR_ESC | C_ODD,
     ['"'] = C_STR_ESC | C_NAME_UNESC,
-    ['\n'] = C_NL,
-    ['\0'] = C_MEAS_STOP | C_KEY_STOP | C_NUL,
+    ['\n'] = C_NL | C_ODD,
+    ['\0'] = C_MEAS_STOP | C_KEY_STOP | C_NUL | C_ODD,
 };
 
 static inline int is_digit(char c)
@@ -127,9 +128,15 @@ static inline uint64_t class_mask(uint64_t w, unsigned c)
 static inline __attribute__((always_inline)) unsigned class_bits(__m128i v, unsigned c)
 {
     __m128i m = _mm_setzero_si128();
+    /* Space (0x20) and NUL are the two bytes b with b & 0xDF == 0: one test
+     * for both, as the name scans look for both. */
+    int sp_nul = (cls[' '] & c) && (cls[0] & c);
+
+    if (sp_nul)
+        m = _mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8((char)0xDF)), m);
 #pragma GCC unroll 8
     for (size_t i = 0; i < NSPECIALS; i++)
-        if (cls[(unsigned char)specials[i]] & c)
+        if ((cls[(unsigned char)specials[i]] & c) && !(sp_nul && (specials[i] == ' ' || !specials[i])))
             m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(specials[i])));
     return (unsigned)_mm_movemask_epi8(m);
 }
@@ -385,7 +392,7 @@ static const char *const kind_name[] = {"series", "tag", "field key"};
 
 static inline int is_time(gw_str_t s)
 {
-    return s.n == 4 && !memcmp(s.p, "time", 4);
+    return gw_str_eq(s, GW_STR_LIT("time"));
 }
 
 /* Why name s of kind k cannot be stored faithfully in InfluxDB 1.x, or
@@ -564,18 +571,28 @@ static uint32_t count_nl(const char *p, const char *end)
     return n;
 }
 
-/* Make the current line end at the first '\n' at or after p that no
- * backslash pairs with (InfluxDB's scanLine reads a backslash and the byte
- * after it as a pair, a newline included); those passed over count in
+/* set_eol's rare case: eol follows a backslash. The first '\n' from eol
+ * on that no backslash pairs with, or NULL; those passed over count in
  * ps->nl. */
-static void set_eol(parser_t *ps, const char *p)
+static __attribute__((noinline)) const char *paired_eol(parser_t *ps, const char *p,
+                                                        const char *eol)
 {
-    const char *eol = memchr(p, '\n', (size_t)(ps->end - p));
-
     while (eol && eol > p && eol[-1] == '\\' && odd_run(p, eol)) {
         ps->nl++;
         eol = memchr(eol + 1, '\n', (size_t)(ps->end - eol - 1));
     }
+    return eol;
+}
+
+/* Make the current line end at the first '\n' at or after p that no
+ * backslash pairs with (InfluxDB's scanLine reads a backslash and the byte
+ * after it as a pair, a newline included). */
+static inline void set_eol(parser_t *ps, const char *p)
+{
+    const char *eol = memchr(p, '\n', (size_t)(ps->end - p));
+
+    if (eol && eol > p && eol[-1] == '\\')
+        eol = paired_eol(ps, p, eol);
     ps->eol = eol ? eol : ps->end;
     ps->lend = ps->eol > p && ps->eol[-1] == '\r' ? ps->eol - 1 : ps->eol;
 }
@@ -1717,8 +1734,10 @@ static inline int key_cmp(gw_str_t a, gw_str_t b)
 /* Copy s when none of its bytes is in class c; returns the end, or NULL
  * (d then holds rubbish). Never reads outside s nor writes past d + s.n:
  * short strings are covered by two overlapping loads. With c = 0 the tests
- * fold away: a plain copy, inline. */
-static inline __attribute__((always_inline)) char *copy_clean(char *d, gw_str_t s, unsigned c)
+ * fold away: a plain copy, inline. With store 0 (a constant), only looks:
+ * d is not written (see has_class). */
+static inline __attribute__((always_inline)) char *scan_clean(char *d, gw_str_t s, unsigned c,
+                                                              int store)
 {
     const char *p = s.p;
     size_t n = s.n;
@@ -1730,46 +1749,67 @@ static inline __attribute__((always_inline)) char *copy_clean(char *d, gw_str_t 
             v = _mm_loadu_si128((const __m128i *)(p + i));
             if (class_bits(v, c))
                 return NULL;
-            _mm_storeu_si128((__m128i *)(d + i), v);
+            if (store)
+                _mm_storeu_si128((__m128i *)(d + i), v);
         }
         v = _mm_loadu_si128((const __m128i *)(p + n - 16));
         if (class_bits(v, c))
             return NULL;
-        _mm_storeu_si128((__m128i *)(d + n - 16), v);
+        if (store)
+            _mm_storeu_si128((__m128i *)(d + n - 16), v);
     } else if (n >= 8) {
         uint64_t lo, hi;
         memcpy(&lo, p, 8);
         memcpy(&hi, p + n - 8, 8);
         if (class_bits(_mm_set_epi64x((long long)hi, (long long)lo), c))
             return NULL;
-        memcpy(d, &lo, 8);
-        memcpy(d + n - 8, &hi, 8);
+        if (store) {
+            memcpy(d, &lo, 8);
+            memcpy(d + n - 8, &hi, 8);
+        }
     } else if (n >= 4) {
         uint32_t lo, hi;
         memcpy(&lo, p, 4);
         memcpy(&hi, p + n - 4, 4);
-        if (class_bits(_mm_set_epi32(0, 0, (int)hi, (int)lo), c))
+        if (class_bits(_mm_set_epi32(0, 0, (int)hi, (int)lo), c) & 0xFF) /* not the zeros */
             return NULL;
-        memcpy(d, &lo, 4);
-        memcpy(d + n - 4, &hi, 4);
+        if (store) {
+            memcpy(d, &lo, 4);
+            memcpy(d + n - 4, &hi, 4);
+        }
     } else if (n) {
         /* p[0], p[n / 2] and p[n - 1] are every byte of 1 to 3. */
         unsigned char b0 = (unsigned char)p[0], b1 = (unsigned char)p[n / 2],
                       b2 = (unsigned char)p[n - 1];
-        if (class_bits(_mm_cvtsi32_si128((int)(b0 | b1 << 8 | (unsigned)b2 << 16)), c))
+        if (class_bits(_mm_cvtsi32_si128((int)(b0 | b1 << 8 | (unsigned)b2 << 16)), c) & 0x7)
             return NULL;
-        d[0] = (char)b0;
-        d[n / 2] = (char)b1;
-        d[n - 1] = (char)b2;
+        if (store) {
+            d[0] = (char)b0;
+            d[n / 2] = (char)b1;
+            d[n - 1] = (char)b2;
+        }
     }
 #else
     for (size_t i = 0; i < n; i++) {
         if (cls[(unsigned char)p[i]] & c)
             return NULL;
-        d[i] = p[i];
+        if (store)
+            d[i] = p[i];
     }
 #endif
     return d + n;
+}
+
+static inline __attribute__((always_inline)) char *copy_clean(char *d, gw_str_t s, unsigned c)
+{
+    return scan_clean(d, s, c, 1);
+}
+
+/* Does s hold a byte of class c? */
+static inline __attribute__((always_inline)) int has_class(gw_str_t s, unsigned c)
+{
+    char dummy;
+    return scan_clean(&dummy, s, c, 0) == NULL;
 }
 
 /* Write name s of kind k (N_*), escaping the bytes of class escs; names
@@ -1783,16 +1823,27 @@ static inline __attribute__((always_inline)) char *put_name(char *d, gw_str_t s,
     if (s.n == 0)
         return NULL;
     /* Most names hold no delimiter, no backslash and no newline. */
-    e = copy_clean(d, s, slow | C_NL);
+    e = copy_clean(d, s, slow | C_NL | C_NUL);
     if (e)
         return e;
-    return bad_name(s, k) ? NULL : put_escaped(d, s, escs);
+    /* Most names that need escapes hold no byte bad_name looks at. */
+    if (has_class(s, C_ODD) && bad_name(s, k))
+        return NULL;
+    return put_escaped(d, s, escs);
+}
+
+/* A string value that needs escapes, or NULL for one with a NUL byte: out
+ * of line, to keep put_value small where most strings are copied. */
+static __attribute__((noinline)) char *put_string(char *d, gw_str_t s)
+{
+    return memchr(s.p, '\0', s.n) ? NULL : put_escaped(d, s, C_STR_ESC);
 }
 
 /* Write the value of f; NULL when it cannot be written (NaN or infinite,
  * unsigned too large under GW_LP_NO_UINT, a string with a NUL byte,
  * unknown type). */
-static inline char *put_value(char *d, const gw_field_t *f, unsigned flags)
+static inline __attribute__((always_inline)) char *put_value(char *d, const gw_field_t *f,
+                                                             unsigned flags)
 {
     char *e;
 
@@ -1812,9 +1863,9 @@ static inline char *put_value(char *d, const gw_field_t *f, unsigned flags)
     case GW_FIELD_STRING:
         *d++ = '"';
         e = copy_clean(d, f->v.s, C_STR_ESC | C_NUL);
-        if (!e && memchr(f->v.s.p, '\0', f->v.s.n))
+        d = e ? e : put_string(d, f->v.s);
+        if (!d)
             return NULL;
-        d = e ? e : put_escaped(d, f->v.s, C_STR_ESC);
         *d++ = '"';
         return d;
     case GW_FIELD_BOOL:
