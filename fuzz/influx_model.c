@@ -936,8 +936,11 @@ static int read_fields(sl_t fields, gw_arena_t *a, gw_point_t *out, const char *
         if (is_time_name(f->key))
             continue;
         other = 1;
+        if (v[i].type == T_EMPTY || v[i].type == T_UNSIGNED)
+            continue; /* no field is created for these */
         for (long j = 0; j < i; j++) {
-            if (!is_time_name(out->fields[j].key) && gw_str_eq(out->fields[j].key, f->key) &&
+            if (v[j].type != T_EMPTY && v[j].type != T_UNSIGNED &&
+                !is_time_name(out->fields[j].key) && gw_str_eq(out->fields[j].key, f->key) &&
                 v[j].type != v[i].type) {
                 *why = "field type conflict";
                 rc = IM_REFUSED;

@@ -2,8 +2,9 @@
  *
  * Property: no crash, leak or sanitizer report on any body; the counts add
  * up; and every accepted point that the line-protocol encoder takes parses
- * back from its line unchanged (what /v1/points accepts reaches InfluxDB as
- * it was sent). */
+ * back from its line unchanged and is stored from it unchanged by influxd
+ * (fuzz/influx_model.c): what /v1/points accepts reaches InfluxDB as it
+ * was sent. */
 #include "roundtrip.h"
 #include "../gateway/json.h"
 

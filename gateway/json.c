@@ -18,13 +18,6 @@
  *    no raw control characters in strings; no lone surrogate escapes; no
  *    real number that overflows a double; nesting at most jansson's 2048
  *    deep.
- * What a point may hold is ours, as line protocol's (lineproto.h):
- *  - \u0000 is read, but a NUL byte in a series, tag or field (key or
- *    value) rejects the point;
- *  - a key repeated in "tags" or "fields" takes its last value, as JSON
- *    parsers and InfluxDB do; repeated in the point object itself (two
- *    "series"...) it rejects the point; elsewhere it does not matter;
- *  - a field named time is dropped, counted and logged, as line protocol's.
  *  - A body that is not JSON is rejected as a whole: points already built
  *    are dropped and per-point errors are forgotten. Its message is
  *    jansson's own (line, column and text), so on this cold path only the
@@ -33,7 +26,16 @@
  *    beyond.
  * One difference, on purpose: jansson skips a raw NUL byte that directly
  * follows a number, true, false or null (a quirk of its lexer's pushback);
- * here any raw NUL is a body error, as it is anywhere else in jansson. */
+ * here any raw NUL is a body error, as it is anywhere else in jansson.
+ *
+ * What a point may hold is ours, as in line protocol (lineproto.h):
+ *  - \u0000 is read, but a NUL byte in a series, tag or field (key or
+ *    value) rejects the point;
+ *  - a key repeated in "tags" or "fields" takes its last value, as JSON
+ *    parsers and InfluxDB do; repeated in the point object itself (two
+ *    "series"...) it rejects the point; elsewhere it does not matter;
+ *  - a field named time is dropped, counted and logged, as in line
+ *    protocol. */
 #include "json.h"
 
 #include "log.h"
@@ -559,7 +561,7 @@ __attribute__((format(printf, 2, 3))) static int reject(parse_t *ps, const char 
     return 1;
 }
 
-/* A name or value of the point holds a NUL byte (\\u0000): "tags.k: the
+/* A name or value of the point holds a NUL byte (\u0000): "tags.k: the
  * value holds a NUL byte...". Out of line: the handlers are inlined many
  * times. Returns 1. */
 static __attribute__((noinline)) int reject_nul(parse_t *ps, const char *where, gw_str_t key,
@@ -1493,9 +1495,9 @@ static inline __attribute__((always_inline)) int on_map_key(parse_t *ps, gw_str_
     return 1;
 }
 
-/* The tags (or fields) of the object that ends, in r, after keep_last: a
- * repeated key keeps its last value, and a tag whose last value is empty
- * is no tag. 0, or -1 (ENOMEM, noted in ps). */
+/* Fold the repeated keys of the "tags" or "fields" object that ends (its
+ * items in r): a key keeps its last value (gw_keep_last), and a tag whose
+ * last value is empty is no tag. 0, or -1 (ENOMEM, noted in ps). */
 static __attribute__((noinline)) int keep_last(parse_t *ps, run_t *r, size_t size)
 {
     uint32_t n = (uint32_t)((size_t)(r->cur - r->start) / size), bad, k = 0;

@@ -6,11 +6,18 @@
  * field arrays; the points vector grows amortised. Bad lines are counted in
  * the result and skipped; they never stop the body.
  *
- * Escapes follow InfluxDB 1.x's scanner: a backslash escapes the next byte
- * only when that byte is special in the current position; before any other
- * byte it is an ordinary character. So `\\,` in a tag is a backslash followed
- * by an escaped comma, and a name cannot end in a backslash (it would escape
- * the delimiter after it) — the encoder refuses such names.
+ * Backslashes are read as InfluxDB 1.x reads them, section by section
+ * (docs/hardening.md, "Line protocol as InfluxDB reads it"): in the series
+ * and tags a delimiter right after a backslash does not end the name (so
+ * `\\,` in a tag is a backslash and an escaped comma); in a field key a
+ * backslash pairs with whatever byte follows; in a string value an odd run
+ * of backslashes escapes the quote after it; and a backslash before a
+ * newline joins two lines. Each name is then unescaped with the set
+ * influxd uses for that section. Where influxd's own scanners disagree on
+ * a line (they read it otherwise, refuse it later, or crash), bad_name
+ * refuses the name, in the parser and in the encoder alike. Bad lines,
+ * comments and lines starting with a space end where influxd's line
+ * splitter ends them (influx_line_end).
  *
  * A quoted string field value may span lines; its point keeps the number of
  * the line where it started, and the lines inside it are still counted. */
@@ -52,9 +59,10 @@
 enum {
     C_MEAS_STOP = 0x01,  /* ends a measurement: , space; \ and NUL (to look at) */
     C_KEY_STOP = 0x02,   /* ends a tag key, tag value or field key: , space =; \ and NUL */
-    C_MEAS_ESC = 0x04,   /* what a backslash escapes in a measurement, read or written */
-    C_KEY_ESC = 0x08,    /* ... in tag keys and tag values (unescapeTag) */
-    C_STR_ESC = 0x10,    /* ... in string field values */
+    C_MEAS_ESC = 0x04,   /* after a backslash, does not end a measurement; the encoder
+                            escapes these in one */
+    C_KEY_ESC = 0x08,    /* ... a tag key or value; what unescapeTag unescapes there */
+    C_STR_ESC = 0x10,    /* what a backslash escapes in string field values */
     C_VAL_STOP = 0x20,   /* ends a number, boolean or timestamp */
     C_NL = 0x40,         /* a newline: no name may hold one */
     C_SPACE = 0x80,      /* ends a timestamp */
@@ -1292,7 +1300,7 @@ static int parse_line(parser_t *ps, const char *s)
  * splitter reads the series and tags as it reads fields (counting '=' and
  * ',', and opening quoted values): the line parse_line just accepted must
  * then end where influx_line_end ends it, or it is taken back and refused.
- * Returns 0, or 1 (ps->eol then InfluxDB's end). */
+ * Returns 0, or 1 (the caller then ends the line where InfluxDB does). */
 static int check_line_end(parser_t *ps)
 {
     uint32_t nl = 0;

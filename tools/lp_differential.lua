@@ -9,8 +9,8 @@
 --   luajit tools/lp_differential.lua [lines] [seed] [shown]
 --   LUAGW_BIN=/path/to/other/luagw luajit tools/lp_differential.lua 40000
 --
--- Prints the counts per class of line, the mismatches (the first `shown`,
--- default 20), and the lines that kill influxd 1.6.7 (never sent to it
+-- Prints the counts per class of line, the mismatches (the first `shown` of
+-- each kind, default 20), and the lines that kill influxd 1.6.7 (never sent to it
 -- directly): the first few of them are then sent, one at a time, to a
 -- spare influxd to show that they do.
 local root = arg[0]:match("^(.*)/tools/[^/]+$") or "."

@@ -153,7 +153,10 @@ function M.corpus(n, seed)
     local class = ORDER[r(#ORDER)]
     local k = r(10) == 1 and r(2) + 1 or 1
     local b = { class = k > 1 and "lines:" .. class or class, lines = {} }
-    for i = 1, k do b.lines[i] = GEN[class](r, M.id()) end
+    for i = 1, k do
+      -- no CR at the end of a line: luagw takes CRLF line ends, on purpose
+      b.lines[i] = GEN[class](r, M.id()):gsub("\r\n", "\27\n"):gsub("\r$", "\27")
+    end
     bodies[#bodies + 1] = b
     made = made + k
   end
@@ -246,6 +249,17 @@ local function str(v)
   return influxd.str(v)
 end
 
+-- The FROM of a SELECT for measurement name: quoted, or, when InfluxQL
+-- cannot quote it (it reads a carriage return as a newline, stops at a NUL,
+-- and reads only valid UTF-8), a regular expression for its unique prefix
+-- (slow: it is matched against every measurement).
+local function source(name)
+  if not name:find("[%z\r]") and go_utf8(name) == name then
+    return '"' .. name:gsub("\\", "\\\\"):gsub('"', '\\"'):gsub("\n", "\\n") .. '"'
+  end
+  return ("/^L%05d_/"):format(id_of(name))
+end
+
 -- { [id] = { series = {...}, fields = {...}, rows = {...} } }, each list
 -- sorted, from SHOW SERIES, SHOW FIELD KEYS and SELECT *.
 local function holdings(db)
@@ -285,9 +299,7 @@ local function holdings(db)
   for i = 1, #names, 100 do
     local q = {}
     for j = i, math.min(i + 99, #names) do
-      -- by its unique prefix: a quoted name cannot hold every byte (InfluxQL
-      -- reads a carriage return as a newline)
-      q[#q + 1] = ("SELECT * FROM /^L%05d_/"):format(id_of(names[j]))
+      q[#q + 1] = "SELECT * FROM " .. source(names[j])
     end
     local doc = db:query(table.concat(q, "; "), M.DB)
     assert(doc.results, "influxd: " .. tostring(doc.error) .. ": " .. table.concat(q, "; "))
@@ -436,15 +448,20 @@ function Run:check(bodies)
   -- keep the series and field keys of a point it then fails to write)
   for _, b in ipairs(bodies) do
     local status = 204
-    for _, o in ipairs(b.direct and b.outcomes or {}) do
-      local d = o.id and direct[o.id]
-      local why
+    for _, o in ipairs(b.outcomes) do
       if o.outcome == "server error" then
         status = 500
       elseif o.outcome == "refused" and status == 204 then
         status = 400
       end
-      if o.outcome == "stored" then
+    end
+    for _, o in ipairs(b.direct and b.outcomes or {}) do
+      local d = o.id and direct[o.id]
+      local why
+      if status == 500 then -- the engine fails on the shard of that point: whether
+        -- the others are written depends on their shards, which the model
+        -- does not know
+      elseif o.outcome == "stored" then
         local row, fields = model_view(o.point)
         if not d or #d.rows ~= 1 or d.rows[1] ~= row or table.concat(d.fields, "\n") ~= fields then
           why = ("model: stored as\n%s\n%s\ninfluxd:\n%s"):format(row, fields, d and d.text or "(nothing)")
@@ -467,7 +484,8 @@ function Run:check(bodies)
   return report
 end
 
--- A readable summary: counts per class, then up to max mismatches.
+-- A readable summary: counts per class, then up to max mismatches of each
+-- kind.
 function M.summary(report, max)
   local out, classes = {}, {}
   for c in pairs(report.counts) do classes[#classes + 1] = c end
@@ -485,10 +503,13 @@ function M.summary(report, max)
     report.dropped or 0, report.undelivered or 0)
   out[#out + 1] = ("mismatches: %d"):format(#report.mismatches)
   for k, n in pairs(kinds) do out[#out + 1] = ("  %s: %d"):format(k, n) end
-  for i, m in ipairs(report.mismatches) do
-    if i > (max or 20) then break end
-    out[#out + 1] = ("[%s] %s, line %s: %q\n    %s"):format(m.kind, m.class, tostring(m.id),
-      m.line, (m.detail or ""):gsub("\n", "\n    "))
+  local shown = {}
+  for _, m in ipairs(report.mismatches) do -- the first max of each kind
+    shown[m.kind] = (shown[m.kind] or 0) + 1
+    if shown[m.kind] <= (max or 20) then
+      out[#out + 1] = ("[%s] %s, line %s: %q\n    %s"):format(m.kind, m.class, tostring(m.id),
+        m.line, (m.detail or ""):gsub("\n", "\n    "))
+    end
   end
   return table.concat(out, "\n")
 end
