@@ -75,8 +75,9 @@ test-tsan: deps
 	exit $$rc
 
 # libFuzzer harnesses (fuzz/, clang), each run for FUZZ_SECONDS with the seeds
-# of fuzz/corpus/<name>; what they find lands in build/fuzz/crashes/<name>/
-# and fails the target (docs/hardening.md).
+# of fuzz/corpus/<name> (and the dictionary fuzz/<name>.dict, if any); what
+# they find lands in build/fuzz/crashes/<name>/ and fails the target
+# (docs/hardening.md). Each links fuzz/influx_model.c, the model of influxd.
 FUZZ_DIR     ?= build/fuzz
 FUZZ_CC      ?= clang
 FUZZ_FLAGS   ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -88,17 +89,18 @@ FUZZ_OBJ     := $(patsubst gateway/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC)) $(CORE_L
 fuzz: $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 	@rc=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t; \
+	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
 	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ $$dict \
 	    $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1 || rc=1; \
 	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log); \
 	  found=$$(ls $(FUZZ_DIR)/crashes/$$t | wc -l); \
 	  echo "fuzz: $$t: $${runs:-?} executions in $(FUZZ_SECONDS) s, $$found crashes (log $(FUZZ_DIR)/$$t.log)"; \
 	done; exit $$rc
 
-$(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h $(FUZZ_OBJ)
+$(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h fuzz/influx_model.c fuzz/influx_model.h $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DFUZZ_SCRIPT_DIR='"$(CURDIR)/fuzz/script"' \
-	  $(LDFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+	  $(LDFLAGS) -o $@ $< fuzz/influx_model.c $(FUZZ_OBJ) $(LDLIBS)
 
 .PRECIOUS: $(FUZZ_DIR)/obj/%.o
 $(FUZZ_DIR)/obj/%.o: gateway/%.c
@@ -131,8 +133,15 @@ run: deps
 
 # Every spec, under LuaJIT so specs may use ffi.
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(MODEL_SO)
 	$(BUSTED) $(BUSTED_ARGS)
+
+# The model of influxd's line-protocol reading (fuzz/influx_model.c) as a
+# library, for the differential spec and tools/lp_differential.lua (FFI).
+MODEL_SO := build/influx_model.so
+$(MODEL_SO): fuzz/influx_model.c fuzz/influx_model.h gateway/arena.c gateway/arena.h
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -shared -o $@ fuzz/influx_model.c gateway/arena.c -lm
 
 check: test
 
@@ -164,7 +173,7 @@ $(ASAN_DIR)/%.o: gateway/%.c
 # specs spawn LUAGW_CHILD_ASAN_OPTIONS, leak checking on. Reports go to files
 # in $(ASAN_LOGS); any file there fails the target.
 test-asan: deps
-	@$(MAKE) --no-print-directory all asan
+	@$(MAKE) --no-print-directory all asan $(MODEL_SO)
 	@rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
 	LUAGW_BIN=$(CURDIR)/$(ASAN_DIR)/luagw LUAGW_LIB=$(CURDIR)/$(ASAN_DIR)/libluagw.so \
 	LD_PRELOAD=$$($(ASAN_CC) -print-file-name=libclang_rt.asan-x86_64.so) \

@@ -15,9 +15,9 @@
  * The rules are jansson's, which this file used first, kept exactly:
  *  - UTF-8 as jansson reads it (no overlong forms, no surrogates, nothing
  *    above U+10FFFF); white space is space, tab, newline and return only;
- *    no raw control characters in strings; no \u0000 and no lone surrogate
- *    escapes; no duplicate keys; no real number that overflows a double;
- *    nesting at most jansson's 2048 deep.
+ *    no raw control characters in strings; no lone surrogate escapes; no
+ *    real number that overflows a double; nesting at most jansson's 2048
+ *    deep.
  *  - A body that is not JSON is rejected as a whole: points already built
  *    are dropped and per-point errors are forgotten. Its message is
  *    jansson's own (line, column and text), so on this cold path only the
@@ -26,8 +26,20 @@
  *    beyond.
  * One difference, on purpose: jansson skips a raw NUL byte that directly
  * follows a number, true, false or null (a quirk of its lexer's pushback);
- * here any raw NUL is a body error, as it is anywhere else in jansson. */
+ * here any raw NUL is a body error, as it is anywhere else in jansson.
+ *
+ * What a point may hold is ours, as in line protocol (lineproto.h):
+ *  - \u0000 is read, but a NUL byte in a series, tag or field (key or
+ *    value) rejects the point;
+ *  - a key repeated in "tags" or "fields" takes its last value, as JSON
+ *    parsers and InfluxDB do; repeated in the point object itself (two
+ *    "series"...) it rejects the point; elsewhere it does not matter;
+ *  - a field named time is dropped, counted and logged, as in line
+ *    protocol. */
 #include "json.h"
+
+#include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -42,10 +54,9 @@
 #include <emmintrin.h>
 #endif
 
-/* What jansson flags we describe body errors with. Duplicate keys are a body
- * error: a point that loses a field without a word is worse than a rejected
- * body. */
-#define LOAD_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
+/* What jansson flags we describe body errors with: \u0000 in strings is no
+ * body error here (in keys jansson refuses it: see body_error). */
+#define LOAD_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
 /* jansson's JSON_PARSER_MAX_DEPTH: the top-level value is at depth 1. */
 #define MAX_DEPTH 2048
@@ -59,10 +70,24 @@ static int show(size_t n)
     return (int)(n > KEY_SHOW ? KEY_SHOW : n);
 }
 
-static int is_time_key(const char *k, size_t n)
+/* Is k the 4- or 6-byte literal w? Loads, never a call: this runs for
+ * every key of every point. */
+static inline __attribute__((always_inline)) int key_is(gw_str_t k, const char *w, size_t n)
 {
-    return n == 4 && memcmp(k, "time", 4) == 0;
+    uint32_t a, b;
+    uint16_t c, d;
+
+    if (k.n != n)
+        return 0;
+    memcpy(&a, k.p, 4);
+    memcpy(&b, w, 4);
+    if (a != b || n == 4)
+        return a == b;
+    memcpy(&c, k.p + 4, 2);
+    memcpy(&d, w + 4, 2);
+    return c == d;
 }
+#define KEY_IS(k, w) key_is((k), (w), sizeof(w) - 1)
 
 /* ---- integer texts and positions (also for body errors) ----------------- */
 
@@ -124,14 +149,11 @@ static void line_col(const char *body, size_t off, int *line, int *col)
 }
 
 /* Copy body into *copy with each integer beyond int64 replaced by a
- * placeholder of the same length (so jansson's line and column stay right),
- * their texts in *big (malloc'd, borrowing body).
- * Returns the number of placeholders (0: nothing to retry); -ENOMEM; or -1
- * when the body holds \u0000, which placeholders rely on being absent, with
- * the position in *nul_at. The scan is lexical only: jansson judges the
- * syntax of the copy. */
-static long bigint_rewrite(const char *body, size_t len, char **copy, gw_str_t **big,
-                           size_t *nul_at)
+ * placeholder string of the same length (so jansson's line and column stay
+ * right), their texts in *big (malloc'd, borrowing body).
+ * Returns the number of placeholders (0: nothing to retry), or -ENOMEM. The
+ * scan is lexical only: jansson judges the syntax of the copy. */
+static long bigint_rewrite(const char *body, size_t len, char **copy, gw_str_t **big)
 {
     gw_str_t *v = NULL; /* owned until returned */
     char *c = NULL;     /* owned until returned */
@@ -145,16 +167,8 @@ static long bigint_rewrite(const char *body, size_t len, char **copy, gw_str_t *
 
         if (body[i] == '"') {
             /* Skip a string; its escapes cannot end it early. */
-            for (i++; i < len && body[i] != '"'; i++) {
-                if (body[i] != '\\')
-                    continue;
-                if (len - i >= 6 && memcmp(body + i, "\\u0000", 6) == 0) {
-                    *nul_at = i;
-                    rc = -1;
-                    goto fail;
-                }
-                i++;
-            }
+            for (i++; i < len && body[i] != '"'; i++)
+                i += body[i] == '\\';
             i++;
             continue;
         }
@@ -426,6 +440,13 @@ typedef struct {
     int has_time;
     int pkey;         /* K_*: the point key whose value comes next */
     gw_str_t key;     /* the tag or field key whose value comes next (body or arena) */
+    int key_again;    /* ... appeared before in its object */
+    int drop_field;   /* ... is time: its value is dropped */
+    int run_dups;     /* the open "tags" or "fields" object repeats a key */
+    uint32_t time_dropped; /* fields named time dropped from the current point */
+    int str_nul;      /* a string read since the point began holds a NUL byte (from
+                         \u0000): it rejects the point where it lands (a string
+                         read without a check rejects its point anyway) */
     uint32_t index;   /* of the point being parsed */
     uint32_t nelem;   /* elements of the top-level array seen */
     int top;          /* V_*: kind of a top-level scalar, -1 when none */
@@ -538,6 +559,16 @@ __attribute__((format(printf, 2, 3))) static int reject(parse_t *ps, const char 
     va_end(ap);
     gw_result_reject(ps->res, GW_WHERE_INDEX, ps->index, "%s", msg);
     return 1;
+}
+
+/* A name or value of the point holds a NUL byte (\u0000): "tags.k: the
+ * value holds a NUL byte...". Out of line: the handlers are inlined many
+ * times. Returns 1. */
+static __attribute__((noinline)) int reject_nul(parse_t *ps, const char *where, gw_str_t key,
+                                                const char *what)
+{
+    return reject(ps, "%s%.*s: %s holds a NUL byte (\\u0000), which luagw refuses", where,
+                  show(key.n), key.p, what);
 }
 
 /* "null is not a field value", "an object is not a tag value"... */
@@ -728,7 +759,7 @@ static int hex4(const char *p)
 
 /* One \u escape (or a surrogate pair of them) at p, before q, as UTF-8 at
  * *d. Returns the position past it, or NULL (recorded). jansson refuses
- * \u0000 and lone surrogates. */
+ * lone surrogates; \u0000 is noted in ps->str_nul, for the point. */
 static const char *unescape_u(parse_t *ps, const char *p, const char *q, char **d)
 {
     char *o = *d;
@@ -737,10 +768,7 @@ static const char *unescape_u(parse_t *ps, const char *p, const char *q, char **
     if (cp < 0)
         return syntax_at(ps, p);
     p += 6;
-    if (cp == 0) {
-        body_bad_at(ps, p, "\\u0000 is not allowed");
-        return NULL;
-    }
+    ps->str_nul |= cp == 0;
     if (cp >= 0xd800 && cp <= 0xdbff) {
         if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2)) < 0xdc00 ||
             lo > 0xdfff) {
@@ -923,7 +951,8 @@ static inline int is_digit(const char *p, const char *e)
  * are only range-checked or kept as text), unless it might overflow, which
  * makes the whole body bad. Returns the position past it, or NULL
  * (recorded). */
-static const char *lex_number(parse_t *ps, const char *p, num_t *num)
+static inline __attribute__((always_inline)) const char *lex_number(parse_t *ps, const char *p,
+                                                                    num_t *num)
 {
     const char *t = p, *e = ps->body + ps->len;
     uint64_t m = 0;
@@ -1081,8 +1110,11 @@ static inline __attribute__((always_inline)) int on_tag(parse_t *ps, int kind, n
         return reject(ps, "tags.%.*s: %s is not a tag value (string, number or boolean)",
                       show(ps->key.n), ps->key.p, what(kind));
     }
-    /* Influx has no empty tag values: "" means the tag is absent. */
-    if (val.n == 0)
+    if (kind == V_STR && ps->str_nul)
+        return reject_nul(ps, "tags.", ps->key, "the value");
+    /* Influx has no empty tag values: "" means the tag is absent; after the
+     * same key, kept as a mark that drops the earlier value (on_end). */
+    if (val.n == 0 && !ps->key_again)
         return 1;
     if ((val.p == buf ? dup_str(ps, buf, val.n, &val) : keep_str(ps, &val)) ||
         !(t = run_push(ps, &ps->tags, sizeof(*t))))
@@ -1100,6 +1132,8 @@ static inline __attribute__((always_inline)) int on_field(parse_t *ps, int kind,
 
     switch (kind) {
     case V_STR:
+        if (ps->str_nul)
+            return reject_nul(ps, "fields.", ps->key, "the value");
         f.type = GW_FIELD_STRING;
         f.v.s = (gw_str_t){s, n};
         if (keep_str(ps, &f.v.s))
@@ -1129,6 +1163,10 @@ static inline __attribute__((always_inline)) int on_field(parse_t *ps, int kind,
         return reject(ps, "fields.%.*s: %s is not a field value (number, string or boolean)",
                       show(ps->key.n), ps->key.p, what(kind));
     }
+    if (ps->drop_field) { /* time: InfluxDB drops it */
+        ps->time_dropped++;
+        return 1;
+    }
     f.key = ps->key;
     if (keep_str(ps, &f.key) || !(fp = run_push(ps, &ps->fields, sizeof(*fp))))
         return no_memory(ps);
@@ -1145,6 +1183,21 @@ static void begin_point(parse_t *ps)
     ps->has_series = 0;
     ps->has_time = 0;
     ps->pkey = K_NONE;
+    ps->time_dropped = 0;
+    ps->str_nul = 0;
+}
+
+/* The time field of a point is dropped, as InfluxDB does without a word:
+ * here it is counted (luagw_time_fields_dropped_total) and logged. */
+static void note_time_dropped(parse_t *ps)
+{
+    static gw_log_limit_t lim = GW_LOG_LIMIT_INIT;
+
+    GW_COUNT(time_fields_dropped, ps->time_dropped);
+    if (gw_log_enabled(GW_LOG_WARN))
+        gw_log_limited(&lim, 10, GW_LOG_WARN, "dropped a field named time, as InfluxDB does",
+                       "format=json index=%u series=\"%.*s\"", ps->index, show(ps->pt.series.n),
+                       ps->pt.series.p);
 }
 
 static int end_point(parse_t *ps)
@@ -1157,6 +1210,8 @@ static int end_point(parse_t *ps)
         return reject(ps, "series: missing (a point needs a non-empty string \"series\")");
     if (!ps->has_time)
         ps->pt.time_ns = ps->now_ns;
+    if (ps->time_dropped)
+        note_time_dropped(ps);
     ps->pt.src = ps->index;
     if (!(p = gw_points_push(ps->out)))
         return no_memory(ps);
@@ -1174,6 +1229,8 @@ static inline __attribute__((always_inline)) int on_point_value(parse_t *ps, int
                           what(kind));
         if (n == 0)
             return reject(ps, "series: must not be empty");
+        if (ps->str_nul)
+            return reject_nul(ps, "series", GW_STR_LIT(""), "the name");
         ps->pt.series = (gw_str_t){s, n};
         if (keep_str(ps, &ps->pt.series))
             return no_memory(ps);
@@ -1190,6 +1247,7 @@ static inline __attribute__((always_inline)) int on_point_value(parse_t *ps, int
                        ? reject(ps, "tags: %s is not an object of tags", what(kind))
                        : reject(ps, "fields: %s is not an object of fields", what(kind));
         push->kind = ps->pkey == K_TAGS ? F_TAGS : F_FIELDS;
+        ps->run_dups = 0;
         if (ps->pkey == K_TAGS)
             ps->tags.start = ps->tags.cur;
         else
@@ -1394,42 +1452,70 @@ static inline int key_seen(parse_t *ps, frame_t *f, gw_str_t k)
 
 /* A key k of the innermost object (in the body or the arena, so it lasts).
  * Returns 1 to go on, 0 to stop the parse. */
-static int on_map_key(parse_t *ps, gw_str_t k)
+static inline __attribute__((always_inline)) int on_map_key(parse_t *ps, gw_str_t k)
 {
     frame_t *f = FRAME(ps);
     size_t n = k.n;
-    int rc;
+    int again;
 
-    if ((rc = key_seen(ps, f, k)))
-        return rc < 0 ? no_memory(ps) : body_bad(ps, "duplicate object key");
+    if ((again = key_seen(ps, f, k)) < 0)
+        return no_memory(ps);
     if (ps->rejected)
         return 1;
+    if (ps->str_nul)
+        return reject_nul(ps, f->kind == F_TAGS ? "tags" : f->kind == F_FIELDS ? "fields" : "point",
+                          GW_STR_LIT(""), "a key");
     switch (f->kind) {
     case F_POINT:
-        if (n == 6 && memcmp(k.p, "series", 6) == 0)
+        if (again)
+            return reject(ps, "%.*s: the key appears twice in the point", show(n), k.p);
+        if (KEY_IS(k, "series"))
             ps->pkey = K_SERIES;
-        else if (n == 4 && memcmp(k.p, "time", 4) == 0)
+        else if (KEY_IS(k, "time"))
             ps->pkey = K_TIME;
-        else if (n == 4 && memcmp(k.p, "tags", 4) == 0)
+        else if (KEY_IS(k, "tags"))
             ps->pkey = K_TAGS;
-        else if (n == 6 && memcmp(k.p, "fields", 6) == 0)
+        else if (KEY_IS(k, "fields"))
             ps->pkey = K_FIELDS;
         else
             reject(ps, "%.*s: unknown key (a point has series, time, tags and fields)", show(n),
                    k.p);
         break;
     case F_TAGS:
-        if (is_time_key(k.p, n))
+        if (KEY_IS(k, "time"))
             return reject(ps, "tags.time: InfluxDB cannot store a tag named time");
-        ps->key = k;
-        break;
+        /* fall through */
     case F_FIELDS:
-        if (is_time_key(k.p, n))
-            return reject(ps, "fields.time: InfluxDB cannot store a field named time");
         ps->key = k;
+        ps->key_again = again;
+        ps->run_dups |= again;
+        ps->drop_field = f->kind == F_FIELDS && KEY_IS(k, "time");
         break;
     }
     return 1;
+}
+
+/* Fold the repeated keys of the "tags" or "fields" object that ends (its
+ * items in r): a key keeps its last value (gw_keep_last), and a tag whose
+ * last value is empty is no tag. 0, or -1 (ENOMEM, noted in ps). */
+static __attribute__((noinline)) int keep_last(parse_t *ps, run_t *r, size_t size)
+{
+    uint32_t n = (uint32_t)((size_t)(r->cur - r->start) / size), bad, k = 0;
+    long kept = gw_keep_last(r->start, n, size, ps->a, NULL, &bad);
+
+    if (kept < 0) {
+        no_memory(ps);
+        return -1;
+    }
+    if (size == sizeof(gw_tag_t)) {
+        gw_tag_t *t = (gw_tag_t *)(void *)r->start;
+        for (long i = 0; i < kept; i++)
+            if (t[i].val.n)
+                t[k++] = t[i];
+        kept = k;
+    }
+    r->cur = r->start + (size_t)kept * size;
+    return 0;
 }
 
 /* The innermost object or array ends. Returns 1 to go on, 0 to stop. */
@@ -1445,11 +1531,11 @@ static int on_end(parse_t *ps)
         end_point(ps);
         break;
     case F_TAGS:
-        if (!ps->rejected)
+        if (!ps->rejected && !(ps->run_dups && keep_last(ps, &ps->tags, sizeof(gw_tag_t))))
             ps->pt.tags = run_take(&ps->tags, sizeof(gw_tag_t), &ps->pt.ntags);
         break;
     case F_FIELDS:
-        if (!ps->rejected)
+        if (!ps->rejected && !(ps->run_dups && keep_last(ps, &ps->fields, sizeof(gw_field_t))))
             ps->pt.fields = run_take(&ps->fields, sizeof(gw_field_t), &ps->pt.nfields);
         break;
     }
@@ -1461,8 +1547,9 @@ static int on_end(parse_t *ps)
 /* The body is not JSON (the tokenizer or one of our checks said so): describe it as
  * jansson does, which this parser used to be, so that clients see the same
  * words and positions. jansson needs its numeric-overflow workaround here
- * (bigint_rewrite). Should jansson take the body after all, our own words
- * are used, at the byte offset where we stopped. 0 or -ENOMEM. */
+ * (bigint_rewrite). Should jansson take the body after all (or stop at a
+ * \u0000 in a key, no body error here), our own words are used, at the
+ * byte offset where we stopped. 0 or -ENOMEM. */
 static int body_error(const char *body, size_t len, gw_result_t *res, const char *why,
                       size_t why_at)
 {
@@ -1474,28 +1561,21 @@ static int body_error(const char *body, size_t len, gw_result_t *res, const char
 
     root = json_loadb(body, len, LOAD_FLAGS, &err);
     if (!root && json_error_code(&err) == json_error_numeric_overflow) {
-        size_t nul_at = 0;
-        long n = bigint_rewrite(body, len, &copy, &big, &nul_at);
+        long n = bigint_rewrite(body, len, &copy, &big);
         if (n == -ENOMEM) {
             rc = -ENOMEM;
             goto done;
         }
-        if (n == -1) {
-            line_col(body, nul_at, &line, &col);
-            gw_result_reject(res, GW_WHERE_BODY, 0,
-                             "invalid JSON at line %d column %d: \\u0000 is not allowed", line,
-                             col);
-            goto done;
-        }
         if (n > 0) {
-            root = json_loadb(copy, len, LOAD_FLAGS | JSON_ALLOW_NUL, &err2);
+            root = json_loadb(copy, len, LOAD_FLAGS, &err2);
             /* A placeholder as a key is still the number where a key
              * should be: keep jansson's first word on it. */
             if (!root && json_error_code(&err2) != json_error_null_byte_in_key)
                 err = err2;
         }
     }
-    if (!root) {
+    /* A \u0000 in a key stops jansson, not us: our words then. */
+    if (!root && json_error_code(&err) != json_error_null_byte_in_key) {
         if (json_error_code(&err) == json_error_out_of_memory) {
             rc = -ENOMEM;
             goto done;

@@ -6,7 +6,10 @@
  *    "fields": {"request_id": "4f1c", "execution_time": 0.0123}}
  * time: Unix seconds (number, microseconds kept exactly) or RFC 3339 string;
  * absent = now_ns. Tags: string, number or boolean, stored as strings.
- * Fields: integer (no fraction/exponent), float, string, boolean. */
+ * Fields: integer (no fraction/exponent), float, string, boolean. A key
+ * repeated in tags or fields takes its last value; a field named time is
+ * dropped (as InfluxDB does); a NUL byte (\u0000) in a name or value
+ * rejects the point. */
 #ifndef GW_JSON_H
 #define GW_JSON_H
 

@@ -6,15 +6,25 @@
  * field arrays; the points vector grows amortised. Bad lines are counted in
  * the result and skipped; they never stop the body.
  *
- * Escapes follow InfluxDB 1.x's scanner: a backslash escapes the next byte
- * only when that byte is special in the current position; before any other
- * byte it is an ordinary character. So `\\,` in a tag is a backslash followed
- * by an escaped comma, and a name cannot end in a backslash (it would escape
- * the delimiter after it) — the encoder refuses such names.
+ * Backslashes are read as InfluxDB 1.x reads them, section by section
+ * (docs/hardening.md, "Line protocol as InfluxDB reads it"): in the series
+ * and tags a delimiter right after a backslash does not end the name (so
+ * `\\,` in a tag is a backslash and an escaped comma); in a field key a
+ * backslash pairs with whatever byte follows; in a string value an odd run
+ * of backslashes escapes the quote after it; and a backslash before a
+ * newline joins two lines. Each name is then unescaped with the set
+ * influxd uses for that section. Where influxd's own scanners disagree on
+ * a line (they read it otherwise, refuse it later, or crash), bad_name
+ * refuses the name, in the parser and in the encoder alike. Bad lines,
+ * comments and lines starting with a space end where influxd's line
+ * splitter ends them (influx_line_end).
  *
  * A quoted string field value may span lines; its point keeps the number of
  * the line where it started, and the lines inside it are still counted. */
 #include "lineproto.h"
+
+#include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <float.h>
@@ -47,23 +57,30 @@
 /* Character classes */
 
 enum {
-    C_MEAS_STOP = 0x01, /* ends a measurement: , space and \ (to look at) */
-    C_KEY_STOP = 0x02,  /* ends a tag key, tag value or field key */
-    C_MEAS_ESC = 0x04,  /* what a backslash escapes in a measurement */
-    C_KEY_ESC = 0x08,   /* ... in tag keys, tag values and field keys */
-    C_STR_ESC = 0x10,   /* ... in string field values */
-    C_VAL_STOP = 0x20,  /* ends a number, boolean or timestamp */
-    C_NL = 0x40,        /* a newline: no name may hold one */
-    C_SPACE = 0x80,     /* ends a timestamp */
+    C_MEAS_STOP = 0x01,  /* ends a measurement: , space; \ and NUL (to look at) */
+    C_KEY_STOP = 0x02,   /* ends a tag key, tag value or field key: , space =; \ and NUL */
+    C_MEAS_ESC = 0x04,   /* after a backslash, does not end a measurement; the encoder
+                            escapes these in one */
+    C_KEY_ESC = 0x08,    /* ... a tag key or value; what unescapeTag unescapes there */
+    C_STR_ESC = 0x10,    /* what a backslash escapes in string field values */
+    C_VAL_STOP = 0x20,   /* ends a number, boolean or timestamp */
+    C_NL = 0x40,         /* a newline: no name may hold one */
+    C_SPACE = 0x80,      /* ends a timestamp */
+    C_NAME_UNESC = 0x100, /* what InfluxDB's escape.Unescape takes a backslash off when it
+                            reads a measurement or a field key; what a field key is
+                            written with */
+    C_NUL = 0x200,       /* refused in every name and string value */
+    C_ODD = 0x400,       /* what only bad_name can judge in a name: \ newline NUL */
 };
 
-static const unsigned char cls[256] = {
-    [' '] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP | C_SPACE,
-    [','] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP,
-    ['='] = C_KEY_STOP | C_KEY_ESC,
-    ['\\'] = C_MEAS_STOP | C_KEY_STOP | C_STR_ESC,
-    ['"'] = C_STR_ESC,
-    ['\n'] = C_NL,
+static const uint16_t cls[256] = {
+    [' '] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP | C_SPACE | C_NAME_UNESC,
+    [','] = C_MEAS_STOP | C_KEY_STOP | C_MEAS_ESC | C_KEY_ESC | C_VAL_STOP | C_NAME_UNESC,
+    ['='] = C_KEY_STOP | C_KEY_ESC | C_NAME_UNESC,
+    ['\\'] = C_MEAS_STOP | C_KEY_STOP | C_STR_ESC | C_ODD,
+    ['"'] = C_STR_ESC | C_NAME_UNESC,
+    ['\n'] = C_NL | C_ODD,
+    ['\0'] = C_MEAS_STOP | C_KEY_STOP | C_NUL | C_ODD,
 };
 
 static inline int is_digit(char c)
@@ -79,7 +96,8 @@ static inline int is_blank(char c)
 }
 
 /* The bytes that belong to some class. */
-static const char specials[] = " ,=\\\"\n";
+static const char specials[] = {' ', ',', '=', '\\', '"', '\n', '\0'};
+#define NSPECIALS sizeof(specials)
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define SWAR 1
@@ -100,7 +118,7 @@ static inline uint64_t class_mask(uint64_t w, unsigned c)
 {
     uint64_t m = 0;
 #pragma GCC unroll 8
-    for (size_t i = 0; i < sizeof(specials) - 1; i++)
+    for (size_t i = 0; i < NSPECIALS; i++)
         if (cls[(unsigned char)specials[i]] & c)
             m |= byte_eq(w, (unsigned char)specials[i]);
     return m;
@@ -118,9 +136,15 @@ static inline uint64_t class_mask(uint64_t w, unsigned c)
 static inline __attribute__((always_inline)) unsigned class_bits(__m128i v, unsigned c)
 {
     __m128i m = _mm_setzero_si128();
+    /* Space (0x20) and NUL are the two bytes b with b & 0xDF == 0: one test
+     * for both, as the name scans look for both. */
+    int sp_nul = (cls[' '] & c) && (cls[0] & c);
+
+    if (sp_nul)
+        m = _mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8((char)0xDF)), m);
 #pragma GCC unroll 8
-    for (size_t i = 0; i < sizeof(specials) - 1; i++)
-        if (cls[(unsigned char)specials[i]] & c)
+    for (size_t i = 0; i < NSPECIALS; i++)
+        if ((cls[(unsigned char)specials[i]] & c) && !(sp_nul && (specials[i] == ' ' || !specials[i])))
             m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(specials[i])));
     return (unsigned)_mm_movemask_epi8(m);
 }
@@ -350,6 +374,82 @@ static const char *show(char *buf, const char *s, size_t n)
 }
 
 /* ------------------------------------------------------------------ */
+/* Names: what InfluxDB 1.x reads back */
+
+/* Is the run of backslashes that ends right before q (and starts at or
+ * after s) odd? Then a backslash pairs with *q. */
+static inline int odd_run(const char *s, const char *q)
+{
+    const char *r = q;
+
+    while (r > s && r[-1] == '\\')
+        r--;
+    return (q - r) & 1;
+}
+
+/* The kinds of names, by the rules InfluxDB reads them with. */
+enum {
+    N_SERIES, /* measurement: a delimiter right after a backslash is kept;
+                 escape.Unescape takes the backslash off , space = " */
+    N_TAG,    /* tag key or value: the same, unescapeTag takes it off , space = */
+    N_FIELD,  /* field key: a backslash pairs with any byte (scanFields), and
+                 escape.Unescape takes it off , space = " */
+};
+
+static const char *const kind_name[] = {"series", "tag", "field key"};
+
+static inline int is_time(gw_str_t s)
+{
+    return gw_str_eq(s, GW_STR_LIT("time"));
+}
+
+/* Why name s of kind k cannot be stored faithfully in InfluxDB 1.x, or
+ * NULL. The parser refuses such names when it reads them, the encoder when
+ * it writes them, with the same words:
+ *  - a newline would end the line, and a NUL byte is refused everywhere
+ *    (InfluxDB echoes names in its error header, which libcurl refuses with
+ *    a NUL, and C tools stop at one);
+ *  - a trailing backslash would escape the delimiter after the name;
+ *  - a series with a backslash before , space = or ": influxd stores it
+ *    and never reads it back (its index unescapes the name once more);
+ *  - a tag with an odd run of backslashes before a space: written, the run
+ *    is even, and InfluxDB's line splitter (which pairs backslashes) then
+ *    takes the space for the end of the series and may join lines;
+ *  - a field key with an odd run of backslashes before , space or =:
+ *    written, the run is even, the pairs leave the delimiter unescaped. */
+static const char *bad_name(gw_str_t s, int kind)
+{
+    const char *p = s.p, *e = s.p + s.n;
+
+    if (s.n == 0)
+        return "is empty";
+    if (memchr(s.p, '\n', s.n))
+        return "contains a newline";
+    if (memchr(s.p, '\0', s.n))
+        return "contains a NUL byte";
+    if (e[-1] == '\\')
+        return "ends with a backslash";
+    while ((p = memchr(p, '\\', (size_t)(e - p))) != NULL) {
+        const char *r = p;
+        int odd;
+        while (*r == '\\') /* the name does not end in one */
+            r++;
+        odd = (r - p) & 1;
+        if (kind == N_SERIES && (cls[(unsigned char)*r] & C_NAME_UNESC))
+            return "has a backslash before ',', ' ', '=' or '\"' (InfluxDB 1.x stores such a "
+                   "series but cannot read it back)";
+        if (kind == N_TAG && odd && *r == ' ')
+            return "has an odd run of backslashes before a space (InfluxDB 1.x would split "
+                   "the line there)";
+        if (kind == N_FIELD && odd && (cls[(unsigned char)*r] & C_KEY_ESC))
+            return "has an odd run of backslashes before ',', ' ' or '=' (InfluxDB 1.x would "
+                   "read another key)";
+        p = r;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Parser */
 
 typedef struct {
@@ -392,8 +492,11 @@ reject(parser_t *ps, const char *at, const char *fmt, ...)
     return 1;
 }
 
-/* Advance over a name up to the first unescaped byte of class stop; *esc is
- * set when a backslash was seen (the name then needs unescaping). */
+/* Advance over a measurement, tag key or tag value up to the first byte
+ * of class stop that no backslash escapes; as InfluxDB's key scanners see
+ * it, a backslash escapes the next byte only when that byte would end the
+ * name (class escs), so a delimiter right after a backslash never ends it.
+ * *esc is set when a backslash was seen (the name then needs unescaping). */
 static inline const char *scan_name(const char *p, const char *end, const char *lim,
                                     unsigned stop, unsigned escs, int *esc)
 {
@@ -406,7 +509,25 @@ static inline const char *scan_name(const char *p, const char *end, const char *
     }
 }
 
-/* Slice s..s+n into out, unescaping into the arena if esc. 0 or -ENOMEM. */
+/* Advance over a field key up to the first byte of class stop outside a
+ * pair: InfluxDB's field scanner (scanFields) pairs a backslash with
+ * whatever byte follows it. *esc as scan_name. */
+static inline const char *scan_pairs(const char *p, const char *end, const char *lim,
+                                     unsigned stop, int *esc)
+{
+    for (;;) {
+        p = find_class(p, end, lim, stop);
+        if (p == end || *p != '\\')
+            return p;
+        *esc = 1;
+        p = end - p > 2 ? p + 2 : end;
+    }
+}
+
+/* Slice s..s+n into out, unescaping into the arena if esc: a backslash
+ * before a byte of class escs is dropped, left to right, and every other
+ * byte is kept (InfluxDB's escape.Unescape, unescapeTag and
+ * unescapeStringField, each with its set). 0 or -ENOMEM. */
 static inline int take(parser_t *ps, const char *s, size_t n, int esc, unsigned escs,
                        gw_str_t *out)
 {
@@ -439,12 +560,9 @@ static const char *close_quote(const char *s, const char *end)
 
     for (;;) {
         const char *q = memchr(p, '"', (size_t)(end - p));
-        size_t bs = 0;
         if (!q)
             return NULL;
-        while (q - bs > s && q[-1 - (ptrdiff_t)bs] == '\\')
-            bs++;
-        if (!(bs & 1))
+        if (!odd_run(s, q))
             return q;
         p = q + 1;
     }
@@ -461,36 +579,67 @@ static uint32_t count_nl(const char *p, const char *end)
     return n;
 }
 
-/* Make the current line end at the first '\n' at or after p. */
-static void set_eol(parser_t *ps, const char *p)
+/* set_eol's rare case: eol follows a backslash. The first '\n' from eol
+ * on that no backslash pairs with, or NULL; those passed over count in
+ * ps->nl. */
+static __attribute__((noinline)) const char *paired_eol(parser_t *ps, const char *p,
+                                                        const char *eol)
+{
+    while (eol && eol > p && eol[-1] == '\\' && odd_run(p, eol)) {
+        ps->nl++;
+        eol = memchr(eol + 1, '\n', (size_t)(ps->end - eol - 1));
+    }
+    return eol;
+}
+
+/* Make the current line end at the first '\n' at or after p that no
+ * backslash pairs with (InfluxDB's scanLine reads a backslash and the byte
+ * after it as a pair, a newline included). */
+static inline void set_eol(parser_t *ps, const char *p)
 {
     const char *eol = memchr(p, '\n', (size_t)(ps->end - p));
 
+    if (eol && eol > p && eol[-1] == '\\')
+        eol = paired_eol(ps, p, eol);
     ps->eol = eol ? eol : ps->end;
     ps->lend = ps->eol > p && ps->eol[-1] == '\r' ? ps->eol - 1 : ps->eol;
 }
 
-/* Where a bad line ends, so that parsing resumes on the next one: the first
- * '\n' outside a quoted string value, as InfluxDB's scanLine sees it (a
- * string starts at a '"' right after an unescaped '=' past the first
- * unescaped space). Newlines skipped inside strings are added to *nl. */
-static const char *bad_line_end(const char *s, const char *end, uint32_t *nl)
+/* InfluxDB's scanLine: where the line that starts at s ends, so that
+ * parsing resumes where InfluxDB would. A backslash pairs with the next
+ * byte; after the first unpaired space, '=' and ',' outside quotes are
+ * counted, and a '"' opens or closes a quoted value when the '='s outnumber
+ * the ','s; the line ends at the first unpaired '\n' outside quotes.
+ * Newlines passed over are added to *nl. For bad lines, comments and lines
+ * that start with a space (where scanLine counts from the start); every
+ * other line that parse_line accepts ends where scanLine ends it. */
+static const char *influx_line_end(const char *s, const char *end, uint32_t *nl)
 {
+    size_t equals = 0, commas = 0;
+    int fields = 0, quoted = 0;
     const char *p = s;
 
-    for (; p < end && *p != '\n'; p++)
-        if (*p == ' ' && (p == s || p[-1] != '\\'))
-            break;
-    for (; p < end && *p != '\n'; p++) {
-        if (*p == '"' && p[-1] == '=' && p[-2] != '\\') {
-            const char *q = close_quote(p + 1, end);
-            if (!q)
-                return end;
-            *nl += count_nl(p + 1, q);
-            p = q;
+    while (p < end) {
+        char c = *p;
+        if (c == '\\') {
+            *nl += p + 1 < end && p[1] == '\n';
+            p += 2;
+            continue;
         }
+        fields |= c == ' ';
+        if (fields && !quoted && (c == '=' || c == ',')) {
+            equals += c == '=';
+            commas += c == ',';
+        } else if (fields && c == '"' && equals > commas) {
+            quoted = !quoted;
+        } else if (c == '\n') {
+            if (!quoted)
+                return p;
+            ++*nl;
+        }
+        p++;
     }
-    return p;
+    return end;
 }
 
 /* gw_str_eq for keys, which are never empty: the first byte settles most
@@ -502,7 +651,7 @@ static inline int same_key(gw_str_t a, gw_str_t b)
 
 /* Up to this many tags (or fields), duplicates are found pairwise; beyond,
  * by sorting a copy of the keys: a line of 50,000 tags must not cost 10^9
- * comparisons (found by the hardening specs, issue 7). */
+ * comparisons (the hardening specs send such lines). */
 #define DUP_LINEAR 32
 
 static int cmp_keys(const void *a, const void *b)
@@ -791,6 +940,197 @@ range:
                   show(tb, p, (size_t)(e - p)));
 }
 
+/* Refuse the line when name (read at s, raw) holds what InfluxDB 1.x
+ * cannot read back (bad_name). Only a name with a backslash needs it: any
+ * other cannot hold a newline or a NUL byte here. Returns 0 or 1. */
+static int check_name(parser_t *ps, const char *s, gw_str_t name, int kind)
+{
+    char nb[SHOW_MAX + 4];
+    const char *why = bad_name(name, kind);
+
+    return why ? reject(ps, s, "%s \"%s\" %s", kind_name[kind], show(nb, name.p, name.n), why) : 0;
+}
+
+/* The tags from p, at the ',' after the measurement: appended to
+ * ps->tags, *pp moved past them. Returns 0, 1 (rejected) or -ENOMEM. */
+static int parse_tags(parser_t *ps, const char **pp, unsigned *clean)
+{
+    char kb[SHOW_MAX + 4], vb[SHOW_MAX + 4];
+    const char *p = *pp, *t;
+    int esc, rc;
+
+    while (p < ps->lend && *p == ',') {
+        gw_tag_t *tag;
+        const char *k = ++p, *v;
+        int kesc;
+
+        esc = 0;
+        p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
+        if (p == ps->lend || *p != '=') {
+            if (p < ps->lend && *p == '\0')
+                return reject(ps, p, "NUL byte in a tag key");
+            if (p == k)
+                return reject(ps, k, "missing tag key");
+            return reject(ps, k, "tag \"%s\": missing \"=\"", show(kb, k, (size_t)(p - k)));
+        }
+        if (p == k)
+            return reject(ps, k, "missing tag key");
+        if (ps->ntags == ps->tcap &&
+            (rc = grow(ps, (void **)&ps->tags, &ps->tcap, sizeof(gw_tag_t))))
+            return rc;
+        tag = &ps->tags[ps->ntags];
+        if ((rc = take(ps, k, (size_t)(p - k), esc, C_KEY_ESC, &tag->key)) ||
+            (esc && (rc = check_name(ps, k, tag->key, N_TAG))))
+            return rc;
+        if (is_time(tag->key))
+            return reject(ps, k, "tag key \"time\" is not allowed (InfluxDB cannot store it)");
+        for (uint32_t i = 0; ps->ntags < DUP_LINEAR && i < ps->ntags; i++)
+            if (same_key(ps->tags[i].key, tag->key))
+                return reject(ps, k, "duplicate tag \"%s\"", show(kb, k, (size_t)(p - k)));
+
+        kesc = esc;
+        v = ++p;
+        esc = 0;
+        /* InfluxDB reads a '=' that starts a tag value as part of it. The
+         * encoder escapes it: the line is not copied as read. */
+        if (p < ps->lend && *p == '=') {
+            p++;
+            kesc = 1;
+        }
+        p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
+        if (p < ps->lend && *p == '=') {
+            for (t = p; t < ps->lend && *t != ',' && *t != ' '; t++)
+                ;
+            return reject(ps, p, "tag \"%s\": unescaped \"=\" in value \"%s\"",
+                          show(kb, k, (size_t)(v - 1 - k)), show(vb, v, (size_t)(t - v)));
+        }
+        if (p == v)
+            return reject(ps, v, "tag \"%s\": missing value", show(kb, k, (size_t)(v - 1 - k)));
+        if ((rc = take(ps, v, (size_t)(p - v), esc, C_KEY_ESC, &tag->val)) ||
+            (esc && (rc = check_name(ps, v, tag->val, N_TAG))))
+            return rc;
+        if (esc || kesc)
+            *clean = 0;
+        ps->ntags++;
+    }
+    *pp = p;
+    return 0;
+}
+
+/* A quoted string value whose opening quote is at p (key k..v-1): into f,
+ * *pp past the closing quote. Returns 0, 1 (rejected) or -ENOMEM. */
+static int parse_string(parser_t *ps, const char **pp, const char *k, const char *v,
+                        gw_field_t *f, unsigned *clean)
+{
+    char kb[SHOW_MAX + 4], vb[SHOW_MAX + 4];
+    const char *p = *pp, *t;
+    /* Most strings hold no backslash: then the first quote ends them. */
+    const char *q = find_class(p + 1, ps->end, ps->end, C_STR_ESC | C_NUL);
+    int sesc = q < ps->end && *q == '\\', rc;
+
+    if (sesc)
+        q = close_quote(p + 1, ps->end);
+    else if (q == ps->end)
+        q = NULL;
+    if (!q) {
+        /* As in InfluxDB, the open string runs to the end of the body:
+         * nothing after it can be told apart from its text. */
+        ps->eol = ps->lend = ps->end;
+        return reject(ps, v, "field \"%s\": unterminated string", show(kb, k, (size_t)(v - 1 - k)));
+    }
+    if (*q == '\0' || (sesc && memchr(p + 1, '\0', (size_t)(q - p - 1))))
+        return reject(ps, v, "field \"%s\": NUL byte in a string value",
+                      show(kb, k, (size_t)(v - 1 - k)));
+    if (q >= ps->eol) { /* the newlines before eol are counted already */
+        ps->nl += count_nl(ps->eol, q);
+        set_eol(ps, q + 1);
+    }
+    f->type = GW_FIELD_STRING;
+    if ((rc = take(ps, p + 1, (size_t)(q - p - 1), sesc, C_STR_ESC, &f->v.s)))
+        return rc;
+    if (sesc)
+        *clean = 0;
+    p = q + 1;
+    if (p < ps->lend && *p != ',' && *p != ' ') {
+        t = p;
+        while (t < ps->lend && *t != ',' && *t != ' ')
+            t++;
+        return reject(ps, p, "field \"%s\": unexpected text after string \"%s\"",
+                      show(kb, k, (size_t)(v - 1 - k)), show(vb, p, (size_t)(t - p)));
+    }
+    *pp = p;
+    return 0;
+}
+
+/* Keep field f, just read at ps->fields[ps->nfields] (its key at k), as
+ * InfluxDB stores it: a field named time is dropped (counted in *dropped);
+ * a key already read takes this value if its type is the same (InfluxDB
+ * keeps the last value) and refuses the line otherwise (InfluxDB's field
+ * type conflict). Past DUP_LINEAR fields, merge_fields does that at the
+ * end. Returns 0 or 1 (rejected). */
+static int add_field(parser_t *ps, const char *k, const gw_field_t *f, unsigned *clean,
+                     uint32_t *dropped)
+{
+    char kb[SHOW_MAX + 4];
+
+    if (is_time(f->key)) {
+        ++*dropped;
+        *clean = 0;
+        return 0;
+    }
+    for (uint32_t i = 0; ps->nfields < DUP_LINEAR && i < ps->nfields; i++) {
+        if (!same_key(ps->fields[i].key, f->key))
+            continue;
+        if (ps->fields[i].type != f->type)
+            return reject(ps, k, "field \"%s\" has values of two types (InfluxDB refuses the "
+                          "point: field type conflict)", show(kb, f->key.p, f->key.n));
+        ps->fields[i].v = f->v;
+        *clean = 0;
+        return 0;
+    }
+    ps->nfields++;
+    return 0;
+}
+
+static int same_type(const void *a, const void *b)
+{
+    return ((const gw_field_t *)a)->type == ((const gw_field_t *)b)->type;
+}
+
+/* add_field's merge for a line of many fields, all at once (the last
+ * value of a key in the last place). Returns 0, 1 (rejected) or -ENOMEM. */
+static int merge_fields(parser_t *ps, const char *s, unsigned *clean)
+{
+    char kb[SHOW_MAX + 4];
+    uint32_t bad = 0;
+    long n = gw_keep_last(ps->fields, ps->nfields, sizeof(gw_field_t), ps->a, same_type, &bad);
+
+    if (n == -ENOMEM)
+        return -ENOMEM;
+    if (n < 0)
+        return reject(ps, s, "field \"%s\" has values of two types (InfluxDB refuses the point: "
+                      "field type conflict)", show(kb, ps->fields[bad].key.p, ps->fields[bad].key.n));
+    if ((uint32_t)n != ps->nfields) {
+        ps->nfields = (uint32_t)n;
+        *clean = 0;
+    }
+    return 0;
+}
+
+/* The time field of a point is dropped, as InfluxDB does without a word:
+ * here it is counted (luagw_time_fields_dropped_total) and logged. */
+static void note_time_dropped(parser_t *ps, gw_str_t series, uint32_t n)
+{
+    static gw_log_limit_t lim = GW_LOG_LIMIT_INIT;
+    char sb[SHOW_MAX + 4];
+
+    GW_COUNT(time_fields_dropped, n);
+    if (gw_log_enabled(GW_LOG_WARN))
+        gw_log_limited(&lim, 10, GW_LOG_WARN, "dropped a field named time, as InfluxDB does",
+                       "format=lp line=%u series=\"%s\"", ps->line_no,
+                       show(sb, series.p, series.n));
+}
+
 /* Parse the line starting at s (its first non-blank byte; ps->line, eol and
  * lend are set). Appends a point and returns 0, returns 1 when the line is
  * rejected, or -ENOMEM. ps->eol and ps->nl grow when a string spans lines. */
@@ -802,64 +1142,29 @@ static int parse_line(parser_t *ps, const char *s)
     gw_point_t *pt;
     int64_t ts;
     int esc = 0, rc;
+    uint32_t dropped = 0;
     unsigned clean = GW_LP_CLEAN; /* see point.h; cleared by what the encoder would change */
 
     ps->ntags = ps->nfields = 0;
 
-    /* Measurement. */
+    /* Measurement and tags. */
     p = scan_name(p, ps->lend, ps->end, C_MEAS_STOP, C_MEAS_ESC, &esc);
     if (p == s)
         return reject(ps, s, "missing measurement");
-    if ((rc = take(ps, s, (size_t)(p - s), esc, C_MEAS_ESC, &series)))
+    if ((rc = take(ps, s, (size_t)(p - s), esc, C_NAME_UNESC, &series)) ||
+        (esc && (rc = check_name(ps, s, series, N_SERIES))))
         return rc;
     if (esc)
         clean = 0;
-
-    /* Tags. */
-    while (p < ps->lend && *p == ',') {
-        gw_tag_t *tag;
-        const char *k = ++p, *v;
-        int kesc;
-
-        esc = 0;
-        p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
-        if (p == k)
-            return reject(ps, k, "missing tag key");
-        if (p == ps->lend || *p != '=')
-            return reject(ps, k, "tag \"%s\": missing \"=\"", show(kb, k, (size_t)(p - k)));
-        if (ps->ntags == ps->tcap &&
-            (rc = grow(ps, (void **)&ps->tags, &ps->tcap, sizeof(gw_tag_t))))
-            return rc;
-        tag = &ps->tags[ps->ntags];
-        if ((rc = take(ps, k, (size_t)(p - k), esc, C_KEY_ESC, &tag->key)))
-            return rc;
-        if (tag->key.n == 4 && !memcmp(tag->key.p, "time", 4))
-            return reject(ps, k, "tag key \"time\" is not allowed (InfluxDB cannot store it)");
-        for (uint32_t i = 0; ps->ntags < DUP_LINEAR && i < ps->ntags; i++)
-            if (same_key(ps->tags[i].key, tag->key))
-                return reject(ps, k, "duplicate tag \"%s\"", show(kb, k, (size_t)(p - k)));
-
-        kesc = esc;
-        v = ++p;
-        esc = 0;
-        p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
-        if (p < ps->lend && *p == '=') {
-            for (t = p; t < ps->lend && *t != ',' && *t != ' '; t++)
-                ;
-            return reject(ps, p, "tag \"%s\": unescaped \"=\" in value \"%s\"",
-                          show(kb, k, (size_t)(v - 1 - k)), show(vb, v, (size_t)(t - v)));
-        }
-        if (p == v)
-            return reject(ps, v, "tag \"%s\": missing value", show(kb, k, (size_t)(v - 1 - k)));
-        if ((rc = take(ps, v, (size_t)(p - v), esc, C_KEY_ESC, &tag->val)))
-            return rc;
-        if (esc || kesc)
-            clean = 0;
-        ps->ntags++;
-    }
+    if ((rc = parse_tags(ps, &p, &clean)))
+        return rc;
     keyend = p;
     if (p == ps->lend)
         return reject(ps, p, "missing fields");
+    if (*p == '\0') /* what else stops a measurement or a tag value there */
+        return ps->ntags ? reject(ps, p, "NUL byte in the value of tag \"%s\"",
+                                  show(kb, ps->tags[ps->ntags - 1].key.p, ps->tags[ps->ntags - 1].key.n))
+                         : reject(ps, p, "NUL byte in the series");
 
     /* Fields: after one space, more blanks are tolerated (InfluxDB skips
      * whitespace between sections). */
@@ -873,97 +1178,63 @@ static int parse_line(parser_t *ps, const char *s)
         const char *k = p, *v;
 
         esc = 0;
-        p = scan_name(p, ps->lend, ps->end, C_KEY_STOP, C_KEY_ESC, &esc);
-        if (p == k)
-            return reject(ps, k, "missing field key");
-        if (p == ps->lend || *p != '=')
+        p = scan_pairs(p, ps->lend, ps->end, C_KEY_STOP, &esc);
+        if (p == ps->lend || *p != '=' || p == k) {
+            if (p < ps->lend && *p == '\0')
+                return reject(ps, p, "NUL byte in a field key");
+            if (p == k)
+                return reject(ps, k, "missing field key");
             return reject(ps, k, "field \"%s\": missing \"=\"", show(kb, k, (size_t)(p - k)));
+        }
         if ((size_t)(keyend - s) + 4 + (size_t)(p - k) > MAX_KEY_LEN)
             return reject(ps, k, "series key longer than %d bytes", MAX_KEY_LEN);
         if (ps->nfields == ps->fcap &&
             (rc = grow(ps, (void **)&ps->fields, &ps->fcap, sizeof(gw_field_t))))
             return rc;
         f = &ps->fields[ps->nfields];
-        if ((rc = take(ps, k, (size_t)(p - k), esc, C_KEY_ESC, &f->key)))
+        if ((rc = take(ps, k, (size_t)(p - k), esc, C_NAME_UNESC, &f->key)) ||
+            (esc && (rc = check_name(ps, k, f->key, N_FIELD))))
             return rc;
-        /* A tab or NUL after a comma: the encoder refuses it. */
-        if (esc || *k == '\t' || *k == '\0')
+        /* A tab after a comma: the encoder refuses it. */
+        if (esc || *k == '\t')
             clean = 0;
-        if (f->key.n == 4 && !memcmp(f->key.p, "time", 4))
-            return reject(ps, k, "field key \"time\" is not allowed (InfluxDB cannot store it)");
-        for (uint32_t i = 0; ps->nfields < DUP_LINEAR && i < ps->nfields; i++)
-            if (same_key(ps->fields[i].key, f->key))
-                return reject(ps, k, "duplicate field \"%s\"", show(kb, k, (size_t)(p - k)));
 
         v = ++p;
         if (p == ps->lend || *p == ',' || *p == ' ')
             return reject(ps, v, "field \"%s\": missing value", show(kb, k, (size_t)(v - 1 - k)));
         if (*p == '"') {
-            /* Most strings hold no backslash: then the first quote ends
-             * them. */
-            const char *q = find_class(p + 1, ps->end, ps->end, C_STR_ESC);
-            int sesc = q < ps->end && *q == '\\';
-            if (sesc)
-                q = close_quote(p + 1, ps->end);
-            else if (q == ps->end)
-                q = NULL;
-            if (!q) {
-                /* As in InfluxDB, the open string runs to the end of the
-                 * body: nothing after it can be told apart from its text. */
-                ps->eol = ps->lend = ps->end;
-                return reject(ps, v, "field \"%s\": unterminated string",
-                              show(kb, k, (size_t)(v - 1 - k)));
-            }
-            if (q >= ps->eol) {
-                ps->nl += count_nl(p + 1, q);
-                set_eol(ps, q + 1);
-            }
-            f->type = GW_FIELD_STRING;
-            if ((rc = take(ps, p + 1, (size_t)(q - p - 1), sesc, C_STR_ESC, &f->v.s)))
+            if ((rc = parse_string(ps, &p, k, v, f, &clean)))
                 return rc;
-            if (sesc)
-                clean = 0;
-            p = q + 1;
-            if (p < ps->lend && *p != ',' && *p != ' ') {
-                t = p;
-                while (t < ps->lend && *t != ',' && *t != ' ')
-                    t++;
-                return reject(ps, p, "field \"%s\": unexpected text after string \"%s\"",
-                              show(kb, k, (size_t)(v - 1 - k)), show(vb, p, (size_t)(t - p)));
-            }
         } else {
             t = find_class(p, ps->lend, ps->end, C_VAL_STOP);
             if ((rc = parse_scalar(ps, p, t, k, (size_t)(v - 1 - k), f, &clean)))
                 return rc;
             p = t;
         }
-        ps->nfields++;
+        if ((rc = add_field(ps, k, f, &clean, &dropped)))
+            return rc;
         if (p == ps->lend || *p == ' ')
             break;
         p++; /* ',' */
     }
+    if (ps->nfields == 0)
+        return reject(ps, fset, "field \"time\" is dropped, as InfluxDB drops it, and the point "
+                      "has no other field");
 
     /* Duplicates among many tags or fields, all at once. */
-    if (ps->ntags >= DUP_LINEAR || ps->nfields >= DUP_LINEAR) {
-        uint32_t n = ps->ntags > ps->nfields ? ps->ntags : ps->nfields;
-        gw_str_t *keys = gw_arena_alloc(ps->a, (size_t)n * sizeof(*keys));
+    if (ps->ntags >= DUP_LINEAR) {
+        gw_str_t *keys = gw_arena_alloc(ps->a, (size_t)ps->ntags * sizeof(*keys));
         const gw_str_t *d;
 
         if (!keys)
             return -ENOMEM;
-        if (ps->ntags >= DUP_LINEAR) {
-            for (uint32_t i = 0; i < ps->ntags; i++)
-                keys[i] = ps->tags[i].key;
-            if ((d = sorted_dup(keys, ps->ntags)))
-                return reject(ps, s, "duplicate tag \"%s\"", show(kb, d->p, d->n));
-        }
-        if (ps->nfields >= DUP_LINEAR) {
-            for (uint32_t i = 0; i < ps->nfields; i++)
-                keys[i] = ps->fields[i].key;
-            if ((d = sorted_dup(keys, ps->nfields)))
-                return reject(ps, s, "duplicate field \"%s\"", show(kb, d->p, d->n));
-        }
+        for (uint32_t i = 0; i < ps->ntags; i++)
+            keys[i] = ps->tags[i].key;
+        if ((d = sorted_dup(keys, ps->ntags)))
+            return reject(ps, s, "duplicate tag \"%s\"", show(kb, d->p, d->n));
     }
+    if (ps->nfields >= DUP_LINEAR && (rc = merge_fields(ps, s, &clean)))
+        return rc;
 
     /* Timestamp. */
     tail_end = p;
@@ -987,6 +1258,8 @@ static int parse_line(parser_t *ps, const char *s)
             return reject(ps, p, "unexpected text after timestamp \"%s\"",
                           show(vb, p, (size_t)(ps->lend - p)));
     }
+    if (dropped)
+        note_time_dropped(ps, series, dropped);
 
     /* One arena block for both arrays (arena blocks are 16-aligned and a
      * tag's size keeps the fields after the tags aligned); the scratch is
@@ -1023,6 +1296,25 @@ static int parse_line(parser_t *ps, const char *s)
     return 0;
 }
 
+/* A line that starts with a space is the one case where InfluxDB's line
+ * splitter reads the series and tags as it reads fields (counting '=' and
+ * ',', and opening quoted values): the line parse_line just accepted must
+ * then end where influx_line_end ends it, or it is taken back and refused.
+ * Returns 0, or 1 (the caller then ends the line where InfluxDB does). */
+static int check_line_end(parser_t *ps)
+{
+    uint32_t nl = 0;
+    const char *e = influx_line_end(ps->line, ps->end, &nl);
+
+    if (e == ps->eol)
+        return 0;
+    ps->out->n--;
+    reject(ps, ps->line, "InfluxDB 1.x would read this line differently: it starts with a "
+           "space, so InfluxDB reads quotes in the series or tags as opening a string "
+           "(remove the leading space)");
+    return 1;
+}
+
 /* Parse body (not NUL-terminated) into points appended to out; bad lines
  * go to res. The points borrow body and a: both must outlive them. Returns
  * 0, or -ENOMEM (out then holds the points parsed so far). */
@@ -1049,7 +1341,7 @@ int gw_lp_parse(const char *body, size_t len, int64_t ns_per_unit, int64_t now_n
 
     while (p < ps.end) {
         const char *s = p;
-        int rc;
+        int rc = 0;
 
         ps.line = p;
         ps.nl = 0;
@@ -1060,12 +1352,14 @@ int gw_lp_parse(const char *body, size_t len, int64_t ns_per_unit, int64_t now_n
             rc = parse_line(&ps, s);
             if (rc < 0)
                 return rc;
-            if (rc > 0 && ps.eol != ps.end) {
-                /* Resume after the bad line as InfluxDB would delimit it, so
-                 * that a string spanning lines is not read as lines. */
-                ps.nl = 0;
-                ps.eol = bad_line_end(s, ps.end, &ps.nl);
-            }
+            if (rc == 0 && s > p && memchr(p, ' ', (size_t)(s - p)))
+                rc = check_line_end(&ps);
+        }
+        if (rc > 0 || (s < ps.lend && *s == '#')) {
+            /* A bad line or a comment ends where InfluxDB ends it, so that
+             * a string spanning lines is not read as lines. */
+            ps.nl = 0;
+            ps.eol = influx_line_end(p, ps.end, &ps.nl);
         }
         ps.line_no += 1 + ps.nl;
         p = ps.eol < ps.end ? ps.eol + 1 : ps.end;
@@ -1415,20 +1709,6 @@ static inline char *put_escaped(char *d, gw_str_t s, unsigned escs)
     return d;
 }
 
-/* Why name s (a measurement, key or tag value) cannot be written, or NULL.
- * A raw newline would end the line, and a trailing backslash would escape
- * the delimiter that follows it. */
-static const char *bad_name(gw_str_t s)
-{
-    if (s.n == 0)
-        return "is empty";
-    if (memchr(s.p, '\n', s.n))
-        return "contains a newline";
-    if (s.p[s.n - 1] == '\\')
-        return "ends with a backslash";
-    return NULL;
-}
-
 /* Blanks InfluxDB would skip before a name; unlike a space they have no
  * escape. */
 static int is_unescapable_blank(char c)
@@ -1459,16 +1739,13 @@ static inline int key_cmp(gw_str_t a, gw_str_t b)
     return gw_str_cmp(a, b);
 }
 
-static int is_time(gw_str_t s)
-{
-    return s.n == 4 && !memcmp(s.p, "time", 4);
-}
-
 /* Copy s when none of its bytes is in class c; returns the end, or NULL
  * (d then holds rubbish). Never reads outside s nor writes past d + s.n:
  * short strings are covered by two overlapping loads. With c = 0 the tests
- * fold away: a plain copy, inline. */
-static inline __attribute__((always_inline)) char *copy_clean(char *d, gw_str_t s, unsigned c)
+ * fold away: a plain copy, inline. With store 0 (a constant), only looks:
+ * d is not written (see has_class). */
+static inline __attribute__((always_inline)) char *scan_clean(char *d, gw_str_t s, unsigned c,
+                                                              int store)
 {
     const char *p = s.p;
     size_t n = s.n;
@@ -1480,66 +1757,101 @@ static inline __attribute__((always_inline)) char *copy_clean(char *d, gw_str_t 
             v = _mm_loadu_si128((const __m128i *)(p + i));
             if (class_bits(v, c))
                 return NULL;
-            _mm_storeu_si128((__m128i *)(d + i), v);
+            if (store)
+                _mm_storeu_si128((__m128i *)(d + i), v);
         }
         v = _mm_loadu_si128((const __m128i *)(p + n - 16));
         if (class_bits(v, c))
             return NULL;
-        _mm_storeu_si128((__m128i *)(d + n - 16), v);
+        if (store)
+            _mm_storeu_si128((__m128i *)(d + n - 16), v);
     } else if (n >= 8) {
         uint64_t lo, hi;
         memcpy(&lo, p, 8);
         memcpy(&hi, p + n - 8, 8);
         if (class_bits(_mm_set_epi64x((long long)hi, (long long)lo), c))
             return NULL;
-        memcpy(d, &lo, 8);
-        memcpy(d + n - 8, &hi, 8);
+        if (store) {
+            memcpy(d, &lo, 8);
+            memcpy(d + n - 8, &hi, 8);
+        }
     } else if (n >= 4) {
         uint32_t lo, hi;
         memcpy(&lo, p, 4);
         memcpy(&hi, p + n - 4, 4);
-        if (class_bits(_mm_set_epi32(0, 0, (int)hi, (int)lo), c))
+        if (class_bits(_mm_set_epi32(0, 0, (int)hi, (int)lo), c) & 0xFF) /* not the zeros */
             return NULL;
-        memcpy(d, &lo, 4);
-        memcpy(d + n - 4, &hi, 4);
+        if (store) {
+            memcpy(d, &lo, 4);
+            memcpy(d + n - 4, &hi, 4);
+        }
     } else if (n) {
         /* p[0], p[n / 2] and p[n - 1] are every byte of 1 to 3. */
         unsigned char b0 = (unsigned char)p[0], b1 = (unsigned char)p[n / 2],
                       b2 = (unsigned char)p[n - 1];
-        if (class_bits(_mm_cvtsi32_si128((int)(b0 | b1 << 8 | (unsigned)b2 << 16)), c))
+        if (class_bits(_mm_cvtsi32_si128((int)(b0 | b1 << 8 | (unsigned)b2 << 16)), c) & 0x7)
             return NULL;
-        d[0] = (char)b0;
-        d[n / 2] = (char)b1;
-        d[n - 1] = (char)b2;
+        if (store) {
+            d[0] = (char)b0;
+            d[n / 2] = (char)b1;
+            d[n - 1] = (char)b2;
+        }
     }
 #else
     for (size_t i = 0; i < n; i++) {
         if (cls[(unsigned char)p[i]] & c)
             return NULL;
-        d[i] = p[i];
+        if (store)
+            d[i] = p[i];
     }
 #endif
     return d + n;
 }
 
-/* Write name s, escaping the bytes that stop it (class stop, whose
- * escapes are escs); NULL when bad_name refuses it. */
-static inline __attribute__((always_inline)) char *put_name(char *d, gw_str_t s, unsigned stop, unsigned escs)
+static inline __attribute__((always_inline)) char *copy_clean(char *d, gw_str_t s, unsigned c)
+{
+    return scan_clean(d, s, c, 1);
+}
+
+/* Does s hold a byte of class c? */
+static inline __attribute__((always_inline)) int has_class(gw_str_t s, unsigned c)
+{
+    char dummy;
+    return scan_clean(&dummy, s, c, 0) == NULL;
+}
+
+/* Write name s of kind k (N_*), escaping the bytes of class escs; names
+ * with no byte of class slow are copied as they are. NULL when bad_name
+ * refuses it. */
+static inline __attribute__((always_inline)) char *put_name(char *d, gw_str_t s, unsigned slow,
+                                                            unsigned escs, int k)
 {
     char *e;
 
     if (s.n == 0)
         return NULL;
     /* Most names hold no delimiter, no backslash and no newline. */
-    e = copy_clean(d, s, stop | C_NL);
+    e = copy_clean(d, s, slow | C_NL | C_NUL);
     if (e)
         return e;
-    return bad_name(s) ? NULL : put_escaped(d, s, escs);
+    /* Most names that need escapes hold no byte bad_name looks at. */
+    if (has_class(s, C_ODD) && bad_name(s, k))
+        return NULL;
+    return put_escaped(d, s, escs);
+}
+
+/* A string value that needs escapes, or NULL for one with a NUL byte: out
+ * of line, to keep put_value small where most strings are copied. */
+static __attribute__((noinline)) char *put_string(char *d, gw_str_t s)
+{
+    return memchr(s.p, '\0', s.n) ? NULL : put_escaped(d, s, C_STR_ESC);
 }
 
 /* Write the value of f; NULL when it cannot be written (NaN or infinite,
- * unsigned too large under GW_LP_NO_UINT, unknown type). */
-static inline char *put_value(char *d, const gw_field_t *f, unsigned flags)
+ * unsigned too large under GW_LP_NO_UINT, a string with a NUL byte,
+ * unknown type). */
+static inline __attribute__((always_inline)) char *put_value(char *d, const gw_field_t *f,
+                                                             unsigned flags)
 {
     char *e;
 
@@ -1558,8 +1870,10 @@ static inline char *put_value(char *d, const gw_field_t *f, unsigned flags)
         return d;
     case GW_FIELD_STRING:
         *d++ = '"';
-        e = copy_clean(d, f->v.s, C_STR_ESC);
-        d = e ? e : put_escaped(d, f->v.s, C_STR_ESC);
+        e = copy_clean(d, f->v.s, C_STR_ESC | C_NUL);
+        d = e ? e : put_string(d, f->v.s);
+        if (!d)
+            return NULL;
         *d++ = '"';
         return d;
     case GW_FIELD_BOOL:
@@ -1611,17 +1925,17 @@ static void sort_tags(gw_point_t *p)
 static inline __attribute__((always_inline)) char *put_tag_pair(char *d, const gw_tag_t *t)
 {
     *d++ = ',';
-    d = put_name(d, t->key, C_KEY_STOP, C_KEY_ESC);
+    d = put_name(d, t->key, C_KEY_STOP, C_KEY_ESC, N_TAG);
     if (!d || is_time(t->key))
         return NULL;
     *d++ = '=';
-    return put_name(d, t->val, C_KEY_STOP, C_KEY_ESC);
+    return put_name(d, t->val, C_KEY_STOP, C_KEY_ESC, N_TAG);
 }
 
 /* "key=value" of field f (the separator is the caller's); NULL likewise. */
 static inline __attribute__((always_inline)) char *put_field_pair(char *d, const gw_field_t *f, unsigned flags)
 {
-    d = put_name(d, f->key, C_KEY_STOP, C_KEY_ESC);
+    d = put_name(d, f->key, C_KEY_STOP | C_STR_ESC, C_NAME_UNESC, N_FIELD);
     if (!d || is_time(f->key) || is_unescapable_blank(f->key.p[0]))
         return NULL;
     *d++ = '=';
@@ -1746,7 +2060,7 @@ static int encode_fast(gw_buf_t *out, gw_point_t *p, unsigned flags)
         return 1;
     /* The series before the tags are sorted: encode_checked leaves them
      * unsorted when it refuses the series. */
-    d = put_name(out->data + start, p->series, C_MEAS_STOP, C_MEAS_ESC);
+    d = put_name(out->data + start, p->series, C_MEAS_STOP, C_MEAS_ESC, N_SERIES);
     if (!d || p->series.p[0] == '#' || is_unescapable_blank(p->series.p[0]))
         return 1;
     sort_tags(p);
@@ -1789,6 +2103,8 @@ static void value_error(const gw_point_t *p, const gw_field_t *f, char *err, siz
                  "series \"%s\": field \"%s\": unsigned %llu is too large for an integer "
                  "(the target has no unsigned type)",
                  sb, kb, (unsigned long long)f->v.u);
+    else if (f->type == GW_FIELD_STRING)
+        snprintf(err, errlen, "series \"%s\": field \"%s\": the string contains a NUL byte", sb, kb);
     else
         snprintf(err, errlen, "series \"%s\": field \"%s\" has unknown type %d", sb, kb, f->type);
 }
@@ -1803,7 +2119,7 @@ static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *er
     const char *why;
     char *d;
 
-    if ((why = bad_name(p->series))) {
+    if ((why = bad_name(p->series, N_SERIES))) {
         snprintf(err, errlen, "series \"%s\" %s", show(sb, p->series.p, p->series.n), why);
         return 1;
     }
@@ -1855,7 +2171,7 @@ static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *er
         const gw_tag_t *t = &p->tags[i];
         if (t->val.n == 0)
             continue; /* InfluxDB treats an empty tag value as no tag */
-        if ((why = bad_name(t->key))) {
+        if ((why = bad_name(t->key, N_TAG))) {
             snprintf(err, errlen, "series \"%s\": tag key \"%s\" %s",
                      show(sb, p->series.p, p->series.n), show(kb, t->key.p, t->key.n), why);
             goto fail;
@@ -1870,7 +2186,7 @@ static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *er
                      show(sb, p->series.p, p->series.n), show(kb, t->key.p, t->key.n));
             goto fail;
         }
-        if ((why = bad_name(t->val))) {
+        if ((why = bad_name(t->val, N_TAG))) {
             snprintf(err, errlen, "series \"%s\": value of tag \"%s\" %s",
                      show(sb, p->series.p, p->series.n), show(kb, t->key.p, t->key.n), why);
             goto fail;
@@ -1884,7 +2200,7 @@ static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *er
 
     for (uint32_t i = 0; i < p->nfields; i++) {
         const gw_field_t *f = &p->fields[i];
-        if ((why = bad_name(f->key))) {
+        if ((why = bad_name(f->key, N_FIELD))) {
             snprintf(err, errlen, "series \"%s\": field key \"%s\" %s",
                      show(sb, p->series.p, p->series.n), show(kb, f->key.p, f->key.n), why);
             goto fail;
@@ -1911,7 +2227,7 @@ static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *er
             }
         }
         *d++ = i ? ',' : ' ';
-        d = put_escaped(d, f->key, C_KEY_ESC);
+        d = put_escaped(d, f->key, C_NAME_UNESC);
         *d++ = '=';
         d = put_value(d, f, flags);
         if (!d) {

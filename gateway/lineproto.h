@@ -2,12 +2,16 @@
  *
  * Grammar (InfluxDB 1.x/2.x):
  *   measurement[,tag=value...] field=value[,field=value...] [timestamp]
- * Escapes: measurement `\,` `\ `; tag keys, tag values and field keys
- * `\,` `\=` `\ `; string field values `\"` `\\`. A backslash before any other
- * character is literal. Lines starting with `#` (after optional whitespace)
- * and blank lines are skipped. Fields: float (`1`, `-1.5`, `1e3`), integer
- * (`1i`), unsigned (`1u`), string (`"..."`), boolean (t T true True TRUE f F
- * false False FALSE). */
+ * Escapes, as InfluxDB 1.x reads them: measurement `\,` `\ ` `\=` `\"`; tag
+ * keys and values `\,` `\=` `\ `; field keys `\,` `\=` `\ ` `\"` (a backslash
+ * there pairs with any byte); string field values `\"` `\\`. A backslash
+ * before any other character is literal. Names influxd would not read back
+ * as written are refused (lineproto.c, bad_name), and so is a NUL byte in
+ * any name or string value. Lines starting with `#` (after optional
+ * whitespace) and blank lines are skipped. Fields: float (`1`, `-1.5`,
+ * `1e3`), integer (`1i`), unsigned (`1u`), string (`"..."`), boolean (t T
+ * true True TRUE f F false False FALSE); a field key given twice keeps its
+ * last value, a field named `time` is dropped, as in InfluxDB. */
 #ifndef GW_LINEPROTO_H
 #define GW_LINEPROTO_H
 
@@ -39,8 +43,9 @@ int gw_lp_parse(const char *body, size_t len, int64_t ns_per_unit, int64_t now_n
  * sorted in place), every name escaped, floats in the shortest form that
  * reads back bit-exact, integers with `i`, nanosecond timestamp.
  * Returns 0; -ENOMEM; or 1 when the point cannot be written (empty series,
- * no fields, empty key, NaN/Inf, a key named `time`, duplicate key,
- * unsigned too large under GW_LP_NO_UINT...) with the reason in err.
+ * no fields, empty key, a name influxd would not read back as written, a
+ * NUL byte, NaN/Inf, a key named `time`, duplicate key, unsigned too large
+ * under GW_LP_NO_UINT...) with the reason in err.
  * out is unchanged unless 0 is returned. */
 int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t errlen);
 

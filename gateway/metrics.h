@@ -16,6 +16,7 @@ typedef struct {
     atomic_uint_fast64_t points_written;  /* InfluxDB answered 2xx */
     atomic_uint_fast64_t points_dropped;  /* InfluxDB rejected them (400/422/413 alone) */
     atomic_uint_fast64_t points_overflowed; /* dropped by overflow: drop_oldest */
+    atomic_uint_fast64_t time_fields_dropped; /* fields named time, dropped as InfluxDB drops them */
     atomic_uint_fast64_t batches_written;
     atomic_uint_fast64_t write_errors;    /* failed attempts, retried */
     atomic_int_fast64_t last_status;      /* InfluxDB's last HTTP status, 0 = none */

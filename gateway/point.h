@@ -125,4 +125,16 @@ static inline int gw_point_find_field(const gw_point_t *p, gw_str_t key) /* inde
     return -1;
 }
 
+/* Two items of one key may stand for one value (gw_keep_last)? */
+typedef int (*gw_compatible_fn)(const void *earlier, const void *later);
+
+/* Keep, of the items that share a key, only the last, as InfluxDB and JSON
+ * keep a repeated key's last value: items are n structs of size bytes whose
+ * first member is the key (gw_tag_t, gw_field_t); the kept ones move up in
+ * their order. Returns how many are kept; -ENOMEM (scratch comes from a);
+ * or -1 with *bad the index of an item that ok (when given) finds
+ * incompatible with an earlier one of its key, items unchanged. */
+long gw_keep_last(void *items, uint32_t n, size_t size, gw_arena_t *a, gw_compatible_fn ok,
+                  uint32_t *bad);
+
 #endif

@@ -175,6 +175,8 @@ int gw_prom_render(gw_buf_t *b, gw_queue_t *q, const gw_conns_stats_t *conns, co
     scalar(b, "luagw_points_dropped_total", "counter", "points InfluxDB refused for good", GW_GET(points_dropped));
     scalar(b, "luagw_points_overflowed_total", "counter", "points dropped by overflow: drop_oldest",
            GW_GET(points_overflowed));
+    scalar(b, "luagw_time_fields_dropped_total", "counter",
+           "fields named time, dropped at ingest as InfluxDB drops them", GW_GET(time_fields_dropped));
     scalar(b, "luagw_write_errors_total", "counter", "failed write attempts to InfluxDB (retried)",
            GW_GET(write_errors));
     for (size_t i = 0; i < sizeof(per_series) / sizeof(per_series[0]); i++) {

@@ -361,9 +361,10 @@ describe("gw_lp_parse", function()
   end)
 
   describe("escapes", function()
-    it("unescapes comma and space in a measurement, and nothing else", function()
-      local p = one("a\\,b\\ c\\=d\\x f=1")
-      assert.are.equal("a,b c\\=d\\x", p.series)
+    it("unescapes comma, space, equals and quote in a measurement, and nothing else", function()
+      -- InfluxDB 1.x reads the name with escape.Unescape
+      local p = one('a\\,b\\ c\\=d\\"e\\x f=1')
+      assert.are.equal('a,b c=d"e\\x', p.series)
     end)
 
     it("unescapes comma, equals and space in tag keys, tag values and field keys", function()
@@ -398,6 +399,85 @@ describe("gw_lp_parse", function()
       local p = one([[m s="a\\\\",n=1i]])
       assert.are.equal([[a\\]], p.fields.s)
       assert.are.equal("1LL", tostring(p.fields.n))
+    end)
+
+    -- InfluxDB's field scanner pairs a backslash with any byte; its key
+    -- scanners only look at the byte before a delimiter.
+    it("pairs a backslash with any byte in a field key, and unescapes , space = and quote", function()
+      local p = one([[m a\\\,b=1,q\"=2,c\x\\d=3]])
+      assert.are.same({ ["a\\\\,b"] = 1, ['q"'] = 2, ["c\\x\\\\d"] = 3 }, p.fields)
+      -- a doubled backslash before a comma leaves the comma to end the key
+      assert.are.equal('column 3: field "a\\\\": missing "="', bad([[m a\\,b=1]]))
+      assert.are.equal('column 3: field "a\\\\": missing "="', bad([[m a\\ b=1]]))
+    end)
+
+    it("refuses the names influxd would read otherwise, and says why", function()
+      for _, c in ipairs({
+        -- influxd's readers take the '=' after the pair for escaped; this one kills influxd 1.6.7
+        { [[m \ b\\="\\t =" 1]], 'column 3: field key " b\\\\" ends with a backslash' },
+        { [[m k\\="=" 1]], 'column 3: field key "k\\\\" ends with a backslash' },
+        -- stored by influxd, never read back
+        { [[a\\,b v=1]], [[column 1: series "a\,b" has a backslash before ',', ' ', '=' or '"' (InfluxDB 1.x stores such a series but cannot read it back)]] },
+        { [[a\\"b v=1]], [[column 1: series "a\"b" has a backslash before ',', ' ', '=' or '"' (InfluxDB 1.x stores such a series but cannot read it back)]] },
+        -- influxd's line splitter would take the space for the end of the series
+        { [[m,t=a\\ b v=1]], [[column 5: tag "a\ b" has an odd run of backslashes before a space (InfluxDB 1.x would split the line there)]] },
+        { [[m,t\\ =a v=1]], [[column 3: tag "t\ " has an odd run of backslashes before a space (InfluxDB 1.x would split the line there)]] },
+      }) do
+        assert.are.equal(c[2], bad(c[1]))
+      end
+    end)
+
+    it("unescapes a measurement's = and quote, and keeps what influxd keeps", function()
+      assert.are.equal('a=b"c', one([[a\=b\"c v=1]]).series)
+      assert.are.same({ t = [[a\"b]] }, one([[m,t=a\"b v=1]]).tags)
+      assert.are.same({ t = [[a\,b]] }, one([[m,t=a\\,b v=1]]).tags)
+      assert.are.same({ ["k\\\\\\\\ "] = "v" }, one([[m,k\\\\\ =v f=1]]).tags) -- an even run before the space
+    end)
+
+    it("reads a tag value that starts with '=' as influxd does", function()
+      assert.are.same({ t = "=x", u = "=" }, one("m,t==x,u== v=1").tags)
+    end)
+  end)
+
+  describe("what influxd keeps of a line", function()
+    it("keeps the last value of a field key given twice, the types being the same", function()
+      local pts, res, raw = parse('m v=1,w="a",v=2,w="b",v=3 1\n')
+      assert.are.equal(0, res.rejected)
+      assert.are.same({ v = 3, w = "b" }, pts[1].fields)
+      assert.are.equal(2, raw.v[0].nfields)
+      assert.are.equal(0, raw.v[0].lp_clean) -- written from its values
+      -- among many fields too
+      local f = {}
+      for i = 1, 40 do f[#f + 1] = ("f%d=%di"):format(i, i) end
+      local p = one("m " .. table.concat(f, ",") .. ",f7=0i,f40=1i")
+      assert.are.equal("0LL", tostring(p.fields.f7))
+      assert.are.equal("1LL", tostring(p.fields.f40))
+      assert.are.same('column 1: field "f7" has values of two types (InfluxDB refuses the point: field type conflict)',
+        bad("m " .. table.concat(f, ",") .. ",f7=0"))
+    end)
+
+    it("drops a field named time and keeps the others, as influxd does", function()
+      local pts, res, raw = parse("m time=1,v=2,time=\"x\" 5\n")
+      assert.are.equal(0, res.rejected)
+      assert.are.same({ v = 2 }, pts[1].fields)
+      assert.are.equal(0, raw.v[0].lp_clean)
+      -- still a value influxd would read
+      assert.are.equal('column 8: field "time": invalid value "x"', bad("m time=x,v=2"))
+    end)
+
+    it("refuses a NUL byte in every name and string value, and skips it as a blank", function()
+      for _, c in ipairs({
+        { "m\0x v=1", "column 2: NUL byte in the series" },
+        { "m,t\0=a v=1", "column 4: NUL byte in a tag key" },
+        { "m,t=a\0 v=1", 'column 6: NUL byte in the value of tag "t"' },
+        { "m,t=a,u=b\0c v=1", 'column 10: NUL byte in the value of tag "u"' },
+        { "m f\0=1", "column 4: NUL byte in a field key" },
+        { "m f=\"a\0b\"", 'column 5: field "f": NUL byte in a string value' },
+        { "m f=\"a\\\"\0\"", 'column 5: field "f": NUL byte in a string value' },
+      }) do
+        assert.are.equal(c[2], bad(c[1]))
+      end
+      assert.are.same({ f = 1 }, one("\0m \0f=1 \0").fields)
     end)
   end)
 
@@ -463,6 +543,29 @@ describe("gw_lp_parse", function()
       assert.are.same({ 1, 0, 3 }, { #pts, res.rejected, pts[1].src })
     end)
 
+    it("joins a line to the next after an odd run of backslashes, as influxd does", function()
+      local pts, res = parse("m\\\nx v=1 1\ny v=2 2\nz,t=a\\\\\nq v=3\n")
+      assert.are.same({ "y", "q" }, { pts[1].series, pts[2].series })
+      assert.are.same({ 3, 5 }, { pts[1].src, pts[2].src }) -- lines keep their numbers
+      assert.are.equal(2, res.rejected)
+      assert.are.equal([[column 1: series "m\?x" contains a newline]], res.msg)
+      -- in a string value the pair is kept
+      assert.are.equal("a\\\nb", one('m s="a\\\nb"').fields.s)
+    end)
+
+    it("ends a comment, a bad line and a line starting with a space where influxd does", function()
+      -- a comment with x=" runs to the next quote; a bad line's string too
+      local pts, res = parse('# c x="q\nm v=1\n"\nn v=2\nbad x="a\nb v=3\n" junk\nok v=4\n')
+      assert.are.same({ "n", "ok" }, { pts[1].series, pts[2].series })
+      assert.are.equal(1, res.rejected)
+      -- a leading space makes influxd read the quote in the series as opening a string
+      pts, res = parse('  m="x v=1\nn v=2\n"\no v=3\n')
+      assert.are.same({ "o" }, { pts[1] and pts[1].series })
+      assert.matches("^column 1: InfluxDB 1.x would read this line differently", res.msg)
+      -- without the quote the leading space changes nothing
+      assert.are.equal("m=x", one("  m=x v=1").series)
+    end)
+
     it("skips tabs and NULs before the field set and the timestamp, as InfluxDB does", function()
       local p = one("m \t\0f=1 \0\t7")
       assert.are.same({ f = 1 }, p.fields)
@@ -498,9 +601,10 @@ describe("gw_lp_parse", function()
       { "m f= 1", 'column 5: field "f": missing value' },
       { 'm f="a"b', 'column 8: field "f": unexpected text after string "b"' },
       { 'm f="a""b"', 'column 8: field "f": unexpected text after string ""b""' },
-      { "m f=1,f=2", 'column 7: duplicate field "f"' },
-      { "m f=1,g=2,f=\"x\"", 'column 11: duplicate field "f"' },
-      { "m time=1", 'column 3: field key "time" is not allowed (InfluxDB cannot store it)' },
+      { "m f=1,f=2i", 'column 7: field "f" has values of two types (InfluxDB refuses the point: field type conflict)' },
+      { "m f=1,g=2,f=\"x\"", 'column 11: field "f" has values of two types (InfluxDB refuses the point: field type conflict)' },
+      { "m time=1", 'column 3: field "time" is dropped, as InfluxDB drops it, and the point has no other field' },
+      { "m time=1,time=2i", 'column 3: field "time" is dropped, as InfluxDB drops it, and the point has no other field' },
       { "m f=1 12a", 'column 7: invalid timestamp "12a"' },
       { "m f=1 1.5", 'column 7: invalid timestamp "1.5"' },
       { "m f=1 -", 'column 7: invalid timestamp "-"' },
@@ -741,8 +845,8 @@ describe("gw_lp_encode", function()
     end)
 
     it("sorts keys bytewise whatever their shared prefixes and lengths", function()
-      local keys = { "abcd1", "abce", "abcd", "abc", "ab\255\0x", "ab\128", "zzzz", "\255xyz1",
-                     "Abcd", "abcd\0", "a", "abcdabcd", "abcdabce", "b\0\0\0", "b\0\0" }
+      local keys = { "abcd1", "abce", "abcd", "abc", "ab\255\1x", "ab\128", "zzzz", "\255xyz1",
+                     "Abcd", "abcd\1", "a", "abcdabcd", "abcdabce", "b\1\1\1", "b\1\1" }
       local tags = {}
       for i, k in ipairs(keys) do tags[i] = { k, "v" } end
       local p = mkpoint({ tags = tags })
@@ -768,7 +872,7 @@ describe("gw_lp_encode", function()
         time = 5,
       }))
       assert.are.equal(0, rc)
-      assert.are.equal([[a\,b\ c=d"e\f,k\,\=\ "\x=v\,\=\ "\y f\,\=\ "\z="s,= \"\\]] .. '\n" 5\n', text)
+      assert.are.equal([[a\,b\ c=d"e\f,k\,\=\ "\x=v\,\=\ "\y f\,\=\ \"\z="s,= \"\\]] .. '\n" 5\n', text)
     end)
   end)
 
@@ -805,9 +909,9 @@ describe("gw_lp_encode", function()
       { "series ending in a backslash", { series = "a\\" }, 'series "a\\" ends with a backslash' },
       { "series starting with #", { series = "#m" }, "series \"#m\" cannot start with '#'" },
       { "series starting with a tab", { series = "\tm" }, 'series "?m" cannot start with a tab' },
-      { "series starting with a NUL", { series = "\0m" }, 'series "?m" cannot start with a NUL' },
+      { "series starting with a NUL", { series = "\0m" }, 'series "?m" contains a NUL byte' },
       { "field key starting with a tab", { fields = { { "g", "int", 1LL }, { "\tf", "int", 1LL } } }, 'series "m": field key "?f" cannot start with a tab' },
-      { "field key starting with a NUL", { fields = { { "\0f", "int", 1LL } } }, 'series "m": field key "?f" cannot start with a NUL' },
+      { "field key starting with a NUL", { fields = { { "\0f", "int", 1LL } } }, 'series "m": field key "?f" contains a NUL byte' },
       { "tag key time", { tags = { { "time", "x" } } }, 'series "m": tag key "time" is not allowed' },
       { "field key time", { fields = { { "time", "int", 1LL } } }, 'series "m": field key "time" is not allowed' },
       { "empty tag key", { tags = { { "", "x" } } }, 'series "m": tag key "" is empty' },
@@ -820,6 +924,13 @@ describe("gw_lp_encode", function()
       { "backslash ending a tag key", { tags = { { "a\\", "x" } } }, 'series "m": tag key "a\\" ends with a backslash' },
       { "newline in a field key", { fields = { { "f\n", "int", 1LL } } }, 'series "m": field key "f?" contains a newline' },
       { "backslash ending a field key", { fields = { { "f\\", "int", 1LL } } }, 'series "m": field key "f\\" ends with a backslash' },
+      { "series with a backslash before a comma", { series = "a\\,b" }, [[series "a\,b" has a backslash before ',', ' ', '=' or '"' (InfluxDB 1.x stores such a series but cannot read it back)]] },
+      { "series with a backslash before a quote", { series = 'a\\"' }, [[series "a\"" has a backslash before ',', ' ', '=' or '"' (InfluxDB 1.x stores such a series but cannot read it back)]] },
+      { "tag value with a backslash before a space", { tags = { { "t", "a\\ b" } } }, [[series "m": value of tag "t" has an odd run of backslashes before a space (InfluxDB 1.x would split the line there)]] },
+      { "field key with a backslash before a comma", { fields = { { "a\\,b", "int", 1LL } } }, [[series "m": field key "a\,b" has an odd run of backslashes before ',', ' ' or '=' (InfluxDB 1.x would read another key)]] },
+      { "field key with three backslashes before =", { fields = { { "a\\\\\\=", "int", 1LL } } }, [[series "m": field key "a\\\=" has an odd run of backslashes before ',', ' ' or '=' (InfluxDB 1.x would read another key)]] },
+      { "NUL in a tag value", { tags = { { "t", "a\0" } } }, 'series "m": value of tag "t" contains a NUL byte' },
+      { "NUL in a string value", { fields = { { "s", "string", "a\0b" } } }, 'series "m": field "s": the string contains a NUL byte' },
       { "unknown type", { fields = { { "f", 9, nil } } }, 'series "m": field "f" has unknown type 9' },
       { "time beyond InfluxDB's range", { time = 9223372036854775807LL }, 'series "m": time 9223372036854775807 is outside InfluxDB\'s range' },
       { "time below InfluxDB's range", { time = -9223372036854775807LL }, 'series "m": time -9223372036854775807 is outside InfluxDB\'s range' },
@@ -917,7 +1028,7 @@ describe("gw_lp_encode", function()
             }))
             assert.are.equal(0, rc, name)
             assert.are.equal("s" .. model(name, ", ") .. ",k" .. model(name, ",= ") .. "=v"
-                             .. model(name, ",= ") .. " f" .. model(name, ",= ") .. '="'
+                             .. model(name, ",= ") .. " f" .. model(name, ',= "') .. '="'
                              .. model(name .. '\\"', '"\\') .. '" 0\n', line)
           end
         end
@@ -1142,15 +1253,13 @@ describe("gw_lp_encode, clean points", function()
     end
   end)
 
-  it("leaves a field key after a comma that starts with a tab or NUL to the long way, which refuses it", function()
-    for _, k in ipairs({ "\tf", "\0f" }) do
-      local p, clean, _, keep = parsed("m g=1," .. k .. "=2 1")
-      assert.are.equal(0, clean)
-      local rc, _, err = encode(p)
-      assert.are.equal(1, rc)
-      assert.matches("cannot start with", err)
-      local _ = keep
-    end
+  it("leaves a field key after a comma that starts with a tab to the long way, which refuses it", function()
+    local p, clean, _, keep = parsed("m g=1,\tf=2 1")
+    assert.are.equal(0, clean)
+    local rc, _, err = encode(p)
+    assert.are.equal(1, rc)
+    assert.matches("cannot start with a tab", err)
+    local _ = keep
   end)
 
   it("copies tags of every length and many tags (sorted beyond the insertion sort)", function()
