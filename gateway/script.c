@@ -918,8 +918,10 @@ static int guarded_pcall(gw_script_t *s, lua_State *L, int nargs, int nres, int 
     gw_guard_t *g = &s->guard;
     int jumped, rc;
 
-    __atomic_store_n(&g->budget_ns, budget, __ATOMIC_RELAXED); /* the watchdog reads it unlocked */
-    g->abandon_ns = budget * 4 > budget + 200 * 1000000LL ? budget * 4 : budget + 200 * 1000000LL;
+    /* The watchdog reads both unlocked (script_guard.h). */
+    atomic_store_explicit(&g->budget_ns, budget, memory_order_relaxed);
+    atomic_store_explicit(&g->abandon_ns, budget * 4 > budget + 200 * 1000000LL ? budget * 4 : budget + 200 * 1000000LL,
+                          memory_order_relaxed);
     g->L = L;
     g->where[0] = '\0';
     jumped = sigsetjmp(g->jb, 0);
