@@ -208,22 +208,27 @@ int gw_script_set_count(const gw_script_set_t *set)
     return set ? set->nfiles : 0;
 }
 
-/* Index of the file with this path, adding it (read from disk) if new.
+/* Index of the file dir/name, adding it (read from disk) if new.
  * Returns the 1-based id, or 0 with err set. */
 static int set_add_file(gw_script_set_t *set, const char *dir, const char *name, char *err, size_t errlen)
 {
-    char path[4096];
+    char *path = NULL;
     script_file_t *f;
-    FILE *fp;
+    FILE *fp = NULL;
     long n;
 
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (asprintf(&path, "%s/%s", dir, name) < 0) {
+        path = NULL;
+        goto nomem;
+    }
     for (int i = 0; i < set->nfiles; i++)
-        if (strcmp(set->files[i].path, path) == 0)
+        if (strcmp(set->files[i].path, path) == 0) {
+            free(path);
             return i + 1;
+        }
     if (set->nfiles >= 65535) {
         snprintf(err, errlen, "%s: too many script files", path);
-        return 0;
+        goto fail;
     }
     f = realloc(set->files, (size_t)(set->nfiles + 1) * sizeof(*f));
     if (!f)
@@ -231,32 +236,35 @@ static int set_add_file(gw_script_set_t *set, const char *dir, const char *name,
     set->files = f;
     f = &set->files[set->nfiles];
     memset(f, 0, sizeof(*f));
+    /* The name first: a path near PATH_MAX would push it out of err. */
     fp = fopen(path, "rb");
     if (!fp) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return 0;
+        snprintf(err, errlen, "%s: cannot open: %s (in %s)", name, strerror(errno), dir);
+        goto fail;
     }
     if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET)) {
         snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        fclose(fp);
-        return 0;
+        goto fail;
     }
     f->source = malloc((size_t)n + 1);
-    f->path = strdup(path);
-    if (!f->source || !f->path || fread(f->source, 1, (size_t)n, fp) != (size_t)n) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, f->source && f->path ? "short read" : "out of memory");
+    if (!f->source || fread(f->source, 1, (size_t)n, fp) != (size_t)n) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, f->source ? "short read" : "out of memory");
         free(f->source);
-        free(f->path);
-        fclose(fp);
-        return 0;
+        f->source = NULL;
+        goto fail;
     }
     fclose(fp);
     f->source[n] = '\0';
     f->len = (size_t)n;
+    f->path = path;
     set->nfiles++;
     return set->nfiles;
 nomem:
-    snprintf(err, errlen, "%s: out of memory", path);
+    snprintf(err, errlen, "%s/%s: out of memory", dir, name);
+fail:
+    if (fp)
+        fclose(fp);
+    free(path);
     return 0;
 }
 
@@ -331,14 +339,24 @@ gw_script_set_t *gw_script_set_load(const gw_config_t *cfg, char *err, size_t er
     }
     while (d && (de = readdir(d))) {
         size_t n = strlen(de->d_name);
-        char path[4096];
+        char *path;
         struct stat st;
         char **nn;
+        int bad;
 
         if (n <= 4 || de->d_name[0] == '.' || strcmp(de->d_name + n - 4, ".lua") != 0)
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (stat(path, &st) || !S_ISREG(st.st_mode))
+        /* A script file that cannot be looked at is refused, never skipped
+         * (a path beyond PATH_MAX, a dangling link...). */
+        if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+            goto nomem;
+        bad = stat(path, &st) ? errno : 0;
+        free(path);
+        if (bad) {
+            snprintf(err, errlen, "%s: cannot read: %s (in %s)", de->d_name, strerror(bad), dir);
+            goto fail;
+        }
+        if (!S_ISREG(st.st_mode))
             continue;
         nn = realloc(names, (nnames + 1) * sizeof(*names));
         if (!nn)
@@ -378,19 +396,24 @@ gw_script_set_t *gw_script_set_load(const gw_config_t *cfg, char *err, size_t er
                 goto nomem;
         }
     for (size_t i = 0; i < nnames; i++) {
-        char series[256];
-        size_t n = strlen(names[i]) - 4;
+        char *series;
+        int rc = 0;
 
-        if (strcmp(names[i], "_all.lua") == 0 || n >= sizeof(series))
+        if (strcmp(names[i], "_all.lua") == 0)
             continue;
-        memcpy(series, names[i], n);
-        series[n] = '\0';
-        if (chain_has_series(set, series))
-            continue;
-        if (!(ids[0] = set_add_file(set, dir, names[i], err, errlen)))
-            goto fail;
-        if (set_add_chain(set, series, all_id, ids, 1))
+        if (!(series = strndup(names[i], strlen(names[i]) - 4)))
             goto nomem;
+        if (!chain_has_series(set, series)) {
+            if (!(ids[0] = set_add_file(set, dir, names[i], err, errlen)))
+                rc = -1;
+            else if (set_add_chain(set, series, all_id, ids, 1))
+                rc = -ENOMEM;
+        }
+        free(series);
+        if (rc == -ENOMEM)
+            goto nomem;
+        if (rc)
+            goto fail;
     }
     if (all_id) {
         if (set_add_chain(set, NULL, all_id, ids, 0))

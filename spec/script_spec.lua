@@ -627,6 +627,24 @@ describe("loading a set", function()
     assert.matches(":%d+:%d+: scripts.series.errors: .*missing%.lua: cannot open", err)
   end)
 
+  it("a script file that cannot be read is refused, never skipped: a path beyond PATH_MAX", function()
+    -- A directory of 3,900 bytes and a file name of 250: the directory opens,
+    -- the file's path (4,151 bytes) is longer than the system takes. (A file
+    -- name itself cannot reach 256 bytes on Linux: NAME_MAX is 255.)
+    local base = scripts {}
+    local comp = ("d"):rep(200)
+    local dir = base
+    while #dir + 201 < 3900 do dir = dir .. "/" .. comp end
+    dir = dir .. "/" .. ("e"):rep(3900 - #dir - 1)
+    local name = ("s"):rep(246) .. ".lua"
+    assert(os.execute("mkdir -p '" .. dir .. "'") == 0)
+    assert(os.execute("cd '" .. dir .. "' && echo 'return function(p) return p end' > " .. name) == 0)
+    local h, err = harness.new { dir = dir }
+    if h then h:close() end
+    assert.is_nil(h, "the set loaded without " .. name)
+    assert.matches("^" .. name:gsub("%p", "%%%0") .. ": cannot read: File name too long %(in /", err)
+  end)
+
   it("a missing directory means no scripts", function()
     local h = assert(harness.new { dir = "/nonexistent/luagw/scripts" })
     local out = h:run(P)
