@@ -1,4 +1,5 @@
-/* pipeline.c — parse → script → check → encode, per worker. */
+/* pipeline.c — parse → limits → scripts → limits → declarations → encode,
+ * per worker. */
 #include "pipeline.h"
 
 #include <errno.h>
@@ -105,11 +106,19 @@ static uint32_t long_line(const char *body, size_t len, size_t max)
     return 0;
 }
 
-/* Does p break a per-point limit? 1 with the reason in err, else 0. */
-static int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, size_t errlen)
+/* InfluxDB refuses a point whose series key (measurement and tags,
+ * escaped) and a field key, with 4 bytes between, are longer than this
+ * (models.MaxKeyLength). The line-protocol parser checks what it reads;
+ * scripts and JSON bodies can build such a point, and it is checked here
+ * unescaped: a lower bound, which never refuses a point InfluxDB takes. */
+#define INFLUX_MAX_KEY 65535
+
+/* Which per-point limit p breaks, scanning every name and value: 1 with
+ * the reason in err, else 0. */
+static int limits_scan(const gw_limits_t *l, const gw_point_t *p, char *err, size_t errlen)
 {
     const char *what = NULL;
-    size_t n = 0, max = 0;
+    size_t n = 0, max = 0, key = p->series.n, fkey = 0;
 
     if (l->max_tags && p->ntags > l->max_tags) {
         snprintf(err, errlen, "%u tags, more than listen.max_tags (%u)", p->ntags, l->max_tags);
@@ -119,36 +128,80 @@ static int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, siz
         snprintf(err, errlen, "%u fields, more than listen.max_fields (%u)", p->nfields, l->max_fields);
         return 1;
     }
-    if (!l->max_key_bytes && !l->max_value_bytes)
-        return 0;
-    if (p->lp_clean) {
-        /* Its names and values are slices of one line (point.h): a line
-         * within both limits holds nothing beyond them. */
-        size_t line = (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p);
-        if ((!l->max_key_bytes || line <= l->max_key_bytes) &&
-            (!l->max_value_bytes || line <= l->max_value_bytes))
-            return 0;
-    }
     if (l->max_key_bytes && p->series.n > l->max_key_bytes)
         what = "series name", n = p->series.n, max = l->max_key_bytes;
-    for (uint32_t i = 0; !what && i < p->ntags; i++) {
+    for (uint32_t i = 0; i < p->ntags; i++) {
+        key += 2 + p->tags[i].key.n + p->tags[i].val.n;
+        if (what)
+            continue;
         if (l->max_key_bytes && p->tags[i].key.n > l->max_key_bytes)
             what = "tag key", n = p->tags[i].key.n, max = l->max_key_bytes;
         else if (l->max_value_bytes && p->tags[i].val.n > l->max_value_bytes)
             what = "tag value", n = p->tags[i].val.n, max = l->max_value_bytes;
     }
-    for (uint32_t i = 0; !what && i < p->nfields; i++) {
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        if (p->fields[i].key.n > fkey)
+            fkey = p->fields[i].key.n;
+        if (what)
+            continue;
         if (l->max_key_bytes && p->fields[i].key.n > l->max_key_bytes)
             what = "field key", n = p->fields[i].key.n, max = l->max_key_bytes;
         else if (l->max_value_bytes && p->fields[i].type == GW_FIELD_STRING &&
                  p->fields[i].v.s.n > l->max_value_bytes)
             what = "string field value", n = p->fields[i].v.s.n, max = l->max_value_bytes;
     }
-    if (!what)
-        return 0;
-    snprintf(err, errlen, "a %s of %zu bytes, longer than listen.%s (%zu)", what, n,
-             strstr(what, "value") ? "max_value_bytes" : "max_key_bytes", max);
-    return 1;
+    if (what) {
+        snprintf(err, errlen, "a %s of %zu bytes, longer than listen.%s (%zu)", what, n,
+                 strstr(what, "value") ? "max_value_bytes" : "max_key_bytes", max);
+        return 1;
+    }
+    if (key + 4 + fkey > INFLUX_MAX_KEY) {
+        snprintf(err, errlen, "series key longer than %d bytes (InfluxDB refuses it)", INFLUX_MAX_KEY);
+        return 1;
+    }
+    return 0;
+}
+
+/* Does p break a per-point limit? 1 with the reason in err, else 0.
+ * Inline: a point the line-protocol parser vouches for, within the limits,
+ * costs a few comparisons. */
+static inline int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, size_t errlen)
+{
+    if ((l->max_tags && p->ntags > l->max_tags) || (l->max_fields && p->nfields > l->max_fields))
+        return limits_scan(l, p, err, errlen);
+    if (p->lp_clean && !(p->lp_clean & GW_LP_CLEAN_EXTRA)) {
+        /* Its names and values are slices of one line (point.h): a line
+         * within both limits holds nothing beyond them, and the parser
+         * checked its series key. (What a script added to such a point is
+         * not in the line: GW_LP_CLEAN_EXTRA.) */
+        size_t line = (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p);
+        if ((!l->max_key_bytes || line <= l->max_key_bytes) &&
+            (!l->max_value_bytes || line <= l->max_value_bytes))
+            return 0;
+    }
+    return limits_scan(l, p, err, errlen);
+}
+
+/* Reject the points that break a per-point limit and take them out of
+ * w->points (counted for their series as received and rejected). */
+static void drop_over_limits(gw_pipeline_t *w, gw_result_t *res, int kind, char *err, size_t errlen)
+{
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < w->points.n; i++) {
+        gw_point_t *p = &w->points.v[i];
+        if (over_limits(&w->limits, p, err, errlen)) {
+            gw_series_slot_t *slot = gw_series_slot(p->series.p, p->series.n);
+            GW_SERIES_ADD(slot, GW_S_RECEIVED, 1);
+            GW_SERIES_ADD(slot, GW_S_REJECTED, 1);
+            gw_result_reject(res, kind, p->src, "%s", err);
+            continue;
+        }
+        if (n != i)
+            w->points.v[n] = *p;
+        n++;
+    }
+    w->points.n = n;
 }
 
 static int ends_reserve(gw_pipeline_t *w, uint32_t n)
@@ -239,7 +292,7 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
     gw_series_slot_t *slot = NULL;
     tally_t *tally = NULL;
     uint64_t t0, script_ns;
-    int rc;
+    int rc, checked;
 
     gw_arena_reset(w->arena);
     w->points.n = 0;
@@ -262,12 +315,21 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
                          "body: %u points, more than listen.max_points (%u)", w->points.n,
                          w->limits.max_points);
 
+    /* The limits hold before a point reaches a script (scripts trust a
+     * point's counts and sizes), and again for what the scripts return;
+     * without scripts, once, in the loop below. */
+    w->ntally = 0;
+    checked = gw_script_ready(w->scripts);
+    if (checked)
+        drop_over_limits(w, res, kind, err, sizeof(err));
     /* Scripts run here, before the checks below, so that a script can add
      * what a point lacks (fields, for one). */
     t0 = mono_ns();
     rc = gw_script_run(w->scripts, &w->points, w->arena, res, kind);
-    if (rc)
+    if (rc < 0)
         return rc;
+    if (rc > 0)
+        checked = 0; /* what the scripts returned */
     script_ns = w->points.n ? (mono_ns() - t0) / w->points.n : 0;
 
     if (ends_reserve(w, w->points.n))
@@ -279,7 +341,6 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
         GW_SERIES_ADD(slot, GW_S_REJECTED, 1);                        \
         gw_result_reject(res, kind, p->src, "%s", (msg));             \
     } while (0)
-    w->ntally = 0;
     for (uint32_t i = 0; i < w->points.n; i++) {
         gw_point_t *p = &w->points.v[i];
 
@@ -289,7 +350,7 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
             slot = tally->slot;
         }
         tally->n++;
-        if (over_limits(&w->limits, p, err, sizeof(err))) {
+        if (!checked && over_limits(&w->limits, p, err, sizeof(err))) {
             REJECT(err);
             continue;
         }

@@ -1,6 +1,7 @@
-/* pipeline.h — the per-worker hot path: parse a body into points, run the
- * series scripts (their own issue: the hook is marked in pipeline.c), check
- * each point and encode it once into line protocol.
+/* pipeline.h — the per-worker hot path: parse a body into points, check
+ * them against the limits (before any script sees them), run the series
+ * scripts, check what they return against the limits again, apply the
+ * series declarations and encode each point once into line protocol.
  *
  * Each libmicrohttpd worker thread owns one gw_pipeline_t (its arena, point
  * array and output buffer, later its Lua state), so nothing here locks. */

@@ -1524,6 +1524,26 @@ static void drive(gw_script_t *s)
             fail_point(s, i, KIND_ERROR, "(scripts)", s->state_err[0] ? s->state_err : "scripts unavailable");
 }
 
+/* Does what the driver wrote back for input point i hold together? Its
+ * output points lie within those written, each with its arrays, and the
+ * chain position is within the chain: checked before C indexes with them. */
+static int result_ok(const gw_script_t *s, uint32_t i)
+{
+    const gw_script_rec_t *r = &s->rec[i];
+    const gw_script_ctl_t *c = &s->ctl;
+    uint16_t cid = s->chain[i];
+
+    if (r->first > c->nout || r->n > c->nout - r->first || c->nout > s->outcap || !cid ||
+        cid > s->set->nchains || r->steps > (uint32_t)s->set->chains[cid - 1].n)
+        return 0;
+    for (uint32_t k = r->first; k < r->first + r->n; k++) {
+        const gw_point_t *o = &s->out[k];
+        if (!o->series.p || (o->ntags && !o->tags) || (o->nfields && !o->fields))
+            return 0;
+    }
+    return 1;
+}
+
 /* The type rules for numbers. A field that came in as an integer (or
  * unsigned) and still holds the number the script was handed is copied
  * exactly, beyond 2^53 too; if it now holds another integral number that
@@ -1640,6 +1660,11 @@ static int merge(gw_script_t *s, gw_points_t *pts)
     return 0;
 }
 
+int gw_script_ready(gw_script_t *s)
+{
+    return !ensure_state(s) || (s->set && s->set->nfiles);
+}
+
 int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *res, int where_kind)
 {
     gw_script_ctl_t *c = &s->ctl;
@@ -1733,15 +1758,20 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *
                 fail_point(s, i, KIND_ERROR, "(scripts)", s->state_err[0] ? s->state_err : "scripts unavailable");
 
     /* 3. Results in place. */
-    for (uint32_t i = 0; i < n; i++)
-        if (s->scripted[i] && s->rec[i].status == REC_OK && s->rec[i].numbers)
+    for (uint32_t i = 0; i < n; i++) {
+        if (!s->scripted[i] || s->rec[i].status != REC_OK)
+            continue;
+        if (!result_ok(s, i))
+            fail_point(s, i, KIND_ERROR, "(luagw)", "internal error: the driver wrote back a malformed result");
+        else if (s->rec[i].numbers)
             resolve_numbers(s, i);
+    }
     rc = merge(s, pts);
     if (s->st)
         lua_gc(s->st->L, LUA_GCSTEP, 0);
     c->inp = NULL;
     s->arena = NULL;
-    return rc;
+    return rc ? rc : (int)(nscripted > INT32_MAX ? INT32_MAX : nscripted);
 }
 
 /* ==================================================================== */
@@ -1845,7 +1875,7 @@ int gw_script_debug_json(gw_script_t *s, int format, const char *body, size_t le
     s->dbg = &dbg;
     rc = gw_script_run(s, pts, a, &res, kind);
     s->dbg = NULL;
-    if (rc)
+    if (rc < 0)
         goto fail;
     /* When scripts ran, the request's points are now in s->merged (swapped
      * out, intact until the next run) and dbg.origin maps back to them. */

@@ -874,6 +874,42 @@ describe("the reused point tables (written back as a difference)", function()
     assert.same({ n = 1 }, out.points[4].fields)
   end)
 
+  it("writes no metamethod sees (table.insert, table.remove, rawset) reach no later point", function()
+    local h = gw {
+      ["ins.lua"] = [[return function(p) table.insert(p.tags, 2, "x") table.insert(p.fields, 2, 7) return p end]],
+      ["rem.lua"] = [[return function(p) table.insert(p.tags, 2, "x") table.remove(p.fields) return p end]],
+      ["mark.lua"] = [[return function(p) rawset(p, "mark", "yes") table.insert(p, "y") return p end]],
+      ["clr.lua"] = [[return function(p) table.clear(p.tags) p.tags[2] = nil return p end]],
+      ["copy.lua"] = [[return function(p)
+          p.tags.copied = "yes"
+          return { series = p.series, tags = p.tags, fields = p.fields }
+        end]],
+      ["keys.lua"] = [[return function(p)
+          local t = {}
+          for k in pairs(p) do t[#t + 1] = tostring(k) end
+          for k in pairs(p.tags) do t[#t + 1] = "tags." .. tostring(k) end
+          for k in pairs(p.fields) do t[#t + 1] = "fields." .. tostring(k) end
+          table.sort(t)
+          p.fields.keys = table.concat(t, " ")
+          return p
+        end]],
+    }
+    local want = "fields fields.v series tags tags.t time"
+    for _, dirt in ipairs { "ins", "rem", "mark", "clr", "copy" } do
+      -- A request of its own, then one body.
+      h:run_lines(dirt .. ",t=a v=1 1")
+      local out = h:run_lines("keys,t=b v=1 2")
+      assert.equal(want, out.points[1].fields.keys, "after " .. dirt)
+      out = h:run_lines(dirt .. ",t=c v=1 3\nkeys,t=d v=1 4\n" .. dirt .. ",t=e v=1 5\nkeys,t=f v=1 6")
+      assert.equal(want, out.points[2].fields.keys, "after " .. dirt)
+      assert.equal(want, out.points[4].fields.keys, "after " .. dirt)
+    end
+    local out = h:run_lines("ins,t=a v=1 1\ncopy,t=b v=1 2")
+    assert.equal("yes", out.points[2].tags.copied)
+    assert.equal(1, #out.errors) -- ins: an integer key is a bad return value
+    assert.matches("tag keys must be non%-empty strings, got 2", out.errors[1].message)
+  end)
+
   it("table.insert into tags is a bad return value, not a silently lost tag", function()
     local h = gw { ["m.lua"] = [[return function(p) table.insert(p.tags, "x") return p end]] }
     local out = h:run_lines("m,a=1 v=1 1")
