@@ -72,21 +72,27 @@ test-tsan: deps
 	exit $$rc
 
 # libFuzzer harnesses (fuzz/, clang), each run for FUZZ_SECONDS with the seeds
-# of fuzz/corpus/<name>; what they find lands in build/fuzz/crashes/<name>/
-# and fails the target (docs/hardening.md).
+# of fuzz/corpus/<name> (and the dictionary fuzz/<name>.dict if there is
+# one); what they find lands in build/fuzz/crashes/<name>/ and fails the
+# target (docs/hardening.md). `make fuzz FUZZ_TARGETS=pipeline` runs one.
 FUZZ_DIR     ?= build/fuzz
 FUZZ_CC      ?= clang
 FUZZ_FLAGS   ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := lineproto json config script
+FUZZ_TARGETS ?= lineproto json config script pipeline
 FUZZ_OBJ     := $(patsubst gateway/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
+FUZZ_DEFS    := -DFUZZ_SCRIPT_DIR='"$(CURDIR)/fuzz/script"' -DFUZZ_SRC_DIR='"$(CURDIR)/fuzz"'
+# The harnesses whose committed corpus `make test` replays
+# (spec/fuzz_regressions_spec.lua), built with fuzz/replay.c's main().
+FUZZ_REPLAY  := $(FUZZ_DIR)/replay/pipeline
 
 fuzz: $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 	@rc=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t; \
+	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
 	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ $$dict \
 	    $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1 || rc=1; \
 	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log); \
 	  found=$$(ls $(FUZZ_DIR)/crashes/$$t | wc -l); \
@@ -94,8 +100,11 @@ fuzz: $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 	done; exit $$rc
 
 $(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h $(FUZZ_OBJ)
-	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DFUZZ_SCRIPT_DIR='"$(CURDIR)/fuzz/script"' \
-	  $(LDFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $(FUZZ_DEFS) $(LDFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+$(FUZZ_DIR)/replay/%: fuzz/%.c fuzz/replay.c fuzz/roundtrip.h $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(FUZZ_DEFS) $(LDFLAGS) -o $@ $< fuzz/replay.c $(CORE_OBJ) $(LDLIBS)
 
 .PRECIOUS: $(FUZZ_DIR)/obj/%.o
 $(FUZZ_DIR)/obj/%.o: gateway/%.c
@@ -127,7 +136,7 @@ run: deps
 
 # Every spec, under LuaJIT so specs may use ffi.
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(FUZZ_REPLAY)
 	$(BUSTED) $(BUSTED_ARGS)
 
 check: test
@@ -160,7 +169,7 @@ $(ASAN_DIR)/%.o: gateway/%.c
 # specs spawn LUAGW_CHILD_ASAN_OPTIONS, leak checking on. Reports go to files
 # in $(ASAN_LOGS); any file there fails the target.
 test-asan: deps
-	@$(MAKE) --no-print-directory all asan
+	@$(MAKE) --no-print-directory all asan $(FUZZ_REPLAY)
 	@rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
 	LUAGW_BIN=$(CURDIR)/$(ASAN_DIR)/luagw LUAGW_LIB=$(CURDIR)/$(ASAN_DIR)/libluagw.so \
 	LD_PRELOAD=$$($(ASAN_CC) -print-file-name=libclang_rt.asan-x86_64.so) \

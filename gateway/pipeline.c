@@ -64,6 +64,17 @@ gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
     return w;
 }
 
+int gw_pipeline_pin_scripts(gw_pipeline_t *w, gw_script_set_t *set)
+{
+    gw_script_t *s = gw_script_create(set);
+
+    if (!s)
+        return -ENOMEM;
+    gw_script_destroy(w->scripts);
+    w->scripts = s;
+    return 0;
+}
+
 void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim)
 {
     w->limits = *lim;

@@ -41,6 +41,12 @@ typedef struct {
  * InfluxDB 1.x). NULL on ENOMEM. Free with gw_pipeline_destroy. */
 gw_pipeline_t *gw_pipeline_create(unsigned lp_flags);
 
+/* Run the scripts of set (retained) on w from now on rather than the
+ * published set (NULL: follow it again): for the fuzzer, which drives
+ * pipelines of its own. 0, or -ENOMEM (w keeps its scripts). */
+struct gw_script_set;
+int gw_pipeline_pin_scripts(gw_pipeline_t *w, struct gw_script_set *set);
+
 /* Set w's limits (copied). A new pipeline has none. */
 void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim);
 
