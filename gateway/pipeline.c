@@ -15,6 +15,13 @@
 #include "schema.h"
 #include "script.h"
 
+/* InfluxDB refuses a point whose series key (measurement and tags,
+ * escaped) and a field key, with 4 bytes between, are longer than this
+ * (models.MaxKeyLength). The line-protocol parser checks what it reads;
+ * scripts and JSON bodies can build such a point, and it is checked here
+ * unescaped: a lower bound, which never refuses a point InfluxDB takes. */
+#define INFLUX_MAX_KEY 65535
+
 /* Per-series counts of one request, added to the shared counters once per
  * series at its end. Bodies often change series at every point; an atomic
  * add per point on counters every worker adds to, after a hash lookup of
@@ -35,6 +42,9 @@ struct gw_pipeline {
     uint32_t nout;
     unsigned lp_flags;
     gw_limits_t limits;   /* 0 = no limit */
+    uint32_t max_tags, max_fields; /* the limits' counts, UINT32_MAX for none */
+    size_t clean_line_max;         /* a clean line this long holds no name beyond the limits */
+    size_t encoded_max;            /* nor an encoded line this long, nor a series key beyond InfluxDB's */
     gw_script_t *scripts; /* owned: this worker's Lua state (follows the published set) */
     tally_t tally[TALLY_MAX]; /* the current request's points per series */
     uint32_t ntally;
@@ -61,6 +71,7 @@ gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
         return NULL;
     }
     w->lp_flags = lp_flags;
+    gw_pipeline_set_limits(w, &(gw_limits_t){0});
     return w;
 }
 
@@ -78,6 +89,16 @@ int gw_pipeline_pin_scripts(gw_pipeline_t *w, gw_script_set_t *set)
 void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim)
 {
     w->limits = *lim;
+    w->max_tags = lim->max_tags ? lim->max_tags : UINT32_MAX;
+    w->max_fields = lim->max_fields ? lim->max_fields : UINT32_MAX;
+    w->clean_line_max = SIZE_MAX;
+    if (lim->max_key_bytes)
+        w->clean_line_max = lim->max_key_bytes;
+    if (lim->max_value_bytes && lim->max_value_bytes < w->clean_line_max)
+        w->clean_line_max = lim->max_value_bytes;
+    /* A line holds its series key, a field key and at least 4 bytes more
+     * (" ", "=", a value, "\n"). */
+    w->encoded_max = w->clean_line_max < INFLUX_MAX_KEY ? w->clean_line_max : INFLUX_MAX_KEY;
 }
 
 /* Refuse the whole body: nothing of it is accepted. */
@@ -117,19 +138,13 @@ static uint32_t long_line(const char *body, size_t len, size_t max)
     return 0;
 }
 
-/* InfluxDB refuses a point whose series key (measurement and tags,
- * escaped) and a field key, with 4 bytes between, are longer than this
- * (models.MaxKeyLength). The line-protocol parser checks what it reads;
- * scripts and JSON bodies can build such a point, and it is checked here
- * unescaped: a lower bound, which never refuses a point InfluxDB takes. */
-#define INFLUX_MAX_KEY 65535
-
-/* Which per-point limit p breaks, scanning every name and value: 1 with
+/* Which per-point limit p breaks, the first in the point's order: 1 with
  * the reason in err, else 0. */
-static int limits_scan(const gw_limits_t *l, const gw_point_t *p, char *err, size_t errlen)
+static __attribute__((noinline)) int limits_why(const gw_limits_t *l, const gw_point_t *p, char *err,
+                                                size_t errlen)
 {
     const char *what = NULL;
-    size_t n = 0, max = 0, key = p->series.n, fkey = 0;
+    size_t n = 0, max = 0;
 
     if (l->max_tags && p->ntags > l->max_tags) {
         snprintf(err, errlen, "%u tags, more than listen.max_tags (%u)", p->ntags, l->max_tags);
@@ -141,20 +156,13 @@ static int limits_scan(const gw_limits_t *l, const gw_point_t *p, char *err, siz
     }
     if (l->max_key_bytes && p->series.n > l->max_key_bytes)
         what = "series name", n = p->series.n, max = l->max_key_bytes;
-    for (uint32_t i = 0; i < p->ntags; i++) {
-        key += 2 + p->tags[i].key.n + p->tags[i].val.n;
-        if (what)
-            continue;
+    for (uint32_t i = 0; !what && i < p->ntags; i++) {
         if (l->max_key_bytes && p->tags[i].key.n > l->max_key_bytes)
             what = "tag key", n = p->tags[i].key.n, max = l->max_key_bytes;
         else if (l->max_value_bytes && p->tags[i].val.n > l->max_value_bytes)
             what = "tag value", n = p->tags[i].val.n, max = l->max_value_bytes;
     }
-    for (uint32_t i = 0; i < p->nfields; i++) {
-        if (p->fields[i].key.n > fkey)
-            fkey = p->fields[i].key.n;
-        if (what)
-            continue;
+    for (uint32_t i = 0; !what && i < p->nfields; i++) {
         if (l->max_key_bytes && p->fields[i].key.n > l->max_key_bytes)
             what = "field key", n = p->fields[i].key.n, max = l->max_key_bytes;
         else if (l->max_value_bytes && p->fields[i].type == GW_FIELD_STRING &&
@@ -166,31 +174,50 @@ static int limits_scan(const gw_limits_t *l, const gw_point_t *p, char *err, siz
                  strstr(what, "value") ? "max_value_bytes" : "max_key_bytes", max);
         return 1;
     }
-    if (key + 4 + fkey > INFLUX_MAX_KEY) {
-        snprintf(err, errlen, "series key longer than %d bytes (InfluxDB refuses it)", INFLUX_MAX_KEY);
-        return 1;
-    }
-    return 0;
+    snprintf(err, errlen, "series key longer than %d bytes (InfluxDB refuses it)", INFLUX_MAX_KEY);
+    return 1;
 }
 
-/* Does p break a per-point limit? 1 with the reason in err, else 0.
- * Inline: a point the line-protocol parser vouches for, within the limits,
- * costs a few comparisons. */
-static inline int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, size_t errlen)
+/* Does any name or value of p break a limit, or its series key InfluxDB's?
+ * One pass of maxima and a sum: the common answer, no, costs a few
+ * instructions an entry; limits_why says which. */
+static __attribute__((noinline)) int lengths_over(const gw_limits_t *l, const gw_point_t *p)
 {
-    if ((l->max_tags && p->ntags > l->max_tags) || (l->max_fields && p->nfields > l->max_fields))
-        return limits_scan(l, p, err, errlen);
-    if (p->lp_clean && !(p->lp_clean & GW_LP_CLEAN_EXTRA)) {
-        /* Its names and values are slices of one line (point.h): a line
-         * within both limits holds nothing beyond them, and the parser
-         * checked its series key. (What a script added to such a point is
-         * not in the line: GW_LP_CLEAN_EXTRA.) */
-        size_t line = (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p);
-        if ((!l->max_key_bytes || line <= l->max_key_bytes) &&
-            (!l->max_value_bytes || line <= l->max_value_bytes))
-            return 0;
+    size_t maxk = l->max_key_bytes ? l->max_key_bytes : SIZE_MAX;
+    size_t maxv = l->max_value_bytes ? l->max_value_bytes : SIZE_MAX;
+    size_t key = p->series.n, k = p->series.n, v = 0, fk = 0;
+
+    for (uint32_t i = 0; i < p->ntags; i++) {
+        size_t kn = p->tags[i].key.n, vn = p->tags[i].val.n;
+        key += 2 + kn + vn;
+        k = kn > k ? kn : k;
+        v = vn > v ? vn : v;
     }
-    return limits_scan(l, p, err, errlen);
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        fk = f->key.n > fk ? f->key.n : fk;
+        if (f->type == GW_FIELD_STRING && f->v.s.n > v)
+            v = f->v.s.n;
+    }
+    return k > maxk || fk > maxk || v > maxv || key + 4 + fk > INFLUX_MAX_KEY;
+}
+
+/* Does p break one of w's per-point limits? 1 with the reason in err,
+ * else 0. Inlined: a point the line-protocol parser vouches for, within
+ * the limits, costs a few comparisons. */
+static inline __attribute__((always_inline)) int over_limits(const gw_pipeline_t *w, const gw_point_t *p,
+                                                             char *err, size_t errlen)
+{
+    if (p->ntags > w->max_tags || p->nfields > w->max_fields)
+        return limits_why(&w->limits, p, err, errlen);
+    /* Its names and values are slices of one line (point.h): a line within
+     * the length limits holds nothing beyond them, and the parser checked
+     * its series key. (What a script added to such a point is not in the
+     * line: GW_LP_CLEAN_EXTRA.) */
+    if ((p->lp_clean & (GW_LP_CLEAN | GW_LP_CLEAN_EXTRA)) == GW_LP_CLEAN &&
+        (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p) <= w->clean_line_max)
+        return 0;
+    return lengths_over(&w->limits, p) ? limits_why(&w->limits, p, err, errlen) : 0;
 }
 
 /* Reject the points that break a per-point limit and take them out of
@@ -201,7 +228,7 @@ static void drop_over_limits(gw_pipeline_t *w, gw_result_t *res, int kind, char 
 
     for (uint32_t i = 0; i < w->points.n; i++) {
         gw_point_t *p = &w->points.v[i];
-        if (over_limits(&w->limits, p, err, errlen)) {
+        if (over_limits(w, p, err, errlen)) {
             gw_series_slot_t *slot = gw_series_slot(p->series.p, p->series.n);
             GW_SERIES_ADD(slot, GW_S_RECEIVED, 1);
             GW_SERIES_ADD(slot, GW_S_REJECTED, 1);
@@ -303,6 +330,7 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
     gw_series_slot_t *slot = NULL;
     tally_t *tally = NULL;
     uint64_t t0, script_ns;
+    size_t start;
     int rc, checked;
 
     gw_arena_reset(w->arena);
@@ -328,7 +356,9 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
 
     /* The limits hold before a point reaches a script (scripts trust a
      * point's counts and sizes), and again for what the scripts return;
-     * without scripts, once, in the loop below. */
+     * without scripts, once, in the loop below. (There the lengths are
+     * checked on the encoded line: one comparison, for points no parser
+     * vouched for too.) */
     w->ntally = 0;
     checked = gw_script_ready(w->scripts);
     if (checked)
@@ -361,7 +391,10 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
             slot = tally->slot;
         }
         tally->n++;
-        if (!checked && over_limits(&w->limits, p, err, sizeof(err))) {
+        /* Unless checked before the scripts and left alone by them: the
+         * counts here, the lengths once the point is encoded (below). */
+        if (!checked && (p->ntags > w->max_tags || p->nfields > w->max_fields)) {
+            limits_why(&w->limits, p, err, sizeof(err));
             REJECT(err);
             continue;
         }
@@ -381,10 +414,19 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
             REJECT(err);
             continue;
         }
+        start = w->out.len;
         rc = gw_lp_encode(&w->out, p, w->lp_flags, err, sizeof(err));
         if (rc < 0)
             return rc;
         if (rc > 0) {
+            REJECT(err);
+            continue;
+        }
+        /* Every name and value is in the line, escaped: a line within
+         * encoded_max holds none beyond the limits. */
+        if (!checked && w->out.len - start > w->encoded_max && lengths_over(&w->limits, p)) {
+            w->out.len = start;
+            limits_why(&w->limits, p, err, sizeof(err));
             REJECT(err);
             continue;
         }

@@ -1524,26 +1524,6 @@ static void drive(gw_script_t *s)
             fail_point(s, i, KIND_ERROR, "(scripts)", s->state_err[0] ? s->state_err : "scripts unavailable");
 }
 
-/* Does what the driver wrote back for input point i hold together? Its
- * output points lie within those written, each with its arrays, and the
- * chain position is within the chain: checked before C indexes with them. */
-static int result_ok(const gw_script_t *s, uint32_t i)
-{
-    const gw_script_rec_t *r = &s->rec[i];
-    const gw_script_ctl_t *c = &s->ctl;
-    uint16_t cid = s->chain[i];
-
-    if (r->first > c->nout || r->n > c->nout - r->first || c->nout > s->outcap || !cid ||
-        cid > s->set->nchains || r->steps > (uint32_t)s->set->chains[cid - 1].n)
-        return 0;
-    for (uint32_t k = r->first; k < r->first + r->n; k++) {
-        const gw_point_t *o = &s->out[k];
-        if (!o->series.p || (o->ntags && !o->tags) || (o->nfields && !o->fields))
-            return 0;
-    }
-    return 1;
-}
-
 /* The type rules for numbers. A field that came in as an integer (or
  * unsigned) and still holds the number the script was handed is copied
  * exactly, beyond 2^53 too; if it now holds another integral number that
@@ -1568,7 +1548,9 @@ static void resolve_numbers(gw_script_t *s, uint32_t i)
             if (!isfinite(v)) {
                 uint16_t cid = s->chain[i];
                 char msg[160];
-                s->ctl.script = cid && r->steps ? s->set->chains[cid - 1].ids[r->steps - 1] : 0;
+                s->ctl.script = cid && r->steps && r->steps <= (uint32_t)s->set->chains[cid - 1].n
+                                    ? s->set->chains[cid - 1].ids[r->steps - 1]
+                                    : 0;
                 snprintf(msg, sizeof(msg), "bad return value: field \"%.*s\": %g cannot be stored",
                          (int)(f->key.n > 64 ? 64 : f->key.n), f->key.p, v);
                 char where[300];
@@ -1757,13 +1739,18 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *
             if (s->chain[i])
                 fail_point(s, i, KIND_ERROR, "(scripts)", s->state_err[0] ? s->state_err : "scripts unavailable");
 
-    /* 3. Results in place. */
+    /* 3. Results in place. What the driver wrote back is checked before C
+     * indexes with it: each point's outputs lie among those written, all
+     * of them in s->out. */
+    if (c->nout > s->outcap)
+        c->nout = 0;
     for (uint32_t i = 0; i < n; i++) {
-        if (!s->scripted[i] || s->rec[i].status != REC_OK)
+        const gw_script_rec_t *r = &s->rec[i];
+        if (!s->scripted[i] || r->status != REC_OK)
             continue;
-        if (!result_ok(s, i))
+        if (r->first > c->nout || r->n > c->nout - r->first)
             fail_point(s, i, KIND_ERROR, "(luagw)", "internal error: the driver wrote back a malformed result");
-        else if (s->rec[i].numbers)
+        else if (r->numbers)
             resolve_numbers(s, i);
     }
     rc = merge(s, pts);
