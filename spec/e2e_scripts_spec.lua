@@ -31,6 +31,22 @@ describe("series scripts end to end", function()
     if db then db:destroy() end
   end)
 
+  -- A gateway with the scripts files = { ["name.lua"] = source } and config
+  -- (merged), started for the enclosing describe and destroyed after it:
+  -- call the returned function for it.
+  local function gateway_with(files, config)
+    local gw, dir
+    lazy_setup(function()
+      dir = scripts_dir(files)
+      gw = luagw.start { influxd = db, config = luagw.merge({ scripts = { dir = dir } }, config) }
+    end)
+    lazy_teardown(function()
+      if gw then gw:destroy() end
+      if dir then proc.rmdir(dir) end
+    end)
+    return function() return gw end
+  end
+
   local function rows(q) return db:rows(q, "luagw") end
   local function settle(q, n)
     assert.is_true(wait(function() return #rows(q) == n end, 10), q .. ": expected " .. n .. " rows")
@@ -220,19 +236,10 @@ describe("series scripts end to end", function()
   -- stored as sent. (Once two shapes shared a cache slot, and this two-line
   -- body killed luagw with SIGSEGV.)
   describe("bodies that mix point shapes", function()
-    local gw, dir
-
-    lazy_setup(function()
-      dir = scripts_dir {
-        ["shape.lua"] = "return function(p) return p end",
-        ["_all.lua"] = "return function(p) return p end",
-      }
-      gw = luagw.start { influxd = db, config = { listen = { threads = 1 }, scripts = { dir = dir } } }
-    end)
-    lazy_teardown(function()
-      if gw then gw:destroy() end
-      if dir then proc.rmdir(dir) end
-    end)
+    local gateway = gateway_with({
+      ["shape.lua"] = "return function(p) return p end",
+      ["_all.lua"] = "return function(p) return p end",
+    }, { listen = { threads = 1 } })
 
     local function fields(n, from)
       local f = {}
@@ -241,6 +248,7 @@ describe("series scripts end to end", function()
     end
 
     it("1 tag and 1 field, then 0 tags and 257 fields, in one body: stored, luagw alive", function()
+      local gw = gateway()
       local st, body = gw:post("/write", "shape,t=a v=1i 1700000400000000000\nshape " .. fields(257)
         .. " 1700000400000000001")
       assert.equal(204, st, body)
@@ -253,7 +261,8 @@ describe("series scripts end to end", function()
       assert.is_nil(r[2].t)
     end)
 
-    it("every shape from 0 to 30 tags and 0 to 300 fields, both formats, on one keep-alive connection", function()
+    it("every shape from 0 to 30 tags and 1 to 300 fields, both formats, on one keep-alive connection", function()
+      local gw = gateway()
       local c = keepalive.open(gw.port)
       finally(function() c:close() end)
       local lines, points, n = {}, {}, 0
@@ -296,10 +305,8 @@ describe("series scripts end to end", function()
   -- Whatever a script does to them (writes no metamethod sees included),
   -- the next point starts from a clean slate: other requests, other series.
   describe("the reused point tables", function()
-    local gw, dir
-
-    lazy_setup(function()
-      dir = scripts_dir {
+    -- One worker: every request meets the same tables.
+    local gateway = gateway_with({
         ["ins_tag.lua"] = [[return function(p) table.insert(p.tags, 2, "x") return p end]],
         ["ins_field.lua"] = [[return function(p) table.insert(p.fields, 2, 7) return p end]],
         ["mark.lua"] = [[return function(p) rawset(p, "mark", "yes") return p end]],
@@ -321,16 +328,10 @@ describe("series scripts end to end", function()
             p.fields.seen_tags, p.fields.seen_fields, p.fields.seen_point = t, f, pt
             return p
           end]],
-      }
-      -- One worker: every request meets the same tables.
-      gw = luagw.start { influxd = db, config = { listen = { threads = 1 }, scripts = { dir = dir } } }
-    end)
-    lazy_teardown(function()
-      if gw then gw:destroy() end
-      if dir then proc.rmdir(dir) end
-    end)
+    }, { listen = { threads = 1 } })
 
     it("table.insert, rawset and new keys on them reach no later point (one keep-alive connection)", function()
+      local gw = gateway()
       local c = keepalive.open(gw.port)
       finally(function() c:close() end)
       local t, n = 1700000500000000000, 0
