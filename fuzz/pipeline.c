@@ -5,8 +5,9 @@
  * Input: byte 0 picks the script (modes[] below; fuzz/pipeline/fuzz.lua
  * says what each does), byte 1 the format (bit 0: JSON), the limits
  * (bits 1-2: profiles[]) and the encoder flags (bit 3: GW_LP_NO_UINT, as
- * for InfluxDB 1.x); the rest is the body. Series m, cpu and a have the
- * script; points of other series pass unscripted.
+ * for InfluxDB 1.x); the rest is the body. Series m, cpu, a and fuzz have
+ * the script; points of other series pass unscripted. FUZZ_DEBUG=1 in the
+ * environment prints the oracle's points and the encoded lines.
  *
  * The same body is also parsed alone, as the oracle of the properties:
  *   - no crash, leak or sanitizer report;
@@ -68,7 +69,9 @@ static const gw_limits_t profiles[4] = {
     {8, 256, 16, 300, 64, 1024},
 };
 
-static const char *const scripted_series[] = {"m", "cpu", "a"};
+/* The series with the script: scripts.series names three, and fuzz.lua,
+ * being in scripts.dir, is also the script of series fuzz. */
+static const char *const scripted_series[] = {"m", "cpu", "a", "fuzz"};
 
 /* Further checks of each encoded line, e.g. against a model of InfluxDB's
  * scanner: each gets the line (ending in '\n') and the point luagw's
@@ -102,7 +105,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(f, "scripts:\n  dir: %s/pipeline\n  timeout_ms: 1000\n  memory_limit: 64MiB\n  series:\n",
                 FUZZ_SRC_DIR);
         for (size_t i = 0; i < sizeof(scripted_series) / sizeof(scripted_series[0]); i++)
-            fprintf(f, "    %s: fuzz.lua\n", scripted_series[i]);
+            if (strcmp(scripted_series[i], "fuzz") != 0)
+                fprintf(f, "    %s: fuzz.lua\n", scripted_series[i]);
         fprintf(f, "  params:\n    mode: %s\nlog:\n  level: error\n", modes[m].name);
         fclose(f);
         cfg = gw_config_load(path, err, sizeof(err));
@@ -335,6 +339,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (want[i].exact && !encodable(p, flags, a))
             want[i].expect = 0;
     }
+    if (getenv("FUZZ_DEBUG"))
+        for (uint32_t i = 0; i < in.n; i++)
+            fprintf(stderr, "in %u: src %u %.*s: %u tags %u fields, expect %u%s\n", i, in.v[i].src,
+                    SHOW(in.v[i].series.p, in.v[i].series.n), in.v[i].ntags, in.v[i].nfields, want[i].expect,
+                    want[i].exact ? " exact" : "");
     too_large = (lim->max_points && in.n > lim->max_points) ||
                 (ing.format != GW_FMT_JSON && lim->max_line_bytes && has_long_line(body, size, lim->max_line_bytes));
 
@@ -351,6 +360,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(body);
         return 0;
     }
+    if (getenv("FUZZ_DEBUG"))
+        for (uint32_t k = 0; k < nout; k++)
+            fprintf(stderr, "out %u: %.*s", k, SHOW(out + (k ? ends[k - 1] : 0), ends[k] - (k ? ends[k - 1] : 0)));
     CHECK(res.accepted == nout, "accepted %u, encoded %u", res.accepted, nout);
     CHECK(res.accepted + res.rejected == total, "mode %s: accepted %u + rejected %u, expected %u", mode->name,
           res.accepted, res.rejected, total);
