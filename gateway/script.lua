@@ -753,8 +753,7 @@ local function run(i, fresh)
   if i >= c.nin then error(format("internal error: point %d of %d", i, c.nin), 0) end
   c.cur = i
   local p, cid = c.inp[i], c.chain[i]
-  if not chain_steps[cid] or (p.ntags ~= 0 and p.tags == nil) or (p.nfields ~= 0 and p.fields == nil)
-    or (p.series.n ~= 0 and p.series.p == nil) then
+  if not chain_steps[cid] or (p.ntags ~= 0 and p.tags == nil) or (p.nfields ~= 0 and p.fields == nil) then
     error(format("internal error: point %d: chain %d, %d tags, %d fields", i, cid, p.ntags, p.nfields), 0)
   end
   local first = c.nout
