@@ -64,7 +64,7 @@ local ctl = cast("gw_script_ctl_t *", ctl_ud)
 local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
 local FLOAT, INT, UINT, STRING, BOOL = 0, 1, 2, 3, 4
 local LP_CLEAN_EXTRA = 4 -- point.h GW_LP_CLEAN_EXTRA
-local bor = bit.bor
+local bor, band, rshift = bit.bor, bit.band, bit.rshift
 local MAX_EMIT = setup.max_emit
 local TWO63 = 2 ^ 63
 
@@ -281,6 +281,18 @@ end
 ---------------------------------------------------------------------------
 -- Reading points
 
+-- An unsigned integer as the nearest number, exactly as C's (double)u:
+-- script.c tells an untouched field by that equality. LuaJIT's compiled
+-- conversion of a uint64_t at or beyond 2^63 rounds twice (through a
+-- negative int64_t and back up by 2^64) and could land one step off: such
+-- a value is halved keeping its low bit (rounding to odd), converted from
+-- below 2^63 (rounded once) and doubled (exactly).
+local U63 = ffi.new("uint64_t", 0x8000000000000000ULL)
+local function uint_number(u)
+  if u < U63 then return tonumber(u) end
+  return tonumber(bor(rshift(u, 1), band(u, 1))) * 2
+end
+
 local function read_field(f)
   local ty = f.type
   if ty == FLOAT then return f.v.f
@@ -288,7 +300,7 @@ local function read_field(f)
   elseif ty == STRING then return ffi_string(f.v.s.p, f.v.s.n)
   elseif ty == BOOL then return f.v.b ~= 0
   end
-  return tonumber(f.v.u)
+  return uint_number(f.v.u)
 end
 
 ---------------------------------------------------------------------------
