@@ -856,6 +856,9 @@ static int ctl_grow(gw_script_ctl_t *c, int what, uint32_t keep_from)
     gw_script_t *s = (gw_script_t *)((char *)c - offsetof(gw_script_t, ctl));
     int rc = -1;
 
+    /* The driver's arguments, checked before they size a copy. */
+    if (what < 0 || what > 2 || (what == 1 && keep_from > c->ntags) || (what == 2 && keep_from > c->nfields))
+        return -1;
     gw_guard_crit_enter();
     if (what == 0) {
         uint32_t cap = s->outcap ? s->outcap * 2 : 256;
