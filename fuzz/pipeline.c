@@ -16,8 +16,8 @@
  *     script), else what the script makes of it (fan-out 3, drop 0, the
  *     others 1); unscripted points 1. A body over max_points or
  *     max_line_bytes is refused whole, and only such a body;
- *   - every encoded line is one line that luagw's parser reads back as one
- *     point within the limits, and passes line_checks[];
+ *   - luagw's parser reads every encoded line back as one point within
+ *     the limits, and the line passes line_checks[];
  *   - points that must come out as they went in (unscripted, or scripts
  *     identity, error and fanout) do, exactly, each as often as the script
  *     makes it, when the encoder takes them at all; the other scripts'
