@@ -75,16 +75,21 @@ test-tsan: deps
 	exit $$rc
 
 # libFuzzer harnesses (fuzz/, clang), each run for FUZZ_SECONDS with the seeds
-# of fuzz/corpus/<name> (and the dictionary fuzz/<name>.dict, if any); what
-# they find lands in build/fuzz/crashes/<name>/ and fails the target
-# (docs/hardening.md). Each links fuzz/influx_model.c, the model of influxd.
+# of fuzz/corpus/<name> (and the dictionary fuzz/<name>.dict if there is
+# one); what they find lands in build/fuzz/crashes/<name>/ and fails the
+# target (docs/hardening.md). Each links fuzz/influx_model.c, the model of
+# influxd. `make fuzz FUZZ_TARGETS=pipeline` runs one.
 FUZZ_DIR     ?= build/fuzz
 FUZZ_CC      ?= clang
 FUZZ_FLAGS   ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := lineproto json config script
+FUZZ_TARGETS ?= lineproto json config script pipeline
 FUZZ_OBJ     := $(patsubst gateway/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
+FUZZ_DEFS    := -DFUZZ_SCRIPT_DIR='"$(CURDIR)/fuzz/script"' -DFUZZ_SRC_DIR='"$(CURDIR)/fuzz"'
+# The harnesses whose committed corpus `make test` replays
+# (spec/fuzz_regressions_spec.lua), built with fuzz/replay.c's main().
+FUZZ_REPLAY  := $(FUZZ_DIR)/replay/pipeline
 
 fuzz: $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 	@rc=0; for t in $(FUZZ_TARGETS); do \
@@ -99,8 +104,12 @@ fuzz: $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 	done; exit $$rc
 
 $(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h fuzz/influx_model.c fuzz/influx_model.h $(FUZZ_OBJ)
-	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DFUZZ_SCRIPT_DIR='"$(CURDIR)/fuzz/script"' \
-	  $(LDFLAGS) -o $@ $< fuzz/influx_model.c $(FUZZ_OBJ) $(LDLIBS)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $(FUZZ_DEFS) $(LDFLAGS) -o $@ $< fuzz/influx_model.c \
+	  $(FUZZ_OBJ) $(LDLIBS)
+
+$(FUZZ_DIR)/replay/%: fuzz/%.c fuzz/replay.c fuzz/roundtrip.h fuzz/influx_model.c fuzz/influx_model.h $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(FUZZ_DEFS) $(LDFLAGS) -o $@ $< fuzz/replay.c fuzz/influx_model.c $(CORE_OBJ) $(LDLIBS)
 
 .PRECIOUS: $(FUZZ_DIR)/obj/%.o
 $(FUZZ_DIR)/obj/%.o: gateway/%.c
@@ -133,7 +142,7 @@ run: deps
 
 # Every spec, under LuaJIT so specs may use ffi.
 test: deps
-	@$(MAKE) --no-print-directory all $(MODEL_SO)
+	@$(MAKE) --no-print-directory all $(MODEL_SO) $(FUZZ_REPLAY)
 	$(BUSTED) $(BUSTED_ARGS)
 
 # The model of influxd's line-protocol reading (fuzz/influx_model.c) as a
@@ -173,7 +182,7 @@ $(ASAN_DIR)/%.o: gateway/%.c
 # specs spawn LUAGW_CHILD_ASAN_OPTIONS, leak checking on. Reports go to files
 # in $(ASAN_LOGS); any file there fails the target.
 test-asan: deps
-	@$(MAKE) --no-print-directory all asan $(MODEL_SO)
+	@$(MAKE) --no-print-directory all asan $(MODEL_SO) $(FUZZ_REPLAY)
 	@rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
 	LUAGW_BIN=$(CURDIR)/$(ASAN_DIR)/luagw LUAGW_LIB=$(CURDIR)/$(ASAN_DIR)/libluagw.so \
 	LD_PRELOAD=$$($(ASAN_CC) -print-file-name=libclang_rt.asan-x86_64.so) \

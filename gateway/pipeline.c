@@ -1,4 +1,5 @@
-/* pipeline.c — parse → script → check → encode, per worker. */
+/* pipeline.c — parse → limits → scripts → limits → declarations → encode,
+ * per worker. */
 #include "pipeline.h"
 
 #include <errno.h>
@@ -13,6 +14,13 @@
 #include "metrics.h"
 #include "schema.h"
 #include "script.h"
+
+/* InfluxDB refuses a point whose series key (measurement and tags,
+ * escaped) and a field key, with 4 bytes between, are longer than this
+ * (models.MaxKeyLength). The line-protocol parser checks what it reads;
+ * scripts and JSON bodies can build such a point, and it is checked here
+ * unescaped: a lower bound, which never refuses a point InfluxDB takes. */
+#define INFLUX_MAX_KEY 65535
 
 /* Per-series counts of one request, added to the shared counters once per
  * series at its end. Bodies often change series at every point; an atomic
@@ -34,6 +42,9 @@ struct gw_pipeline {
     uint32_t nout;
     unsigned lp_flags;
     gw_limits_t limits;   /* 0 = no limit */
+    uint32_t max_tags, max_fields; /* the limits' counts, UINT32_MAX for none */
+    size_t clean_line_max;         /* a clean line this long holds no name beyond the limits */
+    size_t encoded_max;            /* nor an encoded line this long, nor a series key beyond InfluxDB's */
     gw_script_t *scripts; /* owned: this worker's Lua state (follows the published set) */
     tally_t tally[TALLY_MAX]; /* the current request's points per series */
     uint32_t ntally;
@@ -60,12 +71,34 @@ gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
         return NULL;
     }
     w->lp_flags = lp_flags;
+    gw_pipeline_set_limits(w, &(gw_limits_t){0});
     return w;
+}
+
+int gw_pipeline_pin_scripts(gw_pipeline_t *w, gw_script_set_t *set)
+{
+    gw_script_t *s = gw_script_create(set);
+
+    if (!s)
+        return -ENOMEM;
+    gw_script_destroy(w->scripts);
+    w->scripts = s;
+    return 0;
 }
 
 void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim)
 {
     w->limits = *lim;
+    w->max_tags = lim->max_tags ? lim->max_tags : UINT32_MAX;
+    w->max_fields = lim->max_fields ? lim->max_fields : UINT32_MAX;
+    w->clean_line_max = SIZE_MAX;
+    if (lim->max_key_bytes)
+        w->clean_line_max = lim->max_key_bytes;
+    if (lim->max_value_bytes && lim->max_value_bytes < w->clean_line_max)
+        w->clean_line_max = lim->max_value_bytes;
+    /* A line holds its series key, a field key and at least 4 bytes more
+     * (" ", "=", a value, "\n"). */
+    w->encoded_max = w->clean_line_max < INFLUX_MAX_KEY ? w->clean_line_max : INFLUX_MAX_KEY;
 }
 
 /* Refuse the whole body: nothing of it is accepted. */
@@ -105,8 +138,10 @@ static uint32_t long_line(const char *body, size_t len, size_t max)
     return 0;
 }
 
-/* Does p break a per-point limit? 1 with the reason in err, else 0. */
-static int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, size_t errlen)
+/* Which per-point limit p breaks, the first in the point's order: 1 with
+ * the reason in err, else 0. */
+static __attribute__((noinline)) int limits_why(const gw_limits_t *l, const gw_point_t *p, char *err,
+                                                size_t errlen)
 {
     const char *what = NULL;
     size_t n = 0, max = 0;
@@ -118,16 +153,6 @@ static int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, siz
     if (l->max_fields && p->nfields > l->max_fields) {
         snprintf(err, errlen, "%u fields, more than listen.max_fields (%u)", p->nfields, l->max_fields);
         return 1;
-    }
-    if (!l->max_key_bytes && !l->max_value_bytes)
-        return 0;
-    if (p->lp_clean) {
-        /* Its names and values are slices of one line (point.h): a line
-         * within both limits holds nothing beyond them. */
-        size_t line = (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p);
-        if ((!l->max_key_bytes || line <= l->max_key_bytes) &&
-            (!l->max_value_bytes || line <= l->max_value_bytes))
-            return 0;
     }
     if (l->max_key_bytes && p->series.n > l->max_key_bytes)
         what = "series name", n = p->series.n, max = l->max_key_bytes;
@@ -144,11 +169,77 @@ static int over_limits(const gw_limits_t *l, const gw_point_t *p, char *err, siz
                  p->fields[i].v.s.n > l->max_value_bytes)
             what = "string field value", n = p->fields[i].v.s.n, max = l->max_value_bytes;
     }
-    if (!what)
-        return 0;
-    snprintf(err, errlen, "a %s of %zu bytes, longer than listen.%s (%zu)", what, n,
-             strstr(what, "value") ? "max_value_bytes" : "max_key_bytes", max);
+    if (what) {
+        snprintf(err, errlen, "a %s of %zu bytes, longer than listen.%s (%zu)", what, n,
+                 strstr(what, "value") ? "max_value_bytes" : "max_key_bytes", max);
+        return 1;
+    }
+    snprintf(err, errlen, "series key longer than %d bytes (InfluxDB refuses it)", INFLUX_MAX_KEY);
     return 1;
+}
+
+/* Does any name or value of p break a limit, or its series key InfluxDB's?
+ * One pass of maxima and a sum: the common answer, no, costs a few
+ * instructions an entry; limits_why says which. */
+static __attribute__((noinline)) int lengths_over(const gw_limits_t *l, const gw_point_t *p)
+{
+    size_t maxk = l->max_key_bytes ? l->max_key_bytes : SIZE_MAX;
+    size_t maxv = l->max_value_bytes ? l->max_value_bytes : SIZE_MAX;
+    size_t key = p->series.n, k = p->series.n, v = 0, fk = 0;
+
+    for (uint32_t i = 0; i < p->ntags; i++) {
+        size_t kn = p->tags[i].key.n, vn = p->tags[i].val.n;
+        key += 2 + kn + vn;
+        k = kn > k ? kn : k;
+        v = vn > v ? vn : v;
+    }
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        const gw_field_t *f = &p->fields[i];
+        fk = f->key.n > fk ? f->key.n : fk;
+        if (f->type == GW_FIELD_STRING && f->v.s.n > v)
+            v = f->v.s.n;
+    }
+    return k > maxk || fk > maxk || v > maxv || key + 4 + fk > INFLUX_MAX_KEY;
+}
+
+/* Does p break one of w's per-point limits? 1 with the reason in err,
+ * else 0. Inlined: a point the line-protocol parser vouches for, within
+ * the limits, costs a few comparisons. */
+static inline __attribute__((always_inline)) int over_limits(const gw_pipeline_t *w, const gw_point_t *p,
+                                                             char *err, size_t errlen)
+{
+    if (p->ntags > w->max_tags || p->nfields > w->max_fields)
+        return limits_why(&w->limits, p, err, errlen);
+    /* Its names and values are slices of one line (point.h): a line within
+     * the length limits holds nothing beyond them, and the parser checked
+     * its series key. (What a script added to such a point is not in the
+     * line: GW_LP_CLEAN_EXTRA.) */
+    if ((p->lp_clean & (GW_LP_CLEAN | GW_LP_CLEAN_EXTRA)) == GW_LP_CLEAN &&
+        (size_t)(p->lp_tail.p + p->lp_tail.n - p->series.p) <= w->clean_line_max)
+        return 0;
+    return lengths_over(&w->limits, p) ? limits_why(&w->limits, p, err, errlen) : 0;
+}
+
+/* Reject the points that break a per-point limit and take them out of
+ * w->points (counted for their series as received and rejected). */
+static void drop_over_limits(gw_pipeline_t *w, gw_result_t *res, int kind, char *err, size_t errlen)
+{
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < w->points.n; i++) {
+        gw_point_t *p = &w->points.v[i];
+        if (over_limits(w, p, err, errlen)) {
+            gw_series_slot_t *slot = gw_series_slot(p->series.p, p->series.n);
+            GW_SERIES_ADD(slot, GW_S_RECEIVED, 1);
+            GW_SERIES_ADD(slot, GW_S_REJECTED, 1);
+            gw_result_reject(res, kind, p->src, "%s", err);
+            continue;
+        }
+        if (n != i)
+            w->points.v[n] = *p;
+        n++;
+    }
+    w->points.n = n;
 }
 
 static int ends_reserve(gw_pipeline_t *w, uint32_t n)
@@ -239,7 +330,8 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
     gw_series_slot_t *slot = NULL;
     tally_t *tally = NULL;
     uint64_t t0, script_ns;
-    int rc;
+    size_t start;
+    int rc, checked;
 
     gw_arena_reset(w->arena);
     w->points.n = 0;
@@ -262,12 +354,23 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
                          "body: %u points, more than listen.max_points (%u)", w->points.n,
                          w->limits.max_points);
 
+    /* The limits hold before a point reaches a script (scripts trust a
+     * point's counts and sizes), and again for what the scripts return;
+     * without scripts, once, in the loop below. (There the lengths are
+     * checked on the encoded line: one comparison, for points no parser
+     * vouched for too.) */
+    w->ntally = 0;
+    checked = gw_script_ready(w->scripts);
+    if (checked)
+        drop_over_limits(w, res, kind, err, sizeof(err));
     /* Scripts run here, before the checks below, so that a script can add
      * what a point lacks (fields, for one). */
     t0 = mono_ns();
     rc = gw_script_run(w->scripts, &w->points, w->arena, res, kind);
-    if (rc)
+    if (rc < 0)
         return rc;
+    if (rc > 0)
+        checked = 0; /* what the scripts returned */
     script_ns = w->points.n ? (mono_ns() - t0) / w->points.n : 0;
 
     if (ends_reserve(w, w->points.n))
@@ -279,7 +382,6 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
         GW_SERIES_ADD(slot, GW_S_REJECTED, 1);                        \
         gw_result_reject(res, kind, p->src, "%s", (msg));             \
     } while (0)
-    w->ntally = 0;
     for (uint32_t i = 0; i < w->points.n; i++) {
         gw_point_t *p = &w->points.v[i];
 
@@ -289,7 +391,10 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
             slot = tally->slot;
         }
         tally->n++;
-        if (over_limits(&w->limits, p, err, sizeof(err))) {
+        /* Unless checked before the scripts and left alone by them: the
+         * counts here, the lengths once the point is encoded (below). */
+        if (!checked && (p->ntags > w->max_tags || p->nfields > w->max_fields)) {
+            limits_why(&w->limits, p, err, sizeof(err));
             REJECT(err);
             continue;
         }
@@ -309,10 +414,19 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
             REJECT(err);
             continue;
         }
+        start = w->out.len;
         rc = gw_lp_encode(&w->out, p, w->lp_flags, err, sizeof(err));
         if (rc < 0)
             return rc;
         if (rc > 0) {
+            REJECT(err);
+            continue;
+        }
+        /* Every name and value is in the line, escaped: a line within
+         * encoded_max holds none beyond the limits. */
+        if (!checked && w->out.len - start > w->encoded_max && lengths_over(&w->limits, p)) {
+            w->out.len = start;
+            limits_why(&w->limits, p, err, sizeof(err));
             REJECT(err);
             continue;
         }

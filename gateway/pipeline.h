@@ -1,6 +1,7 @@
-/* pipeline.h — the per-worker hot path: parse a body into points, run the
- * series scripts (their own issue: the hook is marked in pipeline.c), check
- * each point and encode it once into line protocol.
+/* pipeline.h — the per-worker hot path: parse a body into points, check
+ * them against the limits (before any script sees them), run the series
+ * scripts, check what they return against the limits again, apply the
+ * series declarations and encode each point once into line protocol.
  *
  * Each libmicrohttpd worker thread owns one gw_pipeline_t (its arena, point
  * array and output buffer, later its Lua state), so nothing here locks. */
@@ -39,6 +40,12 @@ typedef struct {
 /* Create a worker's pipeline. lp_flags go to gw_lp_encode (GW_LP_NO_UINT for
  * InfluxDB 1.x). NULL on ENOMEM. Free with gw_pipeline_destroy. */
 gw_pipeline_t *gw_pipeline_create(unsigned lp_flags);
+
+/* Run the scripts of set (retained) on w from now on rather than the
+ * published set (NULL: follow it again): for the fuzzer, which drives
+ * pipelines of its own. 0, or -ENOMEM (w keeps its scripts). */
+struct gw_script_set;
+int gw_pipeline_pin_scripts(gw_pipeline_t *w, struct gw_script_set *set);
 
 /* Set w's limits (copied). A new pipeline has none. */
 void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim);

@@ -208,22 +208,27 @@ int gw_script_set_count(const gw_script_set_t *set)
     return set ? set->nfiles : 0;
 }
 
-/* Index of the file with this path, adding it (read from disk) if new.
+/* Index of the file dir/name, adding it (read from disk) if new.
  * Returns the 1-based id, or 0 with err set. */
 static int set_add_file(gw_script_set_t *set, const char *dir, const char *name, char *err, size_t errlen)
 {
-    char path[4096];
+    char *path = NULL;
     script_file_t *f;
-    FILE *fp;
+    FILE *fp = NULL;
     long n;
 
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (asprintf(&path, "%s/%s", dir, name) < 0) {
+        path = NULL;
+        goto nomem;
+    }
     for (int i = 0; i < set->nfiles; i++)
-        if (strcmp(set->files[i].path, path) == 0)
+        if (strcmp(set->files[i].path, path) == 0) {
+            free(path);
             return i + 1;
+        }
     if (set->nfiles >= 65535) {
         snprintf(err, errlen, "%s: too many script files", path);
-        return 0;
+        goto fail;
     }
     f = realloc(set->files, (size_t)(set->nfiles + 1) * sizeof(*f));
     if (!f)
@@ -231,32 +236,35 @@ static int set_add_file(gw_script_set_t *set, const char *dir, const char *name,
     set->files = f;
     f = &set->files[set->nfiles];
     memset(f, 0, sizeof(*f));
+    /* The name first: a path near PATH_MAX would push it out of err. */
     fp = fopen(path, "rb");
     if (!fp) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return 0;
+        snprintf(err, errlen, "%s: cannot open: %s (in %s)", name, strerror(errno), dir);
+        goto fail;
     }
     if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET)) {
         snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        fclose(fp);
-        return 0;
+        goto fail;
     }
     f->source = malloc((size_t)n + 1);
-    f->path = strdup(path);
-    if (!f->source || !f->path || fread(f->source, 1, (size_t)n, fp) != (size_t)n) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, f->source && f->path ? "short read" : "out of memory");
+    if (!f->source || fread(f->source, 1, (size_t)n, fp) != (size_t)n) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, f->source ? "short read" : "out of memory");
         free(f->source);
-        free(f->path);
-        fclose(fp);
-        return 0;
+        f->source = NULL;
+        goto fail;
     }
     fclose(fp);
     f->source[n] = '\0';
     f->len = (size_t)n;
+    f->path = path;
     set->nfiles++;
     return set->nfiles;
 nomem:
-    snprintf(err, errlen, "%s: out of memory", path);
+    snprintf(err, errlen, "%s/%s: out of memory", dir, name);
+fail:
+    if (fp)
+        fclose(fp);
+    free(path);
     return 0;
 }
 
@@ -331,14 +339,24 @@ gw_script_set_t *gw_script_set_load(const gw_config_t *cfg, char *err, size_t er
     }
     while (d && (de = readdir(d))) {
         size_t n = strlen(de->d_name);
-        char path[4096];
+        char *path;
         struct stat st;
         char **nn;
+        int bad;
 
         if (n <= 4 || de->d_name[0] == '.' || strcmp(de->d_name + n - 4, ".lua") != 0)
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (stat(path, &st) || !S_ISREG(st.st_mode))
+        /* A script file that cannot be looked at is refused, never skipped
+         * (a path beyond PATH_MAX, a dangling link...). */
+        if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+            goto nomem;
+        bad = stat(path, &st) ? errno : 0;
+        free(path);
+        if (bad) {
+            snprintf(err, errlen, "%s: cannot read: %s (in %s)", de->d_name, strerror(bad), dir);
+            goto fail;
+        }
+        if (!S_ISREG(st.st_mode))
             continue;
         nn = realloc(names, (nnames + 1) * sizeof(*names));
         if (!nn)
@@ -378,19 +396,24 @@ gw_script_set_t *gw_script_set_load(const gw_config_t *cfg, char *err, size_t er
                 goto nomem;
         }
     for (size_t i = 0; i < nnames; i++) {
-        char series[256];
-        size_t n = strlen(names[i]) - 4;
+        char *series;
+        int rc = 0;
 
-        if (strcmp(names[i], "_all.lua") == 0 || n >= sizeof(series))
+        if (strcmp(names[i], "_all.lua") == 0)
             continue;
-        memcpy(series, names[i], n);
-        series[n] = '\0';
-        if (chain_has_series(set, series))
-            continue;
-        if (!(ids[0] = set_add_file(set, dir, names[i], err, errlen)))
-            goto fail;
-        if (set_add_chain(set, series, all_id, ids, 1))
+        if (!(series = strndup(names[i], strlen(names[i]) - 4)))
             goto nomem;
+        if (!chain_has_series(set, series)) {
+            if (!(ids[0] = set_add_file(set, dir, names[i], err, errlen)))
+                rc = -1;
+            else if (set_add_chain(set, series, all_id, ids, 1))
+                rc = -ENOMEM;
+        }
+        free(series);
+        if (rc == -ENOMEM)
+            goto nomem;
+        if (rc)
+            goto fail;
     }
     if (all_id) {
         if (set_add_chain(set, NULL, all_id, ids, 0))
@@ -833,6 +856,9 @@ static int ctl_grow(gw_script_ctl_t *c, int what, uint32_t keep_from)
     gw_script_t *s = (gw_script_t *)((char *)c - offsetof(gw_script_t, ctl));
     int rc = -1;
 
+    /* The driver's arguments, checked before they size a copy. */
+    if (what < 0 || what > 2 || (what == 1 && keep_from > c->ntags) || (what == 2 && keep_from > c->nfields))
+        return -1;
     gw_guard_crit_enter();
     if (what == 0) {
         uint32_t cap = s->outcap ? s->outcap * 2 : 256;
@@ -918,8 +944,10 @@ static int guarded_pcall(gw_script_t *s, lua_State *L, int nargs, int nres, int 
     gw_guard_t *g = &s->guard;
     int jumped, rc;
 
-    __atomic_store_n(&g->budget_ns, budget, __ATOMIC_RELAXED); /* the watchdog reads it unlocked */
-    g->abandon_ns = budget * 4 > budget + 200 * 1000000LL ? budget * 4 : budget + 200 * 1000000LL;
+    /* The watchdog reads both unlocked (script_guard.h). */
+    atomic_store_explicit(&g->budget_ns, budget, memory_order_relaxed);
+    atomic_store_explicit(&g->abandon_ns, budget * 4 > budget + 200 * 1000000LL ? budget * 4 : budget + 200 * 1000000LL,
+                          memory_order_relaxed);
     g->L = L;
     g->where[0] = '\0';
     jumped = sigsetjmp(g->jb, 0);
@@ -1523,7 +1551,9 @@ static void resolve_numbers(gw_script_t *s, uint32_t i)
             if (!isfinite(v)) {
                 uint16_t cid = s->chain[i];
                 char msg[160];
-                s->ctl.script = cid && r->steps ? s->set->chains[cid - 1].ids[r->steps - 1] : 0;
+                s->ctl.script = cid && r->steps && r->steps <= (uint32_t)s->set->chains[cid - 1].n
+                                    ? s->set->chains[cid - 1].ids[r->steps - 1]
+                                    : 0;
                 snprintf(msg, sizeof(msg), "bad return value: field \"%.*s\": %g cannot be stored",
                          (int)(f->key.n > 64 ? 64 : f->key.n), f->key.p, v);
                 char where[300];
@@ -1613,6 +1643,11 @@ static int merge(gw_script_t *s, gw_points_t *pts)
     }
     pts->n = (uint32_t)total;
     return 0;
+}
+
+int gw_script_ready(gw_script_t *s)
+{
+    return !ensure_state(s) || (s->set && s->set->nfiles);
 }
 
 int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *res, int where_kind)
@@ -1707,16 +1742,26 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *
             if (s->chain[i])
                 fail_point(s, i, KIND_ERROR, "(scripts)", s->state_err[0] ? s->state_err : "scripts unavailable");
 
-    /* 3. Results in place. */
-    for (uint32_t i = 0; i < n; i++)
-        if (s->scripted[i] && s->rec[i].status == REC_OK && s->rec[i].numbers)
+    /* 3. Results in place. What the driver wrote back is checked before C
+     * indexes with it: each point's outputs lie among those written, all
+     * of them in s->out. */
+    if (c->nout > s->outcap)
+        c->nout = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const gw_script_rec_t *r = &s->rec[i];
+        if (!s->scripted[i] || r->status != REC_OK)
+            continue;
+        if (r->first > c->nout || r->n > c->nout - r->first)
+            fail_point(s, i, KIND_ERROR, "(luagw)", "internal error: the driver wrote back a malformed result");
+        else if (r->numbers)
             resolve_numbers(s, i);
+    }
     rc = merge(s, pts);
     if (s->st)
         lua_gc(s->st->L, LUA_GCSTEP, 0);
     c->inp = NULL;
     s->arena = NULL;
-    return rc;
+    return rc ? rc : (int)(nscripted > INT32_MAX ? INT32_MAX : nscripted);
 }
 
 /* ==================================================================== */
@@ -1820,7 +1865,7 @@ int gw_script_debug_json(gw_script_t *s, int format, const char *body, size_t le
     s->dbg = &dbg;
     rc = gw_script_run(s, pts, a, &res, kind);
     s->dbg = NULL;
-    if (rc)
+    if (rc < 0)
         goto fail;
     /* When scripts ran, the request's points are now in s->merged (swapped
      * out, intact until the next run) and dbg.origin maps back to them. */

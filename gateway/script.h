@@ -52,6 +52,11 @@ void gw_script_shutdown(void);
 gw_script_t *gw_script_create(gw_script_set_t *pinned);
 void gw_script_destroy(gw_script_t *s);
 
+/* Does this worker have scripts to run (the set it follows holds script
+ * files)? Points of a request may reach a script only then. Call on the
+ * worker's thread, like gw_script_run. */
+int gw_script_ready(gw_script_t *s);
+
 /* Run the scripts over a request's points, in place: a point is changed,
  * dropped or replaced by several (fan-out); points of series without
  * scripts are untouched. New strings and arrays live in a (the request's
@@ -59,7 +64,10 @@ void gw_script_destroy(gw_script_t *s);
  * Script errors, overruns and bad return values follow scripts.on_error and
  * are counted and logged, not reported in res (the client did nothing
  * wrong). where_kind is the gw_where_t of the points' src.
- * Returns 0, or -ENOMEM. */
+ * The caller checks the points against its limits first: a point's counts
+ * and sizes are trusted here, and what the scripts return needs checking
+ * again. Returns how many points were handed to scripts (0: pts is as it
+ * was), or -ENOMEM. */
 int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *res, int where_kind);
 
 /* POST /v1/debug/transform and the busted harness: parse body (JSON when

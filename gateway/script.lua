@@ -64,7 +64,7 @@ local ctl = cast("gw_script_ctl_t *", ctl_ud)
 local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
 local FLOAT, INT, UINT, STRING, BOOL = 0, 1, 2, 3, 4
 local LP_CLEAN_EXTRA = 4 -- point.h GW_LP_CLEAN_EXTRA
-local bor = bit.bor
+local bor, band, rshift = bit.bor, bit.band, bit.rshift
 local MAX_EMIT = setup.max_emit
 local TWO63 = 2 ^ 63
 
@@ -122,8 +122,6 @@ end
 
 local SAFE_STRING = pick(string, { "byte", "char", "find", "format", "gmatch", "gsub", "len",
   "lower", "match", "rep", "reverse", "sub", "upper" })
-local SAFE_TABLE = pick(table, { "concat", "insert", "maxn", "remove", "sort" })
-SAFE_TABLE.new, SAFE_TABLE.clear = tnew, tclear
 local SAFE_MATH = pick(math, { "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "cosh",
   "deg", "exp", "floor", "fmod", "frexp", "huge", "ldexp", "log", "log10", "max", "min", "modf",
   "pi", "pow", "rad", "random", "randomseed", "sin", "sinh", "sqrt", "tan", "tanh" })
@@ -139,9 +137,20 @@ local SAFE_BIT = pick(bit, { "arshift", "band", "bnot", "bor", "bswap", "bxor", 
 -- handed is copied from the C point as it came, and only what changed or was
 -- added is written from Lua. docs/scripts.md: the tables belong to the call.
 
-local TAGS, FIELDS = {}, {}
+-- Every point starts from a clean slate, whatever its predecessor's script
+-- did to the three tables. The metatables see every assignment of a new
+-- key; what they cannot see are raw writes: rawset, and table.insert,
+-- remove, sort and clear (integer keys, or everything, without
+-- metamethods). The sandbox's versions of these note a raw write to one of
+-- the three tables: such a point is written back in full, and the tables
+-- are wiped before the next point (call_chain, slow). Nothing else a
+-- script can reach writes to a table it did not create.
+
+local TAGS, FIELDS, PT = {}, {}, {}
 local TADD, FADD = {}, {}       -- keys added by the script, in order (may repeat)
 local ntadd, nfadd = 0, 0
+local pt_extra = false          -- PT holds keys besides series, time, tags, fields
+local untracked = false         -- TAGS or FIELDS took a raw write
 
 setmetatable(TAGS, { __metatable = false, __newindex = function(t, k, v)
   rawset(t, k, v)
@@ -153,14 +162,39 @@ setmetatable(FIELDS, { __metatable = false, __newindex = function(t, k, v)
   nfadd = nfadd + 1
   FADD[nfadd] = k
 end })
+-- A key a script adds to the point itself (say point.seen = true) must not
+-- reach the next point: rare, so PT is cleared only then (begin).
+setmetatable(PT, { __metatable = false, __newindex = function(t, k, v)
+  rawset(t, k, v)
+  pt_extra = true
+end })
+
+-- A raw write to t is about to happen: note it if t is a point table.
+local function note_raw(t)
+  if t == TAGS or t == FIELDS then untracked = true elseif t == PT then pt_extra = true end
+end
 
 -- rawset on the point's tags or fields is an assignment all the same.
 local function sandbox_rawset(t, k, v)
-  if (t == TAGS or t == FIELDS) and rawget(t, k) == nil then
-    t[k] = v
-    return t
+  if t == TAGS or t == FIELDS then
+    if rawget(t, k) == nil then
+      t[k] = v
+      return t
+    end
+  elseif t == PT then
+    pt_extra = true
   end
   return rawset(t, k, v)
+end
+
+local SAFE_TABLE = pick(table, { "concat", "maxn" })
+do
+  local insert, remove, sort = table.insert, table.remove, table.sort
+  SAFE_TABLE.insert = function(t, ...) note_raw(t) insert(t, ...) end
+  SAFE_TABLE.remove = function(t, ...) note_raw(t) return (remove(t, ...)) end
+  SAFE_TABLE.sort = function(t, ...) note_raw(t) sort(t, ...) end
+  SAFE_TABLE.clear = function(t) note_raw(t) tclear(t) end
+  SAFE_TABLE.new = tnew
 end
 
 local SAFE_BASE = pick(_G, { "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
@@ -247,6 +281,18 @@ end
 ---------------------------------------------------------------------------
 -- Reading points
 
+-- An unsigned integer as the nearest number, exactly as C's (double)u:
+-- script.c tells an untouched field by that equality. LuaJIT's compiled
+-- conversion of a uint64_t at or beyond 2^63 rounds twice (through a
+-- negative int64_t and back up by 2^64) and could land one step off: such
+-- a value is halved keeping its low bit (rounding to odd), converted from
+-- below 2^63 (rounded once) and doubled (exactly).
+local U63 = ffi.new("uint64_t", 0x8000000000000000ULL)
+local function uint_number(u)
+  if u < U63 then return tonumber(u) end
+  return tonumber(bor(rshift(u, 1), band(u, 1))) * 2
+end
+
 local function read_field(f)
   local ty = f.type
   if ty == FLOAT then return f.v.f
@@ -254,7 +300,7 @@ local function read_field(f)
   elseif ty == STRING then return ffi_string(f.v.s.p, f.v.s.n)
   elseif ty == BOOL then return f.v.b ~= 0
   end
-  return tonumber(f.v.u)
+  return uint_number(f.v.u)
 end
 
 ---------------------------------------------------------------------------
@@ -465,15 +511,6 @@ end
 ---------------------------------------------------------------------------
 -- The reused point, written back as a difference (see TAGS above)
 
--- The point itself: its metatable notes a key that a script adds (say
--- point.seen = true), which must not reach the next point: rare, so the
--- table is cleared only then.
-local PT = {}
-local pt_extra = false
-setmetatable(PT, { __metatable = false, __newindex = function(t, k, v)
-  rawset(t, k, v)
-  pt_extra = true
-end })
 local cur_series, cur_time       -- the point in progress as handed to the script
 local dirty = false              -- TAGS/FIELDS may hold a failed point's keys
 
@@ -482,6 +519,7 @@ local function wipe()
   tclear(FIELDS)
   ntadd, nfadd = 0, 0
   dirty = false
+  untracked = false
 end
 
 -- Start a point: the reused tables are empty; fill PT's scalar keys.
@@ -501,8 +539,8 @@ end
 
 -- Run the point's chain on PT. Returns what the chain returned, the number
 -- of scripts run, and whether the result can be written back as a
--- difference: PT itself, its tables in place and no integer keys (which
--- only table.insert could have added without the metatable seeing them).
+-- difference: PT itself, its tables in place, and no raw write to them
+-- (which the metatables did not see: see TAGS above).
 local function call_chain(cid)
   local c, pt = ctl, PT
   local seq = c.seq
@@ -525,8 +563,7 @@ local function call_chain(cid)
       if not r then break end
     end
   end
-  local fast = r == pt and rawget(pt, "tags") == TAGS
-    and rawget(pt, "fields") == FIELDS and rawget(TAGS, 1) == nil and rawget(FIELDS, 1) == nil
+  local fast = r == pt and not untracked and rawget(pt, "tags") == TAGS and rawget(pt, "fields") == FIELDS
   return r, ran, fast
 end
 
@@ -590,26 +627,31 @@ end
 -- fields: loops of two to five iterations whose count changes from point to
 -- point are what LuaJIT's tracer handles worst (it keeps trying to unroll
 -- them into the request loop's trace, gives up, and now and then the whole
--- loop fell back to the interpreter: 4x the instructions). Loops beyond
--- MAX_UNROLL entries.
+-- loop fell back to the interpreter: 4x the instructions). Beyond
+-- MAX_UNROLL entries, one loop takes the counts as arguments.
+--
+-- The generated functions are cached by shape: fillers[nt * SHAPES + nf]
+-- for nt, nf < SHAPES (mixed radix: one slot per shape, no two shapes
+-- share one) and writers[count] for count < SHAPES. Nothing else is cached,
+-- so the caches hold at most SHAPES^2 + SHAPES functions whatever the
+-- points look like.
 
 local MAX_UNROLL = 24
+local SHAPES = MAX_UNROLL + 1
 local OK, OV, FK, FV = {}, {}, {}, {}   -- the originals: key and value strings
 
-local function fill_loop(nt, nf)
-  return function(ptg, pfl, tags, fields)
-    for j = 0, nt - 1 do
-      local t = ptg[j]
-      local k, v = ffi_string(t.key.p, t.key.n), ffi_string(t.val.p, t.val.n)
-      OK[j + 1], OV[j + 1] = k, v
-      rawset(tags, k, v)
-    end
-    for j = 0, nf - 1 do
-      local f = pfl[j]
-      local k, v = ffi_string(f.key.p, f.key.n), read_field(f)
-      FK[j + 1], FV[j + 1] = k, v
-      rawset(fields, k, v)
-    end
+local function fill_loop(ptg, pfl, tags, fields, nt, nf)
+  for j = 0, nt - 1 do
+    local t = ptg[j]
+    local k, v = ffi_string(t.key.p, t.key.n), ffi_string(t.val.p, t.val.n)
+    OK[j + 1], OV[j + 1] = k, v
+    rawset(tags, k, v)
+  end
+  for j = 0, nf - 1 do
+    local f = pfl[j]
+    local k, v = ffi_string(f.key.p, f.key.n), read_field(f)
+    FK[j + 1], FV[j + 1] = k, v
+    rawset(fields, k, v)
   end
 end
 
@@ -617,17 +659,15 @@ end
 -- table, keys/vals the originals handed to the script, src the incoming C
 -- array, arr[n] the first free output entry, put put_tag or put_field.
 -- Each key is cleared once read. Returns the next free index.
-local function write_loop(count)
-  return function(t, keys, vals, src, arr, n, put)
-    for j = 0, count - 1 do
-      local k = keys[j + 1]
-      local v = rawget(t, k)
-      if v == vals[j + 1] then arr[n] = src[j]; n = n + 1
-      elseif v ~= nil then n = put(arr, n, src[j].key, k, v) end
-      rawset(t, k, nil)
-    end
-    return n
+local function write_loop(t, keys, vals, src, arr, n, put, count)
+  for j = 0, count - 1 do
+    local k = keys[j + 1]
+    local v = rawget(t, k)
+    if v == vals[j + 1] then arr[n] = src[j]; n = n + 1
+    elseif v ~= nil then n = put(arr, n, src[j].key, k, v) end
+    rawset(t, k, nil)
   end
+  return n
 end
 
 local function gen(src, ...)
@@ -636,44 +676,42 @@ end
 
 local fillers, writers = {}, {}
 
+-- The filler of points of nt tags and nf fields, called as
+-- f(ptg, pfl, tags, fields, nt, nf).
 local function filler(nt, nf)
-  local key = nt * 256 + nf
+  if nt >= SHAPES or nf >= SHAPES then return fill_loop end
+  local key = nt * SHAPES + nf
   local f = fillers[key]
   if f then return f end
-  if nt > MAX_UNROLL or nf > MAX_UNROLL then
-    f = fill_loop(nt, nf)
-  else
-    local b = { "local ffi_string, read_field, rawset, OK, OV, FK, FV = ...",
-      "return function(ptg, pfl, tags, fields)", "local t, k, v" }
-    for j = 0, nt - 1 do
-      b[#b + 1] = ("t = ptg[%d]; k, v = ffi_string(t.key.p, t.key.n), ffi_string(t.val.p, t.val.n); "
-        .. "OK[%d], OV[%d] = k, v; rawset(tags, k, v)"):format(j, j + 1, j + 1)
-    end
-    for j = 0, nf - 1 do
-      b[#b + 1] = ("t = pfl[%d]; k, v = ffi_string(t.key.p, t.key.n), read_field(t); "
-        .. "FK[%d], FV[%d] = k, v; rawset(fields, k, v)"):format(j, j + 1, j + 1)
-    end
-    b[#b + 1] = "end"
-    f = gen(table.concat(b, "\n"), ffi_string, read_field, rawset, OK, OV, FK, FV)
+  local b = { "local ffi_string, read_field, rawset, OK, OV, FK, FV = ...",
+    "return function(ptg, pfl, tags, fields)", "local t, k, v" }
+  for j = 0, nt - 1 do
+    b[#b + 1] = ("t = ptg[%d]; k, v = ffi_string(t.key.p, t.key.n), ffi_string(t.val.p, t.val.n); "
+      .. "OK[%d], OV[%d] = k, v; rawset(tags, k, v)"):format(j, j + 1, j + 1)
   end
+  for j = 0, nf - 1 do
+    b[#b + 1] = ("t = pfl[%d]; k, v = ffi_string(t.key.p, t.key.n), read_field(t); "
+      .. "FK[%d], FV[%d] = k, v; rawset(fields, k, v)"):format(j, j + 1, j + 1)
+  end
+  b[#b + 1] = "end"
+  f = gen(table.concat(b, "\n"), ffi_string, read_field, rawset, OK, OV, FK, FV)
   fillers[key] = f
   return f
 end
 
+-- The writer of count entries, called as
+-- f(t, keys, vals, src, arr, n, put, count).
 local function writer(count)
+  if count >= SHAPES then return write_loop end
   local f = writers[count]
   if f then return f end
-  if count > MAX_UNROLL then
-    f = write_loop(count)
-  else
-    local b = { "local rawget, rawset = ...", "return function(t, keys, vals, src, arr, n, put)", "local k, v" }
-    for j = 0, count - 1 do
-      b[#b + 1] = ("k = keys[%d]; v = rawget(t, k); if v == vals[%d] then arr[n] = src[%d]; n = n + 1 "
-        .. "elseif v ~= nil then n = put(arr, n, src[%d].key, k, v) end; rawset(t, k, nil)"):format(j + 1, j + 1, j, j)
-    end
-    b[#b + 1] = "return n end"
-    f = gen(table.concat(b, "\n"), rawget, rawset)
+  local b = { "local rawget, rawset = ...", "return function(t, keys, vals, src, arr, n, put)", "local k, v" }
+  for j = 0, count - 1 do
+    b[#b + 1] = ("k = keys[%d]; v = rawget(t, k); if v == vals[%d] then arr[n] = src[%d]; n = n + 1 "
+      .. "elseif v ~= nil then n = put(arr, n, src[%d].key, k, v) end; rawset(t, k, nil)"):format(j + 1, j + 1, j, j)
   end
+  b[#b + 1] = "return n end"
+  f = gen(table.concat(b, "\n"), rawget, rawset)
   writers[count] = f
   return f
 end
@@ -683,17 +721,17 @@ local function run_point(p, cid)
   local nt, nf = p.ntags, p.nfields
   local ptg, pfl = p.tags, p.fields
   local tags, fields = TAGS, FIELDS
-  filler(nt, nf)(ptg, pfl, tags, fields)
+  filler(nt, nf)(ptg, pfl, tags, fields, nt, nf)
   local r, ran, fast = call_chain(cid)
   if not fast then slow(r, p) return ran end
   local o, same = head(PT, p, cur_series, cur_time)
   local ct, t0 = room(1, nt + ntadd)
-  local n = writer(nt)(tags, OK, OV, ptg, ct, t0, put_tag)
+  local n = writer(nt)(tags, OK, OV, ptg, ct, t0, put_tag, nt)
   n = added(tags, TADD, ntadd, put_tag, ct, n)
   ntadd = 0
   local cf, f0 = room(2, nf + nfadd)
   local changes = nchanged
-  local m = writer(nf)(fields, FK, FV, pfl, cf, f0, put_field)
+  local m = writer(nf)(fields, FK, FV, pfl, cf, f0, put_field, nf)
   -- Series, time and every field as they came (tags may differ, entries
   -- may be added): the encoder still copies the line's text for what it
   -- holds (lineproto.c encode_clean), and writes the rest.
@@ -717,11 +755,22 @@ local function run(i, fresh)
   if fresh then
     if nanchor > 65536 then anchor = {} else tclear(anchor) end
     nanchor = 0
+    -- Between points the tables are empty (finish, slow) or marked dirty
+    -- (a failed point). A key left by a write nobody noted would stop
+    -- here, at a request's start, at the latest.
+    if next(TAGS) ~= nil or next(FIELDS) ~= nil then wipe() end
   end
+  -- What C hands over is checked before it is used (the caller checked the
+  -- points' counts and sizes against the limits: pipeline.c).
+  if i >= c.nin then error(format("internal error: point %d of %d", i, c.nin), 0) end
   c.cur = i
+  local p, cid = c.inp[i], c.chain[i]
+  if not chain_steps[cid] or (p.ntags ~= 0 and p.tags == nil) or (p.nfields ~= 0 and p.fields == nil) then
+    error(format("internal error: point %d: chain %d, %d tags, %d fields", i, cid, p.ntags, p.nfields), 0)
+  end
   local first = c.nout
   nnumbers = 0
-  local ran = run_point(c.inp[i], c.chain[i])
+  local ran = run_point(p, cid)
   local rc = c.rec[i]
   rc.first = first
   rc.n = c.nout - first

@@ -323,7 +323,7 @@ static void on_hook(lua_State *L, lua_Debug *ar)
 {
     gw_guard_t *g = tls_guard;
 
-    if (!g || !g->active || !g->timed_out) {
+    if (!g || !atomic_load_explicit(&g->active, memory_order_relaxed) || !g->timed_out) {
         lua_sethook(L, NULL, 0, 0);
         return;
     }
@@ -341,7 +341,8 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 
     (void)sig;
     (void)si;
-    if (!g || !g->active || !g->jb_ok || g->seq != g->kill_seq)
+    if (!g || !atomic_load_explicit(&g->active, memory_order_relaxed) || !g->jb_ok ||
+        g->seq != atomic_load_explicit(&g->kill_seq, memory_order_acquire))
         goto out;
     g->timed_out = 1;
     if (g->crit > 0) {
@@ -351,7 +352,7 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
     where = classify(context_pc(ctx));
     if (where == 0)
         siglongjmp(g->jb, GW_GUARD_CLOSE);
-    if (where == 1 && g->kill_level >= 2)
+    if (where == 1 && atomic_load_explicit(&g->kill_level, memory_order_relaxed) >= 2)
         siglongjmp(g->jb, GW_GUARD_ABANDON);
     /* Interpreter, runtime or libc: stop at the next bytecode; if the code
      * is compiled, a following tick finds it in machine code. */
@@ -407,8 +408,8 @@ static void *wd_main(void *arg)
         struct timespec ts;
 
         for (gw_guard_t *g = wd_list; g; g = g->next) {
-            /* Read while its worker may be setting it (unarmed): atomic. */
-            int64_t budget = __atomic_load_n(&g->budget_ns, __ATOMIC_RELAXED);
+            /* Read while its worker may be setting it (unarmed). */
+            int64_t budget = atomic_load_explicit(&g->budget_ns, memory_order_relaxed);
             if (budget / 4 < tick)
                 tick = budget / 4;
         }
@@ -425,7 +426,7 @@ static void *wd_main(void *arg)
             uint32_t seq;
             int64_t now, used;
 
-            if (!__atomic_load_n(&g->active, __ATOMIC_ACQUIRE)) {
+            if (!atomic_load_explicit(&g->active, memory_order_acquire)) {
                 g->wd_seen = 0;
                 continue;
             }
@@ -440,10 +441,13 @@ static void *wd_main(void *arg)
                 continue;
             }
             used = now - g->wd_start;
-            if (used < g->budget_ns)
+            if (used < atomic_load_explicit(&g->budget_ns, memory_order_relaxed))
                 continue;
-            g->kill_seq = seq;
-            g->kill_level = used >= g->abandon_ns ? 2 : 1;
+            /* The level first: the handler reads it once it sees kill_seq. */
+            atomic_store_explicit(&g->kill_level,
+                                  used >= atomic_load_explicit(&g->abandon_ns, memory_order_relaxed) ? 2 : 1,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&g->kill_seq, seq, memory_order_release);
             tgkill(pid, g->tid, GW_GUARD_SIGNAL);
         }
     }
@@ -454,16 +458,19 @@ static void *wd_main(void *arg)
 
 int gw_guard_register(gw_guard_t *g)
 {
+    clockid_t clock;
     int rc = 0;
 
     pthread_once(&once, init_once);
     if (once_failed)
         return -1;
-    g->tid = gettid();
-    if (pthread_getcpuclockid(pthread_self(), &g->clock))
+    if (pthread_getcpuclockid(pthread_self(), &clock))
         return -1;
-    g->wd_seen = 0;
     pthread_mutex_lock(&wd_lock);
+    /* The watchdog reads these under wd_lock. */
+    g->tid = gettid();
+    g->clock = clock;
+    g->wd_seen = 0;
     if (!g->registered) {
         g->next = wd_list;
         wd_list = g;
@@ -526,12 +533,12 @@ void gw_guard_arm(gw_guard_t *g)
     g->timed_out = 0;
     g->pending = 0;
     g->where[0] = 0;
-    __atomic_store_n(&g->active, 1, __ATOMIC_RELEASE);
+    atomic_store_explicit(&g->active, 1, memory_order_release);
 }
 
 void gw_guard_disarm(gw_guard_t *g)
 {
-    __atomic_store_n(&g->active, 0, __ATOMIC_RELEASE);
+    atomic_store_explicit(&g->active, 0, memory_order_release);
     g->jb_ok = 0;
 }
 
@@ -552,7 +559,7 @@ void gw_guard_crit_leave(void)
 int gw_guard_stop_pending(void)
 {
     gw_guard_t *g = tls_guard;
-    return g && g->active && g->timed_out;
+    return g && atomic_load_explicit(&g->active, memory_order_relaxed) && g->timed_out;
 }
 
 int64_t gw_guard_thread_cpu_ns(void)

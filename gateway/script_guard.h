@@ -27,6 +27,7 @@
 
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -70,17 +71,21 @@ void gw_lalloc_free_all(gw_lalloc_t *a);
 
 /* ------------------------------------------------------------ watchdog */
 
+/* Threads: the worker (and its signal handler, on the same thread) and
+ * the watchdog. Every field one of them writes while the other may read it
+ * is atomic, except seq, which the driver bumps from Lua through the FFI
+ * (an aligned 32-bit store; the watchdog loads it atomically). */
 struct gw_guard {
     /* Shared with the driver and the watchdog. */
     volatile uint32_t seq;       /* bumped before every script call */
-    volatile int active;         /* a guarded call is in progress */
-    /* Set by the worker before arming. */
-    int64_t budget_ns;           /* CPU time one call may use */
-    int64_t abandon_ns;          /* after this much, leave LuaJIT's C code too */
+    atomic_int active;           /* a guarded call is in progress */
+    /* Set by the worker before arming, read by the watchdog. */
+    _Atomic int64_t budget_ns;   /* CPU time one call may use */
+    _Atomic int64_t abandon_ns;  /* after this much, leave LuaJIT's C code too */
     lua_State *L;                /* borrowed: the state in the call */
     /* Set by the watchdog, read by the signal handler. */
-    volatile uint32_t kill_seq;
-    volatile int kill_level;     /* 1 = stop, 2 = stop even inside LuaJIT's C code */
+    atomic_uint kill_seq;
+    atomic_int kill_level;       /* 1 = stop, 2 = stop even inside LuaJIT's C code */
     /* Set by the signal handler. */
     volatile sig_atomic_t timed_out;
     volatile sig_atomic_t pending;  /* a stop waits for the critical section to end */

@@ -5,6 +5,7 @@ local luagw = require("support.luagw")
 local proc = require("support.proc")
 local wait = require("support.wait")
 local http = require("support.http")
+local keepalive = require("support.keepalive")
 local socket = require("socket")
 local cjson = require("cjson")
 
@@ -29,6 +30,22 @@ describe("series scripts end to end", function()
   lazy_teardown(function()
     if db then db:destroy() end
   end)
+
+  -- A gateway with the scripts files = { ["name.lua"] = source } and config
+  -- (merged), started for the enclosing describe and destroyed after it:
+  -- call the returned function for it.
+  local function gateway_with(files, config)
+    local gw, dir
+    lazy_setup(function()
+      dir = scripts_dir(files)
+      gw = luagw.start { influxd = db, config = luagw.merge({ scripts = { dir = dir } }, config) }
+    end)
+    lazy_teardown(function()
+      if gw then gw:destroy() end
+      if dir then proc.rmdir(dir) end
+    end)
+    return function() return gw end
+  end
 
   local function rows(q) return db:rows(q, "luagw") end
   local function settle(q, n)
@@ -211,6 +228,140 @@ describe("series scripts end to end", function()
       socket.sleep(0.5)
       assert.equal(0, #rows("SELECT * FROM split WHERE id = 'dbg'"))
       assert.equal(1, #rows("SELECT * FROM split_copy"))
+    end)
+  end)
+
+  -- A script's driver caches code per point shape (tags x fields): points
+  -- of very different shapes in one body, on one connection, must each be
+  -- stored as sent. (Once two shapes shared a cache slot, and this two-line
+  -- body killed luagw with SIGSEGV.)
+  describe("bodies that mix point shapes", function()
+    local gateway = gateway_with({
+      ["shape.lua"] = "return function(p) return p end",
+      ["_all.lua"] = "return function(p) return p end",
+    }, { listen = { threads = 1 } })
+
+    local function fields(n, from)
+      local f = {}
+      for i = 0, n - 1 do f[#f + 1] = ("f%d=%di"):format(i, (from or 0) + i) end
+      return table.concat(f, ",")
+    end
+
+    it("1 tag and 1 field, then 0 tags and 257 fields, in one body: stored, luagw alive", function()
+      local gw = gateway()
+      local st, body = gw:post("/write", "shape,t=a v=1i 1700000400000000000\nshape " .. fields(257)
+        .. " 1700000400000000001")
+      assert.equal(204, st, body)
+      assert.is_true(gw:running())
+      local r = settle("SELECT * FROM shape WHERE time >= 1700000400000000000 AND time < 1700000401000000000", 2)
+      assert.equal("a", r[1].t)
+      assert.equal(1, r[1].v)
+      assert.equal(0, r[2].f0)
+      assert.equal(256, r[2].f256)
+      assert.is_nil(r[2].t)
+    end)
+
+    it("every shape from 0 to 30 tags and 1 to 300 fields, both formats, on one keep-alive connection", function()
+      local gw = gateway()
+      local c = keepalive.open(gw.port)
+      finally(function() c:close() end)
+      local lines, points, n = {}, {}, 0
+      for _, nt in ipairs { 0, 1, 2, 5, 24, 25, 30 } do
+        for _, nf in ipairs { 1, 2, 24, 25, 257, 300 } do
+          n = n + 1
+          local tags = { "id=" .. n }
+          for i = 1, nt - 1 do tags[#tags + 1] = ("t%d=x%d"):format(i, i) end
+          local series = n % 2 == 0 and "shape" or "other"
+          lines[#lines + 1] = ("%s,%s %s %d"):format(series, table.concat(tags, ","), fields(nf, n),
+            1700000410000000000 + n)
+          local jt, jf = { id = "j" .. n }, {}
+          for i = 1, nt - 1 do jt["t" .. i] = "y" .. i end
+          for i = 0, nf - 1 do jf["f" .. i] = n + i end
+          points[#points + 1] = { series = series, time = 1700000420 + n, tags = jt, fields = jf }
+        end
+      end
+      -- Each body twice, reversed the second time: a shape seen first or second.
+      local reversed = {}
+      for i = #lines, 1, -1 do reversed[#reversed + 1] = lines[i]:gsub("id=", "id=r") end
+      assert.equal(204, (c:post("/write", table.concat(lines, "\n"))))
+      assert.equal(204, (c:post("/write", table.concat(reversed, "\n"))))
+      assert.equal(204, (c:post("/v1/points", cjson.encode(points), JSON)))
+      assert.is_true(gw:running())
+      local q = "SELECT * FROM %s WHERE time >= 1700000410000000000 AND time < 1700000500000000000"
+      local total = #settle(q:format("shape"), 3 * n / 2) + #settle(q:format("other"), 3 * n / 2)
+      assert.equal(3 * n, total)
+      -- The widest points, whole: 30 tags, 300 fields.
+      local r = settle("SELECT * FROM shape WHERE id = '42'", 1)[1]
+      assert.equal("x29", r.t29)
+      assert.equal(42, r.f0)
+      assert.equal(42 + 299, r.f299)
+      r = settle("SELECT * FROM shape WHERE id = 'j42'", 1)[1]
+      assert.equal("y29", r.t29)
+      assert.equal(42 + 299, r.f299)
+    end)
+  end)
+
+  -- Each worker hands its scripts the same point tables, refilled per point.
+  -- Whatever a script does to them (writes no metamethod sees included),
+  -- the next point starts from a clean slate: other requests, other series.
+  describe("the reused point tables", function()
+    -- One worker: every request meets the same tables.
+    local gateway = gateway_with({
+        ["ins_tag.lua"] = [[return function(p) table.insert(p.tags, 2, "x") return p end]],
+        ["ins_field.lua"] = [[return function(p) table.insert(p.fields, 2, 7) return p end]],
+        ["mark.lua"] = [[return function(p) rawset(p, "mark", "yes") return p end]],
+        ["seen.lua"] = [[return function(p) p.seen = "yes" return p end]],
+        ["copy.lua"] = [[return function(p)
+            p.tags.copied = "yes"
+            return { series = p.series, tags = p.tags, fields = p.fields }
+          end]],
+        -- Every key it is handed, sorted, as fields of the point.
+        ["clean.lua"] = [[
+          local function keys(t)
+            local k = {}
+            for x in pairs(t) do k[#k + 1] = tostring(x) end
+            table.sort(k)
+            return table.concat(k, ",")
+          end
+          return function(p)
+            local t, f, pt = keys(p.tags), keys(p.fields), keys(p)
+            p.fields.seen_tags, p.fields.seen_fields, p.fields.seen_point = t, f, pt
+            return p
+          end]],
+    }, { listen = { threads = 1 } })
+
+    it("table.insert, rawset and new keys on them reach no later point (one keep-alive connection)", function()
+      local gw = gateway()
+      local c = keepalive.open(gw.port)
+      finally(function() c:close() end)
+      local t, n = 1700000500000000000, 0
+      local function line(series)
+        n = n + 1
+        return ("%s,id=%d v=1i %d"):format(series, n, t + n)
+      end
+      for _, dirt in ipairs { "ins_tag", "ins_field", "mark", "seen", "copy" } do
+        assert.equal(204, (c:post("/write", line(dirt))))
+        assert.equal(204, (c:post("/write", line("clean"))))
+        assert.equal(204, (c:post("/v1/points", ('{"series":"clean","time":%d,"tags":{"id":"j%d"},"fields":{"v":1}}')
+          :format(1700000600 + n, n), JSON)))
+        -- And within one body.
+        assert.equal(204, (c:post("/write", line(dirt) .. "\n" .. line("clean") .. "\n" .. line(dirt))))
+      end
+      local cleans = settle("SELECT * FROM clean", 15)
+      for _, r in ipairs(cleans) do
+        assert.equal("id", r.seen_tags, "point " .. r.id)
+        assert.equal("v", r.seen_fields, "point " .. r.id)
+        assert.equal("fields,series,tags,time", r.seen_point, "point " .. r.id)
+      end
+      -- What the scripts returned: integer keys are a bad return value (the
+      -- point passes as it came); the copy keeps its change.
+      for _, r in ipairs(settle("SELECT * FROM ins_tag", 3)) do assert.equal(1, r.v) end
+      for _, r in ipairs(settle("SELECT * FROM ins_field", 3)) do assert.is_nil(r["2"]) end
+      for _, r in ipairs(settle("SELECT * FROM mark", 3)) do assert.is_nil(r.mark) end
+      for _, r in ipairs(settle("SELECT * FROM copy", 3)) do assert.equal("yes", r.copied) end
+      assert.matches('series="ins_tag" .*error="bad return value: tag keys must be non%-empty strings, got 2"',
+        gw:log())
+      assert.is_nil(gw:log():find('series="copy"', 1, true))
     end)
   end)
 

@@ -96,6 +96,19 @@ describe("fuzz corpora replayed", function()
     end
   end)
 
+  it("fuzz/corpus/pipeline: every body through gw_pipeline_run keeps fuzz/pipeline.c's properties", function()
+    -- build/fuzz/replay/pipeline: the harness with fuzz/replay.c's main()
+    -- (make test builds it), in a process of its own: a crash fails this.
+    local files = corpus("pipeline")
+    assert.is_true(#files > 0)
+    local bin = ROOT .. "/build/fuzz/replay/pipeline"
+    assert.is_truthy(io.open(bin), bin .. " missing (make test builds it)")
+    local p = io.popen("'" .. bin .. "' '" .. table.concat(files, "' '") .. "' 2>&1; echo \"exit=$?\"")
+    local out = p:read("*a")
+    p:close()
+    assert.matches("replayed " .. #files .. " inputs\nexit=0\n$", out)
+  end)
+
   it("fuzz/corpus/config: every file loads or fails with one line", function()
     pcall(ffi.cdef, [[
       void *gw_config_load(const char *path, char *err, size_t errlen);

@@ -100,6 +100,82 @@ describe("limits on bodies", function()
   end)
 end)
 
+-- The per-point limits hold before a point reaches a script (the engine
+-- trusts a point's counts) and for whatever a script returns, on every path:
+-- a line-protocol point the parser vouched for included.
+describe("limits and scripts", function()
+  local gw, dir
+  local JSON = { ["Content-Type"] = "application/json" }
+
+  lazy_setup(function()
+    dir = proc.tmpdir("luagw-limits-scripts")
+    for name, src in pairs {
+      ["add_s.lua"] = [[return function(p) p.fields.s = string.rep("a", 100000) return p end]],
+      ["add_t.lua"] = [[return function(p) p.tags.big = string.rep("b", 100000) return p end]],
+      ["add_f.lua"] = [[return function(p) for i = 1, 4 do p.fields["f" .. i] = i end return p end]],
+      ["add_k.lua"] = [[return function(p) p.tags[string.rep("k", 65)] = "v" return p end]],
+      ["set_t.lua"] = [[return function(p) p.tags.t = string.rep("c", 100000) return p end]],
+      ["wide.lua"] = [[return function(p)
+          p.tags.a, p.tags.b = string.rep("a", 40000), string.rep("b", 40000)
+          return p
+        end]],
+      ["trim.lua"] = [[return function(p)
+          for k in pairs(p.tags) do if k ~= "t" then p.tags[k] = nil end end
+          error("trim.lua ran")
+        end]],
+    } do proc.write_file(dir .. "/" .. name, src) end
+    gw = luagw.start { config = { listen = { max_tags = 4, max_fields = 4, max_key_bytes = 64,
+      max_value_bytes = 80000 }, scripts = { dir = dir }, log = { level = "error" },
+      monitoring = { shutdown_timeout = 0 } } }
+  end)
+  lazy_teardown(function()
+    if gw then gw:destroy() end
+    if dir then proc.rmdir(dir) end
+  end)
+
+  local function buffered()
+    local _, h = gw:get("/health")
+    return cjson.decode(h).buffer.points
+  end
+
+  it("what a script adds is refused as it is from a client, line protocol and JSON alike", function()
+    local cases = {
+      { "add_s", "string field value of 100000 bytes, longer than listen.max_value_bytes %(80000%)" },
+      { "add_t", "tag value of 100000 bytes, longer than listen.max_value_bytes" },
+      { "set_t", "tag value of 100000 bytes, longer than listen.max_value_bytes" },
+      { "add_f", "5 fields, more than listen.max_fields %(4%)" },
+      { "add_k", "tag key of 65 bytes, longer than listen.max_key_bytes %(64%)" },
+      -- Each tag within the limits, the series key beyond what InfluxDB stores.
+      { "wide", "series key longer than 65535 bytes" },
+    }
+    local before = buffered()
+    for _, c in ipairs(cases) do
+      local st, body = gw:post("/write", c[1] .. ",t=x v=1i 1700000000000000000")
+      assert.equal(400, st, c[1] .. " (line protocol): " .. tostring(body))
+      local lp = cjson.decode(body)
+      assert.matches("line 1: .*" .. c[2], lp.error)
+      st, body = gw:post("/v1/points", cjson.encode { series = c[1], time = 1700000000, tags = { t = "x" },
+        fields = { v = 1 } }, JSON)
+      assert.equal(400, st, c[1] .. " (JSON): " .. tostring(body))
+      local js = cjson.decode(body)
+      assert.matches(c[2], js.error)
+      assert.equal(lp.error:gsub("^line 1: ", ""), js.error:gsub("^index 0: ", ""))
+    end
+    assert.equal(before, buffered())
+  end)
+
+  it("a point beyond the limits never reaches its script", function()
+    -- trim.lua would bring the tags within max_tags, and fails when it runs.
+    local st, body = gw:post("/write", "trim,t=1,a=1,b=1,c=1,d=1 v=1i\ntrim,t=2 v=1i")
+    assert.equal(400, st)
+    local r = cjson.decode(body)
+    assert.equal(1, r.accepted)
+    assert.matches("line 1: 5 tags, more than listen.max_tags %(4%)", r.error)
+    local _, h = gw:get("/health")
+    assert.equal(1, cjson.decode(h).scripts.series.trim.errors) -- the point within them only
+  end)
+end)
+
 describe("cost of many tags or fields", function()
   -- Duplicate checks and the encoder's tag sort were pairwise: a line of
   -- 50,000 tags took 4 s of a worker (10^9 key comparisons), a 16 MiB body

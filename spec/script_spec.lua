@@ -300,6 +300,37 @@ describe("type rules", function()
   end)
 end)
 
+describe("type rules, once LuaJIT has compiled the driver", function()
+  -- The untouched-integer rule compares the number a script was handed with
+  -- C's (double) of the original. LuaJIT's compiled uint64 -> number
+  -- conversion rounded values at or beyond 2^63 twice and could land one
+  -- step away: once the driver was compiled (after some 70 points), every
+  -- point written back in full (fan-out, new tables) had such a field
+  -- rounded to another value.
+  it("unsigned integers beyond 2^63 stay exact in points written back in full", function()
+    local h = gw { ["m.lua"] = [[return function(p)
+        local copy = { series = p.series, tags = {}, fields = {} }
+        for k, v in pairs(p.fields) do copy.fields[k] = v end
+        return { p, copy }
+      end]] }
+    local want = { "9223372036854775808", "9223372036854775809", "9226752047709551614", "12345678901234567891",
+      "18446744073709549567", "18446744073709551615" }
+    local lines = {}
+    for i = 1, 300 do
+      local f = {}
+      for k, v in ipairs(want) do f[#f + 1] = ("u%d=%su"):format(k, v) end
+      lines[i] = ("m,i=%d %s %d"):format(i, table.concat(f, ","), i)
+    end
+    local out = h:run_lines(table.concat(lines, "\n"))
+    assert.equal(600, #out.points)
+    for _, p in ipairs(out.points) do
+      for k, v in ipairs(want) do
+        assert.equal(v .. "ULL", tostring(p.fields["u" .. k]), p.line)
+      end
+    end
+  end)
+end)
+
 describe("bad return values and errors", function()
   local function errs(src, input)
     local h = gw { ["m.lua"] = src }
@@ -627,6 +658,24 @@ describe("loading a set", function()
     assert.matches(":%d+:%d+: scripts.series.errors: .*missing%.lua: cannot open", err)
   end)
 
+  it("a script file that cannot be read is refused, never skipped: a path beyond PATH_MAX", function()
+    -- A directory of 3,900 bytes and a file name of 250: the directory opens,
+    -- the file's path (4,151 bytes) is longer than the system takes. (A file
+    -- name itself cannot reach 256 bytes on Linux: NAME_MAX is 255.)
+    local base = scripts {}
+    local comp = ("d"):rep(200)
+    local dir = base
+    while #dir + 201 < 3900 do dir = dir .. "/" .. comp end
+    dir = dir .. "/" .. ("e"):rep(3900 - #dir - 1)
+    local name = ("s"):rep(246) .. ".lua"
+    assert(os.execute("mkdir -p '" .. dir .. "'") == 0)
+    assert(os.execute("cd '" .. dir .. "' && echo 'return function(p) return p end' > " .. name) == 0)
+    local h, err = harness.new { dir = dir }
+    if h then h:close() end
+    assert.is_nil(h, "the set loaded without " .. name)
+    assert.matches("^" .. name:gsub("%p", "%%%0") .. ": cannot read: File name too long %(in /", err)
+  end)
+
   it("a missing directory means no scripts", function()
     local h = assert(harness.new { dir = "/nonexistent/luagw/scripts" })
     local out = h:run(P)
@@ -854,6 +903,42 @@ describe("the reused point tables (written back as a difference)", function()
     assert.equal("copy", out.points[4].series)
     assert.same({ kind = "share", added = "a" }, out.points[4].tags)
     assert.same({ n = 1 }, out.points[4].fields)
+  end)
+
+  it("writes no metamethod sees (table.insert, table.remove, rawset) reach no later point", function()
+    local h = gw {
+      ["ins.lua"] = [[return function(p) table.insert(p.tags, 2, "x") table.insert(p.fields, 2, 7) return p end]],
+      ["rem.lua"] = [[return function(p) table.insert(p.tags, 2, "x") table.remove(p.fields) return p end]],
+      ["mark.lua"] = [[return function(p) rawset(p, "mark", "yes") table.insert(p, "y") return p end]],
+      ["clr.lua"] = [[return function(p) table.clear(p.tags) p.tags[2] = nil return p end]],
+      ["copy.lua"] = [[return function(p)
+          p.tags.copied = "yes"
+          return { series = p.series, tags = p.tags, fields = p.fields }
+        end]],
+      ["keys.lua"] = [[return function(p)
+          local t = {}
+          for k in pairs(p) do t[#t + 1] = tostring(k) end
+          for k in pairs(p.tags) do t[#t + 1] = "tags." .. tostring(k) end
+          for k in pairs(p.fields) do t[#t + 1] = "fields." .. tostring(k) end
+          table.sort(t)
+          p.fields.keys = table.concat(t, " ")
+          return p
+        end]],
+    }
+    local want = "fields fields.v series tags tags.t time"
+    for _, dirt in ipairs { "ins", "rem", "mark", "clr", "copy" } do
+      -- A request of its own, then one body.
+      h:run_lines(dirt .. ",t=a v=1 1")
+      local out = h:run_lines("keys,t=b v=1 2")
+      assert.equal(want, out.points[1].fields.keys, "after " .. dirt)
+      out = h:run_lines(dirt .. ",t=c v=1 3\nkeys,t=d v=1 4\n" .. dirt .. ",t=e v=1 5\nkeys,t=f v=1 6")
+      assert.equal(want, out.points[2].fields.keys, "after " .. dirt)
+      assert.equal(want, out.points[4].fields.keys, "after " .. dirt)
+    end
+    local out = h:run_lines("ins,t=a v=1 1\ncopy,t=b v=1 2")
+    assert.equal("yes", out.points[2].tags.copied)
+    assert.equal(1, #out.errors) -- ins: an integer key is a bad return value
+    assert.matches("tag keys must be non%-empty strings, got 2", out.errors[1].message)
   end)
 
   it("table.insert into tags is a bad return value, not a silently lost tag", function()
