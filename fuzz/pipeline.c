@@ -75,20 +75,33 @@ static const gw_limits_t profiles[4] = {
  * being in scripts.dir, is also the script of series fuzz. */
 static const char *const scripted_series[] = {"m", "cpu", "a", "fuzz"};
 
-/* Further checks of each encoded line, e.g. against a model of InfluxDB's
- * scanner: each gets the line (ending in '\n') and the point luagw's
- * parser read back from it, and aborts through CHECK on a disagreement.
- * Add one here. */
-typedef void (*line_check_t)(const char *line, size_t n, const gw_point_t *back);
+/* Further checks of each encoded line: each gets the line (ending in
+ * '\n'), the point luagw's parser read back from it and the encoder flags
+ * it was written with, and aborts through CHECK on a disagreement. Add one
+ * here. */
+typedef void (*line_check_t)(const char *line, size_t n, const gw_point_t *back, unsigned flags);
 
 /* A line ends in '\n' (string values may hold more of them). */
-static void check_line_end(const char *line, size_t n, const gw_point_t *back)
+static void check_line_end(const char *line, size_t n, const gw_point_t *back, unsigned flags)
 {
     CHECK(n > 0 && line[n - 1] == '\n', "a line without its newline: %.*s", SHOW(line, n));
-    (void)back;
+    (void)back, (void)flags;
 }
 
-static const line_check_t line_checks[] = {check_line_end};
+/* A line written for InfluxDB 1.x is one influxd stores exactly as the
+ * point luagw read back from it (fuzz/influx_model.c, the model of its
+ * scanner), unless it is the 100 * 2^k-tag point influxd answers 500. */
+static void check_influx_model(const char *line, size_t n, const gw_point_t *back, unsigned flags)
+{
+    char why[512];
+
+    if (!(flags & GW_LP_NO_UINT) || influx_poison(back))
+        return;
+    CHECK(im_check_encoded(line, n, back, why, sizeof(why)) == 0,
+          "influxd would not store the line as luagw reads it: %s: %.*s", why, SHOW(line, n));
+}
+
+static const line_check_t line_checks[] = {check_line_end, check_influx_model};
 
 static gw_pipeline_t *workers[NMODES][2]; /* [mode][GW_LP_NO_UINT] */
 static gw_script_set_t *sets[NMODES];
@@ -391,7 +404,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               SHOW(line, n));
         CHECK(within(lim, &back.v[0]), "encoded line beyond the limits: %.*s", SHOW(line, n));
         for (size_t c = 0; c < sizeof(line_checks) / sizeof(line_checks[0]); c++)
-            line_checks[c](line, n, &back.v[0]);
+            line_checks[c](line, n, &back.v[0], flags);
         match(&in, want, &j, &back.v[0], flags, line, n);
     }
     for (uint32_t i = 0; i < in.n; i++)
