@@ -82,17 +82,22 @@ gw_spool_t *gw_queue_spool(gw_queue_t *q)
     return q->spool;
 }
 
-json_t *gw_queue_spool_json(gw_queue_t *q)
+void gw_queue_spool_json(gw_queue_t *q, gw_jsonw_t *w)
 {
     uint64_t appends, syncs;
 
-    if (!q->spool)
-        return json_null();
+    if (!q->spool) {
+        gw_jsonw_null(w);
+        return;
+    }
     gw_spool_counts(q->spool, &appends, &syncs);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "points", (json_int_t)gw_spool_points(q->spool), "bytes",
-                     (json_int_t)gw_spool_bytes(q->spool), "damaged_records",
-                     (json_int_t)gw_spool_corrupt(q->spool), "appends", (json_int_t)appends, "syncs",
-                     (json_int_t)syncs);
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "points", gw_spool_points(q->spool));
+    gw_jsonw_member_uint(w, "bytes", gw_spool_bytes(q->spool));
+    gw_jsonw_member_uint(w, "damaged_records", gw_spool_corrupt(q->spool));
+    gw_jsonw_member_uint(w, "appends", appends);
+    gw_jsonw_member_uint(w, "syncs", syncs);
+    gw_jsonw_end(w);
 }
 
 gw_queue_t *gw_queue_open(const gw_config_t *cfg, char *err, size_t errlen)

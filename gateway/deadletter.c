@@ -163,39 +163,40 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
 }
 
 /* {"name": count, ...} of counter k (-1: all reasons). mu held. */
-static json_t *series_json(int k)
+static void series_json(gw_jsonw_t *w, int k)
 {
-    json_t *s = json_object();
-
+    gw_jsonw_begin_object(w);
     for (size_t i = 0; i <= dl.nseries; i++) {
         const series_t *e = i < dl.nseries ? &dl.series[i] : &dl.other;
         uint64_t v = k < 0 ? e->count : e->by_reason[k];
         if (v)
-            json_object_set_new(s, i < dl.nseries ? e->name : OTHER, json_integer((json_int_t)v));
+            gw_jsonw_member_uint(w, i < dl.nseries ? e->name : OTHER, v);
     }
-    return s;
+    gw_jsonw_end(w);
 }
 
-json_t *gw_deadletter_json(void)
+void gw_deadletter_json(gw_jsonw_t *w)
 {
-    json_t *o = json_object(), *r = json_object();
-
-    if (!o || !r) {
-        json_decref(o);
-        json_decref(r);
-        return NULL;
-    }
     pthread_mutex_lock(&dl.mu);
-    json_object_set_new(o, "points", json_integer((json_int_t)dl.total));
-    json_object_set_new(o, "file", dl.path ? json_string(dl.path) : json_null());
-    json_object_set_new(o, "series", series_json(-1));
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "points", dl.total);
+    gw_jsonw_member_string(w, "file", dl.path);
+    gw_jsonw_key(w, "series");
+    series_json(w, -1);
+    gw_jsonw_key(w, "reasons");
+    gw_jsonw_begin_object(w);
     for (int k = 0; k < GW_DL_NREASONS; k++)
-        if (dl.by_reason[k])
-            json_object_set_new(r, reason_names[k], json_pack("{s:I, s:o}", "points", (json_int_t)dl.by_reason[k],
-                                                              "series", series_json(k)));
+        if (dl.by_reason[k]) {
+            gw_jsonw_key(w, reason_names[k]);
+            gw_jsonw_begin_object(w);
+            gw_jsonw_member_uint(w, "points", dl.by_reason[k]);
+            gw_jsonw_key(w, "series");
+            series_json(w, k);
+            gw_jsonw_end(w);
+        }
+    gw_jsonw_end(w);
+    gw_jsonw_end(w);
     pthread_mutex_unlock(&dl.mu);
-    json_object_set_new(o, "reasons", r);
-    return o;
 }
 
 /* Log the points held back by the rate limit. mu held. */

@@ -13,9 +13,10 @@
 #ifndef GW_DEADLETTER_H
 #define GW_DEADLETTER_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "jsonw.h"
 
 /* Why points were given up (docs/delivery.md, "Dead letters"). */
 typedef enum {
@@ -43,8 +44,8 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
 
 /* {"points": total, "file": path|null, "series": {"name": count, ...},
  *  "reasons": {"server_error": {"points": n, "series": {"name": n}}, ...}}
- * (only the reasons that occurred). New reference; NULL on ENOMEM. */
-json_t *gw_deadletter_json(void);
+ * (only the reasons that occurred), written as the next value of w. */
+void gw_deadletter_json(gw_jsonw_t *w);
 
 /* When (monotonic seconds) points held back by the log's rate limit are
  * due to be logged; 0 when none are held. */

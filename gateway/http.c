@@ -5,7 +5,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <jansson.h>
 #include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -25,6 +24,7 @@
 #include "conns.h"
 #include "deadletter.h"
 #include "inflight.h"
+#include "jsonw.h"
 #include "lineproto.h"
 #include "log.h"
 #include "metrics.h"
@@ -165,49 +165,68 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const c
 /* What an answer says when its own JSON cannot be made (out of memory). */
 static const char nomem_json[] = "{\"error\":\"out of memory while answering\"}";
 
-/* The JSON text of obj (consumed), malloc'd; NULL on ENOMEM. For the 2.x
- * endpoint an error is also given as {"code", "message"}, which 2.x
- * clients read. */
-static char *json_text(unsigned status, json_t *obj, enum route route)
+/* What the 2.x endpoint's {"code"} says for an error status. */
+static const char *error_code(unsigned status)
 {
-    char *text;
-
-    if (route == R_WRITE_V2 && json_object_get(obj, "error")) {
-        json_object_set_new(obj, "code", json_string(status == 413 ? "request too large"
-                                                     : status == 401 ? "unauthorized"
-                                                     : status == 404 ? "not found"
-                                                     : status == 503 ? "unavailable"
-                                                     : status >= 500 ? "internal error"
-                                                                     : "invalid"));
-        json_object_set(obj, "message", json_object_get(obj, "error"));
-    }
-    text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
-    json_decref(obj);
-    return text;
+    return status == 413   ? "request too large"
+           : status == 401 ? "unauthorized"
+           : status == 404 ? "not found"
+           : status == 503 ? "unavailable"
+           : status >= 500 ? "internal error"
+                           : "invalid";
 }
 
-/* Answer status with a JSON body holding obj (consumed). */
-static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned status, json_t *obj,
-                                   enum route route)
+/* End the object that w writes (begun with gw_jsonw_begin_object) and make
+ * it a response, its buffer handed over. error is the object's "error"
+ * member, or NULL: on the 2.x endpoint it is also given as {"code",
+ * "message"}, which 2.x clients read. When the document cannot be made, the
+ * response is the out-of-memory answer and *status 500. NULL on ENOMEM. */
+static struct MHD_Response *json_response(gw_jsonw_t *w, unsigned *status, enum route route, const char *error)
 {
-    char *text = json_text(status, obj, route);
-    enum MHD_Result rc;
+    struct MHD_Response *r;
 
-    if (!text)
-        return answer(c, 500, nomem_json, sizeof(nomem_json) - 1, "application/json");
-    rc = answer(c, status, text, strlen(text), "application/json");
-    free(text);
-    return rc;
+    if (route == R_WRITE_V2 && error) {
+        gw_jsonw_member_string(w, "code", error_code(*status));
+        gw_jsonw_member_string(w, "message", error);
+    }
+    gw_jsonw_end(w);
+    if (gw_jsonw_finish(w)) {
+        gw_buf_free(w->out);
+        *status = 500;
+        return MHD_create_response_from_buffer(sizeof(nomem_json) - 1, (void *)nomem_json,
+                                               MHD_RESPMEM_PERSISTENT);
+    }
+    r = MHD_create_response_from_buffer(w->out->len, w->out->data, MHD_RESPMEM_MUST_FREE);
+    if (!r)
+        gw_buf_free(w->out);
+    return r;
+}
+
+/* Answer status with the object w writes, ended here (see json_response). */
+static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned status, gw_jsonw_t *w, enum route route,
+                                   const char *error)
+{
+    struct MHD_Response *r = json_response(w, &status, route, error);
+
+    return r ? queue(c, status, r, "application/json") : MHD_NO;
+}
+
+/* Start an answer's object in b (zeroed here). */
+static void json_begin(gw_jsonw_t *w, gw_buf_t *b)
+{
+    memset(b, 0, sizeof(*b));
+    gw_jsonw_init(w, b);
+    gw_jsonw_begin_object(w);
 }
 
 /* {"error": message}: the message made safe to echo (utf8.h), whatever of
- * the client's it holds. NULL on ENOMEM. */
-static json_t *error_obj(const char *fmt, va_list ap)
+ * the client's it holds, into msg. */
+static const char *error_text(char *msg, size_t msglen, const char *fmt, va_list ap)
 {
-    char raw[1024], msg[512];
+    char raw[1024];
 
     vsnprintf(raw, sizeof(raw), fmt, ap);
-    return json_pack("{s:s}", "error", gw_utf8_echo(msg, sizeof(msg), raw, strlen(raw)));
+    return gw_utf8_echo(msg, msglen, raw, strlen(raw));
 }
 
 static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, enum route route,
@@ -216,13 +235,17 @@ static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, e
 static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned status, enum route route,
                                     const char *fmt, ...)
 {
+    char msg[512];
+    gw_buf_t b;
+    gw_jsonw_t w;
     va_list ap;
-    json_t *o;
 
     va_start(ap, fmt);
-    o = error_obj(fmt, ap);
+    error_text(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return answer_json(c, status, o, route);
+    json_begin(&w, &b);
+    gw_jsonw_member_string(&w, "error", msg);
+    return answer_json(c, status, &w, route, msg);
 }
 
 /* Client text for a message, made safe to echo and cut to fit buf. */
@@ -255,20 +278,20 @@ static enum MHD_Result answer_no_room(gw_http_t *h, struct MHD_Connection *c, en
 static enum MHD_Result answer_405(struct MHD_Connection *c, enum route route, const char *method,
                                   const char *url, const char *allowed)
 {
-    char m[64], u[256], msg[400], *text;
+    char m[64], u[256], msg[400];
+    unsigned status = 405;
     struct MHD_Response *r;
+    gw_buf_t b;
+    gw_jsonw_t w;
 
     snprintf(msg, sizeof(msg), "method %s not allowed on %s (allowed: %s)", ECHO(m, method), ECHO(u, url),
              allowed);
-    text = json_text(405, json_pack("{s:s}", "error", msg), route);
-    r = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
-             : MHD_create_response_from_buffer(sizeof(nomem_json) - 1, (void *)nomem_json, MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        free(text);
+    json_begin(&w, &b);
+    gw_jsonw_member_string(&w, "error", msg);
+    if (!(r = json_response(&w, &status, route, msg)))
         return MHD_NO;
-    }
     MHD_add_response_header(r, "Allow", allowed);
-    return queue(c, text ? 405 : 500, r, "application/json");
+    return queue(c, status, r, "application/json");
 }
 
 /* ------------------------------------------------------------------ workers */
@@ -380,27 +403,30 @@ static int gunzip(const gw_buf_t *in, gw_buf_t *out, size_t limit, inflate_room_
     return rc;
 }
 
-static json_t *result_json(const gw_result_t *res, const char *prefix)
+/* 400 for a body of which some points were refused: {"line" or "index",
+ * "error", "accepted", "rejected"}. */
+static enum MHD_Result answer_result(struct MHD_Connection *c, enum route route, const gw_result_t *res)
 {
-    json_t *o = json_object();
+    const char *prefix = res->accepted ? "partial write: " : "";
+    char msg[400], safe[400];
+    gw_buf_t b;
+    gw_jsonw_t w;
 
-    if (res->has_error) {
-        char msg[400], safe[400];
-        if (res->err_kind == GW_WHERE_LINE) {
-            snprintf(msg, sizeof(msg), "%sline %u: %s", prefix, res->err_where, res->err_msg);
-            json_object_set_new(o, "line", json_integer(res->err_where));
-        } else if (res->err_kind == GW_WHERE_INDEX) {
-            snprintf(msg, sizeof(msg), "%sindex %u: %s", prefix, res->err_where, res->err_msg);
-            json_object_set_new(o, "index", json_integer(res->err_where));
-        } else {
-            snprintf(msg, sizeof(msg), "%s%s", prefix, res->err_msg);
-        }
-        /* Parsers quote what they refused, which may not be UTF-8. */
-        json_object_set_new(o, "error", json_string(ECHO(safe, msg)));
+    json_begin(&w, &b);
+    if (res->err_kind == GW_WHERE_LINE) {
+        snprintf(msg, sizeof(msg), "%sline %u: %s", prefix, res->err_where, res->err_msg);
+        gw_jsonw_member_uint(&w, "line", res->err_where);
+    } else if (res->err_kind == GW_WHERE_INDEX) {
+        snprintf(msg, sizeof(msg), "%sindex %u: %s", prefix, res->err_where, res->err_msg);
+        gw_jsonw_member_uint(&w, "index", res->err_where);
+    } else {
+        snprintf(msg, sizeof(msg), "%s%s", prefix, res->err_msg);
     }
-    json_object_set_new(o, "accepted", json_integer(res->accepted));
-    json_object_set_new(o, "rejected", json_integer(res->rejected));
-    return o;
+    /* Parsers quote what they refused, which may not be UTF-8. */
+    gw_jsonw_member_string(&w, "error", ECHO(safe, msg));
+    gw_jsonw_member_uint(&w, "accepted", res->accepted);
+    gw_jsonw_member_uint(&w, "rejected", res->rejected);
+    return answer_json(c, 400, &w, route, safe);
 }
 
 /* What ingest and the debug transform do first: ?precision= of a line-
@@ -480,7 +506,6 @@ static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t
     const uint32_t *ends;
     uint32_t npoints;
     size_t nbytes;
-    enum MHD_Result ret;
     int rc;
 
     memset(&res, 0, sizeof(res));
@@ -522,8 +547,7 @@ static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t
     gw_pipeline_count_accepted(w);
     if (!res.has_error)
         return answer(c, 204, "", 0, NULL);
-    ret = answer_json(c, 400, result_json(&res, res.accepted ? "partial write: " : ""), r->route);
-    return ret;
+    return answer_result(c, r->route, &res);
 }
 
 /* POST /v1/points, /write, /api/v2/write once the body is in: inflate it,
@@ -550,95 +574,132 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
 }
 
 /* /health's "connections": what conns.h counts. */
-static json_t *connections_json(gw_http_t *h)
+static void connections_json(gw_http_t *h, gw_jsonw_t *w)
 {
     gw_conns_stats_t st;
 
     gw_conns_stats(h->conns, &st);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "open", (json_int_t)st.open, "limit",
-                     (json_int_t)h->cfg->listen.max_connections, "probe_only", (json_int_t)st.probes, "refused",
-                     (json_int_t)st.refused, "refused_per_client", (json_int_t)st.refused_client);
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "open", st.open);
+    gw_jsonw_member_int(w, "limit", h->cfg->listen.max_connections);
+    gw_jsonw_member_uint(w, "probe_only", st.probes);
+    gw_jsonw_member_uint(w, "refused", st.refused);
+    gw_jsonw_member_uint(w, "refused_per_client", st.refused_client);
+    gw_jsonw_end(w);
 }
 
 /* /health's "inflight": the memory of requests in progress (inflight.h). */
-static json_t *inflight_json(gw_http_t *h)
+static void inflight_json(gw_http_t *h, gw_jsonw_t *w)
 {
     gw_inflight_stats_t st;
 
     gw_inflight_stats(h->inflight, &st);
-    return json_pack("{s:I, s:I, s:I, s:I}", "bytes", (json_int_t)st.held, "limit", (json_int_t)st.limit, "peak",
-                     (json_int_t)st.peak, "refused", (json_int_t)(st.full + st.too_big));
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "bytes", st.held);
+    gw_jsonw_member_uint(w, "limit", st.limit);
+    gw_jsonw_member_uint(w, "peak", st.peak);
+    gw_jsonw_member_uint(w, "refused", st.full + st.too_big);
+    gw_jsonw_end(w);
 }
 
-static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
+/* What /health finds wrong, in words; any of it makes the answer 503. */
+typedef struct {
+    char upstream[160]; /* InfluxDB's trouble, or "" */
+    const char *local[2]; /* this instance's: full, draining (NULL-terminated) */
+    long long refusing;   /* 401/403/404 from InfluxDB, or 0 */
+    int reachable;
+} health_t;
+
+static void health_check(gw_http_t *h, health_t *hs)
 {
-    int ok = GW_GET(healthy) != 0;
+    gw_spool_t *sp = gw_queue_spool(h->q);
+    int n = 0;
+
+    memset(hs, 0, sizeof(*hs));
+    hs->reachable = GW_GET(healthy) != 0;
     /* 401/403/404 from InfluxDB: nothing gets through until someone fixes
      * the configuration, so say "fail", not "warn". */
-    json_int_t refusing = (json_int_t)GW_GET(influx_refusing);
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:{s:b, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
-        "name", "luagw", "version", GW_VERSION, "status", refusing ? "fail" : ok ? "pass" : "warn",
-        "influx", "reachable", ok, "last_status", (json_int_t)GW_GET(last_status),
-        "buffer", "points", (json_int_t)gw_queue_points(h->q), "limit",
-        (json_int_t)h->cfg->monitoring.buffer_limit,
-        "points", "received", (json_int_t)GW_GET(points_received), "accepted",
-        (json_int_t)GW_GET(points_accepted), "rejected", (json_int_t)GW_GET(points_rejected),
-        "refused", (json_int_t)GW_GET(points_refused), "written", (json_int_t)GW_GET(points_written),
-        "dropped", (json_int_t)GW_GET(points_dropped));
-    if (!o)
-        return answer(c, 500, nomem_json, sizeof(nomem_json) - 1, "application/json");
-    /* Delivery (issue 4): refusals, overflow, spool, dead letters. */
-    json_object_set_new(json_object_get(o, "influx"), "refusing", json_integer(refusing));
-    json_object_set_new(json_object_get(o, "points"), "overflowed",
-                        json_integer((json_int_t)GW_GET(points_overflowed)));
-    json_object_set_new(json_object_get(o, "buffer"), "bytes", json_integer((json_int_t)gw_queue_bytes(h->q)));
-    json_object_set_new(json_object_get(o, "buffer"), "limit_bytes",
-                        json_integer((json_int_t)gw_queue_limit_bytes(h->q)));
-    json_object_set_new(json_object_get(o, "buffer"), "spool", gw_queue_spool_json(h->q));
-    json_object_set_new(o, "dead_letter", gw_deadletter_json());
-    json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->leaving) || atomic_load(&h->draining)));
-    json_object_set_new(o, "connections", connections_json(h));
-    json_object_set_new(o, "inflight", inflight_json(h));
-    {
-        char *stats = gw_script_stats_json();
-        json_t *sj = stats ? json_loads(stats, 0, NULL) : NULL;
-        free(stats);
-        if (sj)
-            json_object_set_new(o, "scripts", sj);
-    }
-    /* What is wrong, in words; any of it makes the answer 503. "ready":
-     * none of it but InfluxDB's, so this instance still takes points (what
-     * a load balancer in front of spooling instances checks). */
-    {
-        json_t *problems = json_array();
-        gw_spool_t *sp = gw_queue_spool(h->q);
-        uint64_t points = gw_queue_points(h->q);
-        size_t upstream;
-        char text[160];
-        if (refusing) {
-            snprintf(text, sizeof(text), "influxdb refuses writes (HTTP %lld): check credentials, database or bucket",
-                     (long long)refusing);
-            json_array_append_new(problems, json_string(text));
-        } else if (!ok) {
-            snprintf(text, sizeof(text), "influxdb unreachable or failing (last status %lld), retrying",
-                     (long long)GW_GET(last_status));
-            json_array_append_new(problems, json_string(text));
-        }
-        upstream = json_array_size(problems);
-        if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
-            json_array_append_new(problems, json_string("spool full (95% of spool.max_bytes): ingest answers 503"));
-        else if (!sp && (points >= h->cfg->monitoring.buffer_limit ||
-                         gw_queue_bytes(h->q) >= h->cfg->monitoring.buffer_limit_bytes / 20 * 19))
-            json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit or buffer_limit_bytes): ingest answers 503"));
-        if (atomic_load(&h->leaving) || atomic_load(&h->draining))
-            json_array_append_new(problems, json_string("draining: this instance is stopping, send elsewhere"));
-        if (json_array_size(problems))
-            json_object_set_new(o, "status", json_string("fail"));
-        json_object_set_new(o, "ready", json_boolean(json_array_size(problems) == upstream));
-        json_object_set_new(o, "problems", problems);
-        return answer_json(c, json_array_size(problems) ? 503 : 200, o, R_HEALTH);
-    }
+    hs->refusing = (long long)GW_GET(influx_refusing);
+    if (hs->refusing)
+        snprintf(hs->upstream, sizeof(hs->upstream),
+                 "influxdb refuses writes (HTTP %lld): check credentials, database or bucket", hs->refusing);
+    else if (!hs->reachable)
+        snprintf(hs->upstream, sizeof(hs->upstream), "influxdb unreachable or failing (last status %lld), retrying",
+                 (long long)GW_GET(last_status));
+    if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
+        hs->local[n++] = "spool full (95% of spool.max_bytes): ingest answers 503";
+    else if (!sp && (gw_queue_points(h->q) >= h->cfg->monitoring.buffer_limit ||
+                     gw_queue_bytes(h->q) >= h->cfg->monitoring.buffer_limit_bytes / 20 * 19))
+        hs->local[n++] = "buffer full (monitoring.buffer_limit or buffer_limit_bytes): ingest answers 503";
+    if (n < 2 && (atomic_load(&h->leaving) || atomic_load(&h->draining)))
+        hs->local[n++] = "draining: this instance is stopping, send elsewhere";
+}
+
+/* /health's counters of InfluxDB, the buffer and the points. */
+static void health_counts(gw_http_t *h, const health_t *hs, gw_jsonw_t *w)
+{
+    gw_jsonw_key(w, "influx");
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_bool(w, "reachable", hs->reachable);
+    gw_jsonw_member_uint(w, "last_status", GW_GET(last_status));
+    gw_jsonw_member_int(w, "refusing", hs->refusing);
+    gw_jsonw_end(w);
+    gw_jsonw_key(w, "buffer");
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "points", gw_queue_points(h->q));
+    gw_jsonw_member_uint(w, "limit", h->cfg->monitoring.buffer_limit);
+    gw_jsonw_member_uint(w, "bytes", gw_queue_bytes(h->q));
+    gw_jsonw_member_uint(w, "limit_bytes", gw_queue_limit_bytes(h->q));
+    gw_jsonw_key(w, "spool");
+    gw_queue_spool_json(h->q, w);
+    gw_jsonw_end(w);
+    gw_jsonw_key(w, "points");
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "received", GW_GET(points_received));
+    gw_jsonw_member_uint(w, "accepted", GW_GET(points_accepted));
+    gw_jsonw_member_uint(w, "rejected", GW_GET(points_rejected));
+    gw_jsonw_member_uint(w, "refused", GW_GET(points_refused));
+    gw_jsonw_member_uint(w, "written", GW_GET(points_written));
+    gw_jsonw_member_uint(w, "dropped", GW_GET(points_dropped));
+    gw_jsonw_member_uint(w, "overflowed", GW_GET(points_overflowed));
+    gw_jsonw_end(w);
+}
+
+/* GET /health: 200 when nothing is wrong, else 503 with "problems".
+ * "ready": none of them but InfluxDB's, so this instance still takes points
+ * (what a load balancer in front of spooling instances checks). */
+static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
+{
+    health_t hs;
+    gw_buf_t b;
+    gw_jsonw_t w;
+    int failing;
+
+    health_check(h, &hs);
+    failing = hs.upstream[0] || hs.local[0];
+    json_begin(&w, &b);
+    gw_jsonw_member_string(&w, "name", "luagw");
+    gw_jsonw_member_string(&w, "version", GW_VERSION);
+    gw_jsonw_member_string(&w, "status", failing ? "fail" : "pass");
+    health_counts(h, &hs, &w);
+    gw_jsonw_key(&w, "dead_letter");
+    gw_deadletter_json(&w);
+    gw_jsonw_member_bool(&w, "stopping", atomic_load(&h->leaving) || atomic_load(&h->draining));
+    gw_jsonw_key(&w, "connections");
+    connections_json(h, &w);
+    gw_jsonw_key(&w, "inflight");
+    inflight_json(h, &w);
+    gw_jsonw_key(&w, "scripts");
+    gw_script_stats_write(&w);
+    gw_jsonw_member_bool(&w, "ready", !hs.local[0]);
+    gw_jsonw_key(&w, "problems");
+    gw_jsonw_begin_array(&w);
+    if (hs.upstream[0])
+        gw_jsonw_string(&w, hs.upstream);
+    for (int i = 0; i < 2 && hs.local[i]; i++)
+        gw_jsonw_string(&w, hs.local[i]);
+    gw_jsonw_end(&w);
+    return answer_json(c, failing ? 503 : 200, &w, R_HEALTH, NULL);
 }
 
 static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route);

@@ -7,8 +7,8 @@
 #include "prom.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "metrics.h"
 #include "script.h"
@@ -85,27 +85,28 @@ static void hist(gw_buf_t *b, const char *name, const char *help, gw_hist_t *h)
                   (double)atomic_load_explicit(&h->sum_micro, memory_order_relaxed) / 1e6, name, cum);
 }
 
+/* One series' script failures, by kind (gw_script_stats_each). */
+static void script_error_lines(const gw_script_stat_t *st, void *ud)
+{
+    static const char *const labels[] = {"error", "timeout", "memory"};
+    const uint64_t v[] = {st->errors, st->timeouts, st->memory};
+    gw_buf_t *b = ud;
+
+    if (!st->series)
+        return; /* the totals: a sum Prometheus makes itself */
+    for (int k = 0; k < 3; k++) {
+        gw_buf_printf(b, "luagw_script_errors_total{series=\"");
+        put_label_value(b, st->series, strlen(st->series));
+        gw_buf_printf(b, "\",kind=\"%s\"} %llu\n", labels[k], (unsigned long long)v[k]);
+    }
+}
+
 /* Script failures per series and kind, from script.c's accounting. */
 static void script_errors(gw_buf_t *b)
 {
-    static const char *const kinds[] = {"errors", "timeouts", "memory"};
-    static const char *const labels[] = {"error", "timeout", "memory"};
-    char *text = gw_script_stats_json();
-    json_t *o = text ? json_loads(text, 0, NULL) : NULL, *series = json_object_get(o, "series"), *v;
-    const char *name;
-
-    free(text);
     head(b, "luagw_script_errors_total", "counter",
          "script calls that failed, per series and kind (error, timeout, memory)");
-    json_object_foreach(series, name, v) {
-        for (int k = 0; k < 3; k++) {
-            gw_buf_printf(b, "luagw_script_errors_total{series=\"");
-            put_label_value(b, name, strlen(name));
-            gw_buf_printf(b, "\",kind=\"%s\"} %lld\n", labels[k],
-                          (long long)json_integer_value(json_object_get(v, kinds[k])));
-        }
-    }
-    json_decref(o);
+    gw_script_stats_each(script_error_lines, b);
 }
 
 /* The HTTP server's connections (conns.h). */

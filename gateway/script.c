@@ -32,6 +32,7 @@
 #include <luajit.h>
 
 #include "json.h"
+#include "jsonw.h"
 #include "lineproto.h"
 #include "log.h"
 #include "pipeline.h"
@@ -594,30 +595,58 @@ __attribute__((destructor)) static void stats_free(void)
     nstats = 0;
 }
 
-char *gw_script_stats_json(void)
+void gw_script_stats_each(void (*fn)(const gw_script_stat_t *st, void *ud), void *ud)
 {
-    json_t *o = json_object(), *series = json_object(), *total;
-    char *text;
-
     pthread_mutex_lock(&stats_lock);
-    total = json_pack("{s:I, s:I, s:I}", "errors", (json_int_t)stats_total[0], "timeouts",
-                      (json_int_t)stats_total[1], "memory", (json_int_t)stats_total[2]);
+    fn(&(gw_script_stat_t){NULL, stats_total[0], stats_total[1], stats_total[2]}, ud);
     for (int i = 0; i <= MAX_STAT_SERIES; i++) {
         stat_t *st = &stats[i];
-        if (i >= nstats && i != MAX_STAT_SERIES)
-            continue;
-        if (!st->series)
-            continue;
-        json_object_set_new(series, st->series,
-                            json_pack("{s:I, s:I, s:I}", "errors", (json_int_t)st->count[0], "timeouts",
-                                      (json_int_t)st->count[1], "memory", (json_int_t)st->count[2]));
+        if ((i < nstats || i == MAX_STAT_SERIES) && st->series)
+            fn(&(gw_script_stat_t){st->series, st->count[0], st->count[1], st->count[2]}, ud);
     }
     pthread_mutex_unlock(&stats_lock);
-    json_object_set_new(o, "total", total);
-    json_object_set_new(o, "series", series);
-    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(o);
-    return text;
+}
+
+/* One gw_script_stats_each entry as JSON: the totals open the document. */
+static void stat_json(const gw_script_stat_t *st, void *ud)
+{
+    gw_jsonw_t *w = ud;
+
+    if (!st->series)
+        gw_jsonw_key(w, "total");
+    else
+        gw_jsonw_key(w, st->series);
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "errors", st->errors);
+    gw_jsonw_member_uint(w, "timeouts", st->timeouts);
+    gw_jsonw_member_uint(w, "memory", st->memory);
+    gw_jsonw_end(w);
+    if (!st->series) {
+        gw_jsonw_key(w, "series");
+        gw_jsonw_begin_object(w);
+    }
+}
+
+void gw_script_stats_write(gw_jsonw_t *w)
+{
+    gw_jsonw_begin_object(w);
+    gw_script_stats_each(stat_json, w);
+    gw_jsonw_end(w);
+    gw_jsonw_end(w);
+}
+
+char *gw_script_stats_json(void)
+{
+    gw_buf_t b = {0};
+    gw_jsonw_t w;
+
+    gw_jsonw_init(&w, &b);
+    gw_script_stats_write(&w);
+    if (gw_jsonw_finish(&w)) {
+        gw_buf_free(&b);
+        return NULL;
+    }
+    return b.data;
 }
 
 /* ==================================================================== */

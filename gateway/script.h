@@ -18,6 +18,7 @@
 #include "arena.h"
 #include "buf.h"
 #include "config.h"
+#include "jsonw.h"
 #include "point.h"
 
 typedef struct gw_script_set gw_script_set_t;
@@ -90,9 +91,23 @@ int gw_script_transform(gw_script_t *s, int format, const char *body, size_t len
                         char **json);
 void gw_script_close(gw_script_t *s);
 
-/* Script errors counted so far, per series, as a JSON object
- * {"total": {...}, "series": {"<name>": {"errors": n, "timeouts": n,
- * "memory": n}}}; malloc'd text, the caller frees it. NULL on ENOMEM. */
+/* Script failures counted so far: the totals (series NULL), or one series'
+ * (the 1024 first series to fail by name, then "(other)"). */
+typedef struct {
+    const char *series; /* borrowed, valid during the callback */
+    uint64_t errors, timeouts, memory;
+} gw_script_stat_t;
+
+/* Call fn with the totals, then with each series that failed. The counters
+ * are locked meanwhile: fn must not run scripts. */
+void gw_script_stats_each(void (*fn)(const gw_script_stat_t *st, void *ud), void *ud);
+
+/* The same as a JSON object, the next value of w: {"total": {"errors": n,
+ * "timeouts": n, "memory": n}, "series": {"<name>": {...}, ...}}. */
+void gw_script_stats_write(gw_jsonw_t *w);
+
+/* The same as malloc'd JSON text (for the harness), the caller frees it;
+ * NULL on ENOMEM. */
 char *gw_script_stats_json(void);
 
 #endif
