@@ -104,7 +104,7 @@ gw_queue_t *gw_queue_open(const gw_config_t *cfg, char *err, size_t errlen)
 {
     gw_queue_t *q = gw_queue_create(cfg->monitoring.batch_size, cfg->monitoring.buffer_limit,
                                     cfg->monitoring.flushing_period);
-    int drop = strcmp(cfg->monitoring.overflow, "drop_oldest") == 0;
+    int drop = cfg->monitoring.overflow == GW_OVERFLOW_DROP_OLDEST;
 
     if (!q) {
         snprintf(err, errlen, "out of memory");
@@ -116,9 +116,7 @@ gw_queue_t *gw_queue_open(const gw_config_t *cfg, char *err, size_t errlen)
         gw_spool_opts_t o = {
             .dir = cfg->spool.dir,
             .max_bytes = cfg->spool.max_bytes,
-            .fsync = strcmp(cfg->spool.fsync, "never") == 0      ? GW_SPOOL_FSYNC_NEVER
-                     : strcmp(cfg->spool.fsync, "interval") == 0 ? GW_SPOOL_FSYNC_INTERVAL
-                                                                 : GW_SPOOL_FSYNC_BATCH,
+            .fsync = cfg->spool.fsync,
             .fsync_interval = cfg->spool.fsync_interval,
             .drop_oldest = drop,
         };

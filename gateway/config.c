@@ -3,7 +3,9 @@
  * One table, options[] below, drives everything: which keys exist, their
  * types and bounds, their defaults, where they land in gw_config_t, the
  * `luagw --help-config` text and (through it) docs/configuration.md. Adding a
- * setting is adding one row here and one field in config.h.
+ * setting is adding one row here and one field in its section of config.h
+ * (specs read values through gw_config_value, not the layout). A setting
+ * that names a choice is parsed once into a C enum.
  *
  * A path (OPT_PATH: scripts.dir, spool.dir, monitoring.dead_letter, the TLS
  * files) written relative is taken beside the file that sets it, like
@@ -17,7 +19,9 @@
 #include "config.h"
 
 #include "buf.h"
+#include "log.h"
 #include "schema.h"
+#include "spool.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -40,7 +44,7 @@ enum opt_type {
     OPT_SIZE,    /* size_t bytes; min..max; "16MiB" or 16777216 */
     OPT_SECONDS, /* double; min..max; fractions allowed */
     OPT_BOOL,    /* int 0/1; true/false, yes/no, on/off */
-    OPT_ENUM,    /* char *; one of choices */
+    OPT_ENUM,    /* int (a C enum); the index of one of choices */
     OPT_PARAMS,  /* gw_conf_node_t *; a mapping of anything (default {}) */
     OPT_CHAINS,  /* gw_conf_node_t *; a mapping of name -> [file, ...] (default {}) */
     OPT_LIST,    /* gw_conf_node_t *; a sequence of non-empty strings (default []) */
@@ -50,17 +54,20 @@ typedef struct {
     const char *key;            /* dotted: section.name */
     enum opt_type type;
     double min, max;            /* inclusive; exact for every integer we use */
-    const char *const *choices; /* OPT_ENUM: NULL-terminated */
+    const char *const *choices; /* OPT_ENUM: NULL-terminated, indexed by the enum's values */
     const char *def;            /* written as in YAML, parsed like a user value */
     size_t off;                 /* into gw_config_t */
     const char *help;
 } option_t;
 
-static const char *const storage_types[] = {"influx", NULL};
-static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
-static const char *const on_error_choices[] = {"pass", "drop", NULL};
-static const char *const overflow_choices[] = {"reject", "drop_oldest", NULL};
-static const char *const fsync_choices[] = {"batch", "interval", "never", NULL};
+static const char *const storage_types[] = {[GW_STORAGE_INFLUX] = "influx", NULL};
+static const char *const log_levels[] = {[GW_LOG_DEBUG] = "debug", [GW_LOG_INFO] = "info",
+                                         [GW_LOG_WARN] = "warn", [GW_LOG_ERROR] = "error", NULL};
+static const char *const on_error_choices[] = {[GW_ON_ERROR_PASS] = "pass", [GW_ON_ERROR_DROP] = "drop", NULL};
+static const char *const overflow_choices[] = {[GW_OVERFLOW_REJECT] = "reject",
+                                               [GW_OVERFLOW_DROP_OLDEST] = "drop_oldest", NULL};
+static const char *const fsync_choices[] = {[GW_SPOOL_FSYNC_BATCH] = "batch", [GW_SPOOL_FSYNC_INTERVAL] = "interval",
+                                            [GW_SPOOL_FSYNC_NEVER] = "never", NULL};
 
 #define KIB 1024.0
 #define MIB (1024.0 * 1024)
@@ -91,15 +98,13 @@ static const option_t options[] = {
         "seconds an idle client connection may stay open"),
     INT("listen.max_connections", listen.max_connections, 1, 1000000, "1024",
         "client connections open at once, over all clients; beyond, see probe_connections"),
-    /* stored in gw_config_t.conns, last, for layout */
-    INT("listen.max_connections_per_client", conns.per_client, 0, 1000000, "256",
+    INT("listen.max_connections_per_client", listen.max_connections_per_client, 0, 1000000, "256",
         "connections of one client (IPv4 address, IPv6 /64) at once; more are closed on accept; 0 = no cap"),
-    INT("listen.probe_connections", conns.probes, 0, 1000, "16",
+    INT("listen.probe_connections", listen.probe_connections, 0, 1000, "16",
         "connections beyond max_connections that answer only /ping, /health, /metrics; more are closed"),
     SIZE("listen.max_header_bytes", listen.max_header_bytes, 8 * KIB, 64 * MIB, "32KiB",
          "memory of one connection for its request line and headers; larger headers are refused"),
-    /* stored in gw_config_t.max_inflight_bytes, last, for layout */
-    SIZE("listen.max_inflight_bytes", max_inflight_bytes, MIB, 1024 * GIB, "128MiB",
+    SIZE("listen.max_inflight_bytes", listen.max_inflight_bytes, MIB, 1024 * GIB, "128MiB",
          "memory all requests in progress may hold: bodies, inflated, being processed (503 beyond)"),
     UINT32("listen.max_points", listen.max_points, 1, 100000000, "1000000",
            "points in one request body (413 beyond)"),
@@ -113,15 +118,13 @@ static const option_t options[] = {
          "longest series name, tag key or field key; a point with a longer one is rejected"),
     SIZE("listen.max_value_bytes", listen.max_value_bytes, 64, 64 * MIB, "64KiB",
          "longest tag value or string field value; a point with a longer one is rejected"),
-    /* stored in gw_config_t.access, after the sections, for layout */
-    LIST("listen.tokens", access.tokens,
+    LIST("listen.tokens", listen.tokens,
          "ingest tokens: requests need Authorization: Bearer/Token T (or u/p, Basic); [] = no check"),
-    PATH("listen.tls_cert", access.tls_cert, 0, "",
+    PATH("listen.tls_cert", listen.tls_cert, 0, "",
          "PEM certificate file: serve HTTPS; empty means plain HTTP"),
-    PATH("listen.tls_key", access.tls_key, 0, "",
+    PATH("listen.tls_key", listen.tls_key, 0, "",
          "PEM private key file for listen.tls_cert"),
-    /* stored in gw_config_t.drain_seconds, last, for layout */
-    SECONDS("listen.drain_seconds", drain_seconds, 0, 3600, "0",
+    SECONDS("listen.drain_seconds", listen.drain_seconds, 0, 3600, "0",
             "after SIGTERM: seconds /health answers 503 while ingest goes on, before the flush"),
 
     ENUM("monitoring.storage_type", monitoring.storage_type, storage_types, "influx",
@@ -134,10 +137,9 @@ static const option_t options[] = {
         "InfluxDB port"),
     BOOL("monitoring.use_ssl", monitoring.use_ssl, "false",
          "talk HTTPS to InfluxDB"),
-    /* stored in gw_config_t.access */
-    BOOL("monitoring.tls_verify", access.tls_verify, "true",
+    BOOL("monitoring.tls_verify", monitoring.tls_verify, "true",
          "with use_ssl: verify InfluxDB's certificate and host name (false is logged)"),
-    PATH("monitoring.tls_ca", access.tls_ca, 0, "",
+    PATH("monitoring.tls_ca", monitoring.tls_ca, 0, "",
          "with use_ssl: CA bundle file to verify InfluxDB against; empty means the system's"),
     STRING("monitoring.database", monitoring.database, 0, "luna_monitoring",
            "v1: database to write to (must not be empty with version 1)"),
@@ -309,7 +311,7 @@ static void report_file(loader_t *ld, const char *what, int errnum)
 /* Value parsing                                                             */
 
 typedef union {
-    char *s; /* OPT_STRING, OPT_ENUM: owned until stored */
+    char *s; /* OPT_STRING, OPT_PATH: owned until stored */
     gw_conf_node_t *tree; /* OPT_PARAMS, OPT_CHAINS: owned until stored */
     long long i;
     unsigned long long u;
@@ -558,8 +560,8 @@ static int parse_value(const option_t *o, const char *s, value_t *out)
     case OPT_ENUM:
         for (const char *const *c = o->choices; *c; c++)
             if (strcmp(s, *c) == 0) {
-                out->s = strdup(s);
-                return out->s ? 0 : -2;
+                out->i = c - o->choices;
+                return 0;
             }
         return -1;
     case OPT_PARAMS:
@@ -580,12 +582,12 @@ static void store_value(gw_config_t *cfg, const option_t *o, value_t v)
     switch (o->type) {
     case OPT_STRING:
     case OPT_PATH:
-    case OPT_ENUM:
         free(*(char **)field);
         *(char **)field = v.s;
         break;
     case OPT_INT:
     case OPT_BOOL:
+    case OPT_ENUM:
         *(int *)field = (int)v.i;
         break;
     case OPT_UINT32:
@@ -1356,15 +1358,15 @@ static int cross_check(loader_t *ld)
                (unsigned)c->monitoring.batch_size, (unsigned)c->monitoring.buffer_limit);
         return -1;
     }
-    if (c->max_inflight_bytes < c->listen.max_body_bytes) {
+    if (c->listen.max_inflight_bytes < c->listen.max_body_bytes) {
         report(ld, mark_of(ld, "listen.max_inflight_bytes", "listen.max_body_bytes", NULL),
                "listen.max_inflight_bytes", strlen("listen.max_inflight_bytes"),
                "must be at least listen.max_body_bytes (%zu), got %zu", c->listen.max_body_bytes,
-               c->max_inflight_bytes);
+               c->listen.max_inflight_bytes);
         return -1;
     }
-    if (!*c->access.tls_cert != !*c->access.tls_key) {
-        const char *k = *c->access.tls_cert ? "listen.tls_key" : "listen.tls_cert";
+    if (!*c->listen.tls_cert != !*c->listen.tls_key) {
+        const char *k = *c->listen.tls_cert ? "listen.tls_key" : "listen.tls_cert";
         report(ld, mark_of(ld, "listen.tls_cert", "listen.tls_key", NULL), k, strlen(k),
                "listen.tls_cert and listen.tls_key go together: set both or neither");
         return -1;
@@ -1531,7 +1533,7 @@ void gw_config_free(gw_config_t *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < NOPT; i++)
-        if (options[i].type == OPT_STRING || options[i].type == OPT_PATH || options[i].type == OPT_ENUM)
+        if (options[i].type == OPT_STRING || options[i].type == OPT_PATH)
             free(*(char **)((char *)cfg + options[i].off));
         else if (options[i].type == OPT_PARAMS || options[i].type == OPT_CHAINS || options[i].type == OPT_LIST)
             gw_conf_node_free(*(gw_conf_node_t **)((char *)cfg + options[i].off));
@@ -1631,8 +1633,10 @@ static void put_value(gw_buf_t *b, const gw_config_t *cfg, const option_t *o)
     switch (o->type) {
     case OPT_STRING:
     case OPT_PATH:
-    case OPT_ENUM:
         gw_buf_printf(b, "%s", *(char *const *)field);
+        break;
+    case OPT_ENUM:
+        gw_buf_printf(b, "%s", o->choices[*(const int *)field]);
         break;
     case OPT_INT:
         gw_buf_printf(b, "%d", *(const int *)field);
@@ -1682,6 +1686,25 @@ static const char *nearest_key(const char *key)
             bestd = d, best = options[i].key;
     }
     return bestd <= limit ? best : NULL;
+}
+
+int gw_config_value(const gw_config_t *cfg, const char *key, gw_buf_t *out)
+{
+    const option_t *o = find_option(key);
+
+    if (!o)
+        return -1;
+    put_value(out, cfg, o);
+    return 0;
+}
+
+const gw_conf_node_t *gw_config_tree(const gw_config_t *cfg, const char *key)
+{
+    const option_t *o = find_option(key);
+
+    if (!o || (o->type != OPT_PARAMS && o->type != OPT_CHAINS && o->type != OPT_LIST))
+        return NULL;
+    return *(gw_conf_node_t *const *)((const char *)cfg + o->off);
 }
 
 int gw_config_print_key(const gw_config_t *cfg, const char *key, int bare, FILE *out, char *err,

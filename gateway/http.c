@@ -258,7 +258,7 @@ static enum MHD_Result answer_no_room(gw_http_t *h, struct MHD_Connection *c, en
                                       size_t need)
 {
     static gw_log_limit_t lim = GW_LOG_LIMIT_INIT;
-    size_t limit = h->cfg->max_inflight_bytes;
+    size_t limit = h->cfg->listen.max_inflight_bytes;
 
     gw_log_limited(&lim, 1.0, GW_LOG_WARN, "http: request refused for want of memory",
                    "limit=\"listen.max_inflight_bytes\" need=%zu status=%d", need,
@@ -855,7 +855,7 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
 
     /* Ingest and the debug transform need a token when tokens are set;
      * /ping, /health and /metrics stay open for probes and scrapers. */
-    if (h->cfg->access.tokens && !authorized(h, c, route))
+    if (h->cfg->listen.tokens && !authorized(h, c, route))
         return answer_error(c, 401, route,
                             "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write)");
     if (atomic_load(&h->draining))
@@ -1189,7 +1189,7 @@ static int token_ok(const gw_http_t *h, const char *tok, size_t n)
 {
     int ok = 0;
 
-    for (const gw_conf_node_t *t = h->cfg->access.tokens->child; t; t = t->next)
+    for (const gw_conf_node_t *t = h->cfg->listen.tokens->child; t; t = t->next)
         ok |= token_eq(tok, n, t->value);
     return ok;
 }
@@ -1261,8 +1261,8 @@ static gw_conns_limits_t conns_limits(const gw_config_t *cfg)
 {
     struct rlimit rl = {0, 0};
     gw_conns_limits_t lim = {.max = cfg->listen.max_connections,
-                             .per_client = cfg->conns.per_client,
-                             .probes = cfg->conns.probes,
+                             .per_client = cfg->listen.max_connections_per_client,
+                             .probes = cfg->listen.probe_connections,
                              .probe_seconds = PROBE_SECONDS,
                              .max_fd = 1 << 20};
 
@@ -1301,19 +1301,19 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (cfg->access.tls_cert[0]) {
+    if (cfg->listen.tls_cert[0]) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
             snprintf(err, errlen, "listen.tls_cert: this libmicrohttpd was built without TLS");
             goto fail;
         }
-        if (!(h->tls_cert = read_pem(cfg->access.tls_cert, "listen.tls_cert", err, errlen)) ||
-            !(h->tls_key = read_pem(cfg->access.tls_key, "listen.tls_key", err, errlen)))
+        if (!(h->tls_cert = read_pem(cfg->listen.tls_cert, "listen.tls_cert", err, errlen)) ||
+            !(h->tls_key = read_pem(cfg->listen.tls_key, "listen.tls_key", err, errlen)))
             goto fail;
         flags |= MHD_USE_TLS;
         tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
         tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
     }
-    if (!(h->conns = gw_conns_create(&lim)) || !(h->inflight = gw_inflight_create(cfg->max_inflight_bytes))) {
+    if (!(h->conns = gw_conns_create(&lim)) || !(h->inflight = gw_inflight_create(cfg->listen.max_inflight_bytes))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

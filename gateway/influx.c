@@ -154,10 +154,10 @@ gw_influx_t *gw_influx_create(const gw_config_t *cfg, char *err, size_t errlen)
     if (cfg->monitoring.use_ssl) {
         /* Verification is libcurl's default; tls_verify: false turns it off
          * (the sender logs that once at start). */
-        curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, cfg->access.tls_verify ? 1L : 0L);
-        curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, cfg->access.tls_verify ? 2L : 0L);
-        if (cfg->access.tls_ca[0])
-            curl_easy_setopt(c->curl, CURLOPT_CAINFO, cfg->access.tls_ca);
+        curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, cfg->monitoring.tls_verify ? 1L : 0L);
+        curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, cfg->monitoring.tls_verify ? 2L : 0L);
+        if (cfg->monitoring.tls_ca[0])
+            curl_easy_setopt(c->curl, CURLOPT_CAINFO, cfg->monitoring.tls_ca);
     }
     return c;
 fail:

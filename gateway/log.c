@@ -15,14 +15,6 @@ void gw_log_set_level(int level)
     min_level = level;
 }
 
-int gw_log_level_from_name(const char *name)
-{
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0)
-            return i;
-    return -1;
-}
-
 int gw_log_enabled(int level)
 {
     return level >= min_level;

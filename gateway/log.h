@@ -11,9 +11,6 @@ enum { GW_LOG_DEBUG = 0, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
 /* Set the minimum level printed. */
 void gw_log_set_level(int level);
 
-/* Parse "debug|info|warn|error"; -1 when unknown. */
-int gw_log_level_from_name(const char *name);
-
 /* Is level printed? Lets callers skip formatting work. */
 int gw_log_enabled(int level);
 

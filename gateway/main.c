@@ -119,7 +119,7 @@ static void warn_config(const gw_config_t *cfg, int to_stderr)
 static void raise_fd_limit(const gw_config_t *cfg)
 {
     struct rlimit rl;
-    rlim_t want = (rlim_t)cfg->listen.max_connections + (rlim_t)cfg->conns.probes + 64;
+    rlim_t want = (rlim_t)cfg->listen.max_connections + (rlim_t)cfg->listen.probe_connections + 64;
 
     if (getrlimit(RLIMIT_NOFILE, &rl))
         return;
@@ -265,10 +265,9 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
     gw_sender_t *sender = NULL;
     gw_http_t *http = NULL;
     gw_schema_t *schema = NULL;
-    int sig, level, status = 1;
+    int sig, status = 1;
 
-    level = gw_log_level_from_name(cfg->log.level);
-    gw_log_set_level(level < 0 ? GW_LOG_INFO : level);
+    gw_log_set_level(cfg->log.level);
     warn_config(cfg, 0);
     gw_log_info("scripts loaded", "dir=%s scripts=%d", cfg->scripts.dir, gw_script_set_count(scripts));
     gw_script_set_publish(scripts);
@@ -311,7 +310,7 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
 
     sig = wait_for_stop(set, path);
     gw_log_info("stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    drain(http, set, cfg->drain_seconds, path);
+    drain(http, set, cfg->listen.drain_seconds, path);
     status = 0;
 
 out:
