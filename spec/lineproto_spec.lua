@@ -479,6 +479,31 @@ describe("gw_lp_parse", function()
       end
       assert.are.same({ f = 1 }, one("\0m \0f=1 \0").fields)
     end)
+
+    it("refuses a series or field key that is not UTF-8, and takes any bytes in tags and strings", function()
+      local why = "is not valid UTF-8 (InfluxDB 1.x cannot open a shard holding such a name after a restart)"
+      for _, c in ipairs({
+        { "m\255 v=1", 'column 1: series "m\255" ' .. why },
+        { "abc\195 v=1", 'column 1: series "abc\195" ' .. why },           -- cut short
+        { "m\192\128 v=1", 'column 1: series "m\192\128" ' .. why },        -- overlong
+        { "m\237\160\128 v=1", 'column 1: series "m\237\160\128" ' .. why }, -- a surrogate
+        { "m\244\144\128\128 v=1", 'column 1: series "m\244\144\128\128" ' .. why }, -- beyond U+10FFFF
+        { "m\\,x\255 v=1", 'column 1: series "m,x\255" ' .. why },      -- unescaped
+        { "m,t=a \255=1", 'column 7: field key "\255" ' .. why },
+        { "m v=1,w\\\255=1", 'column 7: field key "w\\\255" ' .. why }, -- a backslash pairs with it
+        { "m v=1,\195\169\255=1", 'column 7: field key "\195\169\255" ' .. why },
+      }) do
+        assert.are.equal(c[2], bad(c[1]))
+      end
+      -- valid UTF-8 anywhere, and any bytes in tags and string values
+      local p = one("m\195\169\\\226\130\172,t\255=\254 f\\\195\169=\"\255\",\240\159\152\128=1i")
+      assert.are.equal("m\195\169\\\226\130\172", p.series)
+      assert.are.same({ ["t\255"] = "\254" }, p.tags)
+      assert.are.same({ ["f\\\195\169"] = "\255", ["\240\159\152\128"] = 1LL }, p.fields)
+      -- past 16 bytes, where the scan goes a block at a time
+      assert.are.equal(('x'):rep(20) .. "\195\169", one(('x'):rep(20) .. "\195\169 v=1").series)
+      assert.are.equal('column 1: series "' .. ('x'):rep(20) .. '\255" ' .. why, bad(('x'):rep(20) .. "\255 v=1"))
+    end)
   end)
 
   describe("timestamps", function()
@@ -931,6 +956,8 @@ describe("gw_lp_encode", function()
       { "field key with three backslashes before =", { fields = { { "a\\\\\\=", "int", 1LL } } }, [[series "m": field key "a\\\=" has an odd run of backslashes before ',', ' ' or '=' (InfluxDB 1.x would read another key)]] },
       { "NUL in a tag value", { tags = { { "t", "a\0" } } }, 'series "m": value of tag "t" contains a NUL byte' },
       { "NUL in a string value", { fields = { { "s", "string", "a\0b" } } }, 'series "m": field "s": the string contains a NUL byte' },
+      { "series that is not UTF-8", { series = "m\255" }, 'series "m\255" is not valid UTF-8 (InfluxDB 1.x cannot open a shard holding such a name after a restart)' },
+      { "field key that is not UTF-8", { fields = { { "f\192\175", "int", 1LL } } }, 'series "m": field key "f\192\175" is not valid UTF-8 (InfluxDB 1.x cannot open a shard holding such a name after a restart)' },
       { "unknown type", { fields = { { "f", 9, nil } } }, 'series "m": field "f" has unknown type 9' },
       { "time beyond InfluxDB's range", { time = 9223372036854775807LL }, 'series "m": time 9223372036854775807 is outside InfluxDB\'s range' },
       { "time below InfluxDB's range", { time = -9223372036854775807LL }, 'series "m": time -9223372036854775807 is outside InfluxDB\'s range' },
