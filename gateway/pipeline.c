@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "schema.h"
 #include "script.h"
+#include "typecheck.h"
 
 /* Per-series counts of one request, added to the shared counters once per
  * series at its end. Bodies often change series at every point; an atomic
@@ -35,6 +36,7 @@ struct gw_pipeline {
     unsigned lp_flags;
     gw_limits_t limits;   /* 0 = no limit */
     gw_script_t *scripts; /* owned: this worker's Lua state (follows the published set) */
+    gw_typecheck_t *types; /* owned: the field types of the current request */
     tally_t tally[TALLY_MAX]; /* the current request's points per series */
     uint32_t ntally;
 };
@@ -53,9 +55,11 @@ gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
         return NULL;
     w->arena = gw_arena_create(256 * 1024);
     w->scripts = gw_script_create(NULL);
-    if (!w->arena || !w->scripts) {
+    w->types = gw_typecheck_create();
+    if (!w->arena || !w->scripts || !w->types) {
         gw_arena_destroy(w->arena);
         gw_script_destroy(w->scripts);
+        gw_typecheck_destroy(w->types);
         free(w);
         return NULL;
     }
@@ -242,6 +246,7 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
     int rc;
 
     gw_arena_reset(w->arena);
+    gw_typecheck_reset(w->types);
     w->points.n = 0;
     w->out.len = 0;
     w->nout = 0;
@@ -316,6 +321,14 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
             REJECT(err);
             continue;
         }
+        /* A field another point of this request gave another type: its line is taken back. */
+        if ((rc = gw_typecheck_point(w->types, p, w->lp_flags, kind, err, sizeof(err))) < 0)
+            return rc;
+        if (rc > 0) {
+            w->out.len = w->nout ? w->ends[w->nout - 1] : 0;
+            REJECT(err);
+            continue;
+        }
         if (w->out.len > UINT32_MAX)
             return -ENOMEM; /* bodies are limited far below 4 GiB */
         w->slots[w->nout] = slot;
@@ -349,6 +362,7 @@ void gw_pipeline_destroy(gw_pipeline_t *w)
     if (!w)
         return;
     gw_script_destroy(w->scripts);
+    gw_typecheck_destroy(w->types);
     gw_arena_destroy(w->arena);
     gw_points_free(&w->points);
     gw_buf_free(&w->out);
