@@ -2009,6 +2009,58 @@ static inline int tag_in_line(const gw_point_t *p, const gw_tag_t *t)
     return in_line(p, t->key.p) && t->val.p == t->key.p + t->key.n + 1;
 }
 
+/* The end of the written name that starts at s: at the first of stops
+ * that no backslash escapes, or at e. */
+static const char *written_name_end(const char *s, const char *e, char stop1, char stop2)
+{
+    while (s < e && *s != stop1 && *s != stop2)
+        s += *s == '\\' ? 2 : 1;
+    return s < e ? s : e;
+}
+
+/* too_long for a line longer than MAX_KEY_LEN. */
+static __attribute__((noinline)) int key_too_long(const gw_point_t *p, const char *l, const char *e,
+                                                  char *err, size_t errlen)
+{
+    char sb[SHOW_MAX + 4], kb[SHOW_MAX + 4];
+    const char *q = written_name_end(l, e, ' ', ' ');
+    size_t key = (size_t)(q - l);
+
+    while (q < e && (*q == ' ' || *q == ',')) {
+        const char *k = q + 1, *v = written_name_end(k, e, '=', '=');
+        if (key + 4 + (size_t)(v - k) > MAX_KEY_LEN) {
+            if (err)
+                snprintf(err, errlen,
+                         "series \"%s\": its series key and field key \"%s\" take %zu bytes, more than "
+                         "InfluxDB's %d",
+                         show(sb, p->series.p, p->series.n), show(kb, k, (size_t)(v - k)),
+                         key + 4 + (size_t)(v - k), MAX_KEY_LEN);
+            return 1;
+        }
+        if (v + 1 < e && v[1] == '"') { /* a string value: to its closing quote */
+            for (q = v + 2; q < e && *q != '"'; q += *q == '\\' ? 2 : 1)
+                ;
+            q++;
+        } else {
+            q = written_name_end(v, e, ',', ' ');
+        }
+        if (q < e && *q == ' ')
+            break; /* the time */
+    }
+    return 0;
+}
+
+/* Is the series key of the encoded line l..e too long for InfluxDB: its
+ * series and tags as written, 4, and a field key as written, more than
+ * MAX_KEY_LEN bytes (models.MaxKeyLength; influxd refuses the point)? 1
+ * with the reason in err (when not NULL), else 0. A line within
+ * MAX_KEY_LEN cannot be: only a JSON point's or a script's long line is
+ * looked at (the parser refuses such a line as it reads it). */
+static inline int too_long(const gw_point_t *p, const char *l, const char *e, char *err, size_t errlen)
+{
+    return (size_t)(e - l) > MAX_KEY_LEN && key_too_long(p, l, e, err, errlen);
+}
+
 /* gw_lp_encode for a point the parser marked GW_LP_CLEAN: its names need
  * no checks and no escapes, each tag "key=value" is one slice and the
  * field set (and the time, with GW_LP_CLEAN_TIME) is copied as written.
@@ -2083,6 +2135,9 @@ static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, 
         d = put_i64(d, p->time_ns);
     }
     *d++ = '\n';
+    /* Added tags lengthen the series key, which the parser checked. */
+    if (extra && too_long(p, out->data + out->len, d, NULL, 0))
+        return 1;
     out->len = (size_t)(d - out->data);
     return 0;
 }
@@ -2137,6 +2192,8 @@ static int encode_fast(gw_buf_t *out, gw_point_t *p, unsigned flags)
     *d++ = ' ';
     d = put_i64(d, p->time_ns);
     *d++ = '\n';
+    if (too_long(p, out->data + start, d, NULL, 0))
+        return 1;
     out->len = (size_t)(d - out->data);
     return 0;
 }
@@ -2291,6 +2348,8 @@ static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *er
     *d++ = ' ';
     d = put_i64(d, p->time_ns);
     *d++ = '\n';
+    if (too_long(p, out->data + start, d, err, errlen))
+        goto fail;
     out->len = (size_t)(d - out->data);
     return 0;
 
