@@ -105,9 +105,11 @@ static const option_t options[] = {
            "points in one request body (413 beyond)"),
     SIZE("listen.max_line_bytes", listen.max_line_bytes, KIB, GIB, "1MiB",
          "longest line of a line-protocol body (413 beyond)"),
-    UINT32("listen.max_tags", listen.max_tags, 1, 65535, "256",
+    /* The defaults refuse no point InfluxDB stores: its 64 KiB series key
+     * holds at most about 16,000 tags (docs/compatibility.md). */
+    UINT32("listen.max_tags", listen.max_tags, 1, 65535, "65535",
            "tags of one point; a point with more is rejected (400)"),
-    UINT32("listen.max_fields", listen.max_fields, 1, 65535, "1024",
+    UINT32("listen.max_fields", listen.max_fields, 1, 65535, "65535",
            "fields of one point; a point with more is rejected (400)"),
     SIZE("listen.max_key_bytes", listen.max_key_bytes, 64, 64 * KIB, "1KiB",
          "longest series name, tag key or field key; a point with a longer one is rejected"),
