@@ -359,7 +359,7 @@ static void put_expectation(gw_buf_t *b, const option_t *o)
         put_size(b, o->min);
         gw_buf_printf(b, " and ");
         put_size(b, o->max);
-        gw_buf_printf(b, " (bytes, or a whole number with k/K/KiB, M/MiB or G/GiB)");
+        gw_buf_printf(b, " (bytes, or a whole number with KiB, MiB, GiB, TiB or kB, MB, GB, TB)");
         break;
     case OPT_SECONDS:
         gw_buf_printf(b, "must be a number of seconds between ");
@@ -481,19 +481,21 @@ static int parse_decimal(const char *s, double *out)
     return errno || *end || !isfinite(*out) ? -1 : 0;
 }
 
-/* Bytes: a whole number, optionally followed by a binary suffix. k, M and G
- * are 1024-based like their KiB, MiB and GiB spellings; "MB" is refused
- * rather than guessed. */
+/* Bytes: a whole number, optionally followed by a unit: KiB, MiB, GiB and
+ * TiB (k, K, M, G and T are the same) are powers of 1024; kB, MB, GB and TB
+ * (SI, as disks and networks count) are powers of 1000. "KB", which means
+ * either, is refused rather than guessed. */
 static int parse_size(const char *s, unsigned long long *out)
 {
     static const struct {
         const char *suffix;
         unsigned long long mult;
     } units[] = {
-        {"", 1},
-        {"k", 1ULL << 10}, {"K", 1ULL << 10}, {"KiB", 1ULL << 10},
-        {"M", 1ULL << 20}, {"MiB", 1ULL << 20},
-        {"G", 1ULL << 30}, {"GiB", 1ULL << 30},
+        {"", 1},           {"B", 1},
+        {"k", 1ULL << 10}, {"K", 1ULL << 10}, {"KiB", 1ULL << 10}, {"kB", 1000ULL},
+        {"M", 1ULL << 20}, {"MiB", 1ULL << 20}, {"MB", 1000000ULL},
+        {"G", 1ULL << 30}, {"GiB", 1ULL << 30}, {"GB", 1000000000ULL},
+        {"T", 1ULL << 40}, {"TiB", 1ULL << 40}, {"TB", 1000000000000ULL},
     };
     unsigned long long n;
     char *end;
