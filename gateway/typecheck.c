@@ -9,9 +9,9 @@
  * Each series remembers the key entries of its previous point's fields (up
  * to SHAPE): a point with the same fields in the same order, the common
  * case, costs one type and one key comparison per field (with the series'
- * lookup, about 100 instructions a point of bench-replay, 6% of a
- * line-protocol point without scripts); only a point with a field its
- * series has not had yet adds anything.
+ * lookup and the call, about 120 instructions a point of bench-replay, 7%
+ * of a line-protocol point without scripts: docs/performance.md); only a
+ * point with a field its series has not had yet adds anything.
  *
  * Memory: 56 bytes a distinct series and 32 a distinct (series, key) of
  * the request, and 8 to 16 of table for each. The worst body for it, one
