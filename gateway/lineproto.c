@@ -569,12 +569,11 @@ static inline const char *scan_pairs(const char *p, const char *end, const char 
         }
         *esc |= ESC_BACKSLASH;
         if ((stop & C_HIGH) && end - p > 1 && (signed char)p[1] < 0)
-            p++; /* looked at next */
+            p++; /* the byte it pairs with is looked at next */
         else
             p = end - p > 2 ? p + 2 : end;
     }
 }
-
 
 /* Slice s..s+n into out, unescaping into the arena if esc: a backslash
  * before a byte of class escs is dropped, left to right, and every other
