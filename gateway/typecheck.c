@@ -237,7 +237,8 @@ static uint32_t find_key(const gw_typecheck_t *tc, uint32_t si, gw_str_t key, ui
 {
     if (!tc->by_key.slot)
         return NONE;
-    for (uint32_t k = h & tc->by_key.mask; slot_taken(tc, tc->by_key.slot[k]); k = (k + 1) & tc->by_key.mask) {
+    for (uint32_t k = h & tc->by_key.mask; slot_taken(tc, tc->by_key.slot[k]);
+         k = (k + 1) & tc->by_key.mask) {
         uint32_t i = (uint32_t)tc->by_key.slot[k];
         const fkey_t *e = &tc->keys[i];
         if (e->hash == h && e->series == si && gw_str_eq(e->key, key))
@@ -247,7 +248,8 @@ static uint32_t find_key(const gw_typecheck_t *tc, uint32_t si, gw_str_t key, ui
 }
 
 /* Add f (written as type) to series si. 0 with its entry in *out, or -ENOMEM. */
-static int add_key(gw_typecheck_t *tc, uint32_t si, const gw_field_t *f, int type, uint32_t src, uint32_t *out)
+static int add_key(gw_typecheck_t *tc, uint32_t si, const gw_field_t *f, int type, uint32_t src,
+                   uint32_t *out)
 {
     uint32_t h = key_hash(tc, si, f->key);
     fkey_t *e;
@@ -277,8 +279,9 @@ static const char *type_name(int type)
     return type >= 0 && type <= GW_FIELD_BOOL ? names[type] : "of an unknown type";
 }
 
-static __attribute__((cold)) int conflict(const gw_point_t *p, const gw_field_t *f, int type, const fkey_t *e, int kind, char *err,
-                    size_t errlen)
+/* f of p, of type, conflicts with e: the message into err; returns 1. */
+static __attribute__((cold)) int conflict(const gw_point_t *p, const gw_field_t *f, int type, const fkey_t *e,
+                                          int kind, char *err, size_t errlen)
 {
     snprintf(err, errlen,
              "field \"%.*s\" of series \"%.*s\" is %s, but %s at %s %u of this request (InfluxDB "
@@ -291,8 +294,8 @@ static __attribute__((cold)) int conflict(const gw_point_t *p, const gw_field_t 
 
 /* gw_typecheck_point for a point whose fields are not those of its
  * series' previous point, in that order: each found by hash. */
-static __attribute__((noinline)) int check_slow(gw_typecheck_t *tc, uint32_t si, const gw_point_t *p, unsigned lp_flags, int kind,
-                      char *err, size_t errlen)
+static __attribute__((noinline)) int check_slow(gw_typecheck_t *tc, uint32_t si, const gw_point_t *p,
+                                                unsigned lp_flags, int kind, char *err, size_t errlen)
 {
     uint32_t shape[SHAPE], n = p->nfields;
     int fresh = 0, rc;
