@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <libdeflate.h>
 
+#include "clock.h"
 #include "conns.h"
 #include "deadletter.h"
 #include "inflight.h"
@@ -533,7 +534,7 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
 {
     gw_ingest_t in = {.format = r->route == R_POINTS ? GW_FMT_JSON : GW_FMT_LINEPROTO,
                       .ns_per_unit = 1,
-                      .now_ns = gw_now_ns()};
+                      .now_ns = gw_clock_wall_ns()};
     gw_buf_t inflated = {0};
     size_t body_held = r->held, len;
     const char *body;
@@ -735,7 +736,7 @@ static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, r
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     gw_ingest_t in = {.format = ct && is_json_type(ct) ? GW_FMT_JSON : GW_FMT_LINEPROTO,
                       .ns_per_unit = 1,
-                      .now_ns = gw_now_ns()};
+                      .now_ns = gw_clock_wall_ns()};
     gw_buf_t inflated = {0}, json = {0};
     size_t body_held = r->held, len, n;
     const char *body;
@@ -997,7 +998,7 @@ static void hand_off(gw_http_t *h, int fd, const struct sockaddr_storage *addr, 
 {
     const char *why;
 
-    if (gw_conns_admit(h->conns, fd, (const struct sockaddr *)addr, gw_now_mono(), &why) == GW_CONN_REFUSED) {
+    if (gw_conns_admit(h->conns, fd, (const struct sockaddr *)addr, gw_clock_mono(), &why) == GW_CONN_REFUSED) {
         log_refused(addr, why);
         close(fd);
         return;
@@ -1024,7 +1025,7 @@ static void *acceptor(void *arg)
                                 {.fd = h->wake[0], .events = POLLIN}};
         struct sockaddr_storage addr;
         socklen_t alen = sizeof(addr);
-        double wait = gw_conns_expire(h->conns, gw_now_mono());
+        double wait = gw_conns_expire(h->conns, gw_clock_mono());
         int fd;
 
         if (poll(pfd, 2, wait < 0 ? -1 : (int)(wait * 1000) + 1) < 0) {

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "json.h"
 #include "lineproto.h"
 #include "metrics.h"
@@ -49,13 +49,6 @@ struct gw_pipeline {
     tally_t tally[TALLY_MAX]; /* the current request's points per series */
     uint32_t ntally;
 };
-
-int64_t gw_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
 {
@@ -260,13 +253,6 @@ static int ends_reserve(gw_pipeline_t *w, uint32_t n)
     return 0;
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Add the tallies to the shared counters k (and the script time, when
  * script_ns) and empty them. */
 static void tally_flush(tally_t *t, uint32_t *nt, int k, uint64_t script_ns)
@@ -365,13 +351,13 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
         drop_over_limits(w, res, kind, err, sizeof(err));
     /* Scripts run here, before the checks below, so that a script can add
      * what a point lacks (fields, for one). */
-    t0 = mono_ns();
+    t0 = (uint64_t)gw_clock_mono_ns();
     rc = gw_script_run(w->scripts, &w->points, w->arena, res, kind);
     if (rc < 0)
         return rc;
     if (rc > 0)
         checked = 0; /* what the scripts returned */
-    script_ns = w->points.n ? (mono_ns() - t0) / w->points.n : 0;
+    script_ns = w->points.n ? ((uint64_t)gw_clock_mono_ns() - t0) / w->points.n : 0;
 
     if (ends_reserve(w, w->points.n))
         return -ENOMEM;

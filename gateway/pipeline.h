@@ -73,9 +73,6 @@ const char *gw_pipeline_output(gw_pipeline_t *w, size_t *len, const uint32_t **e
  * call once they are queued. */
 void gw_pipeline_count_accepted(gw_pipeline_t *w);
 
-/* Current time as Unix nanoseconds. */
-int64_t gw_now_ns(void);
-
 void gw_pipeline_destroy(gw_pipeline_t *w);
 
 #endif

@@ -31,6 +31,8 @@
 #include <lualib.h>
 #include <luajit.h>
 
+#include "clock.h"
+#include "hash.h"
 #include "json.h"
 #include "lineproto.h"
 #include "log.h"
@@ -119,18 +121,10 @@ struct gw_script_set {
     int drop_on_error;
 };
 
-static uint64_t hash_bytes(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
-    return h;
-}
-
 static uint16_t set_lookup(const gw_script_set_t *set, const char *p, size_t n)
 {
     if (set->slots) {
-        for (uint32_t i = (uint32_t)hash_bytes(p, n) & set->mask;; i = (i + 1) & set->mask) {
+        for (uint32_t i = (uint32_t)gw_hash(p, n) & set->mask;; i = (i + 1) & set->mask) {
             const slot_t *sl = &set->slots[i];
             if (!sl->name)
                 break;
@@ -437,7 +431,7 @@ gw_script_set_t *gw_script_set_load(const gw_config_t *cfg, char *err, size_t er
             if (!c->series)
                 continue;
             len = strlen(c->series);
-            for (j = (uint32_t)hash_bytes(c->series, len) & set->mask; set->slots[j].name; j = (j + 1) & set->mask)
+            for (j = (uint32_t)gw_hash(c->series, len) & set->mask; set->slots[j].name; j = (j + 1) & set->mask)
                 ;
             set->slots[j] = (slot_t){c->series, len, (uint16_t)(i + 1)};
         }
@@ -521,13 +515,6 @@ static stat_t stats[MAX_STAT_SERIES + 1]; /* the last one is "(other)" */
 static int nstats;
 static uint64_t stats_total[3];
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Copy msg into out for a log value in double quotes: quotes become ',
  * control characters spaces, at most outlen-1 bytes. */
 static void log_clean(char *out, size_t outlen, const char *msg, size_t n)
@@ -545,7 +532,7 @@ static void log_clean(char *out, size_t outlen, const char *msg, size_t n)
 static void note_failure(gw_str_t series, int kind, const char *where, const char *msg, int dropped)
 {
     stat_t *st = NULL;
-    int64_t now = mono_ns();
+    int64_t now = gw_clock_mono_ns();
     int log = 0;
     uint32_t suppressed = 0;
     char s[128], m[512];
@@ -682,7 +669,7 @@ static int l_log(lua_State *L)
 {
     gw_script_t *s = self_of(L);
     int level = (int)lua_tointeger(L, lua_upvalueindex(2));
-    int64_t now = mono_ns();
+    int64_t now = gw_clock_mono_ns();
     size_t n = 0;
     const char *msg = lua_tolstring(L, 1, &n);
     char where[160] = "?", series[128] = "", m[600];
@@ -1238,7 +1225,7 @@ static int ensure_state(gw_script_t *s)
     if (s->pinned) {
         if (s->st)
             return 0;
-        if (mono_ns() < s->retry_at)
+        if (gw_clock_mono_ns() < s->retry_at)
             return -1;
         want = gw_script_set_retain(s->pinned);
         gen = 1;
@@ -1246,7 +1233,7 @@ static int ensure_state(gw_script_t *s)
         gen = atomic_load(&pub_gen);
         if (gen == s->gen && (s->st || !s->set))
             return s->st ? 0 : -1;
-        if (mono_ns() < s->retry_at)
+        if (gw_clock_mono_ns() < s->retry_at)
             return s->st ? 0 : -1;
         want = published_get(&gen);
     }
@@ -1271,7 +1258,7 @@ static int ensure_state(gw_script_t *s)
          * rather than on every request. With nothing to keep, the set's
          * points fail (and are counted) until a state can be built. */
         gw_log(GW_LOG_ERROR, "script state failed", "error=\"%s\"", s->state_err);
-        s->retry_at = mono_ns() + RETRY_NS;
+        s->retry_at = gw_clock_mono_ns() + RETRY_NS;
         if (s->st) {
             gw_script_set_release(want);
             return 0;
@@ -1415,7 +1402,7 @@ static int replace_state(gw_script_t *s, int abandon)
     st = state_new(s, s->set, s->state_err, sizeof(s->state_err));
     if (!st) {
         gw_log(GW_LOG_ERROR, "script state failed", "error=\"%s\"", s->state_err);
-        s->retry_at = mono_ns() + RETRY_NS;
+        s->retry_at = gw_clock_mono_ns() + RETRY_NS;
         return -1;
     }
     s->st = st;
@@ -1967,7 +1954,7 @@ int gw_script_transform(gw_script_t *s, int format, const char *body, size_t len
     int rc;
 
     *json = NULL;
-    rc = gw_script_debug_json(s, format, body, len, ns_per_unit, gw_now_ns(), 0, s->own_arena, &s->own_points, &out);
+    rc = gw_script_debug_json(s, format, body, len, ns_per_unit, gw_clock_wall_ns(), 0, s->own_arena, &s->own_points, &out);
     if (!rc && gw_buf_putc(&out, '\0'))
         rc = -ENOMEM;
     if (rc) {
