@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "numconv.h"
 
 #include <errno.h>
 #include <float.h>
@@ -1656,6 +1657,21 @@ static char *put_double(char *d, double v)
     *d++ = 'e';
     *d++ = pt - 1 < 0 ? '-' : '+';
     return put_u64(d, (uint64_t)(pt - 1 < 0 ? -(pt - 1) : pt - 1));
+}
+
+size_t gw_num_double(char *out, double v)
+{
+    return (size_t)(put_double(out, v) - out);
+}
+
+size_t gw_num_u64(char *out, uint64_t v)
+{
+    return (size_t)(put_u64(out, v) - out);
+}
+
+size_t gw_num_i64(char *out, int64_t v)
+{
+    return (size_t)(put_i64(out, v) - out);
 }
 
 /* ------------------------------------------------------------------ */
