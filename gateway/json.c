@@ -38,6 +38,7 @@
  *    protocol. */
 #include "json.h"
 
+#include "hash.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -1325,14 +1326,6 @@ static inline __attribute__((always_inline)) int on_value(parse_t *ps, int kind,
  * matches. Stale ones are dropped when the table is rebuilt. */
 #define KSET_FROM 16
 
-static uint32_t key_hash(const char *p, size_t n)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
-}
-
 /* One of 64 bits for a key, from its length and its first and last bytes
  * (length and last byte alone mix up "series" and "fields"). */
 static inline uint64_t key_bit(gw_str_t k)
@@ -1345,7 +1338,7 @@ static inline uint64_t key_bit(gw_str_t k)
 static void kset_put(parse_t *ps, uint32_t j)
 {
     const gw_str_t *k = &((gw_str_t *)ps->keys.v)[j];
-    uint32_t mask = ps->kset_cap - 1, i = key_hash(k->p, k->n) & mask;
+    uint32_t mask = ps->kset_cap - 1, i = (uint32_t)gw_hash(k->p, k->n) & mask;
 
     while (ps->kset[i])
         i = (i + 1) & mask;
@@ -1402,7 +1395,7 @@ static __attribute__((noinline)) int key_seen_many(parse_t *ps, frame_t *f, gw_s
             if (ks[i].n == k.n && memcmp(ks[i].p, k.p, k.n) == 0)
                 return 1;
     } else {
-        uint32_t mask = ps->kset_cap - 1, i = key_hash(k.p, k.n) & mask;
+        uint32_t mask = ps->kset_cap - 1, i = (uint32_t)gw_hash(k.p, k.n) & mask;
         for (; ps->kset[i]; i = (i + 1) & mask) {
             uint32_t j = ps->kset[i] - 1;
             if (j >= f->kbase && j < n && ks[j].n == k.n && memcmp(ks[j].p, k.p, k.n) == 0)

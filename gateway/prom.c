@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "metrics.h"
 #include "script.h"
@@ -85,28 +84,23 @@ static void hist(gw_buf_t *b, const char *name, const char *help, gw_hist_t *h)
                   (double)atomic_load_explicit(&h->sum_micro, memory_order_relaxed) / 1e6, name, cum);
 }
 
-/* One series' script failures, by kind (gw_script_stats_each). */
-static void script_error_lines(const gw_script_stat_t *st, void *ud)
-{
-    static const char *const labels[] = {"error", "timeout", "memory"};
-    const uint64_t v[] = {st->errors, st->timeouts, st->memory};
-    gw_buf_t *b = ud;
-
-    if (!st->series)
-        return; /* the totals: a sum Prometheus makes itself */
-    for (int k = 0; k < 3; k++) {
-        gw_buf_printf(b, "luagw_script_errors_total{series=\"");
-        put_label_value(b, st->series, strlen(st->series));
-        gw_buf_printf(b, "\",kind=\"%s\"} %llu\n", labels[k], (unsigned long long)v[k]);
-    }
-}
-
-/* Script failures per series and kind, from script.c's accounting. */
+/* Script failures per series and kind (script.h). */
 static void script_errors(gw_buf_t *b)
 {
+    gw_script_stats_t st;
+
     head(b, "luagw_script_errors_total", "counter",
          "script calls that failed, per series and kind (error, timeout, memory)");
-    gw_script_stats_each(script_error_lines, b);
+    if (gw_script_stats_snapshot(&st))
+        return;
+    for (size_t i = 0; i < st.n; i++)
+        for (int k = 0; k < GW_SCRIPT_FAIL_KINDS; k++) {
+            gw_buf_printf(b, "luagw_script_errors_total{series=\"");
+            put_label_value(b, st.series[i].series, strlen(st.series[i].series));
+            gw_buf_printf(b, "\",kind=\"%s\"} %llu\n", gw_script_fail_name(k),
+                          (unsigned long long)st.series[i].count[k]);
+        }
+    gw_script_stats_free(&st);
 }
 
 /* The HTTP server's connections (conns.h). */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "clock.h"
 #include "metrics.h"
 
 _Static_assert((int)GW_SPOOL_FULL == (int)GW_QUEUE_FULL && (int)GW_SPOOL_CLOSED == (int)GW_QUEUE_CLOSED &&
@@ -25,13 +26,6 @@ _Static_assert((int)GW_SPOOL_FULL == (int)GW_QUEUE_FULL && (int)GW_SPOOL_CLOSED 
 
 #define SEG_MIN ((uint64_t)64 << 10)
 #define SEG_MAX ((uint64_t)64 << 20)
-
-double spool_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ------------------------------------------------------------------ segments */
 
@@ -179,8 +173,8 @@ static void *syncer(void *arg)
 
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        double until = spool_now() + s->fsync_interval;
-        struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
+        double until = gw_clock_mono() + s->fsync_interval;
+        struct timespec ts = gw_clock_timespec(until);
         pthread_cond_timedwait(&s->stop_cv, &s->mu, &ts);
         if (!s->stopping && !s->syncing && !s->broken && s->written > s->synced)
             sync_now(s);
@@ -211,7 +205,7 @@ static uint64_t drop_oldest(gw_spool_t *s, uint64_t need)
 
 void spool_log_drops(gw_spool_t *s, int force)
 {
-    double now = spool_now();
+    double now = gw_clock_mono();
 
     if (!s->dropped_unlogged || (!force && now - s->last_drop_log < SPOOL_DROP_LOG_EVERY))
         return;

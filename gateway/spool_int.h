@@ -68,9 +68,6 @@ struct gw_spool {
     } r;
 };
 
-/* Monotonic seconds. */
-double spool_now(void);
-
 /* The segment numbered seq (and its index into s->segs), or NULL. mu held. */
 segment_t *spool_find_seg(gw_spool_t *s, uint64_t seq, size_t *idx);
 

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 /* Move the reader to the first segment after the current one (the first of
  * all before it has started). Returns 0; 1 when there is none yet; or
  * -errno when it cannot be opened now (EMFILE...): then the reader stays
@@ -217,10 +219,10 @@ void gw_spool_wait(gw_spool_t *s, double until)
         if (s->dropped_unlogged && (wake == 0 || s->last_drop_log + SPOOL_DROP_LOG_EVERY < wake))
             wake = s->last_drop_log + SPOOL_DROP_LOG_EVERY;
         if (wake > 0) {
-            struct timespec ts = {(time_t)wake, (long)((wake - (double)(time_t)wake) * 1e9)};
-            if (spool_now() >= wake || pthread_cond_timedwait(&s->data_cv, &s->mu, &ts) == ETIMEDOUT) {
+            struct timespec ts = gw_clock_timespec(wake);
+            if (gw_clock_mono() >= wake || pthread_cond_timedwait(&s->data_cv, &s->mu, &ts) == ETIMEDOUT) {
                 spool_log_drops(s, 0);
-                if (until > 0 && spool_now() >= until)
+                if (until > 0 && gw_clock_mono() >= until)
                     break;
             }
         } else {
