@@ -757,7 +757,7 @@ describe("escape attempts (issue 7): luagw keeps serving, the point follows on_e
     out = attempt(code, { timeout_ms = 2000 })
     assert.equal(0, #out.errors)
     assert.equal(1, #out.rejected)
-    assert.matches("more than listen%.max_", out.rejected[1].error)
+    assert.matches("listen%.max_value_bytes", out.rejected[1].error)
     assert.equal(400, out.verdict.status)
   end)
 
