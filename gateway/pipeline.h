@@ -1,7 +1,7 @@
 /* pipeline.h — the one path of a body: parse → limits → scripts → limits →
  * series declarations → encode.
  *
- * Every way in runs this code: the ingest endpoints (http.c) with
+ * Every way in runs this code: the ingest endpoints (http_ingest.c) with
  * gw_pipeline_run, and POST /v1/debug/transform and the busted harness
  * (harness.c) with gw_pipeline_debug, which runs the same phases with a
  * trace (trace.h) that records each point's outcome instead of counting
@@ -18,8 +18,10 @@
  *   3. per point: the limits again for what scripts returned, the series
  *      declarations (schema.h), the encoder (gw_lp_encode: InfluxDB's
  *      rules, and the "clean point" fast path for untouched lines), the
- *      lengths on the encoded line. Accepted points' lines end up
- *      back to back in one buffer that the caller queues as is.
+ *      lengths on the encoded line, the field types within the request
+ *      (typecheck.h: a field given two types is refused at its later
+ *      points, as InfluxDB would). Accepted points' lines end up back to
+ *      back in one buffer that the caller queues as is.
  *
  * Each libmicrohttpd worker thread owns one gw_pipeline_t (its arena, point
  * array, output buffer, Lua state and trace), so nothing here locks. */

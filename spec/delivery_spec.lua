@@ -1,4 +1,4 @@
--- Delivery guarantees under faults (issue 4): the real gateway/luagw in
+-- Delivery guarantees under faults: the real gateway/luagw in
 -- front of a real influxd (or the fake 2.x server), loopback only, every
 -- loop bounded. Each case counts the points sent, acknowledged (2xx to the
 -- client) and stored (per request, by its tag r), and checks that exactly the
