@@ -34,7 +34,7 @@ struct gw_queue {
     int drop_oldest;
     gw_spool_t *spool;     /* owned, or NULL */
     uint64_t dropped_unlogged;
-    double last_drop_log;
+    gw_log_limit_t drop_lim; /* lines on them */
 };
 
 gw_queue_t *gw_queue_create(uint32_t batch_size, uint32_t buffer_limit, double flushing_period)
@@ -206,15 +206,12 @@ static void seal(gw_queue_t *q)
  * it, so the last burst is logged too. mu held. */
 static void log_drops(gw_queue_t *q, int force)
 {
-    double now = gw_clock_mono();
-
-    if (!q->dropped_unlogged || (!force && now - q->last_drop_log < DROP_LOG_EVERY))
+    if (!q->dropped_unlogged || !gw_log_limit_pass(&q->drop_lim, DROP_LOG_EVERY, force))
         return;
     gw_log_warn("buffer full: dropped the oldest points (overflow: drop_oldest)",
                 "points=%llu buffer_limit=%u buffer_limit_bytes=%llu", (unsigned long long)q->dropped_unlogged,
                 q->limit, (unsigned long long)q->limit_bytes);
     q->dropped_unlogged = 0;
-    q->last_drop_log = now;
 }
 
 /* Would npoints more points of nbytes fit? mu held. */
@@ -435,8 +432,8 @@ gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline)
         wake = q->open ? q->open->opened_at + q->period : 0;
         if (deadline > 0 && (wake == 0 || deadline < wake))
             wake = deadline;
-        if (q->dropped_unlogged && (wake == 0 || q->last_drop_log + DROP_LOG_EVERY < wake))
-            wake = q->last_drop_log + DROP_LOG_EVERY;
+        if (q->dropped_unlogged && (wake == 0 || gw_log_limit_next(&q->drop_lim, DROP_LOG_EVERY) < wake))
+            wake = gw_log_limit_next(&q->drop_lim, DROP_LOG_EVERY);
         if (wake == 0) {
             pthread_cond_wait(&q->cv, &q->mu);
         } else {

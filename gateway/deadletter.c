@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@ static struct {
     series_t other;           /* the series beyond SERIES_MAX; name unused */
     uint64_t total;
     uint64_t by_reason[GW_DL_NREASONS];
-    double last_log;          /* monotonic */
+    gw_log_limit_t lim;       /* the log lines on refused points */
     uint64_t held;            /* points refused since the last log line */
     char held_why[256];
     long held_status;
@@ -60,7 +61,7 @@ int gw_deadletter_open(const char *path, char *err, size_t errlen)
         }
         dl.path = strdup(path);
     }
-    dl.last_log = -LOG_EVERY;
+    atomic_store(&dl.lim.last_ns, 0); /* the first refusal is logged at once */
     pthread_mutex_unlock(&dl.mu);
     return 0;
 }
@@ -106,7 +107,6 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
     size_t start = from ? ends[from - 1] : 0;
     const char *rname;
     char text[256], first[128];
-    double now = gw_clock_mono();
 
     if (from >= to)
         return;
@@ -137,7 +137,7 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
     snprintf(dl.held_why, sizeof(dl.held_why), "%s", text);
     dl.held_status = status;
     dl.held_reason = reason;
-    if (now - dl.last_log >= LOG_EVERY) {
+    if (gw_log_limit_pass(&dl.lim, LOG_EVERY, 0)) {
         size_t m = measurement_len(lines + start, ends[from] - start);
         snprintf(first, sizeof(first), "%.*s", (int)(m < 100 ? m : 100), lines + start);
         clean(first, sizeof(first), first);
@@ -146,7 +146,6 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
                      (unsigned long long)dl.held, (unsigned long long)dl.total, first, status, rname, text,
                      dl.file ? " dead_letter=\"" : "", dl.file ? dl.path : "", dl.file ? "\"" : "");
         dl.held = 0;
-        dl.last_log = now;
     }
     pthread_mutex_unlock(&dl.mu);
 }
@@ -197,7 +196,7 @@ static void log_held(void)
                  (unsigned long long)dl.held, (unsigned long long)dl.total, dl.held_status,
                  reason_names[dl.held_reason], dl.held_why);
     dl.held = 0;
-    dl.last_log = gw_clock_mono();
+    gw_log_limit_pass(&dl.lim, LOG_EVERY, 1);
 }
 
 double gw_deadletter_due(void)
@@ -205,7 +204,7 @@ double gw_deadletter_due(void)
     double due;
 
     pthread_mutex_lock(&dl.mu);
-    due = dl.held ? dl.last_log + LOG_EVERY : 0;
+    due = dl.held ? gw_log_limit_next(&dl.lim, LOG_EVERY) : 0;
     pthread_mutex_unlock(&dl.mu);
     return due;
 }
@@ -213,7 +212,7 @@ double gw_deadletter_due(void)
 void gw_deadletter_tick(void)
 {
     pthread_mutex_lock(&dl.mu);
-    if (dl.held && gw_clock_mono() - dl.last_log >= LOG_EVERY)
+    if (dl.held && gw_log_limit_pass(&dl.lim, LOG_EVERY, 0))
         log_held();
     pthread_mutex_unlock(&dl.mu);
 }

@@ -205,14 +205,11 @@ static uint64_t drop_oldest(gw_spool_t *s, uint64_t need)
 
 void spool_log_drops(gw_spool_t *s, int force)
 {
-    double now = gw_clock_mono();
-
-    if (!s->dropped_unlogged || (!force && now - s->last_drop_log < SPOOL_DROP_LOG_EVERY))
+    if (!s->dropped_unlogged || !gw_log_limit_pass(&s->drop_lim, SPOOL_DROP_LOG_EVERY, force))
         return;
     gw_log_warn("spool full: dropped the oldest points (overflow: drop_oldest)", "points=%llu dir=\"%s\" max_bytes=%llu",
                 (unsigned long long)s->dropped_unlogged, s->dir, (unsigned long long)s->max_bytes);
     s->dropped_unlogged = 0;
-    s->last_drop_log = now;
 }
 
 /* ------------------------------------------------------------------ append */

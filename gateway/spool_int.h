@@ -48,7 +48,7 @@ struct gw_spool {
     int syncing, closed, stopping, broken;
     pthread_t syncer;
     int have_syncer;
-    double last_drop_log;
+    gw_log_limit_t drop_lim;  /* lines on the points dropped */
     uint64_t dropped_unlogged;
     gw_log_limit_t open_lim;  /* "cannot open a segment to read" */
     struct {                  /* the reader's; only the reader thread touches it */

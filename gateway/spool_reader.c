@@ -216,8 +216,8 @@ void gw_spool_wait(gw_spool_t *s, double until)
     pthread_mutex_lock(&s->mu);
     while (s->appends == s->r.seen && !s->closed) {
         double wake = until;
-        if (s->dropped_unlogged && (wake == 0 || s->last_drop_log + SPOOL_DROP_LOG_EVERY < wake))
-            wake = s->last_drop_log + SPOOL_DROP_LOG_EVERY;
+        if (s->dropped_unlogged && (wake == 0 || gw_log_limit_next(&s->drop_lim, SPOOL_DROP_LOG_EVERY) < wake))
+            wake = gw_log_limit_next(&s->drop_lim, SPOOL_DROP_LOG_EVERY);
         if (wake > 0) {
             struct timespec ts = gw_clock_timespec(wake);
             if (gw_clock_mono() >= wake || pthread_cond_timedwait(&s->data_cv, &s->mu, &ts) == ETIMEDOUT) {
