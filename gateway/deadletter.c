@@ -44,11 +44,6 @@ static struct {
     int held_reason;
 } dl = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-const char *gw_deadletter_reason_name(int reason)
-{
-    return reason >= 0 && reason < GW_DL_NREASONS ? reason_names[reason] : "unknown";
-}
-
 int gw_deadletter_open(const char *path, char *err, size_t errlen)
 {
     pthread_mutex_lock(&dl.mu);

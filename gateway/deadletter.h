@@ -29,9 +29,6 @@ typedef enum {
     GW_DL_NREASONS
 } gw_dl_reason_t;
 
-/* The reason's name as written in the file, the log and /health. */
-const char *gw_deadletter_reason_name(int reason);
-
 /* Start counting, and writing to path unless it is empty. 0, or -1 with the
  * reason in err (the file cannot be opened for appending). */
 int gw_deadletter_open(const char *path, char *err, size_t errlen);

@@ -252,11 +252,6 @@ int gw_influx_write(gw_influx_t *c, const char *body, size_t len, gw_influx_answ
     return 1;
 }
 
-const char *gw_influx_url(const gw_influx_t *c)
-{
-    return c->url;
-}
-
 void gw_influx_destroy(gw_influx_t *c)
 {
     if (!c)
