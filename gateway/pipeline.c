@@ -48,8 +48,8 @@ struct gw_pipeline {
     size_t clean_line_max;         /* a clean line this long holds no name beyond the limits */
     size_t encoded_max;            /* nor an encoded line this long, nor a series key beyond InfluxDB's */
     gw_script_t *scripts; /* owned: this worker's Lua state (follows the published set) */
-    gw_typecheck_t *types; /* owned: the field types of the current request */
     const gw_schema_t *schema; /* borrowed: pinned declarations; NULL = the published ones */
+    gw_typecheck_t *types; /* owned: the field types of the current request */
     gw_trace_t *trace;    /* owned: made for the first traced run */
     int tracing;          /* in a traced run: record every outcome, count nothing */
     tally_t tally[TALLY_MAX]; /* the current request's points per series */
