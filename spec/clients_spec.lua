@@ -23,11 +23,11 @@ local function sh(cmd)
 end
 
 describe("real InfluxDB clients through luagw", function()
-  local db, gw, dir
+  local db = influxd.for_block { database = "luagw" }
+  local gw, dir
 
   lazy_setup(function()
     dir = proc.tmpdir("luagw-clients")
-    db = influxd.start { database = "luagw" }
     gw = luagw.start { influxd = db, config = {
       listen = { tokens = { TOKEN } },
       service = "luna-sender",
@@ -37,7 +37,6 @@ describe("real InfluxDB clients through luagw", function()
 
   lazy_teardown(function()
     if gw then gw:destroy() end
-    if db then db:destroy() end
     proc.rmdir(dir)
   end)
 
