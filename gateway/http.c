@@ -424,6 +424,54 @@ static gw_conns_limits_t conns_limits(const gw_config_t *cfg)
     return lim;
 }
 
+/* listen.tls_cert and tls_key read into h, and the daemons' options for
+ * them in tls[0..1] with MHD_USE_TLS in *flags. 0, or -1 with err set. */
+static int load_tls(gw_http_t *h, unsigned *flags, struct MHD_OptionItem *tls, char *err, size_t errlen)
+{
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen, "listen.tls_cert: this libmicrohttpd was built without TLS");
+        return -1;
+    }
+    if (!(h->tls_cert = read_pem(h->cfg->listen.tls_cert, "listen.tls_cert", err, errlen)) ||
+        !(h->tls_key = read_pem(h->cfg->listen.tls_key, "listen.tls_key", err, errlen)))
+        return -1;
+    *flags |= MHD_USE_TLS;
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+    return 0;
+}
+
+/* One libmicrohttpd daemon per listen.threads, into h->daemons. 0, or -1
+ * with err set (the ones started are stopped by gw_http_stop). */
+static int start_daemons(gw_http_t *h, unsigned flags, struct MHD_OptionItem *tls, const gw_conns_limits_t *lim,
+                         char *err, size_t errlen)
+{
+    const gw_config_t *cfg = h->cfg;
+
+    for (int i = 0; i < cfg->listen.threads; i++) {
+        h->daemons[i] = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, h,
+            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, so it sees every message */
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->listen.connection_timeout,
+            /* Bounds the request line and headers; a bigger buffer also
+             * hands us bodies in fewer pieces. */
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->listen.max_header_bytes,
+            /* Never reached: the acceptor admits fewer (conns.h). */
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw_conns_most(lim) + 64,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+            MHD_OPTION_ARRAY, tls, /* listen.tls_*: key and certificate, or nothing */
+            MHD_OPTION_END);
+        if (!h->daemons[i]) {
+            snprintf(err, errlen, "cannot start HTTP worker %d: %s", i,
+                     errno ? strerror(errno) : "libmicrohttpd failed");
+            return -1;
+        }
+        h->ndaemons++;
+    }
+    return 0;
+}
+
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen)
 {
     gw_http_t *h = calloc(1, sizeof(*h));
@@ -454,47 +502,16 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (cfg->listen.tls_cert[0]) {
-        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-            snprintf(err, errlen, "listen.tls_cert: this libmicrohttpd was built without TLS");
-            goto fail;
-        }
-        if (!(h->tls_cert = read_pem(cfg->listen.tls_cert, "listen.tls_cert", err, errlen)) ||
-            !(h->tls_key = read_pem(cfg->listen.tls_key, "listen.tls_key", err, errlen)))
-            goto fail;
-        flags |= MHD_USE_TLS;
-        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
-        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
-    }
+    if (cfg->listen.tls_cert[0] && load_tls(h, &flags, tls, err, errlen))
+        goto fail;
     if (!(h->conns = gw_conns_create(&lim)) || !(h->inflight = gw_inflight_create(cfg->listen.max_inflight_bytes))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     mallopt(M_MMAP_THRESHOLD, MMAP_FROM_BYTES);
     h->listen_fd = open_listener(cfg, err, errlen);
-    if (h->listen_fd < 0)
+    if (h->listen_fd < 0 || start_daemons(h, flags, tls, &lim, err, errlen))
         goto fail;
-    for (int i = 0; i < cfg->listen.threads; i++) {
-        h->daemons[i] = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_request, h,
-            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, so it sees every message */
-            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->listen.connection_timeout,
-            /* Bounds the request line and headers; a bigger buffer also
-             * hands us bodies in fewer pieces. */
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->listen.max_header_bytes,
-            /* Never reached: the acceptor admits fewer (conns.h). */
-            MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw_conns_most(&lim) + 64,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-            MHD_OPTION_ARRAY, tls, /* listen.tls_*: key and certificate, or nothing */
-            MHD_OPTION_END);
-        if (!h->daemons[i]) {
-            snprintf(err, errlen, "cannot start HTTP worker %d: %s", i,
-                     errno ? strerror(errno) : "libmicrohttpd failed");
-            goto fail;
-        }
-        h->ndaemons++;
-    }
     if (pipe2(h->wake, O_CLOEXEC)) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto fail;

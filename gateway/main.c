@@ -358,7 +358,16 @@ static int print_config(const char *path, char **keys, int nkeys)
     return status;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+typedef struct {
+    const char *path; /* -c, or NULL: find_config */
+    int check_only;   /* --check-config */
+    int print;        /* --print-config [KEY...]: the keys from optind on */
+} args_t;
+
+/* Read the command line into *a. -1 to go on, else the exit status: 0
+ * after --help, --version or --help-config, 2 for a usage error. */
+static int parse_args(int argc, char **argv, args_t *a)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -369,23 +378,19 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
-    int check_only = 0, print = 0, opt;
-    char err[1024];
-    gw_config_t *cfg;
-    gw_script_set_t *scripts;
-    sigset_t set;
+    int opt;
 
+    memset(a, 0, sizeof(*a));
     while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            path = optarg;
+            a->path = optarg;
             break;
         case 'C':
-            check_only = 1;
+            a->check_only = 1;
             break;
         case 'P':
-            print = 1;
+            a->print = 1;
             break;
         case 'R':
             gw_config_print_reference(stdout);
@@ -401,19 +406,34 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc && !print) {
+    if (optind < argc && !a->print) {
         fprintf(stderr, "luagw: unexpected argument: %s\n", argv[optind]);
         usage(stderr);
         return 2;
     }
-    if (print && check_only) {
+    if (a->print && a->check_only) {
         fprintf(stderr, "luagw: --print-config and --check-config do not go together\n");
         return 2;
     }
+    return -1;
+}
 
-    if (!path && !(path = find_config()))
+int main(int argc, char **argv)
+{
+    const char *path;
+    int check_only, rc;
+    char err[1024];
+    gw_config_t *cfg;
+    gw_script_set_t *scripts;
+    sigset_t set;
+    args_t a;
+
+    if ((rc = parse_args(argc, argv, &a)) >= 0)
+        return rc;
+    check_only = a.check_only;
+    if (!(path = a.path) && !(path = find_config()))
         return 1;
-    if (print)
+    if (a.print)
         return print_config(path, argv + optind, argc - optind);
     /* Blocked from here on, in this thread and every thread it starts: they
      * are taken by sigwait only, so no handler runs inside a worker, and a
