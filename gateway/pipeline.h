@@ -18,10 +18,10 @@
  *   3. per point: the limits again for what scripts returned, the series
  *      declarations (schema.h), the encoder (gw_lp_encode: InfluxDB's
  *      rules, and the "clean point" fast path for untouched lines), the
- *      lengths on the encoded line, the field types within the request
- *      (typecheck.h: a field given two types is refused at its later
- *      points, as InfluxDB would). Accepted points' lines end up back to
- *      back in one buffer that the caller queues as is.
+ *      lengths on the encoded line, the field types of the request
+ *      (typecheck.h: a field another point of it gave another type refuses
+ *      the later point, as InfluxDB would). Accepted points' lines end up
+ *      back to back in one buffer that the caller queues as is.
  *
  * Each libmicrohttpd worker thread owns one gw_pipeline_t (its arena, point
  * array, output buffer, Lua state and trace), so nothing here locks. */
