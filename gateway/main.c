@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 
 #include "batch.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -208,7 +209,7 @@ static int wait_for_stop(const sigset_t *set, const char *path)
  * SIGINT ends the wait early; SIGHUP still reloads. */
 static void drain(gw_http_t *http, const sigset_t *set, double seconds, const char *path)
 {
-    double end = gw_now_mono() + seconds, left;
+    double end = gw_clock_mono() + seconds, left;
     struct timespec ts;
     int sig;
 
@@ -216,7 +217,7 @@ static void drain(gw_http_t *http, const sigset_t *set, double seconds, const ch
         return; /* gw_http_drain turns /health to 503 with ingest */
     gw_http_leave(http);
     gw_log_info("draining: /health answers 503, ingest goes on", "drain_seconds=%g", seconds);
-    while ((left = end - gw_now_mono()) > 0) {
+    while ((left = end - gw_clock_mono()) > 0) {
         ts.tv_sec = (time_t)left;
         ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
         sig = sigtimedwait(set, NULL, &ts);
@@ -240,7 +241,7 @@ static void shut_down(const gw_config_t *cfg, gw_http_t *http, gw_sender_t *send
 
     gw_http_drain(http);
     if (sender) {
-        left = gw_sender_stop(sender, gw_now_mono() + cfg->monitoring.shutdown_timeout);
+        left = gw_sender_stop(sender, gw_clock_mono() + cfg->monitoring.shutdown_timeout);
         if (left && gw_queue_spool(q))
             gw_log_warn("stopped with points undelivered, kept in the spool for the next start",
                         "points=%llu spool=\"%s\"", (unsigned long long)left, cfg->spool.dir);
