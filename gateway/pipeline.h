@@ -1,5 +1,5 @@
 /* pipeline.h — the one path of a body: parse → limits → scripts → limits →
- * series declarations → encode.
+ * series declarations → encode → the request's field types.
  *
  * Every way in runs this code: the ingest endpoints (http_ingest.c) with
  * gw_pipeline_run, and POST /v1/debug/transform and the busted harness
