@@ -32,6 +32,7 @@
 #include "prom.h"
 #include "script.h"
 #include "spool.h"
+#include "status.h"
 #include "utf8.h"
 #include "version.h"
 
@@ -45,6 +46,8 @@ enum route {
     R_METRICS,  /* GET /metrics: Prometheus */
     R_DEBUG,    /* POST /v1/debug/transform */
     R_READ,     /* InfluxDB's query paths: 404 saying where to query */
+    R_STATUS,   /* GET /status: the page (status.h) */
+    R_STATUS_JSON, /* GET /status.json: what it shows */
 };
 
 struct gw_http {
@@ -124,6 +127,8 @@ static const struct {
     {"/v1/debug/transform", R_DEBUG, "POST"},
     {"/query", R_READ, ""},
     {"/api/v2/query", R_READ, ""},
+    {"/status", R_STATUS, "GET, HEAD"},
+    {"/status.json", R_STATUS_JSON, "GET, HEAD"},
 };
 
 /* ------------------------------------------------------------------ answers */
@@ -840,6 +845,42 @@ static enum MHD_Result answer_read_elsewhere(gw_http_t *h, struct MHD_Connection
                         v6 ? "]" : "", cfg->monitoring.port, where);
 }
 
+/* GET /status and /status.json (status.h). Without a token when tokens are
+ * set, the page answers 401 with a Basic challenge, so that a browser asks
+ * for one (the token as the password); ?token= works too. */
+static enum MHD_Result status_page(gw_http_t *h, struct MHD_Connection *c, enum route route)
+{
+    static const char ask[] = "401: this page needs a token: open /status?token=<token>, or give it as the "
+                              "password when the browser asks\n";
+    struct MHD_Response *r;
+    char *json;
+    enum MHD_Result rc;
+
+    if (h->cfg->access.tokens && !authorized(h, c, route)) {
+        if (route == R_STATUS_JSON)
+            return answer_error(c, 401, route, "unauthorized: send Authorization: Bearer <token> (or ?token=)");
+        if (!(r = MHD_create_response_from_buffer(sizeof(ask) - 1, (void *)ask, MHD_RESPMEM_PERSISTENT)))
+            return MHD_NO;
+        MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"luagw status\", charset=\"UTF-8\"");
+        return queue(c, 401, r, "text/plain; charset=utf-8");
+    }
+    if (route == R_STATUS) {
+        r = MHD_create_response_from_buffer(gw_status_html_len, (void *)gw_status_html, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                "connect-src 'self'; img-src 'self'");
+        return queue(c, 200, r, "text/html; charset=utf-8");
+    }
+    if (!(json = gw_status_json(h->cfg, h->q)))
+        return answer(c, 500, nomem_json, sizeof(nomem_json) - 1, "application/json");
+    rc = answer(c, 200, json, strlen(json), "application/json");
+    free(json);
+    return rc;
+}
+
 /* The route of url, and the methods it allows; R_NONE when unknown. */
 static enum route route_of(const char *url, const char **allowed)
 {
@@ -937,6 +978,7 @@ static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char 
     enum route route = route_of(url, &allowed);
     int probe = route == R_PING || route == R_HEALTH || route == R_METRICS;
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    int page = route == R_STATUS || route == R_STATUS_JSON;
     char e[200];
 
     if (probe_only(c)) {
@@ -953,9 +995,9 @@ static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char 
         return answer_error(c, 404, R_NONE, "path: %s not found", ECHO(e, url));
     if (route == R_READ)
         return answer_read_elsewhere(h, c, url);
-    if (probe ? !get : strcmp(method, "POST") != 0)
+    if (probe || page ? !get : strcmp(method, "POST") != 0)
         return answer_405(c, route, method, url, allowed);
-    if (!probe)
+    if (!probe && !page)
         return begin_post(h, c, route, con_cls);
     /* Probes are answered once the request is read: libmicrohttpd closes a
      * connection answered earlier, and scrapers and load balancers keep
@@ -977,7 +1019,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!r)
         return begin(h, c, url, method, con_cls);
     if (*upload_size) {
-        if (r->route == R_PING || r->route == R_HEALTH || r->route == R_METRICS) {
+        if (r->route == R_PING || r->route == R_HEALTH || r->route == R_METRICS || r->route == R_STATUS ||
+            r->route == R_STATUS_JSON) {
             *upload_size = 0; /* a body sent with GET: read and ignored */
             return MHD_YES;
         }
@@ -999,6 +1042,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return metrics(h, c);
     case R_DEBUG:
         return debug_transform(h, c, r);
+    case R_STATUS:
+    case R_STATUS_JSON:
+        return status_page(h, c, r->route);
     default:
         return ingest(h, c, r);
     }
@@ -1240,7 +1286,8 @@ static long b64decode(const char *s, char *out, size_t outlen)
 
 /* listen.tokens: does the request carry one? Authorization: Bearer T or
  * Token T (InfluxDB 2.x clients), Basic with T as the password (1.x clients
- * given a user and password), or ?p=T (1.x query parameters, /write only). */
+ * given a user and password), ?p=T (1.x query parameters, /write only), or
+ * ?token=T (the status page, which is opened by a link). */
 static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -1264,7 +1311,12 @@ static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route r
         }
         return 0;
     }
-    p = route == R_WRITE_V1 ? MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p") : NULL;
+    if (route == R_WRITE_V1)
+        p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p");
+    else if (route == R_STATUS || route == R_STATUS_JSON)
+        p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token");
+    else
+        p = NULL;
     return p && token_ok(h, p, strlen(p));
 }
 

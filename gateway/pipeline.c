@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "schema.h"
 #include "script.h"
+#include "status.h"
 #include "typecheck.h"
 
 /* InfluxDB refuses a point whose series key (measurement and tags,
@@ -236,6 +237,7 @@ static void drop_over_limits(gw_pipeline_t *w, gw_result_t *res, int kind, char 
             gw_series_slot_t *slot = gw_series_slot(p->series.p, p->series.n);
             GW_SERIES_ADD(slot, GW_S_RECEIVED, 1);
             GW_SERIES_ADD(slot, GW_S_REJECTED, 1);
+            gw_status_error(p->series.p, p->series.n, "rejected", err);
             gw_result_reject(res, kind, p->src, "%s", err);
             continue;
         }
@@ -385,6 +387,7 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
 #define REJECT(msg)                                                   \
     do {                                                              \
         GW_SERIES_ADD(slot, GW_S_REJECTED, 1);                        \
+        gw_status_error(p->series.p, p->series.n, "rejected", (msg)); \
         gw_result_reject(res, kind, p->src, "%s", (msg));             \
     } while (0)
     for (uint32_t i = 0; i < w->points.n; i++) {

@@ -36,6 +36,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "script_guard.h"
+#include "status.h"
 
 /* script.lua, compiled by `luajit -b` into script_lua.o. */
 extern const char luaJIT_BC_gw_script[];
@@ -574,6 +575,8 @@ static void note_failure(gw_str_t series, int kind, const char *where, const cha
         st->suppressed++;
     }
     pthread_mutex_unlock(&stats_lock);
+    snprintf(m, sizeof(m), "%s: %s", where, msg);
+    gw_status_error(series.p, series.n, "script", m);
     if (!log)
         return;
     log_clean(s, sizeof(s), series.p, series.n);
