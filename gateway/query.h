@@ -25,6 +25,7 @@
 
 #define GW_QUERY_MAX 32              /* queries in progress at most */
 #define GW_QUERY_BUF ((size_t)64 << 10) /* bytes of answer held per query */
+#define GW_QUERY_STALL_SECONDS 300     /* a query where no byte moves this long is stopped */
 
 typedef struct gw_query gw_query_t;
 
