@@ -141,6 +141,31 @@ end]] }
     assert.matches("flaky.lua", s.scripts.last_reload.error, 1, true)
   end)
 
+  it("keeps a history for 64 series at most; the others show their counters", function()
+    local lines = {}
+    for i = 1, 70 do lines[i] = ("spec_many_%02d v=1i"):format(i) end
+    assert.equal(204, (gw:post("/write", table.concat(lines, "\n"))))
+    local s = wait.wait_until(function()
+      local _, s = status(gw)
+      local tracked = 0
+      for _, x in ipairs(s.series) do
+        if #x.history > 0 then tracked = tracked + 1 end
+      end
+      return tracked == 64 and s
+    end, 10)
+    assert.is_truthy(s, "the tracks were not all taken")
+    local many, bare = 0, 0
+    for _, x in ipairs(s.series) do
+      if x.name:match("^spec_many_") then
+        many = many + 1
+        assert.equal(1, x.accepted)
+        if #x.history == 0 then bare = bare + 1 end
+      end
+    end
+    assert.equal(70, many)
+    assert.is_true(bare >= 6, bare .. " series without a history")
+  end)
+
   it("shows the output retrying, with the last failure's reason, while InfluxDB is down", function()
     db:stop()
     finally(function() db:start_again() end)
