@@ -26,6 +26,7 @@ typedef struct {
     char name[GW_SERIES_NAME_MAX + 1];
     size_t len;                       /* 0: the track is free */
     uint64_t last;                    /* accepted, at the last sample */
+    int unsampled;                    /* taken for an error: last is not known yet */
     uint32_t rate[GW_STATUS_HISTORY]; /* points accepted in each second, a ring at pos */
     uint64_t keep_until;              /* tick from which it may be given to another series */
     double error_time;                /* unix seconds of the last error, 0 = none */
@@ -100,10 +101,12 @@ static void sample_slot(const gw_series_slot_t *s, void *ud)
     t = track_of(s->name, s->len, v != 0);
     if (t) {
         /* A slot renamed (metrics.h) counts from zero again. What came
-         * before the first sample has no second of its own. */
+         * before the first sample, or before the first sample of a track
+         * taken for an error, has no second of its own. */
         d = v >= t->last ? v - t->last : v;
-        if (tick == 0)
+        if (tick == 0 || t->unsampled)
             d = 0;
+        t->unsampled = 0;
         t->last = v;
         t->rate[tick % GW_STATUS_HISTORY] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
         if (d)
@@ -189,6 +192,8 @@ void gw_status_error(const char *series, size_t n, const char *kind, const char 
     pthread_mutex_lock(&lock);
     t = track_of(series, n, 1);
     if (t) {
+        if (!t->error_kind && !t->last)
+            t->unsampled = 1; /* taken just now: what its series accepted before is not this second's */
         t->error_time = now;
         t->keep_until = tick + GW_STATUS_HISTORY;
         t->error_kind = kind;
