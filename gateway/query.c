@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "buf.h"
@@ -30,6 +31,7 @@ struct gw_query {
     pthread_cond_t room;          /* the ring has room, or the query is cancelled */
     atomic_int refs;
     struct MHD_Connection *conn;  /* borrowed; NULL once the request has ended */
+    int fd;                       /* conn's socket, looked at only while conn is suspended */
     int suspended;                /* conn waits for this query */
     int cancelled;                /* the client went, or luagw stops */
     int answered;                 /* InfluxDB's final status and headers are in */
@@ -163,13 +165,22 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 }
 
 /* Called by libcurl at least once a second, also while it waits: stop a
- * cancelled query even when InfluxDB sends nothing. */
+ * cancelled query even when InfluxDB sends nothing, and one whose client
+ * has gone. libmicrohttpd does not watch a suspended connection, so its
+ * socket is peeked at here; only while suspended, when nothing else
+ * touches it (and it cannot be closed: see gw_query_stop_all). */
 static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
     gw_query_t *q = ud;
     int stop;
+    char c;
 
     pthread_mutex_lock(&q->mu);
+    if (!q->cancelled && q->suspended && q->conn && q->fd >= 0) {
+        ssize_t n = recv(q->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            q->cancelled = 1;
+    }
     stop = q->cancelled;
     pthread_mutex_unlock(&q->mu);
     return stop;
@@ -336,6 +347,7 @@ fail:
 /* A new query for c, not yet running: NULL when out of memory. */
 static gw_query_t *query_new(struct MHD_Connection *c, int post)
 {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     gw_query_t *q = calloc(1, sizeof(*q));
 
     if (!q)
@@ -344,6 +356,7 @@ static gw_query_t *query_new(struct MHD_Connection *c, int post)
     pthread_cond_init(&q->room, NULL);
     atomic_init(&q->refs, 1);
     q->conn = c;
+    q->fd = ci ? ci->connect_fd : -1;
     q->post = post;
     q->ring = malloc(GW_QUERY_BUF);
     q->curl = curl_easy_init();

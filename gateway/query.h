@@ -8,6 +8,9 @@
  * waits (TCP pushes back on InfluxDB), when it is empty the client's
  * connection is suspended until more comes. So a query holds at most
  * GW_QUERY_BUF bytes whatever it returns, and a worker never blocks on it.
+ * A query stops when its client goes (also while suspended: the transfer
+ * looks at the socket once a second) or when no byte moves for
+ * GW_QUERY_STALL_SECONDS.
  *
  * What goes to InfluxDB: the request's parameters (q, db, rp, epoch,
  * chunked, chunk_size, pretty, params...) and, for a POST, its form body,

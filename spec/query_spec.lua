@@ -174,6 +174,70 @@ describe("/query with InfluxDB down", function()
   end)
 end)
 
+describe("/query against an InfluxDB that never answers", function()
+  -- Debian's influxd cannot be made to hang: a socket that takes
+  -- connections and never answers stands in for it.
+  it("runs 32 queries at most, answers 503 beyond, and 502 when the connections drop", function()
+    local hang = assert(socket.tcp())
+    assert(hang:bind("127.0.0.1", 0))
+    assert(hang:listen(128))
+    local _, port = hang:getsockname()
+    local gw = luagw.start { config = { monitoring = { host = "127.0.0.1", port = port, database = "luagw" } } }
+    local clients, held = {}, {}
+    -- Take the gateway's connections to the stand-in until it holds n.
+    local function hold(n)
+      hang:settimeout(0.1)
+      return wait.wait_until(function()
+        local c = hang:accept()
+        if c then held[#held + 1] = c end
+        return #held >= n
+      end, 10, 0)
+    end
+    -- A query on a connection of its own: the status, or nil when none
+    -- came within wait seconds (the connection is then closed).
+    local function try(wait_s)
+      local c = socket.tcp()
+      c:settimeout(wait_s)
+      assert(c:connect("127.0.0.1", gw.port))
+      c:send("GET /query?q=SHOW+DATABASES HTTP/1.1\r\nHost: x\r\n\r\n")
+      local line = c:receive("*l")
+      c:close()
+      return line and tonumber(line:match("^HTTP/1%.1 (%d+)"))
+    end
+    finally(function()
+      for _, c in ipairs(clients) do c:close() end
+      for _, c in ipairs(held) do c:close() end
+      hang:close()
+      gw:destroy()
+    end)
+    for i = 1, 32 do
+      local c = socket.tcp()
+      c:settimeout(10)
+      assert(c:connect("127.0.0.1", gw.port))
+      c:send("GET /query?q=SHOW+DATABASES&n=" .. i .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+      clients[i] = c
+    end
+    assert.is_truthy(hold(32), "the 32 queries did not reach InfluxDB")
+    assert.equal(503, try(5))
+    local st, b = get(gw.url, "/query?q=SHOW+DATABASES")
+    assert.equal(503, st)
+    assert.matches("too many queries in progress (32)", cjson.decode(b).error, 1, true)
+    assert.equal(204, (get(gw.url, "/ping")))
+    -- A client that goes away while InfluxDB has not answered frees its
+    -- place: a new query waits (no 503) instead.
+    table.remove(clients, 1):close()
+    assert.is_truthy(wait.wait_until(function() return try(1) == nil end, 10, 0.1),
+      "the place of a client gone was not freed")
+    -- The stand-in goes away: every waiting query ends with a 502.
+    for _, c in ipairs(held) do c:close() end
+    hang:close()
+    for _, c in ipairs(clients) do
+      local line = c:receive("*l")
+      assert.equal("HTTP/1.1 502 Bad Gateway", line)
+    end
+  end)
+end)
+
 describe("InfluxDB clients reading through luagw", function()
   local db, gw, dir
 
