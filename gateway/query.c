@@ -325,8 +325,8 @@ static int prepare(gw_query_t *q, struct MHD_Connection *c, const gw_target_t *t
     curl_easy_setopt(q->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(q->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(t->connect_timeout * 1000));
     curl_easy_setopt(q->curl, CURLOPT_TCP_NODELAY, 1L);
-    /* A suspended client is not watched for leaving: a query where no byte
-     * moves (InfluxDB silent, or the client not reading) ends after this. */
+    /* A query where no byte moves (InfluxDB silent, or the client not
+     * reading) ends after this. */
     curl_easy_setopt(q->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(q->curl, CURLOPT_LOW_SPEED_TIME, (long)GW_QUERY_STALL_SECONDS);
     curl_easy_setopt(q->curl, CURLOPT_USERAGENT, "luagw");
