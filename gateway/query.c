@@ -276,14 +276,13 @@ static int strip_form(CURL *curl, const char *body, size_t len, gw_buf_t *out, c
     return 0;
 }
 
-/* Set up q's transfer for target t: URL, method, body, credentials. 0 or
- * -ENOMEM. */
-static int prepare(gw_query_t *q, struct MHD_Connection *c, const gw_target_t *t, const char *ctype)
+/* q's URL: the output's /query with c's parameters but u and p; also its
+ * address for messages (q->where). 0 or -ENOMEM. */
+static int build_url(gw_query_t *q, struct MHD_Connection *c, const gw_target_t *t)
 {
     gw_buf_t url = {0};
     int v6 = strchr(t->host, ':') != NULL && t->host[0] != '[';
     args_t a = {&url, q->curl, 0, 0};
-    char auth[600];
 
     snprintf(q->where, sizeof(q->where), "%s://%s%s%s:%d", t->use_ssl ? "https" : "http", v6 ? "[" : "", t->host,
              v6 ? "]" : "", t->port);
@@ -293,19 +292,30 @@ static int prepare(gw_query_t *q, struct MHD_Connection *c, const gw_target_t *t
     if (a.failed || gw_buf_append(&url, "", 1))
         goto fail;
     q->url = url.data;
-    url.data = NULL;
+    return 0;
+fail:
+    gw_buf_free(&url);
+    return -ENOMEM;
+}
+
+/* q's method, body, request headers, the output's credentials and TLS.
+ * 0 or -ENOMEM. */
+static int set_request(gw_query_t *q, const gw_target_t *t, const char *ctype)
+{
+    char line[600];
+
     if (q->post) {
-        snprintf(auth, sizeof(auth), "Content-Type: %s", ctype ? ctype : "application/x-www-form-urlencoded");
-        if (!(q->headers = curl_slist_append(q->headers, auth)))
-            goto fail;
+        snprintf(line, sizeof(line), "Content-Type: %s", ctype ? ctype : "application/x-www-form-urlencoded");
+        if (!(q->headers = curl_slist_append(q->headers, line)))
+            return -ENOMEM;
         curl_easy_setopt(q->curl, CURLOPT_POST, 1L);
         curl_easy_setopt(q->curl, CURLOPT_POSTFIELDS, q->body.data ? q->body.data : "");
         curl_easy_setopt(q->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body.len);
     }
     if (t->token[0]) {
-        snprintf(auth, sizeof(auth), "Authorization: Token %s", t->token);
-        if (!(q->headers = curl_slist_append(q->headers, auth)))
-            goto fail;
+        snprintf(line, sizeof(line), "Authorization: Token %s", t->token);
+        if (!(q->headers = curl_slist_append(q->headers, line)))
+            return -ENOMEM;
     } else if (t->user[0]) {
         curl_easy_setopt(q->curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
         curl_easy_setopt(q->curl, CURLOPT_USERNAME, t->user);
@@ -319,9 +329,17 @@ static int prepare(gw_query_t *q, struct MHD_Connection *c, const gw_target_t *t
     }
     /* No Expect: 100-continue for a body: it would cost a round trip. */
     if (!(q->headers = curl_slist_append(q->headers, "Expect:")))
-        goto fail;
-    curl_easy_setopt(q->curl, CURLOPT_URL, q->url);
+        return -ENOMEM;
     curl_easy_setopt(q->curl, CURLOPT_HTTPHEADER, q->headers);
+    return 0;
+}
+
+/* Set up q's transfer for target t. 0 or -ENOMEM. */
+static int prepare(gw_query_t *q, struct MHD_Connection *c, const gw_target_t *t, const char *ctype)
+{
+    if (build_url(q, c, t) || set_request(q, t, ctype))
+        return -ENOMEM;
+    curl_easy_setopt(q->curl, CURLOPT_URL, q->url);
     curl_easy_setopt(q->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(q->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(t->connect_timeout * 1000));
     curl_easy_setopt(q->curl, CURLOPT_TCP_NODELAY, 1L);
@@ -339,9 +357,6 @@ static int prepare(gw_query_t *q, struct MHD_Connection *c, const gw_target_t *t
     curl_easy_setopt(q->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(q->curl, CURLOPT_XFERINFODATA, q);
     return 0;
-fail:
-    gw_buf_free(&url);
-    return -ENOMEM;
 }
 
 /* A new query for c, not yet running: NULL when out of memory. */
@@ -367,42 +382,13 @@ static gw_query_t *query_new(struct MHD_Connection *c, int post)
     return q;
 }
 
-int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char *token, int post,
-                   const char *body, size_t len, gw_query_t **out, char *err, size_t errlen)
+/* Run q in a thread of its own, its connection suspended until it answers.
+ * 0, or 503 when GW_QUERY_MAX queries run (q is then not taken). */
+static int launch(gw_query_t *q)
 {
-    const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    const char *udb = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "db");
-    int form = post && (!ctype || !strncasecmp(ctype, "application/x-www-form-urlencoded", 33));
-    gw_query_t *q = query_new(c, post);
-    char *db = NULL, safe[200];
-    const char *name;
-    gw_target_t t;
     pthread_t th;
     pthread_attr_t attr;
-    int busy, refused = 0;
-
-    if (!q)
-        goto nomem;
-    /* InfluxDB reads a POST's form body before its URL: so does this. */
-    if (form ? strip_form(q->curl, body ? body : "", len, &q->body, &db)
-             : post && len && gw_buf_append(&q->body, body, len))
-        goto nomem;
-    name = db ? db : udb ? udb : "";
-    if (gw_target_for_db(cfg, name, &t))
-        refused = 404;
-    else if (!gw_target_may_read(cfg, token, name))
-        refused = 403;
-    if (refused) {
-        snprintf(err, errlen, "db: %s \"%s\"", refused == 404 ? "no output takes database" : "this token may not read database",
-                 gw_utf8_echo(safe, sizeof(safe), name, strlen(name)));
-        free(db);
-        release(q);
-        return refused;
-    }
-    free(db);
-    db = NULL;
-    if (prepare(q, c, &t, ctype))
-        goto nomem;
+    int busy, rc;
 
     pthread_mutex_lock(&reg_lock);
     busy = nrunning >= GW_QUERY_MAX;
@@ -413,19 +399,17 @@ int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char 
         running = q;
     }
     pthread_mutex_unlock(&reg_lock);
-    if (busy) {
-        snprintf(err, errlen, "too many queries in progress (%d): try again", GW_QUERY_MAX);
-        release(q);
+    if (busy)
         return 503;
-    }
     /* Suspended before the thread starts, so that its resume follows. */
     pthread_mutex_lock(&q->mu);
     sleep_conn(q);
     pthread_mutex_unlock(&q->mu);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &attr, transfer, q)) {
-        pthread_attr_destroy(&attr);
+    rc = pthread_create(&th, &attr, transfer, q);
+    pthread_attr_destroy(&attr);
+    if (rc) { /* answered as a failed transfer (502) once resumed */
         pthread_mutex_lock(&q->mu);
         q->done = 1;
         q->rc = CURLE_FAILED_INIT;
@@ -434,18 +418,53 @@ int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char 
         pthread_mutex_unlock(&q->mu);
         unregister(q);
         release(q); /* the thread's */
-        *out = q;
-        return 0;
     }
-    pthread_attr_destroy(&attr);
-    *out = q;
     return 0;
-nomem:
+}
+
+int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char *token, int post,
+                   const char *body, size_t len, gw_query_t **out, char *err, size_t errlen)
+{
+    const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    const char *udb = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "db");
+    int form = post && (!ctype || !strncasecmp(ctype, "application/x-www-form-urlencoded", 33));
+    gw_query_t *q = query_new(c, post);
+    char *db = NULL, safe[200];
+    const char *name;
+    gw_target_t t;
+    int status = 0;
+
+    /* InfluxDB reads a POST's form body before its URL: so does this. */
+    if (!q || (form ? strip_form(q->curl, body ? body : "", len, &q->body, &db)
+                    : post && len && gw_buf_append(&q->body, body, len))) {
+        status = 503;
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    name = db ? db : udb ? udb : "";
+    if (gw_target_for_db(cfg, name, &t))
+        status = 404;
+    else if (!gw_target_may_read(cfg, token, name))
+        status = 403;
+    if (status) {
+        snprintf(err, errlen, "db: %s \"%s\"",
+                 status == 404 ? "no output takes database" : "this token may not read database",
+                 gw_utf8_echo(safe, sizeof(safe), name, strlen(name)));
+        goto out;
+    }
+    if (prepare(q, c, &t, ctype)) {
+        status = 503;
+        snprintf(err, errlen, "out of memory");
+    } else if ((status = launch(q))) {
+        snprintf(err, errlen, "too many queries in progress (%d): try again", GW_QUERY_MAX);
+    }
+out:
     free(db);
-    if (q)
+    if (status && q)
         release(q);
-    snprintf(err, errlen, "out of memory");
-    return 503;
+    if (!status)
+        *out = q;
+    return status;
 }
 
 /* ------------------------------------------------------------ the answer */
