@@ -427,15 +427,21 @@ int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char 
 {
     const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     const char *udb = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "db");
+    const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
     int form = post && (!ctype || !strncasecmp(ctype, "application/x-www-form-urlencoded", 33));
-    gw_query_t *q = query_new(c, post);
+    gw_query_t *q;
     char *db = NULL, safe[200];
     const char *name;
     gw_target_t t;
     int status = 0;
 
+    if (post && enc && strcasecmp(enc, "identity") != 0) {
+        snprintf(err, errlen, "Content-Encoding: %s is not taken on /query (send the form as it is)",
+                 gw_utf8_echo(safe, sizeof(safe), enc, strlen(enc)));
+        return 415;
+    }
     /* InfluxDB reads a POST's form body before its URL: so does this. */
-    if (!q || (form ? strip_form(q->curl, body ? body : "", len, &q->body, &db)
+    if (!(q = query_new(c, post)) || (form ? strip_form(q->curl, body ? body : "", len, &q->body, &db)
                     : post && len && gw_buf_append(&q->body, body, len))) {
         status = 503;
         snprintf(err, errlen, "out of memory");

@@ -35,7 +35,7 @@ typedef struct gw_query gw_query_t;
 /* Start the query of connection c (a POST when post, with its body of len
  * bytes; token: the one it carries, NULL when tokens are not set) and
  * suspend c until InfluxDB's answer begins. 0 with *out set; or an HTTP
- * status (403, 404, 503) with the reason in err. */
+ * status (403, 404, 415, 503) with the reason in err. */
 int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char *token, int post,
                    const char *body, size_t len, gw_query_t **out, char *err, size_t errlen);
 
