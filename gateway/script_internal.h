@@ -33,6 +33,7 @@
 #include <lua.h>
 
 #include "log.h"
+#include "memo.h"
 #include "script.h"
 #include "script_guard.h"
 
@@ -110,6 +111,8 @@ struct gw_script_set {
     int64_t timeout_ns;
     size_t memory_limit;
     int drop_on_error;
+    uint32_t memo_entries;  /* scripts.memo_entries */
+    int memo_verify;        /* scripts.memo_verify */
 };
 
 /* The chain id of series p (n bytes): its own chain, else _all.lua's, else
@@ -133,6 +136,7 @@ typedef struct lstate {
     int run_ref;         /* the driver's run() */
     int msgh_ref;        /* the message handler */
     int abandon;         /* free without lua_close (interrupted in LuaJIT's C code) */
+    uint8_t *memo;       /* owned: per chain id (1..nchains), 1 = memoized (memo.h) */
     struct lstate *next; /* the graveyard */
 } lstate_t;
 
@@ -157,6 +161,11 @@ struct gw_script {
     uint8_t *tripped;        /* owned: per script id, timed out in this run */
     int ntripped;
     gw_log_limit_t log_lim;  /* log.* lines of this worker */
+    gw_memo_t *memo;         /* owned: NULL until a memoized chain runs */
+    const gw_script_set_t *memo_set; /* borrowed, compared only: the set memo was filled by */
+    uint64_t memo_gen;       /* and its generation */
+    uint8_t *memo_mode;      /* owned, per input point: 0, or 1 + GW_MEMO_* */
+    gw_log_limit_t memo_lim; /* memo mismatch lines of this worker */
     const gw_script_trace_t *trace; /* borrowed during a traced run */
     char driver_src[256];    /* script.lua's chunk name: frames to skip in messages */
 };
