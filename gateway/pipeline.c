@@ -15,6 +15,7 @@
 #include "schema.h"
 #include "script.h"
 #include "trace.h"
+#include "typecheck.h"
 
 /* InfluxDB refuses a point whose series key (measurement and tags,
  * escaped) and a field key, with 4 bytes between, are longer than this
@@ -48,6 +49,7 @@ struct gw_pipeline {
     size_t encoded_max;            /* nor an encoded line this long, nor a series key beyond InfluxDB's */
     gw_script_t *scripts; /* owned: this worker's Lua state (follows the published set) */
     const gw_schema_t *schema; /* borrowed: pinned declarations; NULL = the published ones */
+    gw_typecheck_t *types; /* owned: the field types of the current request */
     gw_trace_t *trace;    /* owned: made for the first traced run */
     int tracing;          /* in a traced run: record every outcome, count nothing */
     tally_t tally[TALLY_MAX]; /* the current request's points per series */
@@ -61,9 +63,11 @@ gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
         return NULL;
     w->arena = gw_arena_create(256 * 1024);
     w->scripts = gw_script_create(NULL);
-    if (!w->arena || !w->scripts) {
+    w->types = gw_typecheck_create();
+    if (!w->arena || !w->scripts || !w->types) {
         gw_arena_destroy(w->arena);
         gw_script_destroy(w->scripts);
+        gw_typecheck_destroy(w->types);
         free(w);
         return NULL;
     }
@@ -352,6 +356,7 @@ static int parse_body(gw_pipeline_t *w, const gw_ingest_t *in, const char *body,
     int rc;
 
     gw_arena_reset(w->arena);
+    gw_typecheck_reset(w->types);
     w->points.n = 0;
     w->out.len = 0;
     w->nout = 0;
@@ -445,6 +450,10 @@ static int check_and_encode(gw_pipeline_t *w, gw_result_t *res, int kind, int ch
         if (rc < 0)
             return rc;
         if (rc > 0) {
+            /* A script's addition over a listen limit is named as that
+             * limit, as it would be had a client sent it. */
+            if (!checked && lengths_over(&w->limits, p))
+                limits_why(&w->limits, p, err, sizeof(err));
             reject(w, res, kind, i, p, slot, err);
             continue;
         }
@@ -453,6 +462,14 @@ static int check_and_encode(gw_pipeline_t *w, gw_result_t *res, int kind, int ch
         if (!checked && w->out.len - start > w->encoded_max && lengths_over(&w->limits, p)) {
             w->out.len = start;
             limits_why(&w->limits, p, err, sizeof(err));
+            reject(w, res, kind, i, p, slot, err);
+            continue;
+        }
+        /* A field another point of this request gave another type: its line is taken back. */
+        if ((rc = gw_typecheck_point(w->types, p, w->lp_flags, kind, err, sizeof(err))) < 0)
+            return rc;
+        if (rc > 0) {
+            w->out.len = start;
             reject(w, res, kind, i, p, slot, err);
             continue;
         }
@@ -524,6 +541,7 @@ void gw_pipeline_destroy(gw_pipeline_t *w)
         return;
     gw_trace_destroy(w->trace);
     gw_script_destroy(w->scripts);
+    gw_typecheck_destroy(w->types);
     gw_arena_destroy(w->arena);
     gw_points_free(&w->points);
     gw_buf_free(&w->out);

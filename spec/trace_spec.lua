@@ -77,6 +77,14 @@ local BODIES = {
       for i = 1, 41 do t[i] = ("plain,src=m%d v=1i %d"):format(i, 1700000006000000000 + i) end
       return table.concat(t, "\n")
     end)() },
+  { "a field given two types in one request (the later point refused)",
+    'typed,src=t1 x=1i 1700000007000000000\ntyped,src=t2 x="s" 1700000007000000001\ntyped,src=t3 x=2i 1700000007000000002' },
+  -- (y, not x: a query over every measurement reads a field of one name with one type)
+  { "a field given two types in one JSON request",
+    cjson.encode {
+      { series = "typed_json", time = 1700000008, tags = { src = "j0" }, fields = { y = "s" } },
+      { series = "typed_json", time = 1700000008, tags = { src = "j1" }, fields = { y = 1.5 } },
+    }, json = true },
 }
 
 describe("the debug transform and the harness agree with /write", function()
@@ -170,6 +178,20 @@ describe("the debug transform and the harness agree with /write", function()
     assert.equal("body: 41 points, more than listen.max_points (40)", answers[BODIES[7][1]].hdoc.verdict.error)
   end)
 
+  it("a field given two types in one request: the debug answer refuses the point /write refuses", function()
+    -- body index -> the refused point's src (line, or JSON index) and the points kept
+    for i, want in pairs { [8] = { src = 2, kept = 2, field = "x" }, [9] = { src = 1, kept = 1, field = "y" } } do
+      local a, name = answers[BODIES[i][1]], BODIES[i][1]
+      assert.equal(400, a.status, name)
+      assert.equal(400, a.doc.verdict.status, name)
+      assert.equal(cjson.decode(a.body).error, a.doc.verdict.error, name)
+      assert.truthy(a.doc.verdict.error:find(('field "%s"'):format(want.field), 1, true), name)
+      assert.equal(1, #a.doc.rejected, name)
+      assert.equal(want.src, a.doc.rejected[1].src, name)
+      assert.equal(want.kept, #a.doc.points, name)
+    end
+  end)
+
   it("the harness answers what the debug transform answers, byte for byte", function()
     for _, case in ipairs(BODIES) do
       local a = answers[case[1]]
@@ -210,7 +232,8 @@ describe("the debug transform and the harness agree with /write", function()
     assert.is_true(wait(function() return count("luagw") == #lines end, 10),
       ("luagw stored %d rows, the debug answers %d lines"):format(count("luagw"), #lines))
     assert.same(all("direct"), all("luagw"))
-    for _, m in ipairs { "requests", "fan", "boom", "plain", "ws_requests", "subscription_error", "errors" } do
+    for _, m in ipairs { "requests", "fan", "boom", "plain", "ws_requests", "subscription_error", "errors", "typed",
+      "typed_json" } do
       assert.same(db:field_types(m, "direct"), db:field_types(m, "luagw"), m)
     end
   end)
