@@ -19,16 +19,12 @@ enum { KIND_POINT = 0, KIND_DROP, KIND_UNCACHEABLE };
 
 #define VERIFY_EVERY 1024 /* with verify: besides each key's 1st, 2nd, 4th... hit, one hit in this many */
 
-typedef struct {
-    int32_t src; /* index of the input's tag it is, or -1: t is a constant */
-    gw_tag_t t;  /* strings borrowed from the entry */
-} memo_tag_t;
-
-typedef struct {
-    int32_t src; /* index of the input's field it is (same value), or -1: f is a constant */
-    gw_field_t f;
-} memo_field_t;
-
+/* An entry is one allocation, in this order: the struct; its constant
+ * fields and tags (the ones the run set); tsrc and fsrc, one int32 per
+ * output tag and field: >= 0, the input's entry of that index (the same
+ * key and value: for tags the key pins it, for fields the run left it as
+ * it was), < 0, constant number -1 - src; the key bytes; the constants'
+ * strings. ~350 bytes for a point of 6 tags and 4 fields, 2 of each set. */
 struct gw_memo_entry {
     struct gw_memo_entry *next; /* the bucket's chain, or the list of evicted entries */
     uint64_t hash;
@@ -37,9 +33,11 @@ struct gw_memo_entry {
     uint8_t kind;               /* KIND_* */
     uint8_t ref;                /* hit since the clock hand last passed */
     uint8_t kept;               /* the input's fields first, in order, unchanged */
-    uint32_t ntags, nfields;
-    memo_tag_t *tags;           /* in this allocation */
-    memo_field_t *fields;       /* in this allocation */
+    uint32_t ntags, nfields;    /* of the output point */
+    uint32_t nctags, ncfields;  /* constants among them */
+    gw_field_t *cfields;        /* in this allocation, strings too */
+    gw_tag_t *ctags;            /* likewise */
+    int32_t *tsrc, *fsrc;       /* in this allocation */
     char *key;                  /* in this allocation */
 };
 
@@ -250,9 +248,9 @@ uint32_t gw_memo_apply(const gw_memo_entry_t *e, const gw_point_t *p, gw_point_t
     if (e->kind == KIND_DROP)
         return 0;
     for (uint32_t i = 0; i < e->ntags; i++)
-        tags[i] = e->tags[i].src >= 0 ? p->tags[e->tags[i].src] : e->tags[i].t;
+        tags[i] = e->tsrc[i] >= 0 ? p->tags[e->tsrc[i]] : e->ctags[-1 - e->tsrc[i]];
     for (uint32_t i = 0; i < e->nfields; i++)
-        fields[i] = e->fields[i].src >= 0 ? p->fields[e->fields[i].src] : e->fields[i].f;
+        fields[i] = e->fsrc[i] >= 0 ? p->fields[e->fsrc[i]] : e->cfields[-1 - e->fsrc[i]];
     *out = *p;
     out->tags = tags;
     out->ntags = e->ntags;
@@ -283,9 +281,56 @@ static int same_value(const gw_field_t *a, const gw_field_t *b)
     return 0;
 }
 
-static int cmp_tag_keys(const void *a, const void *b)
+/* The key of output tag src (sort_tags' context: the input's tags, the
+ * entry's constants). */
+typedef struct {
+    const gw_tag_t *in, *consts;
+} tag_ctx_t;
+
+static gw_str_t tag_key(const tag_ctx_t *x, int32_t src)
 {
-    return gw_str_cmp(((const memo_tag_t *)a)->t.key, ((const memo_tag_t *)b)->t.key);
+    return src >= 0 ? x->in[src].key : x->consts[-1 - src].key;
+}
+
+static int cmp_tag_src(const void *a, const void *b, void *ctx)
+{
+    return gw_str_cmp(tag_key(ctx, *(const int32_t *)a), tag_key(ctx, *(const int32_t *)b));
+}
+
+/* What the run did to the point, worked out before the entry is
+ * allocated: each output entry's source, how many are constants and
+ * their bytes. Returns the kind. */
+static int classify(const gw_point_t *in, const gw_point_t *o, int32_t *tsrc, int32_t *fsrc, uint32_t *nct,
+                    uint32_t *ncf, size_t *bytes)
+{
+    for (uint32_t i = 0; i < o->ntags; i++) {
+        int j = gw_point_find_tag(in, o->tags[i].key);
+        if (j >= 0 && gw_str_eq(in->tags[j].val, o->tags[i].val)) {
+            tsrc[i] = j;
+        } else {
+            tsrc[i] = -1 - (int32_t)(*nct)++;
+            *bytes += o->tags[i].key.n + o->tags[i].val.n;
+        }
+    }
+    for (uint32_t i = 0; i < o->nfields; i++) {
+        int j = gw_point_find_field(in, o->fields[i].key);
+        if (j >= 0 && !same_value(&in->fields[j], &o->fields[i]))
+            return KIND_UNCACHEABLE; /* a field value changed: depends on the value */
+        if (j >= 0) {
+            fsrc[i] = j;
+        } else {
+            fsrc[i] = -1 - (int32_t)(*ncf)++;
+            *bytes += o->fields[i].key.n + (o->fields[i].type == GW_FIELD_STRING ? o->fields[i].v.s.n : 0);
+        }
+    }
+    return KIND_POINT;
+}
+
+static char *copy_str(char **w, gw_str_t s)
+{
+    char *p = memcpy(*w, s.p, s.n);
+    *w += s.n;
+    return p;
 }
 
 /* The entry for key m->key (hash h) from what the chain made of in:
@@ -294,79 +339,73 @@ static gw_memo_entry_t *effect_of(const gw_memo_t *m, uint64_t h, const gw_point
                                   uint32_t n)
 {
     const gw_point_t *o = outs;
-    size_t size = sizeof(gw_memo_entry_t) + m->keylen;
-    uint8_t kind = n == 0 ? KIND_DROP : KIND_POINT;
-    int32_t *tsrc = NULL, *fsrc = NULL;
+    size_t size = sizeof(gw_memo_entry_t) + m->keylen, bytes = 0;
+    uint32_t nct = 0, ncf = 0;
+    int32_t *src = NULL;
+    int kind = n == 0 ? KIND_DROP : KIND_POINT;
     gw_memo_entry_t *e = NULL;
     char *w;
 
     if (n > 1 || (n == 1 && (!gw_str_eq(o->series, in->series) || o->time_ns != in->time_ns)))
         kind = KIND_UNCACHEABLE;
     if (kind == KIND_POINT) {
-        tsrc = malloc(((size_t)o->ntags + o->nfields + 1) * sizeof(*tsrc));
-        if (!tsrc)
+        if (!(src = malloc(((size_t)o->ntags + o->nfields + 1) * sizeof(*src))))
             return NULL;
-        fsrc = tsrc + o->ntags;
-        size += o->ntags * sizeof(memo_tag_t) + o->nfields * sizeof(memo_field_t);
-        for (uint32_t i = 0; i < o->ntags; i++) {
-            int j = gw_point_find_tag(in, o->tags[i].key);
-            tsrc[i] = j >= 0 && gw_str_eq(in->tags[j].val, o->tags[i].val) ? j : -1;
-            if (tsrc[i] < 0)
-                size += o->tags[i].key.n + o->tags[i].val.n;
-        }
-        for (uint32_t i = 0; i < o->nfields && kind == KIND_POINT; i++) {
-            int j = gw_point_find_field(in, o->fields[i].key);
-            if (j >= 0 && !same_value(&in->fields[j], &o->fields[i]))
-                kind = KIND_UNCACHEABLE; /* a field value changed: depends on the value */
-            fsrc[i] = j;
-            if (j < 0)
-                size += o->fields[i].key.n + (o->fields[i].type == GW_FIELD_STRING ? o->fields[i].v.s.n : 0);
-        }
+        kind = classify(in, o, src, src + o->ntags, &nct, &ncf, &bytes);
     }
-    if (kind != KIND_POINT)
-        size = sizeof(gw_memo_entry_t) + m->keylen;
+    if (kind == KIND_POINT)
+        size += ncf * sizeof(gw_field_t) + nct * sizeof(gw_tag_t) + ((size_t)o->ntags + o->nfields) * 4 + bytes;
     if (!(e = calloc(1, size)))
         goto done;
     e->hash = h;
-    e->kind = kind;
+    e->kind = (uint8_t)kind;
     e->keylen = (uint32_t)m->keylen;
     w = (char *)(e + 1);
     if (kind == KIND_POINT) {
-        e->tags = (memo_tag_t *)w;
-        e->fields = (memo_field_t *)(e->tags + o->ntags);
-        w = (char *)(e->fields + o->nfields);
+        e->cfields = (gw_field_t *)w;
+        e->ctags = (gw_tag_t *)(e->cfields + ncf);
+        e->tsrc = (int32_t *)(e->ctags + nct);
+        e->fsrc = e->tsrc + o->ntags;
+        w = (char *)(e->fsrc + o->nfields);
         e->ntags = o->ntags;
         e->nfields = o->nfields;
-        e->kept = o->nfields >= in->nfields;
-        for (uint32_t i = 0; i < o->ntags; i++) {
-            memo_tag_t *t = &e->tags[i];
-            t->src = tsrc[i];
-            t->t = o->tags[i];
-            if (t->src >= 0)
-                continue;
-            t->t.key.p = memcpy(w, o->tags[i].key.p, o->tags[i].key.n), w += o->tags[i].key.n;
-            t->t.val.p = memcpy(w, o->tags[i].val.p, o->tags[i].val.n), w += o->tags[i].val.n;
-        }
-        for (uint32_t i = 0; i < o->nfields; i++) {
-            memo_field_t *f = &e->fields[i];
-            f->src = fsrc[i];
-            f->f = o->fields[i];
-            if (i < in->nfields && f->src != (int32_t)i)
-                e->kept = 0;
-            if (f->src >= 0)
-                continue;
-            f->f.key.p = memcpy(w, o->fields[i].key.p, o->fields[i].key.n), w += o->fields[i].key.n;
-            if (f->f.type == GW_FIELD_STRING)
-                f->f.v.s.p = memcpy(w, o->fields[i].v.s.p, o->fields[i].v.s.n), w += o->fields[i].v.s.n;
-        }
+        e->nctags = nct;
+        e->ncfields = ncf;
+        memcpy(e->tsrc, src, ((size_t)o->ntags + o->nfields) * 4);
     }
     e->key = memcpy(w, m->key, m->keylen);
+    w += m->keylen;
+    if (kind != KIND_POINT)
+        goto done;
+    e->kept = o->nfields >= in->nfields;
+    for (uint32_t i = 0; i < o->ntags; i++) {
+        gw_tag_t *t;
+        if (e->tsrc[i] >= 0)
+            continue;
+        t = &e->ctags[-1 - e->tsrc[i]];
+        t->key = (gw_str_t){copy_str(&w, o->tags[i].key), o->tags[i].key.n};
+        t->val = (gw_str_t){copy_str(&w, o->tags[i].val), o->tags[i].val.n};
+    }
+    for (uint32_t i = 0; i < o->nfields; i++) {
+        gw_field_t *f;
+        if (i < in->nfields && e->fsrc[i] != (int32_t)i)
+            e->kept = 0;
+        if (e->fsrc[i] >= 0)
+            continue;
+        f = &e->cfields[-1 - e->fsrc[i]];
+        *f = o->fields[i];
+        f->key.p = copy_str(&w, o->fields[i].key);
+        if (f->type == GW_FIELD_STRING)
+            f->v.s.p = copy_str(&w, o->fields[i].v.s);
+    }
     /* In the encoder's order (it sorts a point's tags by key in place):
      * its sort then finds them sorted. Keys are unique. */
-    if (e->ntags > 1)
-        qsort(e->tags, e->ntags, sizeof(*e->tags), cmp_tag_keys);
+    if (e->ntags > 1) {
+        tag_ctx_t x = {in->tags, e->ctags};
+        qsort_r(e->tsrc, e->ntags, sizeof(*e->tsrc), cmp_tag_src, &x);
+    }
 done:
-    free(tsrc);
+    free(src);
     return e;
 }
 
@@ -414,22 +453,24 @@ int gw_memo_learn(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_poi
     return 0;
 }
 
-/* Do entries a and b (of one key) say the same? */
+/* Do entries a and b (of one key) say the same? Their constants are
+ * numbered in the order of the outputs, so equal effects have equal
+ * arrays. */
 static int same_effect(const gw_memo_entry_t *a, const gw_memo_entry_t *b)
 {
-    if (a->kind != b->kind || a->ntags != b->ntags || a->nfields != b->nfields)
+    if (a->kind != b->kind || a->ntags != b->ntags || a->nfields != b->nfields || a->nctags != b->nctags ||
+        a->ncfields != b->ncfields)
         return 0;
-    for (uint32_t i = 0; i < a->ntags; i++) {
-        const memo_tag_t *x = &a->tags[i], *y = &b->tags[i];
-        if (x->src != y->src ||
-            (x->src < 0 && (!gw_str_eq(x->t.key, y->t.key) || !gw_str_eq(x->t.val, y->t.val))))
+    if (a->kind != KIND_POINT)
+        return 1;
+    if (memcmp(a->tsrc, b->tsrc, ((size_t)a->ntags + a->nfields) * 4))
+        return 0;
+    for (uint32_t i = 0; i < a->nctags; i++)
+        if (!gw_str_eq(a->ctags[i].key, b->ctags[i].key) || !gw_str_eq(a->ctags[i].val, b->ctags[i].val))
             return 0;
-    }
-    for (uint32_t i = 0; i < a->nfields; i++) {
-        const memo_field_t *x = &a->fields[i], *y = &b->fields[i];
-        if (x->src != y->src || (x->src < 0 && (!gw_str_eq(x->f.key, y->f.key) || !same_value(&x->f, &y->f))))
+    for (uint32_t i = 0; i < a->ncfields; i++)
+        if (!gw_str_eq(a->cfields[i].key, b->cfields[i].key) || !same_value(&a->cfields[i], &b->cfields[i]))
             return 0;
-    }
     return 1;
 }
 
