@@ -63,7 +63,7 @@ typedef struct {
  * that kept the flag: series, time and the parsed fields are as the parser
  * read them, but tags may have been changed, removed or added and fields
  * added (never a duplicate key); the encoder tells them apart by whether
- * they lie in the line (lineproto.c encode_clean). */
+ * they lie in the line (lp_encode.c, encode_clean). */
 #define GW_LP_CLEAN 0x1
 #define GW_LP_CLEAN_TIME 0x2
 #define GW_LP_CLEAN_EXTRA 0x4

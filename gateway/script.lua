@@ -755,7 +755,7 @@ local function run_point(p, cid)
   local m = writer(nf)(fields, FK, FV, pfl, cf, f0, put_field, nf)
   -- Series, time and every field as they came (tags may differ, entries
   -- may be added): the encoder still copies the line's text for what it
-  -- holds (lineproto.c encode_clean), and writes the rest.
+  -- holds (lp_encode.c encode_clean), and writes the rest.
   if same and m - f0 == nf and nchanged == changes and p.lp_clean ~= 0 then
     o.lp_clean = bor(p.lp_clean, LP_CLEAN_EXTRA)
     o.lp_tail = p.lp_tail

@@ -1,4 +1,4 @@
--- Clean points (gateway/lineproto.c, point.h GW_LP_CLEAN): a line-protocol
+-- Clean points (gateway/lp_encode.c, point.h GW_LP_CLEAN): a line-protocol
 -- point nothing changed is written from its own text; one a script or a
 -- series declaration changed is written from its values. Through the
 -- harness (the real engine, as POST /v1/debug/transform runs it) and end to
