@@ -11,9 +11,10 @@
  *                   cannot be used any more, freed; the guarded call
  *   script_env.c    the C functions of the sandbox (log.*, os.date,
  *                   os.time) and the message handler beneath every call
- *   script_run.c    one request: chains looked up in C, the driver called
- *                   per point, each failure handled, numbers typed, the
- *                   results merged back into the request's points
+ *   script_run.c    one request: chains looked up in C, the memo cache
+ *                   asked first for memoized chains (memo.h), the driver
+ *                   called per other point, each failure handled, numbers
+ *                   typed, the results merged back into the request's points
  *   script_stats.c  failures counted per series (with the last message),
  *                   logged at a bounded rate; a snapshot for /health and
  *                   /metrics
