@@ -2,10 +2,10 @@
  *
  * Entries hang from a power-of-two bucket array (chained by next) and sit
  * in a ring of max_entries slots that the clock hand sweeps to find a
- * victim. An entry is one allocation: the struct, its tags and fields, its
- * key bytes and the constant strings of its effect. A lookup builds the
- * point's key into a reused buffer (length-prefixed names: no two shapes
- * share bytes), hashes it eight bytes at a time and compares whole keys. */
+ * victim. An entry is one allocation (struct gw_memo_entry below). A
+ * lookup builds the point's key into a reused buffer (build_key: no two
+ * shapes share bytes), hashes it eight bytes at a time and compares whole
+ * keys. */
 #include "memo.h"
 
 #include <errno.h>
@@ -85,7 +85,7 @@ void gw_memo_destroy(gw_memo_t *m)
 {
     if (!m)
         return;
-    if (m->ring)
+    if (m->ring && m->buckets)
         gw_memo_clear(m);
     gw_memo_reap(m);
     free(m->buckets);

@@ -213,6 +213,22 @@ static int memo_ready(gw_script_t *s)
     return 1;
 }
 
+/* Room in the control block's arrays for one more output point of nt
+ * tags and nf fields (each grow at least doubles an array). 0 or -1. */
+static int memo_room(gw_script_ctl_t *c, uint32_t nt, uint32_t nf)
+{
+    while (c->nout >= c->outcap)
+        if (c->grow(c, 0, 0))
+            return -1;
+    while (c->ntags + nt > c->tagcap)
+        if (c->grow(c, 1, c->ntags))
+            return -1;
+    while (c->nfields + nf > c->fieldcap)
+        if (c->grow(c, 2, c->nfields))
+            return -1;
+    return 0;
+}
+
 /* Point i, of a memoized chain: answered from the cache (returns 1: its
  * output written, its rec done), or marked for the driver and memo_after
  * (returns 0). */
@@ -234,8 +250,7 @@ static int memo_answer(gw_script_t *s, uint32_t i)
     if (kind != GW_MEMO_HIT)
         return 0;
     gw_memo_size(e, &nt, &nf);
-    if ((c->nout >= c->outcap && c->grow(c, 0, 0)) || (c->ntags + nt > c->tagcap && c->grow(c, 1, c->ntags)) ||
-        (c->nfields + nf > c->fieldcap && c->grow(c, 2, c->nfields))) {
+    if (memo_room(c, nt, nf)) {
         s->memo_mode[i] = 1 + GW_MEMO_UNCACHEABLE; /* no room: let the driver fail it */
         return 0;
     }

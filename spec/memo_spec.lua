@@ -186,6 +186,31 @@ describe("memo(f)", function()
     h:close()
   end)
 
+  it("a hit that adds more tags than the request's arrays hold grows them", function()
+    local d = proc.tmpdir("luagw-memo-wide")
+    proc.write_file(d .. "/wide.lua", [[return memo(function(p)
+      for i = 1, 150 do p.tags["w" .. i] = tostring(i) end
+      p.fields["f1"] = 1.5
+      return p end)]])
+    local h = open { dir = d, series = {} }
+    h:run_lines("wide,a=b v=1i 1\nwide,a=c v=1i 1")
+    -- two hits in one request: the second's tags must not land on the first's
+    local dd, out = delta(function() return h:run_lines("wide,a=b v=2i 2\nwide,a=c v=3i 3") end)
+    assert.equal(2, dd.hits)
+    for k, want in ipairs { { "b", 2 }, { "c", 3 } } do
+      local p = out.points[k]
+      local n = 0
+      for _ in pairs(p.tags) do n = n + 1 end
+      assert.equal(151, n)
+      for i = 1, 150 do assert.equal(tostring(i), p.tags["w" .. i]) end
+      assert.equal(want[1], p.tags.a)
+      assert.equal(want[2], p.fields.v)
+      assert.equal(1.5, p.fields.f1)
+    end
+    h:close()
+    proc.rmdir(d)
+  end)
+
   it("a shape whose run changes a field value or the time is uncacheable: it runs every time", function()
     local h = open()
     local d, out = delta(function() return h:run_lines("double v=1i 1\ndouble v=2i 2\ndouble v=3i 3") end)
