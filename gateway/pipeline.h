@@ -1,5 +1,5 @@
 /* pipeline.h — the one path of a body: parse → limits → scripts → limits →
- * series declarations → encode.
+ * series declarations → encode → the request's field types.
  *
  * Every way in runs this code: the ingest endpoints (http.c) with
  * gw_pipeline_run, and POST /v1/debug/transform and the busted harness
@@ -18,7 +18,9 @@
  *   3. per point: the limits again for what scripts returned, the series
  *      declarations (schema.h), the encoder (gw_lp_encode: InfluxDB's
  *      rules, and the "clean point" fast path for untouched lines), the
- *      lengths on the encoded line. Accepted points' lines end up
+ *      lengths on the encoded line, the field types of the request
+ *      (typecheck.h: a field another point of it gave another type refuses
+ *      the later point, as InfluxDB would). Accepted points' lines end up
  *      back to back in one buffer that the caller queues as is.
  *
  * Each libmicrohttpd worker thread owns one gw_pipeline_t (its arena, point
