@@ -6,14 +6,16 @@
  * and values, in order), the field keys (in order). Encoded with a length
  * before every name it cannot collide: two shapes give the same bytes
  * only when they are the same shape, and a lookup compares the whole key,
- * not only its hash. (What else a script may read, such as a request's
+ * not only its hash. A clean line-protocol point (point.h) gives its series
+ * and tags as the line's own text instead, one slice (memo.c build_key). (What else a script may read, such as a request's
  * token or database, would be appended to the key here, as one more
  * length-prefixed section.) params are not in the key: the cache is
  * cleared whenever the worker takes a new script set.
  *
  * The effect recorded for a key is the output point: each tag either one
  * of the input's (by index) or a constant, each field likewise (an input
- * field the script changed makes the key uncacheable), or "dropped".
+ * field the script changed makes the key uncacheable), or "dropped". Its
+ * tags are kept sorted by key, the order the encoder writes them in.
  * A key whose run changed the series or the time, fanned out, or changed a
  * field's value is recorded as uncacheable: its points always run the
  * script. A run that failed is not recorded.
