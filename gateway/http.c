@@ -52,8 +52,10 @@ static const struct {
     {"/health", R_HEALTH, "GET, HEAD"},
     {"/metrics", R_METRICS, "GET, HEAD"},
     {"/v1/debug/transform", R_DEBUG, "POST"},
-    {"/query", R_READ, ""},
+    {"/query", R_QUERY, "GET, POST"},
     {"/api/v2/query", R_READ, ""},
+    {"/status", R_STATUS, "GET, HEAD"},
+    {"/status.json", R_STATUS_JSON, "GET, HEAD"},
 };
 
 /* The socket context of a connection admitted only for probes (conns.h). */
@@ -93,7 +95,7 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
      * /ping, /health and /metrics stay open for probes and scrapers. */
     if (h->cfg->listen.tokens && !http_authorized(h, c, route))
         return http_answer_error(c, 401, route,
-                                 "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write)");
+                                 "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write and /query)");
     if (atomic_load(&h->draining))
         return http_answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
     if (route == R_POINTS && ct && !http_is_json_type(ct))
@@ -154,6 +156,32 @@ static enum MHD_Result on_upload(gw_http_t *h, req_t *r, const char *data, size_
     return gw_buf_append(&r->body, data, n) ? MHD_NO : MHD_YES;
 }
 
+/* GET or POST /query (query.h): the first call starts it and suspends the
+ * connection; the call after the resume answers with what InfluxDB sends. */
+static enum MHD_Result query(gw_http_t *h, struct MHD_Connection *c, req_t *r, int post)
+{
+    struct MHD_Response *resp;
+    const char *ctype;
+    unsigned status;
+    char err[600];
+    int rc;
+
+    if (!post && h->cfg->listen.tokens && !http_authorized(h, c, R_QUERY))
+        return http_answer_error(c, 401, R_QUERY,
+                                 "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p=)");
+    if (!r->query) {
+        /* Tokens limited to some databases: hand the request's token here
+         * (gw_target_may_read); today every valid token reads every one. */
+        rc = gw_query_start(h->cfg, c, NULL, post, r->body.data, r->body.len, &r->query, err, sizeof(err));
+        drop_body(h, r); /* copied, or not needed */
+        return rc ? http_answer_error(c, (unsigned)rc, R_QUERY, "%s", err) : MHD_YES;
+    }
+    resp = gw_query_response(r->query, &status, &ctype, err, sizeof(err));
+    if (resp)
+        return http_queue(c, status, resp, ctype);
+    return status ? http_answer_error(c, status, R_QUERY, "%s", err) : MHD_YES;
+}
+
 /* The first call of a request: answer what needs no body, or begin_post. */
 static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char *url, const char *method,
                              void **con_cls)
@@ -162,6 +190,8 @@ static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char 
     enum route route = route_of(url, &allowed);
     int probe = route == R_PING || route == R_HEALTH || route == R_METRICS;
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    /* Answered once the request is read, as probes are. */
+    int page = route == R_STATUS || route == R_STATUS_JSON || (route == R_QUERY && get);
     char e[200];
 
     if (http_probe_only(c)) {
@@ -178,9 +208,9 @@ static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char 
         return http_answer_error(c, 404, R_NONE, "path: %s not found", ECHO(e, url));
     if (route == R_READ)
         return http_answer_read_elsewhere(h, c, url);
-    if (probe ? !get : strcmp(method, "POST") != 0)
+    if (probe || page ? !get : strcmp(method, "POST") != 0)
         return http_answer_405(c, route, method, url, allowed);
-    if (!probe)
+    if (!probe && !page)
         return begin_post(h, c, route, con_cls);
     /* Probes are answered once the request is read: libmicrohttpd closes a
      * connection answered earlier, and scrapers and load balancers keep
@@ -202,7 +232,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!r)
         return begin(h, c, url, method, con_cls);
     if (*upload_size) {
-        if (r->route == R_PING || r->route == R_HEALTH || r->route == R_METRICS) {
+        if (r->route == R_PING || r->route == R_HEALTH || r->route == R_METRICS || r->route == R_STATUS ||
+            r->route == R_STATUS_JSON || (r->route == R_QUERY && strcmp(method, "POST") != 0)) {
             *upload_size = 0; /* a body sent with GET: read and ignored */
             return MHD_YES;
         }
@@ -224,6 +255,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return http_metrics(h, c);
     case R_DEBUG:
         return http_debug_transform(h, c, r);
+    case R_STATUS:
+    case R_STATUS_JSON:
+        return http_status_page(h, c, r->route);
+    case R_QUERY:
+        return query(h, c, r, strcmp(method, "POST") == 0);
     default:
         return http_ingest(h, c, r);
     }
@@ -238,6 +274,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     drop_body(cls, r);
+    gw_query_end(r->query);
     free(r);
     *con_cls = NULL;
     if (gw_inflight_ebbed(((gw_http_t *)cls)->inflight))
@@ -478,7 +515,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
     /* Each daemon is one worker thread with its own epoll; connections come
      * only from the acceptor (MHD_add_connection needs the ITC). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
                                     {MHD_OPTION_END, 0, NULL}};
     gw_conns_limits_t lim = conns_limits(cfg);
@@ -551,6 +588,7 @@ void gw_http_stop(gw_http_t *h)
     }
     if (h->listen_fd >= 0)
         close(h->listen_fd);
+    gw_query_stop_all(); /* a connection suspended for a query is resumed first */
     for (int i = 0; i < h->ndaemons; i++)
         MHD_stop_daemon(h->daemons[i]);
     if (h->inflight) {

@@ -8,7 +8,9 @@
  *   GET  /metrics             Prometheus text (prom.c)
  *   POST /v1/debug/transform  what the pipeline makes of a body, point by
  *                             point, as /write would store or refuse it
- *   /query, /api/v2/query     404 naming the InfluxDB to query
+ *   GET  /status, /status.json  the live status page and its JSON (status.h)
+ *   GET, POST /query          InfluxQL, passed through to InfluxDB (query.h)
+ *   /api/v2/query             404 naming the InfluxDB to send Flux to
  * One acceptor thread admits each connection (conns.h) and hands it, in
  * turn, to one of listen.threads worker threads, each a single-threaded
  * libmicrohttpd daemon with its own epoll and its own gw_pipeline_t (its

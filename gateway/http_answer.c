@@ -12,8 +12,7 @@
 
 /* Add the headers of every answer to r, queue it and let go of it. A
  * probe-only connection is closed after its answer. */
-static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
-                             const char *ctype)
+enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r, const char *ctype)
 {
     enum MHD_Result rc;
 
@@ -35,11 +34,12 @@ enum MHD_Result http_answer(struct MHD_Connection *c, unsigned status, const cha
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 
-    return r ? queue(c, status, r, ctype) : MHD_NO;
+    return r ? http_queue(c, status, r, ctype) : MHD_NO;
 }
 
 /* What an answer says when its own JSON cannot be made (out of memory). */
-static const char nomem_json[] = "{\"error\":\"out of memory while answering\"}";
+const char http_nomem_json[] = "{\"error\":\"out of memory while answering\"}";
+const size_t http_nomem_json_len = sizeof(http_nomem_json) - 1;
 
 /* What the 2.x endpoint's {"code"} says for an error status. */
 static const char *error_code(unsigned status)
@@ -70,7 +70,7 @@ static struct MHD_Response *json_response(gw_jsonw_t *w, unsigned *status, enum 
     if (gw_jsonw_finish(w)) {
         gw_buf_free(w->out);
         *status = 500;
-        return MHD_create_response_from_buffer(sizeof(nomem_json) - 1, (void *)nomem_json,
+        return MHD_create_response_from_buffer(http_nomem_json_len, (void *)http_nomem_json,
                                                MHD_RESPMEM_PERSISTENT);
     }
     r = MHD_create_response_from_buffer(w->out->len, w->out->data, MHD_RESPMEM_MUST_FREE);
@@ -85,7 +85,7 @@ enum MHD_Result http_answer_json(struct MHD_Connection *c, unsigned status, gw_j
 {
     struct MHD_Response *r = json_response(w, &status, route, error);
 
-    return r ? queue(c, status, r, "application/json") : MHD_NO;
+    return r ? http_queue(c, status, r, "application/json") : MHD_NO;
 }
 
 /* Start an answer's object in b (zeroed here). */
@@ -162,7 +162,7 @@ enum MHD_Result http_answer_405(struct MHD_Connection *c, enum route route, cons
     if (!(r = json_response(&w, &status, route, msg)))
         return MHD_NO;
     MHD_add_response_header(r, "Allow", allowed);
-    return queue(c, status, r, "application/json");
+    return http_queue(c, status, r, "application/json");
 }
 
 /* 400 for a body of which some points were refused: {"line" or "index",
@@ -191,8 +191,8 @@ enum MHD_Result http_answer_result(struct MHD_Connection *c, enum route route, c
     return http_answer_json(c, 400, &w, route, safe);
 }
 
-/* InfluxDB's query paths: luagw takes writes only, so 404, saying where
- * the points are read (the configured InfluxDB). */
+/* /api/v2/query (Flux): not passed through (InfluxQL's /query is), so 404,
+ * saying where the points are read (the configured InfluxDB). */
 enum MHD_Result http_answer_read_elsewhere(gw_http_t *h, struct MHD_Connection *c, const char *url)
 {
     const gw_config_t *cfg = h->cfg;
@@ -206,8 +206,8 @@ enum MHD_Result http_answer_read_elsewhere(gw_http_t *h, struct MHD_Connection *
     else
         snprintf(where, sizeof(where), "database \"%s\"", cfg->monitoring.database);
     return http_answer_error(c, 404, R_READ,
-                             "path: %s: luagw takes writes only (POST /write, /api/v2/write, /v1/points); query "
-                             "InfluxDB at %s://%s%s%s:%d (%s)",
+                             "path: %s: luagw passes InfluxQL queries through (GET or POST /query), not Flux; "
+                             "send Flux to InfluxDB at %s://%s%s%s:%d (%s)",
                              ECHO(e, url), cfg->monitoring.use_ssl ? "https" : "http", v6 ? "[" : "", host,
                              v6 ? "]" : "", cfg->monitoring.port, where);
 }

@@ -61,7 +61,8 @@ static long b64decode(const char *s, char *out, size_t outlen)
 
 /* listen.tokens: does the request carry one? Authorization: Bearer T or
  * Token T (InfluxDB 2.x clients), Basic with T as the password (1.x clients
- * given a user and password), or ?p=T (1.x query parameters, /write only). */
+ * given a user and password), ?p=T (1.x query parameters, /write and
+ * /query), or ?token=T (the status page, which is opened by a link). */
 int http_authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -85,6 +86,11 @@ int http_authorized(const gw_http_t *h, struct MHD_Connection *c, enum route rou
         }
         return 0;
     }
-    p = route == R_WRITE_V1 ? MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p") : NULL;
+    if (route == R_WRITE_V1 || route == R_QUERY)
+        p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p");
+    else if (route == R_STATUS || route == R_STATUS_JSON)
+        p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token");
+    else
+        p = NULL;
     return p && token_ok(h, p, strlen(p));
 }

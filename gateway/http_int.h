@@ -7,8 +7,9 @@
  *   http_ingest.c   a body's way in: gzip, precision, the memory it may
  *                   take, this worker's pipeline, the queue; the debug
  *                   transform, which runs the same pipeline traced
- *   http_status.c   /health and /metrics
- *   http_auth.c     listen.tokens: Bearer, Token, Basic, ?p= */
+ *   http_status.c   /health, /metrics, and /status (status.h)
+ *   http_auth.c     listen.tokens: Bearer, Token, Basic, ?p=, ?token=
+ * /query is passed through by query.c. */
 #ifndef GW_HTTP_INT_H
 #define GW_HTTP_INT_H
 
@@ -26,6 +27,7 @@
 #include "inflight.h"
 #include "jsonw.h"
 #include "pipeline.h"
+#include "query.h"
 #include "utf8.h"
 
 enum route {
@@ -37,7 +39,10 @@ enum route {
     R_HEALTH,
     R_METRICS,  /* GET /metrics: Prometheus */
     R_DEBUG,    /* POST /v1/debug/transform */
-    R_READ,     /* InfluxDB's query paths: 404 saying where to query */
+    R_READ,     /* /api/v2/query: 404 saying where to query */
+    R_QUERY,    /* GET, POST /query: passed through (query.h) */
+    R_STATUS,   /* GET /status: the page (status.h) */
+    R_STATUS_JSON, /* GET /status.json: what it shows */
 };
 
 struct gw_http {
@@ -70,6 +75,7 @@ typedef struct {
     int too_large;    /* body grew past max_body_bytes: answer 413 */
     int no_room;      /* GW_INFLIGHT_FULL or _TOO_BIG: the body is read and dropped, answer 503 or 413 */
     int release;      /* its processing was large: give the worker's buffers back at the end */
+    gw_query_t *query; /* owned reference: a /query in progress (query.h) */
 } req_t;
 
 /* Client text for a message, made safe to echo and cut to fit buf. */
@@ -84,6 +90,13 @@ extern char http_probe_mark;
 int http_probe_only(struct MHD_Connection *c);
 
 /* ----------------------------------------------------- http_answer.c */
+
+/* Add the headers of every answer to r, queue it and let go of it. */
+enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r, const char *ctype);
+
+/* What an answer says when its own JSON cannot be made (out of memory). */
+extern const char http_nomem_json[];
+extern const size_t http_nomem_json_len;
 
 /* Answer status with a copy of body (len bytes) of type ctype (or none). */
 enum MHD_Result http_answer(struct MHD_Connection *c, unsigned status, const char *body, size_t len,
@@ -114,7 +127,7 @@ enum MHD_Result http_answer_405(struct MHD_Connection *c, enum route route, cons
 /* 400 for a body of which some points were refused. */
 enum MHD_Result http_answer_result(struct MHD_Connection *c, enum route route, const gw_result_t *res);
 
-/* 404 on InfluxDB's query paths, naming the InfluxDB to query. */
+/* 404 on /api/v2/query (Flux), naming the InfluxDB to query. */
 enum MHD_Result http_answer_read_elsewhere(gw_http_t *h, struct MHD_Connection *c, const char *url);
 
 /* ----------------------------------------------------- http_ingest.c */
@@ -138,6 +151,9 @@ enum MHD_Result http_health(gw_http_t *h, struct MHD_Connection *c);
 
 /* GET /metrics. */
 enum MHD_Result http_metrics(gw_http_t *h, struct MHD_Connection *c);
+
+/* GET /status and /status.json. */
+enum MHD_Result http_status_page(gw_http_t *h, struct MHD_Connection *c, enum route route);
 
 /* ------------------------------------------------------- http_auth.c */
 

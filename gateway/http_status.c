@@ -5,6 +5,7 @@
 #include "http_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "clock.h"
 #include "deadletter.h"
@@ -12,6 +13,7 @@
 #include "prom.h"
 #include "script.h"
 #include "spool.h"
+#include "status.h"
 #include "version.h"
 
 /* /health's "connections": what conns.h counts. */
@@ -200,5 +202,41 @@ enum MHD_Result http_metrics(gw_http_t *h, struct MHD_Connection *c)
     }
     rc = http_answer(c, 200, b.data, b.len, "text/plain; version=0.0.4; charset=utf-8");
     gw_buf_free(&b);
+    return rc;
+}
+
+/* GET /status and /status.json (status.h). Without a token when tokens are
+ * set, the page answers 401 with a Basic challenge, so that a browser asks
+ * for one (the token as the password); ?token= works too. */
+enum MHD_Result http_status_page(gw_http_t *h, struct MHD_Connection *c, enum route route)
+{
+    static const char ask[] = "401: this page needs a token: open /status?token=<token>, or give it as the "
+                              "password when the browser asks\n";
+    struct MHD_Response *r;
+    char *json;
+    enum MHD_Result rc;
+
+    if (h->cfg->listen.tokens && !http_authorized(h, c, route)) {
+        if (route == R_STATUS_JSON)
+            return http_answer_error(c, 401, route, "unauthorized: send Authorization: Bearer <token> (or ?token=)");
+        if (!(r = MHD_create_response_from_buffer(sizeof(ask) - 1, (void *)ask, MHD_RESPMEM_PERSISTENT)))
+            return MHD_NO;
+        MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"luagw status\", charset=\"UTF-8\"");
+        return http_queue(c, 401, r, "text/plain; charset=utf-8");
+    }
+    if (route == R_STATUS) {
+        r = MHD_create_response_from_buffer(gw_status_html_len, (void *)gw_status_html, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                "connect-src 'self'; img-src 'self'");
+        return http_queue(c, 200, r, "text/html; charset=utf-8");
+    }
+    if (!(json = gw_status_json(h->cfg, h->q)))
+        return http_answer(c, 500, http_nomem_json, http_nomem_json_len, "application/json");
+    rc = http_answer(c, 200, json, strlen(json), "application/json");
+    free(json);
     return rc;
 }

@@ -30,6 +30,7 @@
 #include "schema.h"
 #include "script.h"
 #include "sender.h"
+#include "status.h"
 #include "version.h"
 
 /* Where the installed config lives: $(SYSCONFDIR) of the Makefile (/etc for
@@ -174,6 +175,7 @@ static void reload(const char *path)
 
     if (!cfg) {
         gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
+        gw_status_reload(0, 0, err);
         return;
     }
     warn_config(cfg, 0);
@@ -183,8 +185,10 @@ static void reload(const char *path)
     gw_config_free(cfg);
     if (!set) {
         gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
+        gw_status_reload(0, 0, err);
         return;
     }
+    gw_status_reload(1, gw_script_set_count(set), NULL);
     gw_log_info("scripts reloaded", "config=%s scripts=%d", path, gw_script_set_count(set));
     gw_script_set_publish(set);
 }
@@ -272,6 +276,8 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
     warn_config(cfg, 0);
     gw_log_info("scripts loaded", "dir=%s scripts=%d", cfg->scripts.dir, gw_script_set_count(scripts));
     gw_script_set_publish(scripts);
+    if (gw_status_start(path, gw_script_set_count(scripts)))
+        gw_log_warn("cannot start the status sampler: /status shows no rate history", "%s", "");
     /* Series declarations are read at start-up (a reload keeps them). */
     schema = gw_schema_create(cfg);
     if (!schema) {
@@ -316,6 +322,7 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
 
 out:
     shut_down(cfg, http, sender, q);
+    gw_status_stop();
     gw_script_shutdown();
     gw_schema_publish(NULL);
     gw_schema_destroy(schema);

@@ -69,7 +69,8 @@ local DEFAULTS = {
   ["spool.dir"] = "", ["spool.max_bytes"] = 1024 * 1024 * 1024, ["spool.fsync"] = "batch",
   ["spool.fsync_interval"] = 1,
   ["scripts.dir"] = "scripts", ["scripts.timeout_ms"] = 50, ["scripts.memory_limit"] = 64 * 1024 * 1024,
-  ["scripts.on_error"] = "pass", ["scripts.series"] = "{}", ["scripts.params"] = "{}",
+  ["scripts.on_error"] = "pass", ["scripts.memo_entries"] = 65536, ["scripts.memo_verify"] = false,
+  ["scripts.series"] = "{}", ["scripts.params"] = "{}",
   ["log.level"] = "info",
   ["service"] = "", ["series"] = "{}", -- top-level keys
   ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
@@ -278,6 +279,7 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["spool.fsync"] = "interval", ["spool.fsync_interval"] = 0.5,
       ["scripts.dir"] = "/etc/luagw/scripts", ["scripts.timeout_ms"] = 50,
       ["scripts.memory_limit"] = 64 * 1024 * 1024, ["scripts.on_error"] = "pass",
+      ["scripts.memo_entries"] = 65536, ["scripts.memo_verify"] = false,
       ["scripts.series"] = "{}", ["scripts.params"] = "{}", ["log.level"] = "debug",
       ["service"] = "", ["series"] = "{}",
       ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
