@@ -24,6 +24,7 @@
 #include "jsonw.h"
 #include "lineproto.h"
 #include "log.h"
+#include "memo.h"
 #include "metrics.h"
 #include "point.h"
 #include "refusal.h"
@@ -133,6 +134,9 @@ GW_EXPORT(gw_lp_precision)
 /* log.h */
 GW_EXPORT(gw_log_limited)
 GW_EXPORT(gw_log_set_level)
+
+/* memo.h */
+GW_EXPORT(gw_memo_stats)
 
 /* metrics.h */
 GW_EXPORT(gw_series_pin)
