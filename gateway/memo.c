@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "lineproto.h"
 
 enum { KIND_POINT = 0, KIND_DROP, KIND_UNCACHEABLE };
 
@@ -39,6 +40,7 @@ struct gw_memo_entry {
     gw_tag_t *ctags;            /* likewise */
     int32_t *tsrc, *fsrc;       /* in this allocation */
     char *key;                  /* in this allocation */
+    gw_lp_pre_t *pre;           /* owned, or NULL: its line text made in advance (make_pre) */
 };
 
 struct gw_memo {
@@ -51,6 +53,7 @@ struct gw_memo {
     uint64_t nhits;             /* hits since creation (the verify sample) */
     char *key;                  /* owned: the key being looked up */
     size_t keycap, keylen;
+    gw_buf_t line;              /* owned: make_pre's line */
     gw_memo_stats_t st;         /* since the last flush */
 };
 
@@ -91,6 +94,7 @@ void gw_memo_destroy(gw_memo_t *m)
     free(m->buckets);
     free(m->ring);
     free(m->key);
+    gw_buf_free(&m->line);
     free(m);
 }
 
@@ -104,10 +108,17 @@ int gw_memo_verifying(const gw_memo_t *m)
     return m && m->verify;
 }
 
+static void entry_free(gw_memo_entry_t *e)
+{
+    if (e)
+        free(e->pre);
+    free(e);
+}
+
 void gw_memo_clear(gw_memo_t *m)
 {
     for (uint32_t i = 0; i < m->n; i++)
-        free(m->ring[i]);
+        entry_free(m->ring[i]);
     memset(m->buckets, 0, ((size_t)m->mask + 1) * sizeof(*m->buckets));
     m->n = m->hand = 0;
 }
@@ -117,7 +128,7 @@ void gw_memo_reap(gw_memo_t *m)
     while (m->dead) {
         gw_memo_entry_t *e = m->dead;
         m->dead = e->next;
-        free(e);
+        entry_free(e);
     }
 }
 
@@ -259,6 +270,10 @@ uint32_t gw_memo_apply(const gw_memo_entry_t *e, const gw_point_t *p, gw_point_t
     /* As a script's write-back: series, time and the parsed fields as the
      * parser read them, tags changed and fields added (point.h). */
     out->lp_clean = e->kept && p->lp_clean ? p->lp_clean | GW_LP_CLEAN_EXTRA : 0;
+    if (e->pre && out->lp_clean) {
+        out->lp_clean |= GW_LP_CLEAN_PRE;
+        out->lp_pre = e->pre;
+    }
     return 1;
 }
 
@@ -437,6 +452,41 @@ static void insert(gw_memo_t *m, gw_memo_entry_t *e)
     *b = e;
 }
 
+/* Entry e's line text made in advance (point.h, GW_LP_CLEAN_PRE), when its
+ * key is a clean line's text (build_key): then every point of the key has
+ * the series and tags of in, byte for byte, and gets e's constants, so its
+ * line differs from in's only in what the encoder copies from the line
+ * (the field set, the time) or writes from the point (the time). The text
+ * is what gw_lp_encode writes for in's output, cut where those go. 0 also
+ * when it cannot be made that way (hits then go the long way); -ENOMEM. */
+static int make_pre(gw_memo_t *m, gw_memo_entry_t *e, const gw_point_t *in)
+{
+    gw_tag_t *tags;
+    gw_field_t *fields;
+    gw_point_t o;
+    gw_lp_pre_t pre;
+    int rc;
+
+    if (e->kind != KIND_POINT || !e->kept || !m->key[0] || !(in->lp_clean & GW_LP_CLEAN))
+        return 0;
+    if (!(tags = malloc((size_t)e->ntags * sizeof(*tags) + (size_t)e->nfields * sizeof(*fields) + 1)))
+        return -ENOMEM;
+    fields = (gw_field_t *)(tags + e->ntags);
+    gw_memo_apply(e, in, &o, tags, fields);
+    rc = gw_lp_encode_pre(&m->line, &o, &pre);
+    free(tags);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    if (!(e->pre = malloc(sizeof(*e->pre) + pre.head.n + pre.fields.n)))
+        return -ENOMEM;
+    {
+        char *w = (char *)(e->pre + 1);
+        e->pre->head = (gw_str_t){copy_str(&w, pre.head), pre.head.n};
+        e->pre->fields = (gw_str_t){copy_str(&w, pre.fields), pre.fields.n};
+    }
+    return 0;
+}
+
 int gw_memo_learn(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_point_t *outs, uint32_t n)
 {
     uint64_t h;
@@ -449,6 +499,10 @@ int gw_memo_learn(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_poi
         return 0;
     if (!(e = effect_of(m, h, in, outs, n)))
         return -ENOMEM;
+    if (make_pre(m, e, in)) {
+        entry_free(e);
+        return -ENOMEM;
+    }
     insert(m, e);
     return 0;
 }
@@ -488,7 +542,7 @@ int gw_memo_verify(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_po
     if (!(now = effect_of(m, h, in, outs, n)))
         return -ENOMEM;
     same = same_effect(e, now);
-    free(now);
+    entry_free(now);
     if (same)
         return 1;
     m->st.mismatches++;
