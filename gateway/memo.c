@@ -2,10 +2,12 @@
  *
  * Entries hang from a power-of-two bucket array (chained by next) and sit
  * in a ring of max_entries slots that the clock hand sweeps to find a
- * victim. An entry is one allocation (struct gw_memo_entry below). A
- * lookup builds the point's key into a reused buffer (build_key: no two
- * shapes share bytes), hashes it eight bytes at a time and compares whole
- * keys. */
+ * victim. An entry is one allocation (struct gw_memo_entry below), and
+ * its line text made in advance another. An entry holds its key (build_key:
+ * no two shapes share bytes); a lookup compares whole keys. A clean
+ * line's key is neither built nor copied to be looked up: it is hashed and
+ * compared piece by piece where it lies, in the line (raw_hash, raw_eq);
+ * any other point's is built into a reused buffer and hashed whole. */
 #include "memo.h"
 
 #include <errno.h>
@@ -166,6 +168,15 @@ static inline char *put_str(char *w, gw_str_t s)
     return w + s.n;
 }
 
+/* The slice of clean line-protocol point p that stands for its series and
+ * tags in its key (build_key), or {NULL, 0} when p is not such a point. */
+static inline gw_str_t raw_span(const gw_point_t *p)
+{
+    if ((p->lp_clean & GW_LP_CLEAN) && p->lp_tail.p >= p->series.p)
+        return (gw_str_t){p->series.p, (size_t)(p->lp_tail.p - p->series.p)};
+    return (gw_str_t){NULL, 0};
+}
+
 /* The key of point p of chain cid into m->key (m->keylen): a kind byte,
  * the chain, then
  *   for a point the line-protocol parser vouched for (GW_LP_CLEAN): the
@@ -179,11 +190,14 @@ static inline char *put_str(char *w, gw_str_t s)
  * The kind byte keeps the two forms apart. 0 or -ENOMEM. */
 static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
 {
-    int raw = (p->lp_clean & GW_LP_CLEAN) && p->lp_tail.p >= p->series.p;
-    gw_str_t span = raw ? (gw_str_t){p->series.p, (size_t)(p->lp_tail.p - p->series.p)} : p->series;
-    size_t need = 1 + 2 + 4 + span.n + 8 + (size_t)p->nfields * 4;
+    gw_str_t span = raw_span(p);
+    int raw = span.p != NULL;
+    size_t need;
     char *w;
 
+    if (!raw)
+        span = p->series;
+    need = 1 + 2 + 4 + span.n + 8 + (size_t)p->nfields * 4;
     for (uint32_t i = 0; !raw && i < p->ntags; i++)
         need += 8 + p->tags[i].key.n + p->tags[i].val.n;
     for (uint32_t i = 0; i < p->nfields; i++)
@@ -209,6 +223,55 @@ static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
     return 0;
 }
 
+/* The hash of the key build_key makes of clean point p (span: raw_span),
+ * from its pieces where they lie: the chain, the span, each field key. */
+static uint64_t raw_hash(uint16_t cid, gw_str_t span, const gw_point_t *p)
+{
+    uint64_t h = gw_hash_piece(gw_hash_basis ^ ((uint64_t)p->nfields << 16 | cid), span.p, span.n);
+
+    for (uint32_t i = 0; i < p->nfields; i++)
+        h = gw_hash_piece(h, p->fields[i].key.p, p->fields[i].key.n);
+    return gw_hash_pieces_end(h);
+}
+
+/* Is e's key the one build_key makes of clean point p (span: raw_span)?
+ * Read against the stored key's lengths, never past its end. */
+static int raw_eq(const gw_memo_entry_t *e, uint16_t cid, gw_str_t span, const gw_point_t *p)
+{
+    const char *k = e->key, *end = e->key + e->keylen;
+    uint32_t v;
+
+    if (e->keylen < 1 + 2 + 4 + span.n + 4 || k[0] != 1 || memcmp(k + 1, &cid, 2))
+        return 0;
+    memcpy(&v, k + 3, 4);
+    if (v != span.n || memcmp(k + 7, span.p, span.n))
+        return 0;
+    k += 7 + span.n;
+    memcpy(&v, k, 4);
+    if (v != p->nfields)
+        return 0;
+    k += 4;
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        gw_str_t fk = p->fields[i].key;
+        if (end - k < 4)
+            return 0;
+        memcpy(&v, k, 4);
+        k += 4;
+        if (v != fk.n || (size_t)(end - k) < v || !gw_str_eq((gw_str_t){k, v}, fk))
+            return 0;
+        k += v;
+    }
+    return k == end;
+}
+
+/* The hash of the key in m->key, built by build_key for point p. */
+static uint64_t key_hash(const gw_memo_t *m, uint16_t cid, const gw_point_t *p)
+{
+    gw_str_t span = raw_span(p);
+
+    return span.p ? raw_hash(cid, span, p) : gw_hash_wide(m->key, m->keylen);
+}
+
 /* The entry of the key in m->key (hash h), or NULL. */
 static gw_memo_entry_t *find(gw_memo_t *m, uint64_t h)
 {
@@ -218,13 +281,29 @@ static gw_memo_entry_t *find(gw_memo_t *m, uint64_t h)
     return NULL;
 }
 
+/* The entry of clean point p's key (span: raw_span), or NULL: find
+ * without building the key. */
+static gw_memo_entry_t *find_raw(gw_memo_t *m, uint16_t cid, gw_str_t span, const gw_point_t *p)
+{
+    uint64_t h = raw_hash(cid, span, p);
+
+    for (gw_memo_entry_t *e = m->buckets[h & m->mask]; e; e = e->next)
+        if (e->hash == h && raw_eq(e, cid, span, p))
+            return e;
+    return NULL;
+}
+
 int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_memo_entry_t **out)
 {
+    gw_str_t span = raw_span(p);
     gw_memo_entry_t *e;
 
-    if (build_key(m, cid, p))
+    if (span.p)
+        e = find_raw(m, cid, span, p);
+    else if (build_key(m, cid, p))
         return -ENOMEM;
-    e = find(m, gw_hash_wide(m->key, m->keylen));
+    else
+        e = find(m, gw_hash_wide(m->key, m->keylen));
     *out = e;
     if (!e) {
         m->st.misses++;
@@ -260,8 +339,16 @@ uint32_t gw_memo_apply(const gw_memo_entry_t *e, const gw_point_t *p, gw_point_t
         return 0;
     for (uint32_t i = 0; i < e->ntags; i++)
         tags[i] = e->tsrc[i] >= 0 ? p->tags[e->tsrc[i]] : e->ctags[-1 - e->tsrc[i]];
-    for (uint32_t i = 0; i < e->nfields; i++)
-        fields[i] = e->fsrc[i] >= 0 ? p->fields[e->fsrc[i]] : e->cfields[-1 - e->fsrc[i]];
+    if (e->kept) { /* the input's fields in order, then the constants in order */
+        uint32_t i = 0;
+        for (; i < p->nfields; i++)
+            fields[i] = p->fields[i];
+        for (uint32_t j = 0; i < e->nfields; i++, j++)
+            fields[i] = e->cfields[j];
+    } else {
+        for (uint32_t i = 0; i < e->nfields; i++)
+            fields[i] = e->fsrc[i] >= 0 ? p->fields[e->fsrc[i]] : e->cfields[-1 - e->fsrc[i]];
+    }
     *out = *p;
     out->tags = tags;
     out->ntags = e->ntags;
@@ -494,7 +581,7 @@ int gw_memo_learn(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_poi
 
     if (build_key(m, cid, in))
         return -ENOMEM;
-    h = gw_hash_wide(m->key, m->keylen);
+    h = key_hash(m, cid, in);
     if (find(m, h))
         return 0;
     if (!(e = effect_of(m, h, in, outs, n)))
@@ -536,7 +623,7 @@ int gw_memo_verify(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_po
 
     if (build_key(m, cid, in))
         return -ENOMEM;
-    h = gw_hash_wide(m->key, m->keylen);
+    h = key_hash(m, cid, in);
     if (!(e = find(m, h)))
         return 1; /* evicted meanwhile */
     if (!(now = effect_of(m, h, in, outs, n)))
