@@ -460,7 +460,7 @@ static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, 
 }
 
 /* gw_lp_encode for a memo hit (GW_LP_CLEAN_PRE): the text made in advance
- * by gw_lp_encode_pre for the first point of this series, tags and field
+ * by gw_lp_encode_pre for an earlier point of this series, tags and field
  * keys, the line's own field set and the time. What encode_clean_as checks
  * of the rest depends on them alone (its names, the series key's length),
  * so it was checked then; all but the time, which is the point's own. */

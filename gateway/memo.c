@@ -293,6 +293,18 @@ static gw_memo_entry_t *find_raw(gw_memo_t *m, uint16_t cid, gw_str_t span, cons
     return NULL;
 }
 
+/* Entry e's line text made in advance (point.h, GW_LP_CLEAN_PRE), when its
+ * key is a clean line's text (build_key) and it is found in point in: then
+ * every point of the key has the series and tags of in, byte for byte, and
+ * gets e's constants, so its line differs from in's only in what the
+ * encoder copies from the line (the field set, the time) or writes from
+ * the point (the time). The text is what gw_lp_encode writes for in's
+ * output, cut where those go. Made at a key's first hit, not when it is
+ * learnt: a shape seen once (a cache too small for the shapes, every point
+ * a miss) costs neither the time nor the memory. 0 also when it cannot be
+ * made that way (hits then go the long way); -ENOMEM (likewise). */
+static int make_pre(gw_memo_t *m, gw_memo_entry_t *e, const gw_point_t *in);
+
 int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_memo_entry_t **out)
 {
     gw_str_t span = raw_span(p);
@@ -314,7 +326,8 @@ int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_mem
         return GW_MEMO_UNCACHEABLE;
     }
     e->ref = 1;
-    e->hits++;
+    if (++e->hits == 1 && span.p)
+        (void)make_pre(m, e, p); /* ENOMEM: written the long way */
     if (m->verify && ((e->hits & (e->hits - 1)) == 0 || ++m->nhits % VERIFY_EVERY == 0)) {
         m->st.verified++;
         return GW_MEMO_VERIFY;
@@ -539,13 +552,6 @@ static void insert(gw_memo_t *m, gw_memo_entry_t *e)
     *b = e;
 }
 
-/* Entry e's line text made in advance (point.h, GW_LP_CLEAN_PRE), when its
- * key is a clean line's text (build_key): then every point of the key has
- * the series and tags of in, byte for byte, and gets e's constants, so its
- * line differs from in's only in what the encoder copies from the line
- * (the field set, the time) or writes from the point (the time). The text
- * is what gw_lp_encode writes for in's output, cut where those go. 0 also
- * when it cannot be made that way (hits then go the long way); -ENOMEM. */
 static int make_pre(gw_memo_t *m, gw_memo_entry_t *e, const gw_point_t *in)
 {
     gw_tag_t *tags;
@@ -554,7 +560,7 @@ static int make_pre(gw_memo_t *m, gw_memo_entry_t *e, const gw_point_t *in)
     gw_lp_pre_t pre;
     int rc;
 
-    if (e->kind != KIND_POINT || !e->kept || !m->key[0] || !(in->lp_clean & GW_LP_CLEAN))
+    if (e->pre || e->kind != KIND_POINT || !e->kept || !raw_span(in).p)
         return 0;
     if (!(tags = malloc((size_t)e->ntags * sizeof(*tags) + (size_t)e->nfields * sizeof(*fields) + 1)))
         return -ENOMEM;
@@ -586,10 +592,6 @@ int gw_memo_learn(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_poi
         return 0;
     if (!(e = effect_of(m, h, in, outs, n)))
         return -ENOMEM;
-    if (make_pre(m, e, in)) {
-        entry_free(e);
-        return -ENOMEM;
-    }
     insert(m, e);
     return 0;
 }
