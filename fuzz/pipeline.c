@@ -23,7 +23,10 @@
  *   - points that must come out as they went in (unscripted, or scripts
  *     identity, error and fanout) do, exactly, each as often as the script
  *     makes it, when the encoder takes them at all; the other scripts'
- *     points keep their series and order.
+ *     points keep their series and order;
+ *   - script memo (memo(enrich), its cache kept from one input to the
+ *     next) writes exactly the bytes, and answers exactly, what enrich
+ *     (the same function, not memoized) does.
  * Reused Lua tables that leak keys from one point into the next make the
  * identity and fanout outputs differ from their inputs (fuzz.lua). */
 #include <stdint.h>
@@ -56,8 +59,11 @@ typedef struct {
 
 static const fuzz_mode_t modes[] = {
     {"identity", 1, 1}, {"error", 1, 1},      {"fanout", 3, 1},  {"drop", 0, 1},
-    {"add_tags", 1, 0}, {"add_fields", 1, 0}, {"delete", 1, 0},
+    {"add_tags", 1, 0}, {"add_fields", 1, 0}, {"delete", 1, 0},  {"enrich", 1, 0},
+    {"memo", 1, 0},
 };
+#define MODE_ENRICH 7
+#define MODE_MEMO 8
 #define NMODES (sizeof(modes) / sizeof(modes[0]))
 
 static const gw_limits_t profiles[4] = {
@@ -324,6 +330,29 @@ static int conflicts(const gw_point_t *p, unsigned flags, const char *out, const
     return 0;
 }
 
+/* Mode memo's check: the body through mode enrich's worker gives the same
+ * answer and the same bytes as res and out (outlen) did. */
+static void same_as_enrich(const char *body, size_t size, gw_ingest_t *ing, const gw_limits_t *lim,
+                           unsigned flags, const gw_result_t *res, const char *out, size_t outlen)
+{
+    gw_pipeline_t *w = worker(MODE_ENRICH, flags);
+    gw_result_t r2;
+    const uint32_t *ends;
+    const char *o2;
+    size_t len2;
+    uint32_t n2;
+
+    gw_pipeline_set_limits(w, lim);
+    memset(&r2, 0, sizeof(r2));
+    CHECK(gw_pipeline_run(w, ing, body, size, &r2) == 0, "enrich: gw_pipeline_run failed");
+    o2 = gw_pipeline_output(w, &len2, &ends, &n2);
+    CHECK(r2.accepted == res->accepted && r2.rejected == res->rejected && strcmp(r2.err_msg, res->err_msg) == 0,
+          "memo accepted %u rejected %u (%s), enrich %u and %u (%s)", res->accepted, res->rejected, res->err_msg,
+          r2.accepted, r2.rejected, r2.err_msg);
+    CHECK(len2 == outlen && (!outlen || memcmp(o2, out, outlen) == 0), "memo wrote other bytes than enrich:\n%.*s\n---\n%.*s",
+          SHOW(out, outlen), SHOW(o2, len2));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static gw_arena_t *a, *a2;
@@ -448,6 +477,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(!want[i].exact || want[i].seen == want[i].expect ||
                   conflicts(&in.v[i], flags, out, ends, nout, a2, &back),
               "point %u (line/index %u): %u of %u lines stored", i, in.v[i].src, want[i].seen, want[i].expect);
+    if (mode == &modes[MODE_MEMO])
+        same_as_enrich(body, size, &ing, lim, flags, &res, out, outlen);
     free(body);
     return 0;
 }

@@ -54,4 +54,13 @@ int gw_lp_parse(const char *body, size_t len, int64_t ns_per_unit, int64_t now_n
  * out is unchanged unless 0 is returned. */
 int gw_lp_encode(gw_buf_t *out, gw_point_t *p, unsigned flags, char *err, size_t errlen);
 
+/* The text a memo hit reuses (point.h, GW_LP_CLEAN_PRE), from p: a point
+ * with GW_LP_CLEAN and GW_LP_CLEAN_EXTRA (what gw_memo_apply makes), as
+ * gw_lp_encode writes it, into out (emptied first); *pre's slices of out:
+ * its series and tags, and its added fields. 0; -ENOMEM; or 1 when the
+ * line would not be written that way (a name to check, a series key too
+ * long, an added unsigned field, which the target decides how to write):
+ * then hits of its shape are written from their values. */
+int gw_lp_encode_pre(gw_buf_t *out, gw_point_t *p, gw_lp_pre_t *pre);
+
 #endif

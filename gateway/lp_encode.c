@@ -377,9 +377,11 @@ static inline int too_long(const gw_point_t *p, const char *l, const char *e, ch
  * tag's value, and kept the flag (script.lua, schema.c: never an original
  * field changed or removed, never a duplicate key): those entries are
  * written from their values, added fields after the copied ones. Returns
- * 0, -ENOMEM, or 1 for the other encoders to decide (out unchanged). */
+ * 0, -ENOMEM, or 1 for the other encoders to decide (out unchanged).
+ * With pre (a constant NULL but in gw_lp_encode_pre), where the series
+ * and tags end and where the added fields lie in the line written. */
 static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, gw_point_t *p, unsigned flags,
-                                                                 int extra)
+                                                                 int extra, gw_lp_pre_t *pre)
 {
     /* The series, its tags and the tail are slices of one line, in that
      * order: the line as written is at least as long as what is copied.
@@ -427,8 +429,12 @@ static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, 
         if (!(d = put_tag_pair(d, t)))
             return 1;
     }
+    if (pre)
+        pre->head = (gw_str_t){out->data + out->len, (size_t)(d - (out->data + out->len))};
     *d++ = ' ';
     d = copy_clean(d, tail, 0);
+    if (pre)
+        pre->fields.p = d;
     for (uint32_t i = 0; added && i < p->nfields; i++) {
         const gw_field_t *f = &p->fields[i];
         if (in_line(p, f->key.p))
@@ -437,6 +443,8 @@ static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, 
         if (!(d = put_field_pair(d, f, flags)))
             return 1;
     }
+    if (pre)
+        pre->fields.n = (size_t)(d - pre->fields.p);
     if (time.n) {
         d = copy_clean(d, time, 0);
     } else if (!(p->lp_clean & GW_LP_CLEAN_TIME)) {
@@ -451,13 +459,67 @@ static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, 
     return 0;
 }
 
+/* gw_lp_encode for a memo hit (GW_LP_CLEAN_PRE): the text made in advance
+ * by gw_lp_encode_pre for an earlier point of this series, tags and field
+ * keys, the line's own field set and the time. What encode_clean_as checks
+ * of the rest depends on them alone (its names, the series key's length),
+ * so it was checked then; all but the time, which is the point's own. */
+static int encode_pre(gw_buf_t *out, const gw_point_t *p)
+{
+    const gw_lp_pre_t *pre = p->lp_pre;
+    gw_str_t tail = p->lp_tail, time = {NULL, 0};
+    char *d;
+
+    if (!(p->lp_clean & GW_LP_CLEAN_TIME) && (p->time_ns < TIME_MIN || p->time_ns > TIME_MAX))
+        return 1;
+    if (pre->fields.n && (p->lp_clean & GW_LP_CLEAN_TIME)) {
+        /* Added fields go before the time: the tail's last space. */
+        const char *sp = memrchr(tail.p, ' ', tail.n);
+        if (!sp)
+            return 1;
+        time = (gw_str_t){sp, (size_t)(tail.p + tail.n - sp)};
+        tail.n = (size_t)(sp - tail.p);
+    }
+    if (gw_buf_reserve(out, pre->head.n + tail.n + pre->fields.n + time.n + 2 + 21 + 8))
+        return -ENOMEM;
+    d = out->data + out->len;
+    memcpy(d, pre->head.p, pre->head.n);
+    d += pre->head.n;
+    *d++ = ' ';
+    d = copy_clean(d, tail, 0);
+    memcpy(d, pre->fields.p, pre->fields.n);
+    d += pre->fields.n;
+    if (time.n) {
+        d = copy_clean(d, time, 0);
+    } else if (!(p->lp_clean & GW_LP_CLEAN_TIME)) {
+        *d++ = ' ';
+        d = gw_num_put_i64(d, p->time_ns);
+    }
+    *d++ = '\n';
+    out->len = (size_t)(d - out->data);
+    return 0;
+}
+
 /* encode_clean_as compiled twice: without GW_LP_CLEAN_EXTRA every name is
  * in the line and its tests fold away. */
 static int encode_clean(gw_buf_t *out, gw_point_t *p, unsigned flags)
 {
+    if (p->lp_clean & GW_LP_CLEAN_PRE)
+        return encode_pre(out, p);
     if (p->lp_clean & GW_LP_CLEAN_EXTRA)
-        return encode_clean_as(out, p, flags, 1);
-    return encode_clean_as(out, p, flags, 0);
+        return encode_clean_as(out, p, flags, 1, NULL);
+    return encode_clean_as(out, p, flags, 0, NULL);
+}
+
+int gw_lp_encode_pre(gw_buf_t *out, gw_point_t *p, gw_lp_pre_t *pre)
+{
+    if ((p->lp_clean & (GW_LP_CLEAN | GW_LP_CLEAN_EXTRA | GW_LP_CLEAN_PRE)) != (GW_LP_CLEAN | GW_LP_CLEAN_EXTRA))
+        return 1;
+    for (uint32_t i = 0; i < p->nfields; i++)
+        if (p->fields[i].type == GW_FIELD_UINT && !in_line(p, p->fields[i].key.p))
+            return 1; /* written as the target says (GW_LP_NO_UINT) */
+    out->len = 0;
+    return encode_clean_as(out, p, 0, 1, pre);
 }
 
 /* gw_lp_encode for a point that passes every check, in one pass with no

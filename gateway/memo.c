@@ -2,10 +2,12 @@
  *
  * Entries hang from a power-of-two bucket array (chained by next) and sit
  * in a ring of max_entries slots that the clock hand sweeps to find a
- * victim. An entry is one allocation (struct gw_memo_entry below). A
- * lookup builds the point's key into a reused buffer (build_key: no two
- * shapes share bytes), hashes it eight bytes at a time and compares whole
- * keys. */
+ * victim. An entry is one allocation (struct gw_memo_entry below), and
+ * its line text made in advance another. An entry holds its key (build_key:
+ * no two shapes share bytes); a lookup compares whole keys. A clean
+ * line's key is neither built nor copied to be looked up: it is hashed and
+ * compared piece by piece where it lies, in the line (raw_hash, raw_eq);
+ * any other point's is built into a reused buffer and hashed whole. */
 #include "memo.h"
 
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "lineproto.h"
 
 enum { KIND_POINT = 0, KIND_DROP, KIND_UNCACHEABLE };
 
@@ -39,6 +42,7 @@ struct gw_memo_entry {
     gw_tag_t *ctags;            /* likewise */
     int32_t *tsrc, *fsrc;       /* in this allocation */
     char *key;                  /* in this allocation */
+    gw_lp_pre_t *pre;           /* owned, or NULL: its line text made in advance (make_pre) */
 };
 
 struct gw_memo {
@@ -51,6 +55,7 @@ struct gw_memo {
     uint64_t nhits;             /* hits since creation (the verify sample) */
     char *key;                  /* owned: the key being looked up */
     size_t keycap, keylen;
+    gw_buf_t line;              /* owned: make_pre's line */
     gw_memo_stats_t st;         /* since the last flush */
 };
 
@@ -91,6 +96,7 @@ void gw_memo_destroy(gw_memo_t *m)
     free(m->buckets);
     free(m->ring);
     free(m->key);
+    gw_buf_free(&m->line);
     free(m);
 }
 
@@ -104,10 +110,17 @@ int gw_memo_verifying(const gw_memo_t *m)
     return m && m->verify;
 }
 
+static void entry_free(gw_memo_entry_t *e)
+{
+    if (e)
+        free(e->pre);
+    free(e);
+}
+
 void gw_memo_clear(gw_memo_t *m)
 {
     for (uint32_t i = 0; i < m->n; i++)
-        free(m->ring[i]);
+        entry_free(m->ring[i]);
     memset(m->buckets, 0, ((size_t)m->mask + 1) * sizeof(*m->buckets));
     m->n = m->hand = 0;
 }
@@ -117,7 +130,7 @@ void gw_memo_reap(gw_memo_t *m)
     while (m->dead) {
         gw_memo_entry_t *e = m->dead;
         m->dead = e->next;
-        free(e);
+        entry_free(e);
     }
 }
 
@@ -155,6 +168,15 @@ static inline char *put_str(char *w, gw_str_t s)
     return w + s.n;
 }
 
+/* The slice of clean line-protocol point p that stands for its series and
+ * tags in its key (build_key), or {NULL, 0} when p is not such a point. */
+static inline gw_str_t raw_span(const gw_point_t *p)
+{
+    if ((p->lp_clean & GW_LP_CLEAN) && p->lp_tail.p >= p->series.p)
+        return (gw_str_t){p->series.p, (size_t)(p->lp_tail.p - p->series.p)};
+    return (gw_str_t){NULL, 0};
+}
+
 /* The key of point p of chain cid into m->key (m->keylen): a kind byte,
  * the chain, then
  *   for a point the line-protocol parser vouched for (GW_LP_CLEAN): the
@@ -168,11 +190,14 @@ static inline char *put_str(char *w, gw_str_t s)
  * The kind byte keeps the two forms apart. 0 or -ENOMEM. */
 static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
 {
-    int raw = (p->lp_clean & GW_LP_CLEAN) && p->lp_tail.p >= p->series.p;
-    gw_str_t span = raw ? (gw_str_t){p->series.p, (size_t)(p->lp_tail.p - p->series.p)} : p->series;
-    size_t need = 1 + 2 + 4 + span.n + 8 + (size_t)p->nfields * 4;
+    gw_str_t span = raw_span(p);
+    int raw = span.p != NULL;
+    size_t need;
     char *w;
 
+    if (!raw)
+        span = p->series;
+    need = 1 + 2 + 4 + span.n + 8 + (size_t)p->nfields * 4;
     for (uint32_t i = 0; !raw && i < p->ntags; i++)
         need += 8 + p->tags[i].key.n + p->tags[i].val.n;
     for (uint32_t i = 0; i < p->nfields; i++)
@@ -198,6 +223,55 @@ static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
     return 0;
 }
 
+/* The hash of the key build_key makes of clean point p (span: raw_span),
+ * from its pieces where they lie: the chain, the span, each field key. */
+static uint64_t raw_hash(uint16_t cid, gw_str_t span, const gw_point_t *p)
+{
+    uint64_t h = gw_hash_piece(gw_hash_basis ^ ((uint64_t)p->nfields << 16 | cid), span.p, span.n);
+
+    for (uint32_t i = 0; i < p->nfields; i++)
+        h = gw_hash_piece(h, p->fields[i].key.p, p->fields[i].key.n);
+    return gw_hash_pieces_end(h);
+}
+
+/* Is e's key the one build_key makes of clean point p (span: raw_span)?
+ * Read against the stored key's lengths, never past its end. */
+static int raw_eq(const gw_memo_entry_t *e, uint16_t cid, gw_str_t span, const gw_point_t *p)
+{
+    const char *k = e->key, *end = e->key + e->keylen;
+    uint32_t v;
+
+    if (e->keylen < 1 + 2 + 4 + span.n + 4 || k[0] != 1 || memcmp(k + 1, &cid, 2))
+        return 0;
+    memcpy(&v, k + 3, 4);
+    if (v != span.n || memcmp(k + 7, span.p, span.n))
+        return 0;
+    k += 7 + span.n;
+    memcpy(&v, k, 4);
+    if (v != p->nfields)
+        return 0;
+    k += 4;
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        gw_str_t fk = p->fields[i].key;
+        if (end - k < 4)
+            return 0;
+        memcpy(&v, k, 4);
+        k += 4;
+        if (v != fk.n || (size_t)(end - k) < v || !gw_str_eq((gw_str_t){k, v}, fk))
+            return 0;
+        k += v;
+    }
+    return k == end;
+}
+
+/* The hash of the key in m->key, built by build_key for point p. */
+static uint64_t key_hash(const gw_memo_t *m, uint16_t cid, const gw_point_t *p)
+{
+    gw_str_t span = raw_span(p);
+
+    return span.p ? raw_hash(cid, span, p) : gw_hash_wide(m->key, m->keylen);
+}
+
 /* The entry of the key in m->key (hash h), or NULL. */
 static gw_memo_entry_t *find(gw_memo_t *m, uint64_t h)
 {
@@ -207,13 +281,41 @@ static gw_memo_entry_t *find(gw_memo_t *m, uint64_t h)
     return NULL;
 }
 
+/* The entry of clean point p's key (span: raw_span), or NULL: find
+ * without building the key. */
+static gw_memo_entry_t *find_raw(gw_memo_t *m, uint16_t cid, gw_str_t span, const gw_point_t *p)
+{
+    uint64_t h = raw_hash(cid, span, p);
+
+    for (gw_memo_entry_t *e = m->buckets[h & m->mask]; e; e = e->next)
+        if (e->hash == h && raw_eq(e, cid, span, p))
+            return e;
+    return NULL;
+}
+
+/* Entry e's line text made in advance (point.h, GW_LP_CLEAN_PRE), when its
+ * key is a clean line's text (build_key) and it is found in point in: then
+ * every point of the key has the series and tags of in, byte for byte, and
+ * gets e's constants, so its line differs from in's only in what the
+ * encoder copies from the line (the field set, the time) or writes from
+ * the point (the time). The text is what gw_lp_encode writes for in's
+ * output, cut where those go. Made at a key's first hit, not when it is
+ * learnt: a shape seen once (a cache too small for the shapes, every point
+ * a miss) costs neither the time nor the memory. 0 also when it cannot be
+ * made that way (hits then go the long way); -ENOMEM (likewise). */
+static int make_pre(gw_memo_t *m, gw_memo_entry_t *e, const gw_point_t *in);
+
 int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_memo_entry_t **out)
 {
+    gw_str_t span = raw_span(p);
     gw_memo_entry_t *e;
 
-    if (build_key(m, cid, p))
+    if (span.p)
+        e = find_raw(m, cid, span, p);
+    else if (build_key(m, cid, p))
         return -ENOMEM;
-    e = find(m, gw_hash_wide(m->key, m->keylen));
+    else
+        e = find(m, gw_hash_wide(m->key, m->keylen));
     *out = e;
     if (!e) {
         m->st.misses++;
@@ -224,7 +326,8 @@ int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_mem
         return GW_MEMO_UNCACHEABLE;
     }
     e->ref = 1;
-    e->hits++;
+    if (++e->hits == 1 && span.p)
+        (void)make_pre(m, e, p); /* ENOMEM: written the long way */
     if (m->verify && ((e->hits & (e->hits - 1)) == 0 || ++m->nhits % VERIFY_EVERY == 0)) {
         m->st.verified++;
         return GW_MEMO_VERIFY;
@@ -249,8 +352,16 @@ uint32_t gw_memo_apply(const gw_memo_entry_t *e, const gw_point_t *p, gw_point_t
         return 0;
     for (uint32_t i = 0; i < e->ntags; i++)
         tags[i] = e->tsrc[i] >= 0 ? p->tags[e->tsrc[i]] : e->ctags[-1 - e->tsrc[i]];
-    for (uint32_t i = 0; i < e->nfields; i++)
-        fields[i] = e->fsrc[i] >= 0 ? p->fields[e->fsrc[i]] : e->cfields[-1 - e->fsrc[i]];
+    if (e->kept) { /* the input's fields in order, then the constants in order */
+        uint32_t i = 0;
+        for (; i < p->nfields; i++)
+            fields[i] = p->fields[i];
+        for (uint32_t j = 0; i < e->nfields; i++, j++)
+            fields[i] = e->cfields[j];
+    } else {
+        for (uint32_t i = 0; i < e->nfields; i++)
+            fields[i] = e->fsrc[i] >= 0 ? p->fields[e->fsrc[i]] : e->cfields[-1 - e->fsrc[i]];
+    }
     *out = *p;
     out->tags = tags;
     out->ntags = e->ntags;
@@ -259,6 +370,10 @@ uint32_t gw_memo_apply(const gw_memo_entry_t *e, const gw_point_t *p, gw_point_t
     /* As a script's write-back: series, time and the parsed fields as the
      * parser read them, tags changed and fields added (point.h). */
     out->lp_clean = e->kept && p->lp_clean ? p->lp_clean | GW_LP_CLEAN_EXTRA : 0;
+    if (e->pre && out->lp_clean) {
+        out->lp_clean |= GW_LP_CLEAN_PRE;
+        out->lp_pre = e->pre;
+    }
     return 1;
 }
 
@@ -437,6 +552,34 @@ static void insert(gw_memo_t *m, gw_memo_entry_t *e)
     *b = e;
 }
 
+static int make_pre(gw_memo_t *m, gw_memo_entry_t *e, const gw_point_t *in)
+{
+    gw_tag_t *tags;
+    gw_field_t *fields;
+    gw_point_t o;
+    gw_lp_pre_t pre;
+    int rc;
+
+    if (e->pre || e->kind != KIND_POINT || !e->kept || !raw_span(in).p)
+        return 0;
+    if (!(tags = malloc((size_t)e->ntags * sizeof(*tags) + (size_t)e->nfields * sizeof(*fields) + 1)))
+        return -ENOMEM;
+    fields = (gw_field_t *)(tags + e->ntags);
+    gw_memo_apply(e, in, &o, tags, fields);
+    rc = gw_lp_encode_pre(&m->line, &o, &pre);
+    free(tags);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    if (!(e->pre = malloc(sizeof(*e->pre) + pre.head.n + pre.fields.n)))
+        return -ENOMEM;
+    {
+        char *w = (char *)(e->pre + 1);
+        e->pre->head = (gw_str_t){copy_str(&w, pre.head), pre.head.n};
+        e->pre->fields = (gw_str_t){copy_str(&w, pre.fields), pre.fields.n};
+    }
+    return 0;
+}
+
 int gw_memo_learn(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_point_t *outs, uint32_t n)
 {
     uint64_t h;
@@ -444,7 +587,7 @@ int gw_memo_learn(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_poi
 
     if (build_key(m, cid, in))
         return -ENOMEM;
-    h = gw_hash_wide(m->key, m->keylen);
+    h = key_hash(m, cid, in);
     if (find(m, h))
         return 0;
     if (!(e = effect_of(m, h, in, outs, n)))
@@ -482,13 +625,13 @@ int gw_memo_verify(gw_memo_t *m, uint16_t cid, const gw_point_t *in, const gw_po
 
     if (build_key(m, cid, in))
         return -ENOMEM;
-    h = gw_hash_wide(m->key, m->keylen);
+    h = key_hash(m, cid, in);
     if (!(e = find(m, h)))
         return 1; /* evicted meanwhile */
     if (!(now = effect_of(m, h, in, outs, n)))
         return -ENOMEM;
     same = same_effect(e, now);
-    free(now);
+    entry_free(now);
     if (same)
         return 1;
     m->st.mismatches++;

@@ -15,7 +15,10 @@
  * The effect recorded for a key is the output point: each tag either one
  * of the input's (by index) or a constant, each field likewise (an input
  * field the script changed makes the key uncacheable), or "dropped". Its
- * tags are kept sorted by key, the order the encoder writes them in.
+ * tags are kept sorted by key, the order the encoder writes them in. The
+ * entry of a clean line's key also holds, from its first hit on, its
+ * output's line text made in advance (the series and tags, the added
+ * fields: point.h, GW_LP_CLEAN_PRE), which the encoder copies for a hit.
  * A key whose run changed the series or the time, fanned out, or changed a
  * field's value is recorded as uncacheable: its points always run the
  * script. A run that failed is not recorded.

@@ -38,6 +38,12 @@ typedef struct {
     } v;
 } gw_field_t;
 
+/* A memo hit's line text made in advance (memo.c): see GW_LP_CLEAN_PRE. */
+typedef struct {
+    gw_str_t head;   /* the series and its tags, sorted, as gw_lp_encode writes them */
+    gw_str_t fields; /* ",key=value..." of the fields added after the line's own */
+} gw_lp_pre_t;
+
 typedef struct {
     gw_str_t series;    /* borrowed: the measurement */
     int64_t time_ns;
@@ -48,6 +54,7 @@ typedef struct {
     uint32_t src;       /* 1-based line (line protocol) or 0-based index (JSON) */
     uint32_t lp_clean;  /* GW_LP_CLEAN*: what the line-protocol parser vouches for */
     gw_str_t lp_tail;   /* borrowed (the body): see GW_LP_CLEAN */
+    const gw_lp_pre_t *lp_pre; /* borrowed (the memo cache): see GW_LP_CLEAN_PRE */
 } gw_point_t;
 
 /* lp_clean: set only by the line-protocol parser, for the encoder. Whoever
@@ -63,10 +70,16 @@ typedef struct {
  * that kept the flag: series, time and the parsed fields are as the parser
  * read them, but tags may have been changed, removed or added and fields
  * added (never a duplicate key); the encoder tells them apart by whether
- * they lie in the line (lp_encode.c, encode_clean). */
+ * they lie in the line (lp_encode.c, encode_clean).
+ * GW_LP_CLEAN_PRE: set with GW_LP_CLEAN_EXTRA by a memo hit (memo.c) whose
+ * entry holds its line text made in advance, lp_pre: the encoder writes
+ * lp_pre->head, the line's field set (lp_tail), lp_pre->fields and the
+ * time, and sorts nothing (the tags are in order). Whoever changes such a
+ * point's tags or fields clears it (a series declaration that adds). */
 #define GW_LP_CLEAN 0x1
 #define GW_LP_CLEAN_TIME 0x2
 #define GW_LP_CLEAN_EXTRA 0x4
+#define GW_LP_CLEAN_PRE 0x8
 
 /* A growable array of points, owned by a worker and reused across requests
  * (amortised: no allocation per point in the steady state). */

@@ -484,9 +484,10 @@ int gw_schema_apply(const gw_schema_t *s, gw_point_t *p, gw_arena_t *a, char *ms
     }
     /* A point the line-protocol parser vouched for (lp_clean) keeps the
      * flag for what is added below: the encoder copies the line's text and
-     * writes added tags and fields from their values (encode_clean). */
+     * writes added tags and fields from their values (encode_clean); a
+     * memo hit's text made in advance (GW_LP_CLEAN_PRE) no longer holds. */
     if ((addt || addf) && p->lp_clean)
-        p->lp_clean |= GW_LP_CLEAN_EXTRA;
+        p->lp_clean = (p->lp_clean | GW_LP_CLEAN_EXTRA) & ~(uint32_t)GW_LP_CLEAN_PRE;
     if (addt) {
         gw_tag_t *t = gw_arena_alloc(a, (p->ntags + addt) * sizeof(*t));
         uint32_t n = p->ntags;

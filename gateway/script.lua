@@ -32,6 +32,7 @@ typedef struct {
 typedef struct {
   gw_str_t series; int64_t time_ns; gw_tag_t *tags; gw_field_t *fields;
   uint32_t ntags; uint32_t nfields; uint32_t src; uint32_t lp_clean; gw_str_t lp_tail;
+  const void *lp_pre;
 } gw_point_t;
 typedef struct { uint32_t first, n, status, steps, numbers, full; } gw_script_rec_t;
 typedef struct gw_script_ctl {

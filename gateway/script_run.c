@@ -469,7 +469,9 @@ static int merge(gw_script_t *s, gw_points_t *pts)
         } else if (s->scripted[i] && drop) {
             n = 0;
         }
-        if (n) /* dst and s->out are NULL while nothing was emitted */
+        if (n == 1) /* most: one struct, not a call */
+            dst[k] = *from;
+        else if (n) /* dst and s->out are NULL while nothing was emitted */
             memcpy(dst + k, from, n * sizeof(*dst));
         if (s->trace && s->trace->ran && s->scripted[i])
             trace_ran(s, i, k, n);

@@ -44,6 +44,25 @@ local SCRIPTS = {
   ["mixed_a.lua"] = "return memo(function(p) p.tags.a = 'x' return p end)",
   ["mixed_b.lua"] = "local n = 0\nreturn function(p) n = n + 1 p.tags.b = tostring(n) return p end",
   ["notfn.lua"] = "return memo(42)",
+  -- the exactness specs' rule: tags added before, among and after the
+  -- point's (their values with bytes to escape, one empty), one
+  -- overridden, one removed; fields of every type added
+  ["exact.lua"] = [[
+    return memo(function(p)
+      local t, f = p.tags, p.fields
+      t.aa = "first"
+      t.mm = "mid dle,x=y"
+      t.zz = params.dc
+      t.host = "over\\ridden"
+      t.empty = ""
+      t.gone = nil
+      f.s = "say \"hi\"\\ there"
+      f.fl = 0.1
+      f.n = int(-7)
+      f.ok = true
+      if params.big then f.big = int("18446744073709551615") end
+      return p
+    end)]],
 }
 
 -- the same rule without memo: the reference
@@ -307,6 +326,79 @@ describe("memo(f)", function()
     assert.equal(7, d.verified) -- hits 1, 2, 4, 8, 16, 32, 64
     assert.equal("GET:/r0", out.points[100].tags.route)
     h:close()
+  end)
+
+  describe("writes a hit's line byte for byte as a miss's and as no memo at all", function()
+    -- Each shape three times (a miss, then two hits) with other field
+    -- values and times, through the memo cache and without it.
+    local shapes = {
+      "exact,host=h1,region=eu v=1i,w=2.5", -- clean: the hit copies text made in advance
+      "exact,b=1,c=2,d=3,e=4,f=5,g=6,h=7,i=8,j=9,k=10,l=11,m=12,n=13,o=14,p=15,q=16,r=17,host=x,gone=y v=1i",
+      "exact,zzz=last,a=first,host=h2 msg=\"a b, c=d \\\" e\",v=1i", -- unsorted; a string with blanks
+      "exact v=1i", -- no tags of its own
+      "exact,host=a\\ b,k\\,1=v\\=2 v=1i", -- escapes: not clean, written from values
+      "ex\\ act,host=h3 v=1i",
+      "exact,gone=only f\\ ield=1i,v=2i",
+    }
+    local function request(times)
+      local t = {}
+      for i, sh in ipairs(shapes) do
+        for r = 1, 3 do t[#t + 1] = ("%s,rep=%di %s"):format(sh, r * 10 + i, times(i, r)) end
+      end
+      return table.concat(t, "\n")
+    end
+    local function check(o, precision, times)
+      local text = request(times)
+      local series = { ["ex act"] = { "exact.lua" } }
+      local ref = open { memo_entries = 0, params = o.params, version = o.version, series = series }
+      local want = ref:run_lines(text, precision)
+      ref:close()
+      local h = open { params = o.params, version = o.version, series = series }
+      local d, got = delta(function() return h:run_lines(text, precision) end)
+      h:close()
+      assert.same({ 2 * #shapes, #shapes }, { d.hits, d.misses })
+      assert.equal(#shapes * 3, #want.points)
+      local a, b = lines_of(want), lines_of(got)
+      if o.now then -- the time of receipt: each run's own
+        for i = 1, #a do a[i], b[i] = a[i]:gsub(" %d+$", ""), b[i]:gsub(" %d+$", "") end
+      end
+      assert.same(a, b)
+      return b
+    end
+
+    it("with the time in the line", function()
+      local lines = check({}, nil, function(i, r) return ("17000000000000%02d%d"):format(i, r) end)
+      assert.equal('exact,aa=first,host=over\\ridden,mm=mid\\ dle\\,x\\=y,region=eu,zz=eu-1 v=1i,w=2.5,rep=21i,' ..
+        's="say \\"hi\\"\\\\ there",fl=0.1,n=-7i,ok=true 17000000000000012', lines[2])
+      assert.equal('exact,a=first,aa=first,host=over\\ridden,mm=mid\\ dle\\,x\\=y,zz=eu-1,zzz=last ' ..
+        'msg="a b, c=d \\" e",v=1i,rep=33i,s="say \\"hi\\"\\\\ there",fl=0.1,n=-7i,ok=true 17000000000000033',
+        lines[9])
+    end)
+
+    it("with a time the encoder writes (precision s), and with none", function()
+      check({}, "s", function(i, r) return tostring(1700000000 + i * 10 + r) end)
+      local lines = check({ now = true }, nil, function() return "" end)
+      assert.matches(",ok=true$", lines[4])
+    end)
+
+    it("with an unsigned field added, as the target writes it", function()
+      local lines = check({ params = { dc = "eu-1", big = true }, version = 2 }, nil, function(i, r) return tostring(i * 10 + r) end)
+      assert.matches(",big=18446744073709551615u ", lines[1], 1, true)
+    end)
+
+    it("when a series declaration adds to a hit afterwards", function()
+      local text = request(function(i, r) return tostring(i * 10 + r) end)
+      local declare = { exact = { tags = { yy = { default = "decl" } }, fields = { dflt = { type = "int", default = "5i" } } } }
+      local ref = open { memo_entries = 0, declare = declare }
+      local want = lines_of(ref:run_lines(text))
+      ref:close()
+      local h = open { declare = declare }
+      local got = lines_of(h:run_lines(text))
+      h:close()
+      assert.same(want, got)
+      assert.matches(",yy=decl,zz=eu-1 v=1i,w=2.5,rep=21i,s=", got[2], 1, true)
+      assert.matches(",ok=true,dflt=5i 12$", got[2])
+    end)
   end)
 
   it("starts empty with new params (a reload builds a new set)", function()

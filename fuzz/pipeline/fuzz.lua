@@ -9,6 +9,11 @@
 --   add_tags    adds tags (some from the input, sometimes a 70 kB value)
 --   add_fields  adds fields (sometimes a 100 kB string, sometimes 300)
 --   delete      removes a tag and every other field
+--   enrich      a pure function of the point's shape: adds tags that sort
+--               before, among and after the point's (with bytes to
+--               escape), overrides one, adds a field of each type
+--   memo        memo(enrich): the memo cache's answers, which fuzz/pipeline.c
+--               compares byte for byte with enrich's
 -- identity, error and fanout keep the point as it came, so the harness
 -- compares what is stored with what was sent. They also look for anything
 -- an earlier point's script left in the reused tables (a leak becomes a
@@ -105,4 +110,14 @@ function modes.delete(p)
   return p
 end
 
+function modes.enrich(p)
+  local t, f = p.tags, p.fields
+  t.aa, t.mm, t.zz = "first", "mid dle,x=y", "la\\st"
+  if t.host then t.host = "over=ridden" end
+  t.gone = nil
+  f.fz_s, f.fz_n, f.fz_i, f.fz_b = 'say "hi"\\', 0.1, int(-7), true
+  return p
+end
+
+if mode == "memo" then return memo(modes.enrich) end
 return assert(modes[mode], "fuzz.lua: unknown params.mode")

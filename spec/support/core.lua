@@ -21,6 +21,7 @@ typedef struct {
 typedef struct {
   gw_str_t series; int64_t time_ns; gw_tag_t *tags; gw_field_t *fields;
   uint32_t ntags; uint32_t nfields; uint32_t src; uint32_t lp_clean; gw_str_t lp_tail;
+  const void *lp_pre;
 } gw_point_t;
 typedef struct { gw_point_t *v; uint32_t n; uint32_t cap; } gw_points_t;
 void gw_points_free(gw_points_t *pts);
