@@ -4,7 +4,7 @@ CC       ?= cc
 PREFIX   ?= /usr/local
 OPT      ?= -O2 -g
 WARN     ?= -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
-PKGS     := luajit libmicrohttpd libcurl yaml-0.1 jansson zlib libdeflate
+PKGS     := luajit libmicrohttpd libcurl yaml-0.1 zlib libdeflate
 CFLAGS   ?= $(OPT)
 CFLAGS   += $(WARN) -std=gnu11 -fPIC -pthread -MMD -MP -D_GNU_SOURCE
 CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -18,7 +18,7 @@ CONFIG   ?= config/luagw.yaml
 # systemd-analyze), spec/scaling_spec.lua (haproxy), spec/status_spec.lua
 # (chromium) and spec/query_spec.lua (influxdb-client: the influx CLI).
 DEB_PKGS := build-essential pkg-config libluajit-5.1-dev luajit libmicrohttpd-dev \
-            libcurl4-openssl-dev libyaml-dev libjansson-dev zlib1g-dev libdeflate-dev \
+            libcurl4-openssl-dev libyaml-dev zlib1g-dev libdeflate-dev \
             lua-busted lua-socket lua-cjson influxdb curl ca-certificates \
             python3-influxdb openssl man-db clang libclang-rt-14-dev \
             debhelper dpkg-dev fakeroot lintian systemd haproxy chromium influxdb-client
@@ -109,7 +109,7 @@ fuzz: $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 	  echo "fuzz: $$t: $${runs:-?} executions in $(FUZZ_SECONDS) s, $$found crashes (log $(FUZZ_DIR)/$$t.log)"; \
 	done; exit $$rc
 
-$(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h fuzz/influx_model.c fuzz/influx_model.h $(FUZZ_OBJ)
+$(FUZZ_DIR)/%: fuzz/%.c fuzz/roundtrip.h fuzz/json_check.h fuzz/influx_model.c fuzz/influx_model.h $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $(FUZZ_DEFS) $(LDFLAGS) -o $@ $< fuzz/influx_model.c \
 	  $(FUZZ_OBJ) $(LDLIBS)
 

@@ -10,18 +10,20 @@
  * Why not a library: jansson spent about 87% of a JSON ingest building and
  * freeing its DOM, and YAJL's tokenizer alone cost three times the whole
  * line-protocol parse (bench/json_choice.md has the figures). The grammar is
- * small and fixed (RFC 8259); the tokenizer below reads exactly it.
+ * small and fixed (RFC 8259); parse_body below reads exactly it, with the
+ * tokens of json_lex.h; times are read by json_time.h.
+ *
+ * This file: the point reader. parse_body walks the grammar over a stack of
+ * frames (the open objects and arrays) and hands each token to a handler
+ * (on_value, on_map_key, on_end), which builds the point its frame belongs
+ * to (on_point_value, on_time, on_tag, on_field, end_point).
  *
  * The rules are jansson's, which this file used first, kept exactly:
- *  - UTF-8 as jansson reads it (no overlong forms, no surrogates, nothing
- *    above U+10FFFF); white space is space, tab, newline and return only;
- *    no raw control characters in strings; no lone surrogate escapes; no
- *    real number that overflows a double; nesting at most jansson's 2048
- *    deep.
+ *  - The lexer's (json_lex.h), and nesting at most jansson's 2048 deep.
  *  - A body that is not JSON is rejected as a whole: points already built
  *    are dropped and per-point errors are forgotten. Its message says what
  *    was wrong and where: the line and column (in characters) of the first
- *    byte that is not JSON, and the text there (body_error).
+ *    byte that is not JSON, and the text there (gw_json_body_error).
  *  - Time as a number keeps its microseconds exactly and rounds what lies
  *    beyond.
  * One difference, on purpose: jansson skips a raw NUL byte that directly
@@ -39,35 +41,23 @@
 #include "json.h"
 
 #include "hash.h"
+#include "json_lex.h"
+#include "json_time.h"
 #include "log.h"
 #include "metrics.h"
-#include "utf8.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 /* jansson's JSON_PARSER_MAX_DEPTH: the top-level value is at depth 1. */
 #define MAX_DEPTH 2048
 
 #define KEY_SHOW 64 /* bytes of a key or value quoted in an error message */
-
-/* How much a body error quotes of the text where it is: characters, with
- * control characters and bytes that are not UTF-8 written \xHH. */
-#define NEAR_SHOW 24
-
-/* Where a value must start, and does not. */
-#define WANT_VALUE "expected a value (an object, array, string, number, true, false or null)"
-
-#define NS_PER_SEC 1000000000LL
 
 static int show(size_t n)
 {
@@ -92,190 +82,6 @@ static inline __attribute__((always_inline)) int key_is(gw_str_t k, const char *
     return c == d;
 }
 #define KEY_IS(k, w) key_is((k), (w), sizeof(w) - 1)
-
-/* ---- integer texts and positions ---------------------------------------- */
-
-/* Parse a decimal integer text as uint64. 0, or -1 when negative or too big. */
-static int text_to_u64(gw_str_t t, uint64_t *out)
-{
-    uint64_t u = 0;
-
-    if (t.n == 0 || t.p[0] == '-')
-        return -1;
-    for (size_t i = 0; i < t.n; i++) {
-        if (__builtin_mul_overflow(u, 10, &u) ||
-            __builtin_add_overflow(u, (uint64_t)(t.p[i] - '0'), &u))
-            return -1;
-    }
-    *out = u;
-    return 0;
-}
-
-/* Where byte off of body is: 1-based line, and column in UTF-8 characters
- * (off may be the length: just past the last character). */
-static void line_col(const char *body, size_t off, int *line, int *col)
-{
-    *line = 1;
-    *col = 1;
-    for (size_t i = 0; i < off; i++) {
-        unsigned char c = (unsigned char)body[i];
-        if (c == '\n') {
-            ++*line;
-            *col = 1;
-        } else if ((c & 0xc0) != 0x80) {
-            ++*col;
-        }
-    }
-}
-
-/* ---- time --------------------------------------------------------------- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    int64_t era, yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int digits(const char *s, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* RFC 3339: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), T and Z in
- * either case, up to 9 fractional digits kept exactly. Returns 0; or -1 with
- * *why set; or -2 when valid but outside int64 nanoseconds. */
-static int rfc3339_to_ns(const char *s, size_t n, int64_t *ns, const char **why)
-{
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int y, mo, d, h, mi, sec, off = 0;
-    int64_t frac = 0, t;
-    size_t i = 19;
-
-    *why = "expected YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)";
-    if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
-        s[16] != ':')
-        return -1;
-    y = digits(s, 4);
-    mo = digits(s + 5, 2);
-    d = digits(s + 8, 2);
-    h = digits(s + 11, 2);
-    mi = digits(s + 14, 2);
-    sec = digits(s + 17, 2);
-    if (y < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || sec < 0)
-        return -1;
-    if (s[i] == '.') {
-        int nd = 0;
-        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, nd++) {
-            if (nd == 9) {
-                *why = "more than 9 fractional digits";
-                return -1;
-            }
-            frac = frac * 10 + (s[i] - '0');
-        }
-        if (nd == 0)
-            return -1;
-        for (; nd < 9; nd++)
-            frac *= 10;
-    }
-    if (i == n)
-        return -1;
-    if (s[i] == 'Z' || s[i] == 'z') {
-        i++;
-    } else if (s[i] == '+' || s[i] == '-') {
-        int oh, om;
-        if (n - i != 6 || s[i + 3] != ':' || (oh = digits(s + i + 1, 2)) < 0 ||
-            (om = digits(s + i + 4, 2)) < 0)
-            return -1;
-        if (oh > 23 || om > 59) {
-            *why = "offset out of range";
-            return -1;
-        }
-        off = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    } else {
-        return -1;
-    }
-    if (i != n)
-        return -1;
-    if (mo < 1 || mo > 12) {
-        *why = "month out of range";
-        return -1;
-    }
-    if (d < 1 || d > mdays[mo - 1] + (mo == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) {
-        *why = "day out of range";
-        return -1;
-    }
-    /* 60 would be a leap second, which Unix time cannot name. */
-    if (h > 23 || mi > 59 || sec > 59) {
-        *why = "hour, minute or second out of range";
-        return -1;
-    }
-    t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
-    if (t < 0 && frac > 0) {
-        t++; /* so that t * 10^9 can reach INT64_MIN */
-        frac -= NS_PER_SEC;
-    }
-    if (__builtin_mul_overflow(t, NS_PER_SEC, &t) || __builtin_add_overflow(t, frac, &t))
-        return -2;
-    *ns = t;
-    return 0;
-}
-
-/* Unix seconds as a double to nanoseconds, rounded to the microsecond: near
- * today a double is good to about 0.24 µs, so a seventh digit is noise while
- * the first six come back exactly (the error stays below 0.5 µs up to 2^33 s,
- * the year 2242). Returns 0, or -1 when out of range. */
-static int real_to_ns(double t, int64_t *ns)
-{
-    double sec;
-    int64_t s, r, frac;
-
-    if (!(t > -9223372037.0 && t < 9223372037.0))
-        return -1;
-    sec = floor(t);
-    s = (int64_t)sec;
-    frac = llround((t - sec) * 1e6) * 1000;
-    if (s < 0 && frac > 0) {
-        s++; /* so that s * 10^9 can reach INT64_MIN */
-        frac -= NS_PER_SEC;
-    }
-    if (__builtin_mul_overflow(s, NS_PER_SEC, &r) || __builtin_add_overflow(r, frac, &r))
-        return -1;
-    *ns = r;
-    return 0;
-}
-
-/* What time values int64 nanoseconds can hold, for messages. */
-#define TIME_RANGE "out of range (int64 nanoseconds: 1677-09-21 to 2262-04-11)"
-
-/* ---- number texts ------------------------------------------------------- */
-
-/* The shortest text that reads back as the same double: 1.5 -> "1.5",
- * 0.1 -> "0.1" (not "0.10000000000000001"), 1e3 -> "1000". */
-static size_t real_text(double d, char *buf, size_t size)
-{
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, size, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d)
-            break;
-    }
-    return (size_t)n;
-}
 
 /* ---- the parse state ---------------------------------------------------- */
 
@@ -302,22 +108,6 @@ typedef struct {
     uint64_t seen;  /* a bit per key (key_bit): a key whose bit is clear is new */
 } frame_t;
 
-/* A number token, classified, and its digits as lex_number read them. */
-typedef struct {
-    const char *t; /* borrowed: the JSON text, in the body */
-    size_t n;
-    int is_int;    /* no fraction or exponent */
-    int big;       /* an integer beyond int64: only t is meaningful */
-    int64_t i;     /* is_int && !big */
-    double d;      /* !is_int, once !pending */
-    int pending;   /* d is still to be read (see real_of) */
-    uint64_t ip;   /* the integer part: exact when nd <= 19, else wrapped */
-    uint64_t m;    /* all digits as one integer: exact when nd + nf <= 19 */
-    uint32_t nd;   /* digits before the point */
-    uint32_t nf;   /* digits after it */
-    int32_t ex;    /* the exponent (its magnitude capped near 10^6) */
-} num_t;
-
 /* The tags (or fields) of the current point, built in place in the arena:
  * the items from start to cur, in a block with room up to end. */
 typedef struct {
@@ -334,10 +124,6 @@ typedef struct {
 } vec_t;
 
 typedef struct {
-    const char *body; /* borrowed */
-    size_t len;
-    const char *tok;  /* borrowed: start of the token being handled */
-    gw_arena_t *a;    /* borrowed */
     gw_result_t *res; /* borrowed */
     gw_points_t *out; /* borrowed */
     int64_t now_ns;
@@ -358,9 +144,6 @@ typedef struct {
     int drop_field;   /* ... is time: its value is dropped */
     int run_dups;     /* the open "tags" or "fields" object repeats a key */
     uint32_t time_dropped; /* fields named time dropped from the current point */
-    int str_nul;      /* a string read since the point began holds a NUL byte (from
-                         \u0000): it rejects the point where it lands (a string
-                         read without a check rejects its point anyway) */
     uint32_t index;   /* of the point being parsed */
     uint32_t nelem;   /* elements of the top-level array seen */
     int top;          /* V_*: kind of a top-level scalar, -1 when none */
@@ -369,12 +152,10 @@ typedef struct {
     uint32_t kset_cap;
     uint32_t kset_used;
 
-    char *slab;       /* borrowed (arena): where the next string goes */
-    char *slab_end;
-
-    int err;          /* -ENOMEM, or 1: a body error, described later */
-    const char *why;  /* borrowed (static): what is wrong */
-    size_t why_at;    /* and the byte offset where */
+    gw_json_lex_t lx; /* the body, the token, the arena, a body error; its str_nul
+                         is reset when a point begins: a string of the point
+                         holding a NUL byte (\u0000) rejects the point where it
+                         lands (a string read without a check rejects it anyway) */
 } parse_t;
 
 static __attribute__((noinline)) int vec_grow(vec_t *v, size_t size)
@@ -403,7 +184,7 @@ static inline void *vec_push(vec_t *v, size_t size)
 static __attribute__((noinline)) int run_grow(parse_t *ps, run_t *r, size_t size)
 {
     size_t used = (size_t)(r->cur - r->start), cap = used * 2 > 64 * size ? used * 2 : 64 * size;
-    char *b = gw_arena_alloc(ps->a, cap);
+    char *b = gw_arena_alloc(ps->lx.a, cap);
 
     if (!b)
         return -ENOMEM;
@@ -433,29 +214,20 @@ static inline void *run_take(const run_t *r, size_t size, uint32_t *n)
     return *n ? r->start : NULL;
 }
 
-/* Stop the parse at p: the body is not JSON, for the reason why (body_error
- * says where, and quotes the text there). Returns 0, what a handler returns
- * to stop. Cold, like every error path here: kept out of the lexers' code,
- * the JSON parse costs some 45 instructions a point less. */
-static __attribute__((cold, noinline)) int body_bad_at(parse_t *ps, const char *p, const char *why)
+/* Stop the parse at the current token: the body is not JSON, for the
+ * reason why (gw_json_body_error says where, and quotes the text there).
+ * Returns 0, what a handler returns to stop. Cold, like every error path
+ * here: kept out of the lexers' code, the JSON parse costs some 45
+ * instructions a point less. */
+static __attribute__((cold, noinline)) int body_bad(parse_t *ps, const char *why)
 {
-    if (!ps->err) {
-        ps->err = 1;
-        ps->why = why;
-        ps->why_at = (size_t)(p - ps->body);
-    }
+    bad_at(&ps->lx, ps->lx.tok, why);
     return 0;
 }
 
-static int body_bad(parse_t *ps, const char *why)
+static int out_of_memory(parse_t *ps)
 {
-    return body_bad_at(ps, ps->tok, why);
-}
-
-static int no_memory(parse_t *ps)
-{
-    ps->err = -ENOMEM;
-    return 0;
+    return no_memory(&ps->lx);
 }
 
 /* Reject the current point (once) and read on. Returns 1, the handler
@@ -495,468 +267,9 @@ static const char *what(int kind)
     return names[kind];
 }
 
-/* ---- strings ------------------------------------------------------------ */
-
-/* Room for n bytes of string in the arena. Strings need no alignment, so
- * they are packed into slabs taken from the arena, a bump of their own: one
- * arena call per STR_SLAB bytes instead of one per string. NULL on ENOMEM. */
-#define STR_SLAB 4096
-
-static __attribute__((noinline)) char *new_slab(parse_t *ps, size_t n)
-{
-    char *p;
-
-    if (n > STR_SLAB / 4)
-        return gw_arena_alloc(ps->a, n); /* a big string gets its own */
-    if (!(p = gw_arena_alloc(ps->a, STR_SLAB)))
-        return NULL;
-    ps->slab = p + n;
-    ps->slab_end = p + STR_SLAB;
-    return p;
-}
-
-static inline char *alloc_str(parse_t *ps, size_t n)
-{
-    char *d = ps->slab;
-
-    if ((size_t)(ps->slab_end - d) < n)
-        return new_slab(ps, n);
-    ps->slab = d + n;
-    return d;
-}
-
-/* Copy n bytes (n > 0) into the arena. 0 or -ENOMEM. */
-static int dup_str(parse_t *ps, const char *p, size_t n, gw_str_t *out)
-{
-    char *d = alloc_str(ps, n);
-
-    if (!d)
-        return -ENOMEM;
-    memcpy(d, p, n);
-    *out = (gw_str_t){d, n};
-    return 0;
-}
-
-/* Make *s, which a point keeps, outlive the body: a slice of the body is
- * copied into the arena (json.h promises that); a string unescaped into the
- * arena, or a literal, stays where it is. 0 or -ENOMEM. */
-static inline int keep_str(parse_t *ps, gw_str_t *s)
-{
-    size_t n = s->n;
-
-    if ((uintptr_t)s->p - (uintptr_t)ps->body >= ps->len)
-        return 0;
-    if (n == 0) {
-        *s = (gw_str_t){"", 0};
-        return 0;
-    }
-#ifdef __SSE2__
-    /* Most keys and values are short: one 16-byte move, when the body and
-     * the slab both have 16 bytes there, instead of a call to memcpy. */
-    if (n <= 16 && ps->body + ps->len - s->p >= 16 && ps->slab_end - ps->slab >= 16) {
-        char *d = ps->slab;
-        _mm_storeu_si128((__m128i *)(void *)d, _mm_loadu_si128((const __m128i *)(const void *)s->p));
-        ps->slab = d + n;
-        s->p = d;
-        return 0;
-    }
-#endif
-    return dup_str(ps, s->p, n, s);
-}
-
-/* Length of the UTF-8 sequence whose lead byte (>= 0x80) is at s, as
- * jansson reads UTF-8: no overlong forms, no surrogates, nothing above
- * U+10FFFF. 0 when invalid or cut short by e. */
-static size_t utf8_len(const unsigned char *s, const unsigned char *e)
-{
-    unsigned c = s[0];
-    uint32_t cp;
-    size_t k;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        k = 1;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        k = 2;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        k = 3;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(e - s) <= k)
-        return 0;
-    for (size_t j = 1; j <= k; j++) {
-        if ((s[j] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[j] & 0x3f);
-    }
-    if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return k + 1;
-}
-
-/* body_bad_at for lexers: returns NULL. */
-static __attribute__((cold, noinline)) const char *bad_at(parse_t *ps, const char *p, const char *why)
-{
-    body_bad_at(ps, p, why);
-    return NULL;
-}
-
-/* Stop the parse at p, where a string whose opening quote is at q stops
- * being one: the end of the body (the error is then placed at q), a raw
- * control character or a byte that is not UTF-8. Returns NULL. */
-static __attribute__((cold, noinline)) const char *string_error(parse_t *ps, const char *q, const char *p)
-{
-    if (p == ps->body + ps->len)
-        return bad_at(ps, q, "unterminated string (no closing quote before the end of the body)");
-    if ((unsigned char)*p < 0x20)
-        return bad_at(ps, p, "control character in a string (write it as an escape, such as \\n or \\u0001)");
-    return bad_at(ps, p, "invalid UTF-8 in a string");
-}
-
-static inline const char *skip_ws(const char *p, const char *e)
-{
-    if (p < e && (unsigned char)*p > ' ')
-        return p; /* the common case: no white space */
-    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    return p;
-}
-
-/* The first byte at or after p that ends a plain run of string: a quote, a
- * backslash, a control character or a byte >= 0x80; or e. Sixteen bytes at
- * a time with SSE2 (the x86-64 baseline) while that many are left, so
- * nothing is read past e. */
-static inline const char *str_stop(const char *p, const char *e)
-{
-#ifdef __SSE2__
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
-                  space = _mm_set1_epi8(0x20);
-
-    while (e - p >= 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-        /* A signed compare: bytes >= 0x80 are negative, so below 0x20 too. */
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
-                                 _mm_cmplt_epi8(x, space));
-        unsigned bits = (unsigned)_mm_movemask_epi8(m);
-        if (bits)
-            return p + __builtin_ctz(bits);
-        p += 16;
-    }
-#endif
-    for (; p < e; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
-            break;
-    }
-    return p;
-}
-
-/* The four hex digits at p, or -1. */
-static int hex4(const char *p)
-{
-    int v = 0;
-
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int x = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (x < 0)
-            return -1;
-        v = v * 16 + x;
-    }
-    return v;
-}
-
-/* One \u escape (or a surrogate pair of them) at p, before q, as UTF-8 at
- * *d. Returns the position past it, or NULL (recorded). jansson refuses
- * lone surrogates; \u0000 is noted in ps->str_nul, for the point. */
-static const char *unescape_u(parse_t *ps, const char *p, const char *q, char **d)
-{
-    char *o = *d;
-    int cp = q - p >= 6 ? hex4(p + 2) : -1, lo;
-
-    if (cp < 0)
-        return bad_at(ps, p, "invalid escape: \\u takes four hex digits");
-    p += 6;
-    ps->str_nul |= cp == 0;
-    if (cp >= 0xd800 && cp <= 0xdbff) {
-        if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2)) < 0xdc00 ||
-            lo > 0xdfff)
-            return bad_at(ps, p - 6, "invalid Unicode escape: a high surrogate (\\uD800 to \\uDBFF) "
-                                     "not followed by a low one (\\uDC00 to \\uDFFF)");
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-        p += 6;
-    } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-        return bad_at(ps, p - 6, "invalid Unicode escape: a low surrogate (\\uDC00 to \\uDFFF) "
-                                 "without a high one before it");
-    }
-    if (cp < 0x80) {
-        *o++ = (char)cp;
-    } else if (cp < 0x800) {
-        *o++ = (char)(0xc0 | cp >> 6);
-        *o++ = (char)(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        *o++ = (char)(0xe0 | cp >> 12);
-        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
-        *o++ = (char)(0x80 | (cp & 0x3f));
-    } else {
-        *o++ = (char)(0xf0 | cp >> 18);
-        *o++ = (char)(0x80 | (cp >> 12 & 0x3f));
-        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
-        *o++ = (char)(0x80 | (cp & 0x3f));
-    }
-    *d = o;
-    return p;
-}
-
-/* The rest of a string that holds escapes: s is its first byte, p its
- * first backslash. Unescaped into the arena, checked as lex_string checks.
- * Returns the position past the closing quote, or NULL (recorded). */
-static __attribute__((noinline)) const char *unescape(parse_t *ps, const char *s, const char *p,
-                                                      gw_str_t *out)
-{
-    static const char simple[256] = {['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
-                                     ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t'};
-    const char *e = ps->body + ps->len, *q = p;
-    char *d, *d0;
-    size_t k;
-
-    /* The closing quote is the first one no backslash escapes; the text up
-     * to it bounds the unescaped size. */
-    while (q < e && *q != '"')
-        q += *q == '\\' ? 2 : 1;
-    if (q >= e)
-        return string_error(ps, s - 1, e);
-    if (!(d0 = alloc_str(ps, (size_t)(q - s)))) {
-        no_memory(ps);
-        return NULL;
-    }
-    memcpy(d0, s, (size_t)(p - s));
-    d = d0 + (p - s);
-    while (p < q) {
-        if (*p == '\\') {
-            /* p + 1 < q: the scan above stepped over the escaped byte. */
-            unsigned char c = (unsigned char)p[1];
-            if (c == 'u') {
-                if (!(p = unescape_u(ps, p, q, &d)))
-                    return NULL;
-            } else if (simple[c]) {
-                *d++ = simple[c];
-                p += 2;
-            } else {
-                return bad_at(ps, p, "invalid escape (JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX)");
-            }
-            continue;
-        }
-        const char *r = str_stop(p, q);
-        memcpy(d, p, (size_t)(r - p));
-        d += r - p;
-        p = r;
-        if (p == q || *p == '\\')
-            continue;
-        if (!(k = utf8_len((const unsigned char *)p, (const unsigned char *)q)))
-            return string_error(ps, s - 1, p);
-        memcpy(d, p, k);
-        d += k;
-        p += k;
-    }
-    *out = (gw_str_t){d0, (size_t)(d - d0)};
-    return q + 1;
-}
-
-/* Read the string whose opening quote is at p: *out is its text, a slice of
- * the body when it holds no escapes, else unescaped into the arena. Returns
- * the position past its closing quote, or NULL (recorded). */
-static inline const char *lex_string(parse_t *ps, const char *p, gw_str_t *out)
-{
-    const char *s = ++p, *e = ps->body + ps->len;
-    size_t k;
-
-    for (;;) {
-        p = str_stop(p, e);
-        if (p < e && *p == '"') {
-            *out = (gw_str_t){s, (size_t)(p - s)};
-            return p + 1;
-        }
-        if (p < e && *p == '\\')
-            return unescape(ps, s, p, out);
-        /* the end, a control character or a byte >= 0x80 */
-        if (p == e || !(k = utf8_len((const unsigned char *)p, (const unsigned char *)e)))
-            return string_error(ps, s - 1, p);
-        p += k;
-    }
-}
-
-/* ---- real numbers ------------------------------------------------------ */
-
-/* num's double, as strtod would give it, when that takes one exact
- * operation: a mantissa below 2^53 (exact in a double) and a power of ten up
- * to 10^22 (exact too), so that the one multiplication or division rounds
- * correctly (Clinger's fast path). The common case: 0.0123, 1700000000.5,
- * 1.5e3. Returns 0, or -1 for strtod to do. */
-static int fast_real(num_t *num)
-{
-    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    int32_t e = num->ex - (int32_t)num->nf;
-    double d;
-
-    if (num->nd + num->nf > 19 || num->m > ((uint64_t)1 << 53) || e < -22 || e > 22)
-        return -1;
-    d = (double)num->m;
-    d = e < 0 ? d / pow10[-e] : d * pow10[e];
-    num->d = num->t[0] == '-' ? -d : d;
-    num->pending = 0;
-    return 0;
-}
-
-/* Could the real number num be beyond a double, 1.8e308? Only when its
- * decimal magnitude (integer digits plus exponent) is near 308. */
-static int may_overflow(const num_t *num)
-{
-    const char *t = num->t + (num->t[0] == '-');
-
-    return (t[0] == '0' ? 0 : (long)num->nd) + num->ex > 300;
-}
-
-/* Read num's double with strtod, which wants a terminated text: a number is
- * short, unless someone writes a thousand digits. 0, or -1 (ENOMEM, noted
- * in ps). */
-static int strtod_text(parse_t *ps, num_t *num)
-{
-    char buf[64], *c = num->n < sizeof(buf) ? buf : malloc(num->n + 1);
-
-    if (!c) {
-        no_memory(ps);
-        return -1;
-    }
-    memcpy(c, num->t, num->n);
-    c[num->n] = '\0';
-    num->d = strtod(c, NULL);
-    num->pending = 0;
-    if (c != buf)
-        free(c);
-    return 0;
-}
-
-/* num's value as a double, what strtod gives. 0, or -1 (ENOMEM, noted in
- * ps). */
-static int real_of(parse_t *ps, num_t *num)
-{
-    if (!num->pending || !fast_real(num))
-        return 0;
-    return strtod_text(ps, num);
-}
-
-static inline int is_digit(const char *p, const char *e)
-{
-    return p < e && (unsigned char)(*p - '0') < 10;
-}
-
-/* Read the number at p (a '-' or a digit) into *num, by the JSON grammar
- * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. An integer is converted
- * here; a real's double is left to real_of (strtod is slow, and most reals
- * are only range-checked or kept as text), unless it might overflow, which
- * makes the whole body bad. Returns the position past it, or NULL
- * (recorded). */
-static inline __attribute__((always_inline)) const char *lex_number(parse_t *ps, const char *p,
-                                                                    num_t *num)
-{
-    const char *t = p, *e = ps->body + ps->len;
-    uint64_t m = 0;
-    uint32_t nd = 0, nf = 0;
-    int32_t ex = 0;
-    int exp = 0, neg = 0;
-
-    p += *p == '-';
-    if (!is_digit(p, e))
-        return bad_at(ps, t, p == t ? WANT_VALUE : "invalid number: a digit must follow '-'");
-    /* m takes every digit: past 19 it wraps, and num_t says it is unused. */
-    if (*p == '0') {
-        p++;
-        nd = 1;
-    } else {
-        const char *d = p;
-        for (; is_digit(p, e); p++)
-            m = m * 10 + (uint64_t)(*p - '0');
-        nd = (uint32_t)(p - d);
-    }
-    num->ip = m;
-    if (p < e && *p == '.') {
-        const char *d = ++p;
-        for (; is_digit(p, e); p++)
-            m = m * 10 + (uint64_t)(*p - '0');
-        if (!(nf = (uint32_t)(p - d)))
-            return bad_at(ps, t, "invalid number: a digit must follow '.'");
-    }
-    if (p < e && (*p == 'e' || *p == 'E')) {
-        exp = 1;
-        p++;
-        if (p < e && (*p == '+' || *p == '-'))
-            neg = *p++ == '-';
-        if (!is_digit(p, e))
-            return bad_at(ps, t, "invalid number: its exponent has no digit");
-        for (; is_digit(p, e); p++)
-            if (ex < 100000)
-                ex = ex * 10 + (*p - '0');
-        if (neg)
-            ex = -ex;
-    }
-    num->t = t;
-    num->n = (size_t)(p - t);
-    num->m = m;
-    num->nd = nd;
-    num->nf = nf;
-    num->ex = ex;
-    num->big = 0;
-    num->is_int = !nf && !exp;
-    if (!num->is_int) {
-        num->pending = 1;
-        if (may_overflow(num)) {
-            if (strtod_text(ps, num))
-                return NULL;
-            if (isinf(num->d)) {
-                body_bad(ps, "real number overflow");
-                return NULL;
-            }
-        }
-    } else if (nd > 19 || m > (uint64_t)INT64_MAX + (t[0] == '-')) {
-        num->big = 1;
-    } else {
-        num->i = t[0] == '-' ? (int64_t)(0 - m) : (int64_t)m;
-    }
-    return p;
-}
-
 /* ---- time values ------------------------------------------------------- */
 
-/* Unix seconds written d+.d{1,6} with fewer than 2^33 whole seconds, to
- * nanoseconds, exactly: the common case, and what real_to_ns gives for it
- * (see there). Returns 0, or -1 for anything else. */
-static int text_to_ns(const num_t *num, int64_t *ns)
-{
-    static const int64_t p10[] = {1, 10, 100, 1000, 10000, 100000, 1000000};
-    int64_t s = (int64_t)num->ip, us;
-
-    /* Nothing but digits, a point and digits: no exponent. */
-    if (num->is_int || num->n != num->nd + num->nf + 1 + (num->t[0] == '-') || num->nd > 10 ||
-        num->nf > 6 || s >= ((int64_t)1 << 33))
-        return -1;
-    us = (int64_t)(num->m - num->ip * (uint64_t)p10[num->nf]) * p10[6 - num->nf];
-    *ns = (s * 1000000 + us) * 1000;
-    if (num->t[0] == '-')
-        *ns = -*ns;
-    return 0;
-}
-
-static int on_time(parse_t *ps, int kind, num_t *num, const char *s, size_t n)
+static int on_time(parse_t *ps, int kind, gw_json_num_t *num, const char *s, size_t n)
 {
     int64_t *ns = &ps->pt.time_ns;
     const char *why;
@@ -972,15 +285,15 @@ static int on_time(parse_t *ps, int kind, num_t *num, const char *s, size_t n)
                 return 1;
             return reject(ps, "time: %" PRId64 " is " TIME_RANGE, num->i);
         }
-        if (!text_to_ns(num, ns))
+        if (!gw_json_text_ns(num, ns))
             return 1;
-        if (real_of(ps, num))
+        if (real_of(&ps->lx, num))
             return 0;
-        if (!real_to_ns(num->d, ns))
+        if (!gw_json_real_ns(num->d, ns))
             return 1;
         return reject(ps, "time: %.17g is " TIME_RANGE, num->d);
     case V_STR:
-        rc = rfc3339_to_ns(s, n, ns, &why);
+        rc = gw_json_rfc3339_ns(s, n, ns, &why);
         if (rc == -2)
             return reject(ps, "time: \"%.*s\" is " TIME_RANGE, show(n), s);
         if (rc)
@@ -996,7 +309,7 @@ static int on_time(parse_t *ps, int kind, num_t *num, const char *s, size_t n)
 
 /* ---- tag and field values ---------------------------------------------- */
 
-static inline __attribute__((always_inline)) int on_tag(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+static inline __attribute__((always_inline)) int on_tag(parse_t *ps, int kind, gw_json_num_t *num, const char *s, size_t n, int b)
 {
     gw_str_t val;
     gw_tag_t *t;
@@ -1013,9 +326,9 @@ static inline __attribute__((always_inline)) int on_tag(parse_t *ps, int kind, n
             /* An integer token is already the text of its value, but "-0". */
             val = num->i == 0 ? GW_STR_LIT("0") : (gw_str_t){num->t, num->n};
         } else {
-            if (real_of(ps, num))
+            if (real_of(&ps->lx, num))
                 return 0;
-            val = (gw_str_t){buf, real_text(num->d, buf, sizeof(buf))};
+            val = (gw_str_t){buf, gw_json_real_text(num->d, buf, sizeof(buf))};
         }
         break;
     case V_BOOL:
@@ -1025,38 +338,38 @@ static inline __attribute__((always_inline)) int on_tag(parse_t *ps, int kind, n
         return reject(ps, "tags.%.*s: %s is not a tag value (string, number or boolean)",
                       show(ps->key.n), ps->key.p, what(kind));
     }
-    if (kind == V_STR && ps->str_nul)
+    if (kind == V_STR && ps->lx.str_nul)
         return reject_nul(ps, "tags.", ps->key, "the value");
     /* Influx has no empty tag values: "" means the tag is absent; after the
      * same key, kept as a mark that drops the earlier value (on_end). */
     if (val.n == 0 && !ps->key_again)
         return 1;
-    if ((val.p == buf ? dup_str(ps, buf, val.n, &val) : keep_str(ps, &val)) ||
+    if ((val.p == buf ? dup_str(&ps->lx, buf, val.n, &val) : keep_str(&ps->lx, &val)) ||
         !(t = run_push(ps, &ps->tags, sizeof(*t))))
-        return no_memory(ps);
+        return out_of_memory(ps);
     t->key = ps->key;
     t->val = val;
-    if (keep_str(ps, &t->key))
-        return no_memory(ps);
+    if (keep_str(&ps->lx, &t->key))
+        return out_of_memory(ps);
     return 1;
 }
 
-static inline __attribute__((always_inline)) int on_field(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+static inline __attribute__((always_inline)) int on_field(parse_t *ps, int kind, gw_json_num_t *num, const char *s, size_t n, int b)
 {
     gw_field_t f = {0}, *fp;
 
     switch (kind) {
     case V_STR:
-        if (ps->str_nul)
+        if (ps->lx.str_nul)
             return reject_nul(ps, "fields.", ps->key, "the value");
         f.type = GW_FIELD_STRING;
         f.v.s = (gw_str_t){s, n};
-        if (keep_str(ps, &f.v.s))
-            return no_memory(ps);
+        if (keep_str(&ps->lx, &f.v.s))
+            return out_of_memory(ps);
         break;
     case V_NUM:
         if (num->big) {
-            if (text_to_u64((gw_str_t){num->t, num->n}, &f.v.u))
+            if (gw_json_text_u64((gw_str_t){num->t, num->n}, &f.v.u))
                 return reject(ps, "fields.%.*s: %.*s is out of range (int64 or uint64)",
                               show(ps->key.n), ps->key.p, show(num->n), num->t);
             f.type = GW_FIELD_UINT;
@@ -1064,7 +377,7 @@ static inline __attribute__((always_inline)) int on_field(parse_t *ps, int kind,
             f.type = GW_FIELD_INT;
             f.v.i = num->i;
         } else {
-            if (real_of(ps, num))
+            if (real_of(&ps->lx, num))
                 return 0;
             f.type = GW_FIELD_FLOAT;
             f.v.f = num->d;
@@ -1083,8 +396,8 @@ static inline __attribute__((always_inline)) int on_field(parse_t *ps, int kind,
         return 1;
     }
     f.key = ps->key;
-    if (keep_str(ps, &f.key) || !(fp = run_push(ps, &ps->fields, sizeof(*fp))))
-        return no_memory(ps);
+    if (keep_str(&ps->lx, &f.key) || !(fp = run_push(ps, &ps->fields, sizeof(*fp))))
+        return out_of_memory(ps);
     *fp = f;
     return 1;
 }
@@ -1099,7 +412,7 @@ static void begin_point(parse_t *ps)
     ps->has_time = 0;
     ps->pkey = K_NONE;
     ps->time_dropped = 0;
-    ps->str_nul = 0;
+    ps->lx.str_nul = 0;
 }
 
 /* The time field of a point is dropped, as InfluxDB does without a word:
@@ -1129,12 +442,12 @@ static int end_point(parse_t *ps)
         note_time_dropped(ps);
     ps->pt.src = ps->index;
     if (!(p = gw_points_push(ps->out)))
-        return no_memory(ps);
+        return out_of_memory(ps);
     *p = ps->pt;
     return 1;
 }
 
-static inline __attribute__((always_inline)) int on_point_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n,
+static inline __attribute__((always_inline)) int on_point_value(parse_t *ps, int kind, gw_json_num_t *num, const char *s, size_t n,
                           frame_t *push)
 {
     switch (ps->pkey) {
@@ -1144,11 +457,11 @@ static inline __attribute__((always_inline)) int on_point_value(parse_t *ps, int
                           what(kind));
         if (n == 0)
             return reject(ps, "series: must not be empty");
-        if (ps->str_nul)
+        if (ps->lx.str_nul)
             return reject_nul(ps, "series", GW_STR_LIT(""), "the name");
         ps->pt.series = (gw_str_t){s, n};
-        if (keep_str(ps, &ps->pt.series))
-            return no_memory(ps);
+        if (keep_str(&ps->lx, &ps->pt.series))
+            return out_of_memory(ps);
         ps->has_series = 1;
         return 1;
     case K_TIME:
@@ -1176,7 +489,7 @@ static inline __attribute__((always_inline)) int on_point_value(parse_t *ps, int
 
 /* Every value goes through here: kind, and its number, string or boolean.
  * Returns 1 to go on, 0 to stop the parse. */
-static inline __attribute__((always_inline)) int on_value(parse_t *ps, int kind, num_t *num, const char *s, size_t n, int b)
+static inline __attribute__((always_inline)) int on_value(parse_t *ps, int kind, gw_json_num_t *num, const char *s, size_t n, int b)
 {
     frame_t *f = FRAME(ps), push = {F_SKIP, kind == V_MAP, 0, 0};
 
@@ -1217,12 +530,12 @@ static inline __attribute__((always_inline)) int on_value(parse_t *ps, int kind,
     default:
         break;
     }
-    if (ps->err)
+    if (ps->lx.err)
         return 0;
     if (kind == V_MAP || kind == V_ARR) {
         frame_t *nf = vec_push(&ps->fr, sizeof(*nf));
         if (!nf)
-            return no_memory(ps);
+            return out_of_memory(ps);
         push.kbase = ps->keys.n;
         *nf = push;
         ps->frame = nf;
@@ -1366,10 +679,10 @@ static inline __attribute__((always_inline)) int on_map_key(parse_t *ps, gw_str_
     int again;
 
     if ((again = key_seen(ps, f, k)) < 0)
-        return no_memory(ps);
+        return out_of_memory(ps);
     if (ps->rejected)
         return 1;
-    if (ps->str_nul)
+    if (ps->lx.str_nul)
         return reject_nul(ps, f->kind == F_TAGS ? "tags" : f->kind == F_FIELDS ? "fields" : "point",
                           GW_STR_LIT(""), "a key");
     switch (f->kind) {
@@ -1408,10 +721,10 @@ static inline __attribute__((always_inline)) int on_map_key(parse_t *ps, gw_str_
 static __attribute__((noinline)) int keep_last(parse_t *ps, run_t *r, size_t size)
 {
     uint32_t n = (uint32_t)((size_t)(r->cur - r->start) / size), bad, k = 0;
-    long kept = gw_keep_last(r->start, n, size, ps->a, NULL, &bad);
+    long kept = gw_keep_last(r->start, n, size, ps->lx.a, NULL, &bad);
 
     if (kept < 0) {
-        no_memory(ps);
+        out_of_memory(ps);
         return -1;
     }
     if (size == sizeof(gw_tag_t)) {
@@ -1446,33 +759,7 @@ static int on_end(parse_t *ps)
             ps->pt.fields = run_take(&ps->fields, sizeof(gw_field_t), &ps->pt.nfields);
         break;
     }
-    return !ps->err;
-}
-
-/* ---- body errors -------------------------------------------------------- */
-
-/* The body is not JSON (the tokenizer or one of our checks said so): one
- * error saying what (why) and where: the line and column (in characters)
- * of byte why_at, and the text from there, echoed safely (utf8.h). */
-static void body_error(const char *body, size_t len, gw_result_t *res, const char *why, size_t why_at)
-{
-    char near[NEAR_SHOW + 4]; /* and "..." */
-    size_t rest;
-    int line, col;
-
-    if (why_at > len)
-        why_at = len;
-    line_col(body, why_at, &line, &col);
-    if (why_at == len) {
-        gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s, at the end of the body",
-                         line, col, why);
-        return;
-    }
-    /* Enough of the body to fill near (which then ends in "..."), not all of it. */
-    rest = len - why_at < 4 * NEAR_SHOW ? len - why_at : 4 * NEAR_SHOW;
-    gw_utf8_echo(near, sizeof(near), body + why_at, rest);
-    gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s, near '%s'", line, col, why,
-                     near);
+    return !ps->lx.err;
 }
 
 /* ---- the body ----------------------------------------------------------- */
@@ -1484,21 +771,50 @@ static void body_error(const char *body, size_t len, gw_result_t *res, const cha
     case '\n':  \
     case '\r'
 
+/* A member's key at p and the ':' after it, white space allowed before
+ * each; why says what was expected when no key is there. The key goes to
+ * on_map_key. Returns the position past the ':', or NULL when the parse
+ * stopped. */
+static inline __attribute__((always_inline)) const char *read_key(parse_t *ps, const char *p, const char *e,
+                                                                  const char *why)
+{
+    gw_str_t s;
+
+    if (p == e || *p != '"') {
+        p = skip_ws(p, e);
+        if (p == e || *p != '"')
+            return bad_at(&ps->lx, p, why);
+    }
+    ps->lx.tok = p;
+    if (!(p = lex_string(&ps->lx, p, &s)) || !on_map_key(ps, s))
+        return NULL;
+    if (p == e || *p != ':') {
+        p = skip_ws(p, e);
+        if (p == e || *p != ':')
+            return bad_at(&ps->lx, p, "expected ':' after a key");
+    }
+    return p + 1;
+}
+
 /* The grammar (RFC 8259) as a loop over the frame stack, calling the
- * handlers above for each token. White space is rare in what clients send,
- * so it is a case of each switch rather than a skip before every token.
- * Returns 0, or -1 when the parse stopped (a body error or ENOMEM, in
- * ps->err). */
+ * handlers above for each token, in three phases: a value, what follows a
+ * value (',', the end of its object or array, or of the body), and an
+ * object's first member; a member's key is read by read_key. White space
+ * is rare in what clients send, so it is a case of each switch rather than
+ * a skip before every token. Returns 0, or -1 when the parse stopped (a body
+ * error or ENOMEM, in ps->lx.err). */
 static int parse_body(parse_t *ps)
 {
-    const char *p = ps->body, *e = p + ps->len, *why;
+    const char *p = ps->lx.body, *e = p + ps->lx.len, *why;
     gw_str_t s;
-    num_t num;
+    gw_json_num_t num;
 
 value:
-    ps->tok = p;
-    if (p == e)
-        goto want_value;
+    ps->lx.tok = p;
+    if (p == e) {
+        why = WANT_VALUE;
+        goto syntax;
+    }
     switch (*p) {
     CASE_WS:
         p = skip_ws(p + 1, e);
@@ -1518,19 +834,18 @@ value:
         }
         goto value;
     case '"':
-        if (!(p = lex_string(ps, p, &s)) || !on_value(ps, V_STR, NULL, s.p, s.n, 0))
+        if (!(p = lex_string(&ps->lx, p, &s)) || !on_value(ps, V_STR, NULL, s.p, s.n, 0))
             return -1;
         break;
     case 't':
     case 'f':
-        if (e - p >= 4 && memcmp(p, "true", 4) == 0) {
+        if (e - p >= 4 && memcmp(p, "true", 4) == 0)
             p += 4;
-        } else if (e - p >= 5 && memcmp(p, "false", 5) == 0) {
+        else if (e - p >= 5 && memcmp(p, "false", 5) == 0)
             p += 5;
-        } else {
+        else
             goto bad_literal;
-        }
-        if (!on_value(ps, V_BOOL, NULL, NULL, 0, *ps->tok == 't'))
+        if (!on_value(ps, V_BOOL, NULL, NULL, 0, *ps->lx.tok == 't'))
             return -1;
         break;
     case 'n':
@@ -1541,7 +856,7 @@ value:
             return -1;
         break;
     default:
-        if (!(p = lex_number(ps, p, &num)) || !on_value(ps, V_NUM, &num, NULL, 0, 0))
+        if (!(p = lex_number(&ps->lx, p, &num)) || !on_value(ps, V_NUM, &num, NULL, 0, 0))
             return -1;
         break;
     }
@@ -1561,8 +876,8 @@ next: /* after a value */
         goto next;
     case ',':
         p++;
-        if (FRAME(ps)->is_map)
-            goto key;
+        if (FRAME(ps)->is_map && !(p = read_key(ps, p, e, "expected a key (a string) after ','")))
+            return -1;
         goto value;
     case '}':
         if (!FRAME(ps)->is_map)
@@ -1587,32 +902,9 @@ first_key: /* just after '{': a key or '}' */
         p++;
         goto close;
     }
-    if (p == e || *p != '"') {
-        why = "expected a key (a string) or '}'";
-        goto syntax;
-    }
-key:
-    if (p == e || *p != '"') {
-        p = skip_ws(p, e);
-        why = "expected a key (a string) after ','";
-        if (p == e || *p != '"')
-            goto syntax;
-    }
-    ps->tok = p;
-    if (!(p = lex_string(ps, p, &s)) || !on_map_key(ps, s))
+    if (!(p = read_key(ps, p, e, "expected a key (a string) or '}'")))
         return -1;
-    if (p == e || *p != ':') {
-        p = skip_ws(p, e);
-        why = "expected ':' after a key";
-        if (p == e || *p != ':')
-            goto syntax;
-    }
-    p++;
     goto value;
-/* The body errors, out of the loop. */
-want_value:
-    why = WANT_VALUE;
-    goto syntax;
 bad_literal:
     why = "invalid literal (true, false or null expected)";
     goto syntax;
@@ -1620,7 +912,7 @@ want_more:
     why = FRAME(ps)->is_map ? "expected ',' or '}' after a value in an object"
                             : "expected ',' or ']' after a value in an array";
 syntax:
-    body_bad_at(ps, p, why);
+    bad_at(&ps->lx, p, why);
     return -1;
 }
 
@@ -1630,8 +922,8 @@ syntax:
 int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
                   gw_points_t *out, gw_result_t *res)
 {
-    parse_t ps = {.body = body, .len = len, .a = a, .res = res, .out = out, .now_ns = now_ns,
-                  .top = -1};
+    parse_t ps = {.lx = {.body = body, .len = len, .a = a}, .res = res, .out = out,
+                  .now_ns = now_ns, .top = -1};
     gw_result_t res0 = *res; /* to forget per-point errors if the body is bad */
     uint32_t n0 = out->n;     /* to drop this body's points if it is bad */
     frame_t *top;
@@ -1649,13 +941,13 @@ int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
     *top = (frame_t){F_TOP, 0, 0, 0};
     ps.frame = top;
     if (parse_body(&ps)) {
-        if (ps.err < 0) {
-            rc = ps.err;
+        if (ps.lx.err < 0) {
+            rc = ps.lx.err;
             goto done;
         }
         out->n = n0;
         *res = res0;
-        body_error(body, len, res, ps.why, ps.why_at);
+        gw_json_body_error(body, len, res, ps.lx.why, ps.lx.why_at);
         goto done;
     }
     if (ps.top >= 0)
@@ -1674,9 +966,9 @@ done:
 /* Skip the value at p, up to the ',' or '}' after it at the level where it
  * began, which is returned (NULL at the end or a bad string). Strings are
  * read whole, so their brackets and commas do not count. */
-static const char *skip_value(parse_t *ps, const char *p)
+static const char *skip_value(gw_json_lex_t *lx, const char *p)
 {
-    const char *e = ps->body + ps->len;
+    const char *e = lx->body + lx->len;
     gw_str_t s;
     int depth = 0;
 
@@ -1685,7 +977,7 @@ static const char *skip_value(parse_t *ps, const char *p)
         if (p == e)
             return NULL;
         if (*p == '"') {
-            if (!(p = lex_string(ps, p, &s)))
+            if (!(p = lex_string(lx, p, &s)))
                 return NULL;
             continue;
         }
@@ -1699,23 +991,23 @@ static const char *skip_value(parse_t *ps, const char *p)
 
 int gw_json_member_string(const char *doc, size_t len, const char *key, gw_arena_t *a, gw_str_t *out)
 {
-    parse_t ps = {.body = doc, .len = len, .a = a};
+    gw_json_lex_t lx = {.body = doc, .len = len, .a = a};
     const char *e = doc + len, *p = skip_ws(doc, e);
     gw_str_t want = {key, strlen(key)}, k;
 
     if (p == e || *p != '{')
         return -1;
     for (p = skip_ws(p + 1, e); p < e && *p == '"'; p = skip_ws(p + 1, e)) {
-        if (!(p = lex_string(&ps, p, &k)))
+        if (!(p = lex_string(&lx, p, &k)))
             break;
         p = skip_ws(p, e);
         if (p == e || *p != ':')
             break;
         p = skip_ws(p + 1, e);
         if (p < e && *p == '"' && gw_str_eq(k, want))
-            return lex_string(&ps, p, out) ? 0 : ps.err < 0 ? ps.err : -1;
-        if (!(p = skip_value(&ps, p)) || *p != ',')
+            return lex_string(&lx, p, out) ? 0 : lx.err < 0 ? lx.err : -1;
+        if (!(p = skip_value(&lx, p)) || *p != ',')
             break;
     }
-    return ps.err < 0 ? ps.err : -1;
+    return lx.err < 0 ? lx.err : -1;
 }
