@@ -105,9 +105,11 @@ static const option_t options[] = {
            "points in one request body (413 beyond)"),
     SIZE("listen.max_line_bytes", listen.max_line_bytes, KIB, GIB, "1MiB",
          "longest line of a line-protocol body (413 beyond)"),
-    UINT32("listen.max_tags", listen.max_tags, 1, 65535, "256",
+    /* The defaults refuse no point InfluxDB stores: its 64 KiB series key
+     * holds at most about 16,000 tags (docs/compatibility.md). */
+    UINT32("listen.max_tags", listen.max_tags, 1, 65535, "65535",
            "tags of one point; a point with more is rejected (400)"),
-    UINT32("listen.max_fields", listen.max_fields, 1, 65535, "1024",
+    UINT32("listen.max_fields", listen.max_fields, 1, 65535, "65535",
            "fields of one point; a point with more is rejected (400)"),
     SIZE("listen.max_key_bytes", listen.max_key_bytes, 64, 64 * KIB, "1KiB",
          "longest series name, tag key or field key; a point with a longer one is rejected"),
@@ -357,7 +359,7 @@ static void put_expectation(gw_buf_t *b, const option_t *o)
         put_size(b, o->min);
         gw_buf_printf(b, " and ");
         put_size(b, o->max);
-        gw_buf_printf(b, " (bytes, or a whole number with k/K/KiB, M/MiB or G/GiB)");
+        gw_buf_printf(b, " (bytes, or a whole number with KiB, MiB, GiB, TiB or kB, MB, GB, TB)");
         break;
     case OPT_SECONDS:
         gw_buf_printf(b, "must be a number of seconds between ");
@@ -479,19 +481,21 @@ static int parse_decimal(const char *s, double *out)
     return errno || *end || !isfinite(*out) ? -1 : 0;
 }
 
-/* Bytes: a whole number, optionally followed by a binary suffix. k, M and G
- * are 1024-based like their KiB, MiB and GiB spellings; "MB" is refused
- * rather than guessed. */
+/* Bytes: a whole number, optionally followed by a unit: KiB, MiB, GiB and
+ * TiB (k, K, M, G and T are the same) are powers of 1024; kB, MB, GB and TB
+ * (SI, as disks and networks count) are powers of 1000. "KB", which means
+ * either, is refused rather than guessed. */
 static int parse_size(const char *s, unsigned long long *out)
 {
     static const struct {
         const char *suffix;
         unsigned long long mult;
     } units[] = {
-        {"", 1},
-        {"k", 1ULL << 10}, {"K", 1ULL << 10}, {"KiB", 1ULL << 10},
-        {"M", 1ULL << 20}, {"MiB", 1ULL << 20},
-        {"G", 1ULL << 30}, {"GiB", 1ULL << 30},
+        {"", 1},           {"B", 1},
+        {"k", 1ULL << 10}, {"K", 1ULL << 10}, {"KiB", 1ULL << 10}, {"kB", 1000ULL},
+        {"M", 1ULL << 20}, {"MiB", 1ULL << 20}, {"MB", 1000000ULL},
+        {"G", 1ULL << 30}, {"GiB", 1ULL << 30}, {"GB", 1000000000ULL},
+        {"T", 1ULL << 40}, {"TiB", 1ULL << 40}, {"TB", 1000000000000ULL},
     };
     unsigned long long n;
     char *end;

@@ -44,6 +44,7 @@ enum route {
     R_HEALTH,
     R_METRICS,  /* GET /metrics: Prometheus */
     R_DEBUG,    /* POST /v1/debug/transform */
+    R_READ,     /* InfluxDB's query paths: 404 saying where to query */
 };
 
 struct gw_http {
@@ -121,6 +122,8 @@ static const struct {
     {"/health", R_HEALTH, "GET, HEAD"},
     {"/metrics", R_METRICS, "GET, HEAD"},
     {"/v1/debug/transform", R_DEBUG, "POST"},
+    {"/query", R_READ, ""},
+    {"/api/v2/query", R_READ, ""},
 };
 
 /* ------------------------------------------------------------------ answers */
@@ -166,13 +169,13 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const c
 static const char nomem_json[] = "{\"error\":\"out of memory while answering\"}";
 
 /* The JSON text of obj (consumed), malloc'd; NULL on ENOMEM. For the 2.x
- * endpoint an error is also given as {"code", "message"}, which 2.x
- * clients read. */
+ * endpoint (and the query paths, which 2.x clients ask too) an error is
+ * also given as {"code", "message"}, which 2.x clients read. */
 static char *json_text(unsigned status, json_t *obj, enum route route)
 {
     char *text;
 
-    if (route == R_WRITE_V2 && json_object_get(obj, "error")) {
+    if ((route == R_WRITE_V2 || route == R_READ) && json_object_get(obj, "error")) {
         json_object_set_new(obj, "code", json_string(status == 413 ? "request too large"
                                                      : status == 401 ? "unauthorized"
                                                      : status == 404 ? "not found"
@@ -403,6 +406,20 @@ static json_t *result_json(const gw_result_t *res, const char *prefix)
     return o;
 }
 
+/* A body that starts with gzip's magic bytes and was not inflated (or was,
+ * and is gzip again) is no line protocol (the second byte is no UTF-8 a
+ * series may start with) and no JSON: 415 saying what to send. 0, or 1
+ * once the answer is queued (in *ret). */
+static int refuse_gzipped(struct MHD_Connection *c, const req_t *r, const char *body, size_t len,
+                          enum MHD_Result *ret)
+{
+    if (len < 2 || (unsigned char)body[0] != 0x1f || (unsigned char)body[1] != 0x8b)
+        return 0;
+    *ret = answer_error(c, 415, r->route,
+                        "body looks gzip-compressed: send Content-Encoding: gzip with it (and compress it once)");
+    return 1;
+}
+
 /* What ingest and the debug transform do first: ?precision= of a line-
  * protocol body into in->ns_per_unit, and the body itself or, with
  * Content-Encoding: gzip, its inflation into *inflated (the caller frees
@@ -425,7 +442,7 @@ static int prepare_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_ing
         return 1;
     }
     if (!enc || strcasecmp(enc, "gzip") != 0)
-        return 0;
+        return refuse_gzipped(c, r, *body, *len, ret);
     rc = gunzip(&r->body, inflated, h->cfg->listen.max_body_bytes, &room);
     if (rc == INFLATE_LARGE)
         *ret = answer_error(c, 413, r->route, "body: larger than listen.max_body_bytes (%zu) after gzip inflation",
@@ -438,11 +455,43 @@ static int prepare_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_ing
         return 1;
     *body = inflated->data ? inflated->data : "";
     *len = inflated->len;
-    return 0;
+    return refuse_gzipped(c, r, *body, *len, ret);
 }
 
 static size_t count_points(int format, const char *p, size_t n, size_t cap);
 static void worker_release(gw_http_t *h);
+
+/* A body refused whole whose first byte says it is of the other format
+ * (JSON starts with '{' or '['; line protocol seldom does, and is then
+ * read as such): res's message becomes what to do, then why. */
+static void hint_format(gw_result_t *res, int format, const char *body, size_t len)
+{
+    const char *hint = NULL;
+    char msg[2 * sizeof(res->err_msg) + 128];
+    size_t i = 0;
+    int json;
+
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i == len)
+        return;
+    json = body[i] == '{' || body[i] == '[';
+    if (format == GW_FMT_LINEPROTO && json)
+        hint = "body looks like JSON: POST it to /v1/points with Content-Type: application/json; as line protocol";
+    else if (format == GW_FMT_JSON && !json)
+        hint = "body looks like line protocol: POST it to /write or /api/v2/write; as JSON";
+    if (!hint)
+        return;
+    if (res->err_kind == GW_WHERE_BODY)
+        snprintf(msg, sizeof(msg), "%s, %s", hint, res->err_msg);
+    else
+        snprintf(msg, sizeof(msg), "%s, %s %u: %s", hint, res->err_kind == GW_WHERE_LINE ? "line" : "index",
+                 res->err_where, res->err_msg);
+    i = strlen(msg) < sizeof(res->err_msg) ? strlen(msg) : sizeof(res->err_msg) - 1;
+    memcpy(res->err_msg, msg, i); /* cut: answers cut it between characters */
+    res->err_msg[i] = '\0';
+    res->err_kind = GW_WHERE_BODY;
+}
 
 /* Before a body (len bytes, as the pipeline will read it) is parsed: one
  * with more points than listen.max_points is refused (413), and the memory
@@ -522,6 +571,8 @@ static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t
     gw_pipeline_count_accepted(w);
     if (!res.has_error)
         return answer(c, 204, "", 0, NULL);
+    if (!res.accepted)
+        hint_format(&res, in->format, body, len);
     ret = answer_json(c, 400, result_json(&res, res.accepted ? "partial write: " : ""), r->route);
     return ret;
 }
@@ -768,6 +819,27 @@ done:
     return ret;
 }
 
+/* InfluxDB's query paths: luagw takes writes only, so 404, saying where
+ * the points are read (the configured InfluxDB). */
+static enum MHD_Result answer_read_elsewhere(gw_http_t *h, struct MHD_Connection *c, const char *url)
+{
+    const gw_config_t *cfg = h->cfg;
+    const char *host = cfg->monitoring.host;
+    int v6 = strchr(host, ':') != NULL && host[0] != '[';
+    char e[200], where[600];
+
+    if (cfg->monitoring.version == 2)
+        snprintf(where, sizeof(where), "organization \"%s\", bucket \"%s\"", cfg->monitoring.organization,
+                 cfg->monitoring.bucket);
+    else
+        snprintf(where, sizeof(where), "database \"%s\"", cfg->monitoring.database);
+    return answer_error(c, 404, R_READ,
+                        "path: %s: luagw takes writes only (POST /write, /api/v2/write, /v1/points); query "
+                        "InfluxDB at %s://%s%s%s:%d (%s)",
+                        ECHO(e, url), cfg->monitoring.use_ssl ? "https" : "http", v6 ? "[" : "", host,
+                        v6 ? "]" : "", cfg->monitoring.port, where);
+}
+
 /* The route of url, and the methods it allows; R_NONE when unknown. */
 static enum route route_of(const char *url, const char **allowed)
 {
@@ -879,6 +951,8 @@ static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char 
     }
     if (route == R_NONE)
         return answer_error(c, 404, R_NONE, "path: %s not found", ECHO(e, url));
+    if (route == R_READ)
+        return answer_read_elsewhere(h, c, url);
     if (probe ? !get : strcmp(method, "POST") != 0)
         return answer_405(c, route, method, url, allowed);
     if (!probe)

@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <float.h>
@@ -71,6 +72,7 @@ enum {
                             written with */
     C_NUL = 0x200,       /* refused in every name and string value */
     C_ODD = 0x400,       /* what only bad_name can judge in a name: \ newline NUL */
+    C_HIGH = 0x800,      /* not ASCII: a series or field key holding one must be UTF-8 */
 };
 
 static const uint16_t cls[256] = {
@@ -81,6 +83,7 @@ static const uint16_t cls[256] = {
     ['"'] = C_STR_ESC | C_NAME_UNESC,
     ['\n'] = C_NL | C_ODD,
     ['\0'] = C_MEAS_STOP | C_KEY_STOP | C_NUL | C_ODD,
+    [0x80 ... 0xFF] = C_HIGH,
 };
 
 static inline int is_digit(char c)
@@ -116,7 +119,7 @@ static inline uint64_t byte_eq(uint64_t w, unsigned char c)
  * the loop unrolls and the tests of cls[] fold away. */
 static inline uint64_t class_mask(uint64_t w, unsigned c)
 {
-    uint64_t m = 0;
+    uint64_t m = c & C_HIGH ? w & HIGHS : 0;
 #pragma GCC unroll 8
     for (size_t i = 0; i < NSPECIALS; i++)
         if (cls[(unsigned char)specials[i]] & c)
@@ -146,7 +149,8 @@ static inline __attribute__((always_inline)) unsigned class_bits(__m128i v, unsi
     for (size_t i = 0; i < NSPECIALS; i++)
         if ((cls[(unsigned char)specials[i]] & c) && !(sp_nul && (specials[i] == ' ' || !specials[i])))
             m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(specials[i])));
-    return (unsigned)_mm_movemask_epi8(m);
+    /* C_HIGH: the bytes' own high bits. */
+    return (unsigned)_mm_movemask_epi8(c & C_HIGH ? _mm_or_si128(m, v) : m);
 }
 #else
 #define VEC 0
@@ -403,6 +407,21 @@ static inline int is_time(gw_str_t s)
     return gw_str_eq(s, GW_STR_LIT("time"));
 }
 
+/* Is s UTF-8 as Go reads it (no overlong forms, no surrogates, nothing
+ * above U+10FFFF)? */
+static int utf8_valid(gw_str_t s)
+{
+    const unsigned char *p = (const unsigned char *)s.p, *e = p + s.n;
+
+    while (p < e) {
+        size_t k = *p < 0x80 ? 1 : gw_utf8_char(p, e);
+        if (!k)
+            return 0;
+        p += k;
+    }
+    return 1;
+}
+
 /* Why name s of kind k cannot be stored faithfully in InfluxDB 1.x, or
  * NULL. The parser refuses such names when it reads them, the encoder when
  * it writes them, with the same words:
@@ -416,7 +435,11 @@ static inline int is_time(gw_str_t s)
  *    is even, and InfluxDB's line splitter (which pairs backslashes) then
  *    takes the space for the end of the series and may join lines;
  *  - a field key with an odd run of backslashes before , space or =:
- *    written, the run is even, the pairs leave the delimiter unescaped. */
+ *    written, the run is even, the pairs leave the delimiter unescaped;
+ *  - a series or field key that is not UTF-8: influxd 1.6.7 stores it, but
+ *    answers 500 when it is the first point of a shard, and cannot open
+ *    the shard after a restart (its field index refuses the name), which
+ *    hides every point of that shard, of every series. */
 static const char *bad_name(gw_str_t s, int kind)
 {
     const char *p = s.p, *e = s.p + s.n;
@@ -427,6 +450,9 @@ static const char *bad_name(gw_str_t s, int kind)
         return "contains a newline";
     if (memchr(s.p, '\0', s.n))
         return "contains a NUL byte";
+    if (kind != N_TAG && !utf8_valid(s))
+        return "is not valid UTF-8 (InfluxDB 1.x cannot open a shard holding such a name "
+               "after a restart)";
     if (e[-1] == '\\')
         return "ends with a backslash";
     while ((p = memchr(p, '\\', (size_t)(e - p))) != NULL) {
@@ -492,35 +518,60 @@ reject(parser_t *ps, const char *at, const char *fmt, ...)
     return 1;
 }
 
+/* What the scanners below saw in a name, in *esc: a backslash (the name
+ * then needs unescaping), or a byte that is not ASCII (when stop holds
+ * C_HIGH: the name must then be UTF-8, which bad_name checks). Stopping at
+ * such bytes costs one more test per name, a point about 1% more. */
+#define ESC_BACKSLASH 1
+#define ESC_HIGH 2
+
 /* Advance over a measurement, tag key or tag value up to the first byte
  * of class stop that no backslash escapes; as InfluxDB's key scanners see
  * it, a backslash escapes the next byte only when that byte would end the
  * name (class escs), so a delimiter right after a backslash never ends it.
- * *esc is set when a backslash was seen (the name then needs unescaping). */
+ * With C_HIGH in stop, a byte that is not ASCII is noted in *esc. */
 static inline const char *scan_name(const char *p, const char *end, const char *lim,
                                     unsigned stop, unsigned escs, int *esc)
 {
     for (;;) {
         p = find_class(p, end, lim, stop);
-        if (p == end || *p != '\\')
+        if (p == end)
             return p;
-        *esc = 1;
+        if (*p != '\\') {
+            if (!(stop & C_HIGH) || (signed char)*p >= 0)
+                return p;
+            *esc |= ESC_HIGH;
+            p++;
+            continue;
+        }
+        *esc |= ESC_BACKSLASH;
         p += p + 1 < end && (cls[(unsigned char)p[1]] & escs) ? 2 : 1;
     }
 }
 
 /* Advance over a field key up to the first byte of class stop outside a
  * pair: InfluxDB's field scanner (scanFields) pairs a backslash with
- * whatever byte follows it. *esc as scan_name. */
+ * whatever byte follows it. *esc and C_HIGH as in scan_name; a byte that
+ * is not ASCII is noted after a backslash too. */
 static inline const char *scan_pairs(const char *p, const char *end, const char *lim,
                                      unsigned stop, int *esc)
 {
     for (;;) {
         p = find_class(p, end, lim, stop);
-        if (p == end || *p != '\\')
+        if (p == end)
             return p;
-        *esc = 1;
-        p = end - p > 2 ? p + 2 : end;
+        if (*p != '\\') {
+            if (!(stop & C_HIGH) || (signed char)*p >= 0)
+                return p;
+            *esc |= ESC_HIGH;
+            p++;
+            continue;
+        }
+        *esc |= ESC_BACKSLASH;
+        if ((stop & C_HIGH) && end - p > 1 && (signed char)p[1] < 0)
+            p++; /* the byte it pairs with is looked at next */
+        else
+            p = end - p > 2 ? p + 2 : end;
     }
 }
 
@@ -1148,13 +1199,13 @@ static int parse_line(parser_t *ps, const char *s)
     ps->ntags = ps->nfields = 0;
 
     /* Measurement and tags. */
-    p = scan_name(p, ps->lend, ps->end, C_MEAS_STOP, C_MEAS_ESC, &esc);
+    p = scan_name(p, ps->lend, ps->end, C_MEAS_STOP | C_HIGH, C_MEAS_ESC, &esc);
     if (p == s)
         return reject(ps, s, "missing measurement");
-    if ((rc = take(ps, s, (size_t)(p - s), esc, C_NAME_UNESC, &series)) ||
+    if ((rc = take(ps, s, (size_t)(p - s), esc & ESC_BACKSLASH, C_NAME_UNESC, &series)) ||
         (esc && (rc = check_name(ps, s, series, N_SERIES))))
         return rc;
-    if (esc)
+    if (esc & ESC_BACKSLASH)
         clean = 0;
     if ((rc = parse_tags(ps, &p, &clean)))
         return rc;
@@ -1178,7 +1229,7 @@ static int parse_line(parser_t *ps, const char *s)
         const char *k = p, *v;
 
         esc = 0;
-        p = scan_pairs(p, ps->lend, ps->end, C_KEY_STOP, &esc);
+        p = scan_pairs(p, ps->lend, ps->end, C_KEY_STOP | C_HIGH, &esc);
         if (p == ps->lend || *p != '=' || p == k) {
             if (p < ps->lend && *p == '\0')
                 return reject(ps, p, "NUL byte in a field key");
@@ -1192,11 +1243,11 @@ static int parse_line(parser_t *ps, const char *s)
             (rc = grow(ps, (void **)&ps->fields, &ps->fcap, sizeof(gw_field_t))))
             return rc;
         f = &ps->fields[ps->nfields];
-        if ((rc = take(ps, k, (size_t)(p - k), esc, C_NAME_UNESC, &f->key)) ||
+        if ((rc = take(ps, k, (size_t)(p - k), esc & ESC_BACKSLASH, C_NAME_UNESC, &f->key)) ||
             (esc && (rc = check_name(ps, k, f->key, N_FIELD))))
             return rc;
         /* A tab after a comma: the encoder refuses it. */
-        if (esc || *k == '\t')
+        if ((esc & ESC_BACKSLASH) || *k == '\t')
             clean = 0;
 
         v = ++p;
@@ -1834,8 +1885,9 @@ static inline __attribute__((always_inline)) char *put_name(char *d, gw_str_t s,
     e = copy_clean(d, s, slow | C_NL | C_NUL);
     if (e)
         return e;
-    /* Most names that need escapes hold no byte bad_name looks at. */
-    if (has_class(s, C_ODD) && bad_name(s, k))
+    /* Most names that need escapes hold no byte bad_name looks at (with
+     * C_HIGH in slow, a byte that is not ASCII is one). */
+    if (has_class(s, C_ODD | (slow & C_HIGH)) && bad_name(s, k))
         return NULL;
     return put_escaped(d, s, escs);
 }
@@ -1935,7 +1987,7 @@ static inline __attribute__((always_inline)) char *put_tag_pair(char *d, const g
 /* "key=value" of field f (the separator is the caller's); NULL likewise. */
 static inline __attribute__((always_inline)) char *put_field_pair(char *d, const gw_field_t *f, unsigned flags)
 {
-    d = put_name(d, f->key, C_KEY_STOP | C_STR_ESC, C_NAME_UNESC, N_FIELD);
+    d = put_name(d, f->key, C_KEY_STOP | C_STR_ESC | C_HIGH, C_NAME_UNESC, N_FIELD);
     if (!d || is_time(f->key) || is_unescapable_blank(f->key.p[0]))
         return NULL;
     *d++ = '=';
@@ -1954,6 +2006,58 @@ static inline int in_line(const gw_point_t *p, const char *s)
 static inline int tag_in_line(const gw_point_t *p, const gw_tag_t *t)
 {
     return in_line(p, t->key.p) && t->val.p == t->key.p + t->key.n + 1;
+}
+
+/* The end of the written name that starts at s: at the first of stops
+ * that no backslash escapes, or at e. */
+static const char *written_name_end(const char *s, const char *e, char stop1, char stop2)
+{
+    while (s < e && *s != stop1 && *s != stop2)
+        s += *s == '\\' ? 2 : 1;
+    return s < e ? s : e;
+}
+
+/* too_long for a line longer than MAX_KEY_LEN. */
+static __attribute__((noinline)) int key_too_long(const gw_point_t *p, const char *l, const char *e,
+                                                  char *err, size_t errlen)
+{
+    char sb[SHOW_MAX + 4], kb[SHOW_MAX + 4];
+    const char *q = written_name_end(l, e, ' ', ' ');
+    size_t key = (size_t)(q - l);
+
+    while (q < e && (*q == ' ' || *q == ',')) {
+        const char *k = q + 1, *v = written_name_end(k, e, '=', '=');
+        if (key + 4 + (size_t)(v - k) > MAX_KEY_LEN) {
+            if (err)
+                snprintf(err, errlen,
+                         "series \"%s\": its series key and field key \"%s\" take %zu bytes, more than "
+                         "InfluxDB's %d",
+                         show(sb, p->series.p, p->series.n), show(kb, k, (size_t)(v - k)),
+                         key + 4 + (size_t)(v - k), MAX_KEY_LEN);
+            return 1;
+        }
+        if (v + 1 < e && v[1] == '"') { /* a string value: to its closing quote */
+            for (q = v + 2; q < e && *q != '"'; q += *q == '\\' ? 2 : 1)
+                ;
+            q++;
+        } else {
+            q = written_name_end(v, e, ',', ' ');
+        }
+        if (q < e && *q == ' ')
+            break; /* the time */
+    }
+    return 0;
+}
+
+/* Is the series key of the encoded line l..e too long for InfluxDB: its
+ * series and tags as written, 4, and a field key as written, more than
+ * MAX_KEY_LEN bytes (models.MaxKeyLength; influxd refuses the point)? 1
+ * with the reason in err (when not NULL), else 0. A line within
+ * MAX_KEY_LEN cannot be: only a JSON point's or a script's long line is
+ * looked at (the parser refuses such a line as it reads it). */
+static inline int too_long(const gw_point_t *p, const char *l, const char *e, char *err, size_t errlen)
+{
+    return (size_t)(e - l) > MAX_KEY_LEN && key_too_long(p, l, e, err, errlen);
 }
 
 /* gw_lp_encode for a point the parser marked GW_LP_CLEAN: its names need
@@ -2030,6 +2134,9 @@ static inline __attribute__((always_inline)) int encode_clean_as(gw_buf_t *out, 
         d = put_i64(d, p->time_ns);
     }
     *d++ = '\n';
+    /* Added tags lengthen the series key, which the parser checked. */
+    if (extra && too_long(p, out->data + out->len, d, NULL, 0))
+        return 1;
     out->len = (size_t)(d - out->data);
     return 0;
 }
@@ -2060,7 +2167,7 @@ static int encode_fast(gw_buf_t *out, gw_point_t *p, unsigned flags)
         return 1;
     /* The series before the tags are sorted: encode_checked leaves them
      * unsorted when it refuses the series. */
-    d = put_name(out->data + start, p->series, C_MEAS_STOP, C_MEAS_ESC, N_SERIES);
+    d = put_name(out->data + start, p->series, C_MEAS_STOP | C_HIGH, C_MEAS_ESC, N_SERIES);
     if (!d || p->series.p[0] == '#' || is_unescapable_blank(p->series.p[0]))
         return 1;
     sort_tags(p);
@@ -2084,6 +2191,8 @@ static int encode_fast(gw_buf_t *out, gw_point_t *p, unsigned flags)
     *d++ = ' ';
     d = put_i64(d, p->time_ns);
     *d++ = '\n';
+    if (too_long(p, out->data + start, d, NULL, 0))
+        return 1;
     out->len = (size_t)(d - out->data);
     return 0;
 }
@@ -2238,6 +2347,8 @@ static int encode_checked(gw_buf_t *out, gw_point_t *p, unsigned flags, char *er
     *d++ = ' ';
     d = put_i64(d, p->time_ns);
     *d++ = '\n';
+    if (too_long(p, out->data + start, d, err, errlen))
+        goto fail;
     out->len = (size_t)(d - out->data);
     return 0;
 

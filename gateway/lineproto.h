@@ -7,7 +7,7 @@
  * there pairs with any byte); string field values `\"` `\\`. A backslash
  * before any other character is literal. Names influxd would not read back
  * as written are refused (lineproto.c, bad_name), and so is a NUL byte in
- * any name or string value. Lines starting with `#` (after optional
+ * any name or string value, and a series or field key that is not UTF-8. Lines starting with `#` (after optional
  * whitespace) and blank lines are skipped. Fields: float (`1`, `-1.5`,
  * `1e3`), integer (`1i`), unsigned (`1u`), string (`"..."`), boolean (t T
  * true True TRUE f F false False FALSE); a field key given twice keeps its

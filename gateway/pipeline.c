@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "schema.h"
 #include "script.h"
+#include "typecheck.h"
 
 /* InfluxDB refuses a point whose series key (measurement and tags,
  * escaped) and a field key, with 4 bytes between, are longer than this
@@ -46,6 +47,7 @@ struct gw_pipeline {
     size_t clean_line_max;         /* a clean line this long holds no name beyond the limits */
     size_t encoded_max;            /* nor an encoded line this long, nor a series key beyond InfluxDB's */
     gw_script_t *scripts; /* owned: this worker's Lua state (follows the published set) */
+    gw_typecheck_t *types; /* owned: the field types of the current request */
     tally_t tally[TALLY_MAX]; /* the current request's points per series */
     uint32_t ntally;
 };
@@ -64,9 +66,11 @@ gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
         return NULL;
     w->arena = gw_arena_create(256 * 1024);
     w->scripts = gw_script_create(NULL);
-    if (!w->arena || !w->scripts) {
+    w->types = gw_typecheck_create();
+    if (!w->arena || !w->scripts || !w->types) {
         gw_arena_destroy(w->arena);
         gw_script_destroy(w->scripts);
+        gw_typecheck_destroy(w->types);
         free(w);
         return NULL;
     }
@@ -334,6 +338,7 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
     int rc, checked;
 
     gw_arena_reset(w->arena);
+    gw_typecheck_reset(w->types);
     w->points.n = 0;
     w->out.len = 0;
     w->nout = 0;
@@ -430,6 +435,14 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
             REJECT(err);
             continue;
         }
+        /* A field another point of this request gave another type: its line is taken back. */
+        if ((rc = gw_typecheck_point(w->types, p, w->lp_flags, kind, err, sizeof(err))) < 0)
+            return rc;
+        if (rc > 0) {
+            w->out.len = start;
+            REJECT(err);
+            continue;
+        }
         if (w->out.len > UINT32_MAX)
             return -ENOMEM; /* bodies are limited far below 4 GiB */
         w->slots[w->nout] = slot;
@@ -463,6 +476,7 @@ void gw_pipeline_destroy(gw_pipeline_t *w)
     if (!w)
         return;
     gw_script_destroy(w->scripts);
+    gw_typecheck_destroy(w->types);
     gw_arena_destroy(w->arena);
     gw_points_free(&w->points);
     gw_buf_free(&w->out);

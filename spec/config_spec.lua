@@ -73,8 +73,8 @@ local DEFAULTS = {
   ["listen.address"] = "127.0.0.1", ["listen.port"] = 8080, ["listen.threads"] = 2,
   ["listen.max_body_bytes"] = 16 * 1024 * 1024, ["listen.connection_timeout"] = 30,
   ["listen.max_connections"] = 1024, ["listen.max_header_bytes"] = 32 * 1024,
-  ["listen.max_points"] = 1000000, ["listen.max_line_bytes"] = 1024 * 1024, ["listen.max_tags"] = 256,
-  ["listen.max_fields"] = 1024, ["listen.max_key_bytes"] = 1024, ["listen.max_value_bytes"] = 64 * 1024,
+  ["listen.max_points"] = 1000000, ["listen.max_line_bytes"] = 1024 * 1024, ["listen.max_tags"] = 65535,
+  ["listen.max_fields"] = 65535, ["listen.max_key_bytes"] = 1024, ["listen.max_value_bytes"] = 64 * 1024,
   ["monitoring.storage_type"] = "influx", ["monitoring.version"] = 1,
   ["monitoring.host"] = "127.0.0.1", ["monitoring.port"] = 8086, ["monitoring.use_ssl"] = false,
   ["monitoring.database"] = "luna_monitoring", ["monitoring.rp"] = "", ["monitoring.user"] = "",
@@ -354,17 +354,21 @@ describe("value types", function()
       ["1024"] = 1024, ["4096"] = 4096, ["1k"] = 1024, ["1K"] = 1024, ["1KiB"] = 1024,
       ["16M"] = 16 * 2 ^ 20, ["16MiB"] = 16 * 2 ^ 20, ["1G"] = 2 ^ 30, ["1GiB"] = 2 ^ 30,
       ['"512 KiB"'] = 512 * 1024, ['"10MiB"'] = 10 * 2 ^ 20,
+      -- SI units, powers of 1000
+      ["16MB"] = 16000000, ["2000kB"] = 2000000, ["1GB"] = 1000000000, ["4096B"] = 4096,
     }
     for text, want in pairs(cases) do
       -- (max_line_bytes: same bounds as max_body_bytes, and no rule beside it)
       assert.are.equal(want, one("listen", "max_line_bytes", text), text)
     end
+    assert.are.equal(16000000, one("listen", "max_body_bytes", "16MB"))
   end)
 
-  it("size: rejects decimal units, fractions, and values out of 1KiB..1GiB", function()
-    local want = "must be a size between 1KiB and 1GiB (bytes, or a whole number with k/K/KiB, M/MiB or G/GiB), got "
-    for _, bad in ipairs { "1023", "2GiB", "1073741825", "16MB", "16m", "1.5MiB", "-1k", "MiB", "16 MiB x",
-      "99999999999999999999G", "18014398509481984G" } do
+  it("size: rejects KB (1000 or 1024?), fractions, and values out of 1KiB..1GiB", function()
+    local want = "must be a size between 1KiB and 1GiB (bytes, or a whole number with KiB, MiB, GiB, TiB or kB, MB, " ..
+      "GB, TB), got "
+    for _, bad in ipairs { "1023", "2GiB", "1073741825", "1100MB", "16KB", "16mb", "16m", "1.5MiB", "-1k", "MiB",
+      "16 MiB x", "99999999999999999999G", "18014398509481984G", "16777216TB", "1TB" } do
       rejects("listen:\n  max_body_bytes: " .. bad .. "\n", "2:19", "listen.max_body_bytes", want .. '"' .. bad .. '"')
     end
   end)

@@ -276,7 +276,9 @@ describe("delivery under faults", function()
   end)
 
   it("one type-conflicting point in a batch of 5000: 4999 stored, the bad one dead-lettered", function()
-    assert.equal(204, (db:write("conflict,r=0 v=1i 1", "luagw")))
+    -- w is an integer in the shard the points go to: luagw, which sees no
+    -- other type of w in the request (it refuses those itself), cannot know
+    assert.equal(204, (db:write("conflict,r=0 v=1i,w=1i " .. ts(0, 1), "luagw")))
     local dead = os.tmpname()
     finally(function() os.remove(dead) end)
     local gw = luagw.start { influxd = db, config = { monitoring = {
@@ -284,7 +286,7 @@ describe("delivery under faults", function()
     finally(function() gw:destroy() end)
     local lines = {}
     for i = 1, 5000 do
-      lines[i] = i == 2345 and ('conflict,r=1 v="not an integer" %s'):format(ts(1, i))
+      lines[i] = i == 2345 and ('conflict,r=1 w="not an integer" %s'):format(ts(1, i))
         or ("conflict,r=1 v=%di %s"):format(i, ts(1, i))
     end
     local req0 = influx_stats(db).writeReq
@@ -303,20 +305,21 @@ describe("delivery under faults", function()
     assert.is_true(requests <= 1 + 2 * 13, requests .. " write requests")
     local text = proc.read_file(dead)
     assert.matches('^# %d%d%d%d%-%d%d%-%d%dT[^\n]* status=400 reason=refused error="partial write: field type conflict', text)
-    assert.matches('\nconflict,r=1 v="not an integer" ' .. ts(1, 2345) .. "\n$", text)
+    assert.matches('\nconflict,r=1 w="not an integer" ' .. ts(1, 2345) .. "\n$", text)
     assert.matches("influx refused points for good", gw:log())
     row("one type conflict in a batch of 5000", 5000, 5000, 4999,
       ("1 dead-lettered; %d write requests to isolate it"):format(requests))
   end)
 
   it("9000 points alternating a type conflict and a good point: a few requests, not a bisection per point", function()
-    -- v is an integer in the shard the points go to (field types are per shard)
-    assert.equal(204, (db:write("alt,r=0 v=1i " .. ts(0, 1), "luagw")))
+    -- w is an integer in the shard the points go to (field types are per
+    -- shard), which luagw cannot know
+    assert.equal(204, (db:write("alt,r=0 v=1i,w=1i " .. ts(0, 1), "luagw")))
     local gw = luagw.start { influxd = db, config = { monitoring = { batch_size = 5000, flushing_period = 0.2 } } }
     finally(function() gw:destroy() end)
     local lines = {}
     for i = 1, 9000 do
-      lines[i] = i % 2 == 1 and ('alt,r=1 v="s%d" %s'):format(i, ts(1, i)) or ("alt,r=1 v=%di %s"):format(i, ts(1, i))
+      lines[i] = i % 2 == 1 and ('alt,r=1 w="s%d" %s'):format(i, ts(1, i)) or ("alt,r=1 v=%di %s"):format(i, ts(1, i))
     end
     local req0 = influx_stats(db).writeReq
     local t0 = socket.gettime()
@@ -633,11 +636,13 @@ describe("delivery under faults", function()
     finally(function() f2:stop() end)
     local gw = luagw.start { fake2 = f2, config = { monitoring = { batch_size = 1000, flushing_period = 0.2 } } }
     finally(function() gw:destroy() end)
-    assert.equal(204, (gw:post("/write", "p422,r=0 v=1i " .. ts(0, 1))))
+    assert.equal(204, (gw:post("/write", "p422,r=0 v=1i,w=1i " .. ts(0, 1))))
     assert.is_true(wait(function() return #f2:lines() == 1 end, 10))
     local lines = {}
     for i = 1, 1000 do
-      lines[i] = i == 700 and ('p422,r=1 v="x" %s'):format(ts(1, i)) or ("p422,r=1 v=%di %s"):format(i, ts(1, i))
+      -- (w is an integer already: luagw, which sees no other type of it in
+      -- the request, cannot know)
+      lines[i] = i == 700 and ('p422,r=1 w="x" %s'):format(ts(1, i)) or ("p422,r=1 v=%di %s"):format(i, ts(1, i))
     end
     assert.equal(204, (gw:post("/write", table.concat(lines, "\n"))))
     assert.is_true(wait(function() return health(gw).points.dropped == 1 end, 10))

@@ -126,11 +126,94 @@ describe("answers to bytes that are not UTF-8", function()
   end)
 
   it("a series name that is not UTF-8 leaves /metrics readable", function()
+    -- line protocol refuses such a series (InfluxDB 1.x cannot open its
+    -- shard after a restart); a script may still make one, which the
+    -- encoder refuses, and /metrics counts
     local st = raw(gw, request("POST", "/write", AUTH, "bytes\xff\xc3\xa9 v=1"))
-    assert.equal(204, st)
-    local _, _, body = raw(gw, request("GET", "/metrics"))
+    assert.equal(400, st)
+    local dir = require("support.proc").tmpdir("luagw-scripts")
+    local f = assert(io.open(dir .. "/renamed.lua", "w"))
+    f:write([[return function(p) p.series = "bytes\255\195\169"; return p end]])
+    f:close()
+    local sgw = luagw.start { config = { scripts = { dir = dir }, monitoring = { shutdown_timeout = 0 } } }
+    finally(function() sgw:destroy() end)
+    st = raw(sgw, request("POST", "/write", "", "renamed v=1"))
+    assert.equal(400, st)
+    local _, _, body = raw(sgw, request("GET", "/metrics"))
     assert.is_truthy(body:find('luagw_series_points_received_total{series="bytes\\\\xffé"} 1', 1, true))
     assert.is_nil(body:find("\xff", 1, true))
+  end)
+end)
+
+describe("answers that say what to do", function()
+  local gw, gw2
+  lazy_setup(function()
+    gw = start()
+    gw2 = luagw.start { config = { monitoring = { version = 2, host = "::1", port = 8099, use_ssl = true,
+      organization = "luna-org", bucket = "b", token = "t", shutdown_timeout = 0 } } }
+  end)
+  lazy_teardown(function()
+    if gw then gw:destroy() end
+    if gw2 then gw2:destroy() end
+  end)
+
+  it("InfluxDB's query paths: 404 naming the InfluxDB to query, whatever the method", function()
+    local st, h, body = raw(gw, request("GET", "/query?q=SHOW%20DATABASES"))
+    assert.equal(404, st)
+    assert.equal('path: /query: luagw takes writes only (POST /write, /api/v2/write, /v1/points); query ' ..
+      ('InfluxDB at http://127.0.0.1:%d (database "luna_monitoring")'):format(gw.config.monitoring.port),
+      json_error(st, h, body).error)
+    st, h, body = raw(gw2, request("POST", "/api/v2/query?org=o", "", '{"query":"from(bucket:\\"b\\")"}'))
+    assert.equal(404, st)
+    local t = json_error(st, h, body)
+    assert.equal('path: /api/v2/query: luagw takes writes only (POST /write, /api/v2/write, /v1/points); query ' ..
+      'InfluxDB at https://[::1]:8099 (organization "luna-org", bucket "b")', t.error)
+    assert.same({ "not found", t.error }, { t.code, t.message }) -- what 2.x clients read
+    st = raw(gw, request("POST", "/query", "", "q=SHOW%20DATABASES"))
+    assert.equal(404, st)
+    st = raw(gw, request("GET", "/queryx"))
+    assert.equal(404, st)
+  end)
+
+  it("a gzip body without Content-Encoding: 415 saying to send it", function()
+    local function gzip(times)
+      local od = io.popen("printf 'm v=1\\n'" .. (" | gzip"):rep(times) .. " | od -An -v -tu1"):read("*a")
+      local bytes = {}
+      for n in od:gmatch("%d+") do bytes[#bytes + 1] = string.char(tonumber(n)) end
+      return table.concat(bytes)
+    end
+    local gz = gzip(1)
+    for _, path in ipairs { "/write", "/api/v2/write", "/v1/points" } do
+      local st, h, body = raw(gw, request("POST", path, AUTH, gz))
+      assert.equal(415, st, path)
+      assert.equal("body looks gzip-compressed: send Content-Encoding: gzip with it (and compress it once)",
+        json_error(st, h, body).error)
+    end
+    local st = raw(gw, request("POST", "/write", AUTH .. "Content-Encoding: gzip\r\n", gz))
+    assert.equal(204, st)
+    -- compressed twice
+    st = raw(gw, request("POST", "/write", AUTH .. "Content-Encoding: gzip\r\n", gzip(2)))
+    assert.equal(415, st)
+  end)
+
+  it("JSON posted to /write and line protocol to /v1/points: 400 saying where to post it, then why", function()
+    local st, h, body = raw(gw, request("POST", "/write", AUTH, '{"series":"m","time":1700001600}'))
+    assert.equal(400, st)
+    local t = json_error(st, h, body)
+    assert.equal('body looks like JSON: POST it to /v1/points with Content-Type: application/json; as line ' ..
+      'protocol, line 1: column 15: tag ""time":1700001600}": missing "="', t.error)
+    assert.same({ 0, 1 }, { t.accepted, t.rejected })
+    st, h, body = raw(gw, request("POST", "/v1/points", AUTH .. "Content-Type: application/json\r\n",
+      "requests,a=b v=1 1\n"))
+    assert.equal(400, st)
+    assert.equal("body looks like line protocol: POST it to /write or /api/v2/write; as JSON, invalid JSON at " ..
+      "line 1 column 8: invalid token near 'requests'", json_error(st, h, body).error)
+    -- line protocol that starts like JSON is stored, and its errors are its own
+    st = raw(gw, request("POST", "/write", AUTH, "[m] v=1\n{m} v=2\n"))
+    assert.equal(204, st)
+    st, h, body = raw(gw, request("POST", "/write", AUTH, "[m] v=1\n[m v\n"))
+    assert.equal(400, st)
+    assert.matches("^partial write: line 2: ", json_error(st, h, body).error)
   end)
 end)
 

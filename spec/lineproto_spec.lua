@@ -479,6 +479,31 @@ describe("gw_lp_parse", function()
       end
       assert.are.same({ f = 1 }, one("\0m \0f=1 \0").fields)
     end)
+
+    it("refuses a series or field key that is not UTF-8, and takes any bytes in tags and strings", function()
+      local why = "is not valid UTF-8 (InfluxDB 1.x cannot open a shard holding such a name after a restart)"
+      for _, c in ipairs({
+        { "m\255 v=1", 'column 1: series "m\255" ' .. why },
+        { "abc\195 v=1", 'column 1: series "abc\195" ' .. why },           -- cut short
+        { "m\192\128 v=1", 'column 1: series "m\192\128" ' .. why },        -- overlong
+        { "m\237\160\128 v=1", 'column 1: series "m\237\160\128" ' .. why }, -- a surrogate
+        { "m\244\144\128\128 v=1", 'column 1: series "m\244\144\128\128" ' .. why }, -- beyond U+10FFFF
+        { "m\\,x\255 v=1", 'column 1: series "m,x\255" ' .. why },      -- unescaped
+        { "m,t=a \255=1", 'column 7: field key "\255" ' .. why },
+        { "m v=1,w\\\255=1", 'column 7: field key "w\\\255" ' .. why }, -- a backslash pairs with it
+        { "m v=1,\195\169\255=1", 'column 7: field key "\195\169\255" ' .. why },
+      }) do
+        assert.are.equal(c[2], bad(c[1]))
+      end
+      -- valid UTF-8 anywhere, and any bytes in tags and string values
+      local p = one("m\195\169\\\226\130\172,t\255=\254 f\\\195\169=\"\255\",\240\159\152\128=1i")
+      assert.are.equal("m\195\169\\\226\130\172", p.series)
+      assert.are.same({ ["t\255"] = "\254" }, p.tags)
+      assert.are.same({ ["f\\\195\169"] = "\255", ["\240\159\152\128"] = 1LL }, p.fields)
+      -- past 16 bytes, where the scan goes a block at a time
+      assert.are.equal(('x'):rep(20) .. "\195\169", one(('x'):rep(20) .. "\195\169 v=1").series)
+      assert.are.equal('column 1: series "' .. ('x'):rep(20) .. '\255" ' .. why, bad(('x'):rep(20) .. "\255 v=1"))
+    end)
   end)
 
   describe("timestamps", function()
@@ -931,6 +956,10 @@ describe("gw_lp_encode", function()
       { "field key with three backslashes before =", { fields = { { "a\\\\\\=", "int", 1LL } } }, [[series "m": field key "a\\\=" has an odd run of backslashes before ',', ' ' or '=' (InfluxDB 1.x would read another key)]] },
       { "NUL in a tag value", { tags = { { "t", "a\0" } } }, 'series "m": value of tag "t" contains a NUL byte' },
       { "NUL in a string value", { fields = { { "s", "string", "a\0b" } } }, 'series "m": field "s": the string contains a NUL byte' },
+      { "series key too long with a field key", { tags = { { "t", ("v"):rep(65530) } } }, [[series "m": its series key and field key "f" take 65539 bytes, more than InfluxDB's 65535]] },
+      { "series key too long with a long escaped field key", { tags = { { "t", ("v"):rep(65000) } }, fields = { { "g", "int", 1LL }, { ("a b"):rep(200), "string", "x y" } } }, [[series "m": its series key and field key "a\ ba\ ba\ ba\ ba\ ba\ ba\ ba\ ba\ ba\ b..." take 65808 bytes, more than InfluxDB's 65535]] },
+      { "series that is not UTF-8", { series = "m\255" }, 'series "m\255" is not valid UTF-8 (InfluxDB 1.x cannot open a shard holding such a name after a restart)' },
+      { "field key that is not UTF-8", { fields = { { "f\192\175", "int", 1LL } } }, 'series "m": field key "f\192\175" is not valid UTF-8 (InfluxDB 1.x cannot open a shard holding such a name after a restart)' },
       { "unknown type", { fields = { { "f", 9, nil } } }, 'series "m": field "f" has unknown type 9' },
       { "time beyond InfluxDB's range", { time = 9223372036854775807LL }, 'series "m": time 9223372036854775807 is outside InfluxDB\'s range' },
       { "time below InfluxDB's range", { time = -9223372036854775807LL }, 'series "m": time -9223372036854775807 is outside InfluxDB\'s range' },
@@ -947,6 +976,15 @@ describe("gw_lp_encode", function()
         lib.gw_buf_free(out)
       end)
     end
+
+    it("writes a series key of InfluxDB's 65535 bytes at most, with each field key", function()
+      local rc, text = encode(mkpoint({ tags = { { "t", ("v"):rep(65526) } }, fields = { { "f", "string", ("s"):rep(70000) } } }))
+      assert.are.equal(0, rc)
+      assert.are.equal(65526 + 70000 + 12, #text)
+      -- what the parser says of the same line
+      assert.are.equal("column 65533: series key longer than 65535 bytes",
+        bad("m,t=" .. ("v"):rep(65527) .. " f=1"))
+    end)
 
     it("ignores a bad key on a tag it omits for its empty value", function()
       local rc, text = encode(mkpoint({ tags = { { "time", "" }, { "", "" } } }))
@@ -1107,6 +1145,23 @@ describe("gw_lp_encode, clean points", function()
     local _ = keep
     return fast, slow, clean, tail
   end
+
+  it("checks the series key again when a script or a declaration added tags to a clean point", function()
+    local p, _, _, keep = parsed("m,a=1 f=1 1700000000000000000")
+    local tags = ffi.new("gw_tag_t[2]")
+    local long = ("v"):rep(65530)
+    tags[0] = p.tags[0]
+    tags[1].key.p, tags[1].key.n = "t", 1
+    tags[1].val.p, tags[1].val.n = long, #long
+    p.tags, p.ntags, p.lp_clean = tags, 2, bit.bor(p.lp_clean, 4) -- GW_LP_CLEAN_EXTRA
+    local rc, _, msg = encode(p)
+    assert.are.equal(1, rc)
+    assert.are.equal([[series "m": its series key and field key "f" take 65543 bytes, more than InfluxDB's 65535]], msg)
+    tags[1].val.n = 65520 -- within: written with the added tag
+    rc = encode(p)
+    assert.are.equal(0, rc)
+    local _ = { keep, long }
+  end)
 
   it("copies the field set and a nanosecond time, and sorts the tags", function()
     local line = 'cpu,zone=b,host=a,Z=c usage=0.5,count=3i,s="x, y=z",up=true,n=false 1700000000000000000'

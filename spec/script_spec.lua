@@ -747,8 +747,9 @@ describe("escape attempts (issue 7): luagw keeps serving, the point follows on_e
     failed(attempt("p.fields = p return p"))
   end)
 
-  it("an enormous returned point: 10000 tags and a 1 MB string field", function()
-    local out = attempt("for i = 1, 10000 do p.tags['t' .. i] = 'v' end p.fields.big = ('x'):rep(1e6) return p",
+  it("an enormous returned point: 5000 tags and a 1 MB string field", function()
+    -- (5000: more would pass InfluxDB's 64 KiB series key, and be refused for it)
+    local out = attempt("for i = 1, 5000 do p.tags['t' .. i] = 'v' end p.fields.big = ('x'):rep(1e6) return p",
       { timeout_ms = 2000 })
     assert.equal(0, #out.errors)
     assert.equal(1000000, #out.points[1].fields.big)
