@@ -17,7 +17,10 @@
 #include "config.h"
 
 #include "buf.h"
+#include "outconf.h"
+#include "route.h"
 #include "schema.h"
+#include "tenant.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -43,7 +46,8 @@ enum opt_type {
     OPT_ENUM,    /* char *; one of choices */
     OPT_PARAMS,  /* gw_conf_node_t *; a mapping of anything (default {}) */
     OPT_CHAINS,  /* gw_conf_node_t *; a mapping of name -> [file, ...] (default {}) */
-    OPT_LIST,    /* gw_conf_node_t *; a sequence of non-empty strings (default []) */
+    OPT_LIST,    /* gw_conf_node_t *; a sequence of non-empty strings (default []); with min 1, a
+                  * sequence of anything, which the module that reads it checks */
 };
 
 typedef struct {
@@ -77,6 +81,7 @@ static const char *const fsync_choices[] = {"batch", "interval", "never", NULL};
 #define ENUM(k, f, c, d, h) {k, OPT_ENUM, 0, 0, c, d, OFF(f), h}
 #define TREE(k, t, f, h) {k, t, 0, 0, NULL, "{}", OFF(f), h}
 #define LIST(k, f, h) {k, OPT_LIST, 0, 0, NULL, "[]", OFF(f), h}
+#define ITEMS(k, f, h) {k, OPT_LIST, 1, 0, NULL, "[]", OFF(f), h}
 
 static const option_t options[] = {
     STRING("listen.address", listen.address, 1, "127.0.0.1",
@@ -116,8 +121,9 @@ static const option_t options[] = {
     SIZE("listen.max_value_bytes", listen.max_value_bytes, 64, 64 * MIB, "64KiB",
          "longest tag value or string field value; a point with a longer one is rejected"),
     /* stored in gw_config_t.access, after the sections, for layout */
-    LIST("listen.tokens", access.tokens,
-         "ingest tokens: requests need Authorization: Bearer/Token T (or u/p, Basic); [] = no check"),
+    ITEMS("listen.tokens", access.tokens,
+          "ingest tokens: requests need Authorization: Bearer/Token T (or u/p, Basic); [] = no check; "
+          "an item {name, token, tags, databases} names a tenant (docs/outputs.md)"),
     PATH("listen.tls_cert", access.tls_cert, 0, "",
          "PEM certificate file: serve HTTPS; empty means plain HTTP"),
     PATH("listen.tls_key", access.tls_key, 0, "",
@@ -175,6 +181,11 @@ static const option_t options[] = {
          "buffer full: refuse the request (503) or drop the oldest points (counted)"),
     PATH("monitoring.dead_letter", monitoring.dead_letter, 0, "",
          "file to append the points InfluxDB rejected to; empty means none"),
+    /* stored in gw_config_t.passthrough and max_databases, last, for layout */
+    BOOL("monitoring.passthrough", passthrough, "false",
+         "write to the database (bucket) a client's write names (?db=, ?bucket=); false: always database"),
+    UINT32("monitoring.max_databases", max_databases, 1, 4096, "64",
+           "databases written to at once, each with a buffer of its own (503 for more)"),
 
     PATH("spool.dir", spool.dir, 0, "",
          "directory of the durable spool; empty means no spool (memory only)"),
@@ -206,6 +217,11 @@ static const option_t options[] = {
            "this deployment's service name; series defaults written $service stand for it"),
     TREE("series", OPT_PARAMS, series,
          "per series: its tags and fields, types, required, defaults (docs/series.md)"),
+    TREE("outputs", OPT_PARAMS, outputs,
+         "name -> one InfluxDB, with the keys of monitoring: and passthrough, spool (docs/outputs.md); "
+         "{} = the one output monitoring:"),
+    ITEMS("routes", routes,
+          "which points go to which outputs, first match wins (docs/outputs.md); [] = every point to every output"),
 };
 
 #define NOPT (sizeof(options) / sizeof(options[0]))
@@ -382,7 +398,7 @@ static void put_expectation(gw_buf_t *b, const option_t *o)
         gw_buf_printf(b, "must be a mapping of series to a list of script files");
         break;
     case OPT_LIST:
-        gw_buf_printf(b, "must be a list of non-empty strings");
+        gw_buf_printf(b, o->min > 0 ? "must be a list" : "must be a list of non-empty strings");
         break;
     }
 }
@@ -426,7 +442,7 @@ static void put_type(gw_buf_t *b, const option_t *o)
         gw_buf_printf(b, "mapping series: [files]");
         break;
     case OPT_LIST:
-        gw_buf_printf(b, "list of strings");
+        gw_buf_printf(b, o->min > 0 ? "list" : "list of strings");
         break;
     }
 }
@@ -1063,7 +1079,7 @@ static int load_tree_option(loader_t *ld, const option_t *o, yaml_node_t *v)
         return -1;
     }
     if (build_tree(ld, o, v, NULL, 0, &val.tree) || (o->type == OPT_CHAINS && check_chains(ld, o, val.tree)) ||
-        (o->off == OFF(series) && check_series(ld, val.tree)) || (o->type == OPT_LIST && check_list(ld, o, val.tree))) {
+        (o->off == OFF(series) && check_series(ld, val.tree)) || (o->type == OPT_LIST && o->min == 0 && check_list(ld, o, val.tree))) {
         gw_conf_node_free(val.tree);
         return -1;
     }
@@ -1387,6 +1403,56 @@ static int cross_check(loader_t *ld)
     return 0;
 }
 
+/* A check of a module (msg "<key>: <what>", bad the node or NULL) failed:
+ * report it at the node. Returns -1. */
+static int report_node(loader_t *ld, const gw_conf_node_t *bad, const char *msg)
+{
+    const char *colon = strstr(msg, ": ");
+
+    if (!colon)
+        colon = msg + strlen(msg);
+    report(ld, bad ? node_mark(bad) : (yaml_mark_t){0}, msg, (size_t)(colon - msg), "%s", *colon ? colon + 2 : "invalid");
+    return -1;
+}
+
+/* outputs:, routes: and listen.tokens (docs/outputs.md). */
+static int check_outputs(loader_t *ld)
+{
+    const gw_config_t *c = ld->cfg;
+    const gw_conf_node_t *bad = NULL;
+    const char *names[GW_OUTPUTS_MAX];
+    char msg[600], warn[600];
+    gw_outconfs_t oc = {0};
+    int rc;
+
+    if (c->outputs) {
+        for (size_t i = 0; i < NOPT; i++)
+            if (ld->seen[i] && strncmp(options[i].key, "monitoring.", 11) == 0) {
+                report(ld, ld->mark[i], "monitoring", 10,
+                       "monitoring: and outputs: do not go together: move monitoring: under outputs: as an output "
+                       "of its own");
+                return -1;
+            }
+    }
+    if (gw_tenants_check(c->access.tokens, &bad, msg, sizeof(msg)))
+        return report_node(ld, bad, msg);
+    rc = gw_outconfs_build(c, &oc, &bad, msg, sizeof(msg));
+    if (!rc) {
+        gw_outconfs_names(&oc, names);
+        rc = gw_routes_check(c->routes, names, oc.n, c->access.tokens, &bad, msg, sizeof(msg), warn, sizeof(warn));
+    }
+    gw_outconfs_free(&oc);
+    if (rc)
+        return report_node(ld, bad, msg);
+    if (*warn) {
+        if (ld->warning.len)
+            gw_buf_putc(&ld->warning, '\n');
+        put_where(&ld->warning, ld, c->routes ? node_mark(c->routes) : (yaml_mark_t){0}, "routes", 6);
+        gw_buf_printf(&ld->warning, "%s", warn);
+    }
+    return 0;
+}
+
 /* Line and column (0-based, in characters) of a byte offset, for libyaml's
  * reader errors (bad UTF-8), which carry an offset but no mark. */
 static yaml_mark_t mark_at(const char *text, size_t len, size_t off)
@@ -1498,7 +1564,7 @@ gw_config_t *gw_config_load(const char *path, char *err, size_t errlen)
         if (load_root(&ld, root))
             goto fail;
     }
-    if (apply_defaults(&ld) || cross_check(&ld))
+    if (apply_defaults(&ld) || cross_check(&ld) || check_outputs(&ld))
         goto fail;
     if (ld.warning.len && !(ld.cfg->warnings = strndup(ld.warning.data, ld.warning.len))) {
         report_file(&ld, "cannot load", ENOMEM);
@@ -1542,6 +1608,72 @@ void gw_config_free(gw_config_t *cfg)
     free(cfg->path);
     free(cfg->warnings);
     free(cfg);
+}
+
+static int is_tree(const option_t *o)
+{
+    return o->type == OPT_PARAMS || o->type == OPT_CHAINS || o->type == OPT_LIST;
+}
+
+gw_config_t *gw_config_copy(const gw_config_t *cfg)
+{
+    gw_config_t *c = malloc(sizeof(*c));
+    int ok;
+
+    if (!c)
+        return NULL;
+    *c = *cfg;
+    c->warnings = NULL;
+    for (size_t i = 0; i < NOPT; i++)
+        if (is_tree(&options[i]) || options[i].type == OPT_STRING || options[i].type == OPT_PATH ||
+            options[i].type == OPT_ENUM)
+            *(void **)((char *)c + options[i].off) = NULL;
+    ok = (c->path = strdup(cfg->path)) != NULL;
+    for (size_t i = 0; i < NOPT && ok; i++) {
+        char **to = (char **)((char *)c + options[i].off);
+        char *const *from = (char *const *)((const char *)cfg + options[i].off);
+        if (!is_tree(&options[i]) && (options[i].type == OPT_STRING || options[i].type == OPT_PATH ||
+                                      options[i].type == OPT_ENUM))
+            ok = !*from || (*to = strdup(*from));
+    }
+    if (!ok) {
+        gw_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+    const option_t *o = find_option(key);
+    loader_t ld = {.path = cfg->path};
+    value_t v = {0};
+    gw_buf_t msg = {0};
+    int rc;
+
+    if (!o || is_tree(o)) {
+        snprintf(err, errlen, "unknown key");
+        return -2;
+    }
+    rc = parse_value(o, value, &v);
+    if (!rc)
+        rc = resolve_path(&ld, o, &v);
+    if (rc == -2) {
+        if (o->type == OPT_PATH)
+            free(v.s);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (rc) {
+        put_expectation(&msg, o);
+        gw_buf_printf(&msg, ", got ");
+        put_quoted(&msg, value, strlen(value));
+        snprintf(err, errlen, "%.*s", (int)msg.len, msg.data ? msg.data : "");
+        gw_buf_free(&msg);
+        return -1;
+    }
+    store_value(cfg, o, v);
+    return 0;
 }
 
 void gw_config_print_reference(FILE *out)

@@ -122,6 +122,12 @@ typedef struct {
     /* listen.max_inflight_bytes (inflight.h): the memory requests in progress
      * may hold, kept here, last, so the layout above stays put. */
     size_t max_inflight_bytes;
+    /* outputs: and routes: (docs/outputs.md), kept last so the layout above
+     * stays put: trees checked by output.c and route.c; NULL = none. */
+    gw_conf_node_t *outputs; /* owned: a mapping name -> the keys of monitoring: */
+    gw_conf_node_t *routes;  /* owned: a sequence of {match, to} */
+    int passthrough;         /* monitoring.passthrough: the database a write names is used */
+    uint32_t max_databases;  /* monitoring.max_databases */
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with
@@ -134,6 +140,16 @@ void gw_config_free(gw_config_t *cfg);
 
 /* Free a tree and its siblings. NULL is a no-op. */
 void gw_conf_node_free(gw_conf_node_t *n);
+
+/* A copy of cfg's settings (strings copied), without its trees (scripts,
+ * series, tokens, outputs, routes: NULL): what one output's sender and
+ * spool read (output.c). NULL on ENOMEM. Free with gw_config_free. */
+gw_config_t *gw_config_copy(const gw_config_t *cfg);
+
+/* Set key ("monitoring.port") to value as the file would (a relative path
+ * beside cfg->path). 0; -1 with "must be ..., got ..." in err; -2 for a key
+ * that is not one (or is a tree). */
+int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *err, size_t errlen);
 
 /* Print every key with its type, default and help text (--help-config). */
 void gw_config_print_reference(FILE *out);

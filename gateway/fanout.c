@@ -19,6 +19,7 @@
 
 #include "batch.h"
 #include "log.h"
+#include "metrics.h"
 #include "spool.h"
 
 #define SPARE_MAX 4                   /* released batches kept for reuse... */
@@ -620,6 +621,7 @@ static void drop_oldest(gw_fanout_t *f, output_t *out, uint64_t points, uint64_t
         unref(f, b);
     }
     if (lost) {
+        GW_COUNT(points_overflowed, lost);
         out->overflowed += lost;
         out->dropped_unlogged += lost;
         log_drops(out, 0);

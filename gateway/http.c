@@ -22,8 +22,10 @@
 #include <sys/socket.h>
 #include <libdeflate.h>
 
+#include "batch.h"
 #include "conns.h"
 #include "deadletter.h"
+#include "dispatch.h"
 #include "inflight.h"
 #include "lineproto.h"
 #include "log.h"
@@ -58,7 +60,7 @@ struct gw_http {
     int acceptor_ok;
     int key_ok;
     const gw_config_t *cfg; /* borrowed */
-    gw_queue_t *q;          /* borrowed */
+    gw_outputs_t *outs;     /* borrowed */
     pthread_key_t key;      /* each worker thread's gw_pipeline_t */
     unsigned lp_flags;
     atomic_int draining;    /* set by gw_http_drain: ingest answers 503 */
@@ -108,6 +110,8 @@ typedef struct {
     int too_large;    /* body grew past max_body_bytes: answer 413 */
     int no_room;      /* GW_INFLIGHT_FULL or _TOO_BIG: the body is read and dropped, answer 503 or 413 */
     int release;      /* its processing was large: give the worker's buffers back at the end */
+    gw_access_t *access;       /* owned reference: the routes and tokens it began with */
+    const gw_tenant_t *tenant; /* borrowed from access: its token, NULL without one */
 } req_t;
 
 static const struct {
@@ -521,7 +525,7 @@ static int reserve_work(gw_http_t *h, struct MHD_Connection *c, req_t *r, int fo
 /* Run a prepared body (len bytes) through this worker's pipeline, queue
  * what it accepts and answer. */
 static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, const gw_ingest_t *in,
-                                   const char *body, size_t len)
+                                   const char *body, size_t len, gw_dispatch_t *d)
 {
     gw_result_t res;
     gw_pipeline_t *w;
@@ -542,29 +546,14 @@ static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t
     if (rc)
         return answer_error(c, 500, r->route, "out of memory while processing the body");
     lines = gw_pipeline_output(w, &nbytes, &ends, &npoints);
-    rc = gw_queue_push(h->q, lines, nbytes, ends, npoints);
+    rc = gw_dispatch_push(d, lines, nbytes, ends, npoints);
     GW_COUNT(requests, 1);
     GW_COUNT(points_received, (uint64_t)res.accepted + res.rejected);
     if (rc) {
+        unsigned status;
+        json_t *why = gw_dispatch_refusal(d, rc, npoints, nbytes, &status);
         GW_COUNT(points_refused, npoints);
-        if (rc == GW_QUEUE_FULL && gw_queue_spool(h->q))
-            return answer_error(c, 503, r->route,
-                                "spool full or unwritable (spool.max_bytes = %zu): nothing of this body was accepted, retry later",
-                                h->cfg->spool.max_bytes);
-        if (rc == GW_QUEUE_TOO_BIG && gw_queue_spool(h->q))
-            return answer_error(c, 413, r->route, "body: larger than spool.max_bytes (%zu) can ever hold",
-                                h->cfg->spool.max_bytes);
-        if (rc == GW_QUEUE_FULL)
-            return answer_error(c, 503, r->route,
-                                "buffer full (monitoring.buffer_limit = %u points, buffer_limit_bytes = %zu): nothing of this body was accepted, retry later",
-                                h->cfg->monitoring.buffer_limit, h->cfg->monitoring.buffer_limit_bytes);
-        if (rc == GW_QUEUE_CLOSED)
-            return answer_error(c, 503, r->route, "shutting down: nothing of this body was accepted");
-        if (rc == GW_QUEUE_TOO_BIG)
-            return answer_error(c, 413, r->route,
-                                "body: %u points of %zu bytes, more than monitoring.buffer_limit (%u) or buffer_limit_bytes (%zu) can ever hold",
-                                npoints, nbytes, h->cfg->monitoring.buffer_limit, h->cfg->monitoring.buffer_limit_bytes);
-        return answer_error(c, 500, r->route, "out of memory while queueing");
+        return answer_json(c, status, why, r->route);
     }
     GW_COUNT(points_accepted, res.accepted);
     GW_COUNT(points_rejected, res.rejected);
@@ -575,6 +564,19 @@ static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t
         hint_format(&res, in->format, body, len);
     ret = answer_json(c, 400, result_json(&res, res.accepted ? "partial write: " : ""), r->route);
     return ret;
+}
+
+/* The request's dispatch (dispatch.h): the database it names (?db= and
+ * ?rp= on /write and /v1/points, ?bucket= on /api/v2/write) for its token.
+ * 0, or -1 when the token may not write there (why: answer 403). */
+static int begin_dispatch(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_dispatch_t *d, char *why,
+                          size_t whylen)
+{
+    int v2 = r->route == R_WRITE_V2;
+    const char *db = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, v2 ? "bucket" : "db");
+    const char *rp = v2 ? NULL : MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "rp");
+
+    return gw_dispatch_begin(d, r->access, h->outs, r->tenant, db, rp, why, whylen);
 }
 
 /* POST /v1/points, /write, /api/v2/write once the body is in: inflate it,
@@ -590,9 +592,16 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
     const char *body;
     enum MHD_Result ret;
 
+    gw_dispatch_t d;
+    char why[512];
+
+    if (begin_dispatch(h, c, r, &d, why, sizeof(why)))
+        return answer_error(c, 403, r->route, "%s", why);
+    in.hooks = &d.hooks;
     if (!prepare_body(h, c, r, &in, &inflated, &body, &len, &ret) &&
         !reserve_work(h, c, r, in.format, body, len, 0, &ret))
-        ret = ingest_body(h, c, r, &in, body, len);
+        ret = ingest_body(h, c, r, &in, body, len, &d);
+    gw_dispatch_end(&d);
     gw_buf_free(&inflated);
     gw_inflight_keep(h->inflight, &r->held, body_held);
     if (r->release)
@@ -623,15 +632,27 @@ static json_t *inflight_json(gw_http_t *h)
 
 static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
 {
-    int ok = GW_GET(healthy) != 0;
+    int ok = GW_GET(healthy) != 0, multi = gw_outputs_count(h->outs) > 1;
+    uint64_t held, held_bytes, spool_bytes;
     /* 401/403/404 from InfluxDB: nothing gets through until someone fixes
      * the configuration, so say "fail", not "warn". */
     json_int_t refusing = (json_int_t)GW_GET(influx_refusing);
-    json_t *o = json_pack(
+    json_t *o;
+
+    gw_outputs_held(h->outs, &held, &held_bytes, &spool_bytes);
+    if (multi) {
+        /* Several outputs: what counts is whether every route has one that
+         * takes points (an HA pair with one member down is fine). */
+        gw_access_t *a = gw_access_acquire();
+        ok = !a || !gw_access_stuck(a, h->outs);
+        refusing = 0;
+        gw_access_release(a);
+    }
+    o = json_pack(
         "{s:s, s:s, s:s, s:{s:b, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
         "name", "luagw", "version", GW_VERSION, "status", refusing ? "fail" : ok ? "pass" : "warn",
         "influx", "reachable", ok, "last_status", (json_int_t)GW_GET(last_status),
-        "buffer", "points", (json_int_t)gw_queue_points(h->q), "limit",
+        "buffer", "points", (json_int_t)held, "limit",
         (json_int_t)h->cfg->monitoring.buffer_limit,
         "points", "received", (json_int_t)GW_GET(points_received), "accepted",
         (json_int_t)GW_GET(points_accepted), "rejected", (json_int_t)GW_GET(points_rejected),
@@ -643,10 +664,12 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
     json_object_set_new(json_object_get(o, "influx"), "refusing", json_integer(refusing));
     json_object_set_new(json_object_get(o, "points"), "overflowed",
                         json_integer((json_int_t)GW_GET(points_overflowed)));
-    json_object_set_new(json_object_get(o, "buffer"), "bytes", json_integer((json_int_t)gw_queue_bytes(h->q)));
+    json_object_set_new(json_object_get(o, "buffer"), "bytes", json_integer((json_int_t)held_bytes));
     json_object_set_new(json_object_get(o, "buffer"), "limit_bytes",
-                        json_integer((json_int_t)gw_queue_limit_bytes(h->q)));
-    json_object_set_new(json_object_get(o, "buffer"), "spool", gw_queue_spool_json(h->q));
+                        json_integer((json_int_t)(*h->cfg->spool.dir ? h->cfg->spool.max_bytes
+                                                                     : h->cfg->monitoring.buffer_limit_bytes)));
+    json_object_set_new(json_object_get(o, "buffer"), "spool", gw_outputs_spool_json(h->outs));
+    json_object_set_new(o, "outputs", gw_outputs_json(h->outs));
     json_object_set_new(o, "dead_letter", gw_deadletter_json());
     json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->leaving) || atomic_load(&h->draining)));
     json_object_set_new(o, "connections", connections_json(h));
@@ -663,24 +686,23 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
      * a load balancer in front of spooling instances checks). */
     {
         json_t *problems = json_array();
-        gw_spool_t *sp = gw_queue_spool(h->q);
-        uint64_t points = gw_queue_points(h->q);
         size_t upstream;
         char text[160];
         if (refusing) {
             snprintf(text, sizeof(text), "influxdb refuses writes (HTTP %lld): check credentials, database or bucket",
                      (long long)refusing);
             json_array_append_new(problems, json_string(text));
+        } else if (!ok && multi) {
+            json_array_append_new(problems, json_string("some route has no output able to take points: see outputs"));
         } else if (!ok) {
             snprintf(text, sizeof(text), "influxdb unreachable or failing (last status %lld), retrying",
                      (long long)GW_GET(last_status));
             json_array_append_new(problems, json_string(text));
         }
         upstream = json_array_size(problems);
-        if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
+        if (!multi && gw_outputs_state(h->outs, 0) == GW_OUT_FULL && spool_bytes)
             json_array_append_new(problems, json_string("spool full (95% of spool.max_bytes): ingest answers 503"));
-        else if (!sp && (points >= h->cfg->monitoring.buffer_limit ||
-                         gw_queue_bytes(h->q) >= h->cfg->monitoring.buffer_limit_bytes / 20 * 19))
+        else if (!multi && gw_outputs_state(h->outs, 0) == GW_OUT_FULL)
             json_array_append_new(problems, json_string("buffer full (monitoring.buffer_limit or buffer_limit_bytes): ingest answers 503"));
         if (atomic_load(&h->leaving) || atomic_load(&h->draining))
             json_array_append_new(problems, json_string("draining: this instance is stopping, send elsewhere"));
@@ -692,7 +714,7 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
     }
 }
 
-static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route);
+static const gw_tenant_t *authorized(const gw_access_t *acc, struct MHD_Connection *c, enum route route);
 
 /* GET /metrics: Prometheus text format (prom.c). */
 static enum MHD_Result metrics(gw_http_t *h, struct MHD_Connection *c)
@@ -704,7 +726,7 @@ static enum MHD_Result metrics(gw_http_t *h, struct MHD_Connection *c)
 
     gw_conns_stats(h->conns, &st);
     gw_inflight_stats(h->inflight, &in);
-    if (gw_prom_render(&b, h->q, &st, &in)) {
+    if (gw_prom_render(&b, h->outs, &st, &in)) {
         gw_buf_free(&b);
         return answer_error(c, 500, R_METRICS, "out of memory");
     }
@@ -853,7 +875,7 @@ static enum route route_of(const char *url, const char **allowed)
 
 /* A POST to an ingest endpoint or the debug transform: check what the
  * headers tell before reading a byte of the body, then set up *con_cls. */
-static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum route route, void **con_cls)
+static enum MHD_Result begin_body(gw_http_t *h, struct MHD_Connection *c, enum route route, void **con_cls)
 {
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
@@ -864,11 +886,7 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
     req_t *r;
     int room;
 
-    /* Ingest and the debug transform need a token when tokens are set;
-     * /ping, /health and /metrics stay open for probes and scrapers. */
-    if (h->cfg->access.tokens && !authorized(h, c, route))
-        return answer_error(c, 401, route,
-                            "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write)");
+
     if (atomic_load(&h->draining))
         return answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
     if (route == R_POINTS && ct && !is_json_type(ct))
@@ -896,6 +914,32 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
     r->no_room = room;
     *con_cls = r;
     return MHD_YES;
+}
+
+/* Ingest and the debug transform need a token when tokens are set (/ping,
+ * /health and /metrics stay open for probes and scrapers); a request
+ * holds the routes and tokens in force (dispatch.h) until it ends. */
+static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum route route, void **con_cls)
+{
+    gw_access_t *access = gw_access_acquire();
+    const gw_tenant_t *tenant = NULL;
+    enum MHD_Result ret;
+
+    if (!access)
+        return answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
+    if (gw_access_tokens(access) && !(tenant = authorized(access, c, route))) {
+        gw_access_release(access);
+        return answer_error(c, 401, route,
+                            "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write)");
+    }
+    ret = begin_body(h, c, route, con_cls);
+    if (*con_cls) {
+        ((req_t *)*con_cls)->access = access;
+        ((req_t *)*con_cls)->tenant = tenant;
+    } else {
+        gw_access_release(access);
+    }
+    return ret;
 }
 
 /* Let go of what a request body holds: its buffer, and its room. */
@@ -1013,6 +1057,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     drop_body(cls, r);
+    gw_access_release(r->access);
     free(r);
     *con_cls = NULL;
     if (gw_inflight_ebbed(((gw_http_t *)cls)->inflight))
@@ -1185,28 +1230,6 @@ static char *read_pem(const char *path, const char *key, char *err, size_t errle
 
 /* ---------------------------------------------------------------- access */
 
-/* Equal, in time that depends only on the length of want (a configured
- * token), not on where have differs. */
-static int token_eq(const char *have, size_t hn, const char *want)
-{
-    size_t wn = strlen(want);
-    unsigned char d = hn != wn;
-
-    for (size_t i = 0; i < wn; i++)
-        d |= (unsigned char)(i < hn ? have[i] : 0) ^ (unsigned char)want[i];
-    return d == 0;
-}
-
-/* Is tok (n bytes) one of listen.tokens? Every token is compared. */
-static int token_ok(const gw_http_t *h, const char *tok, size_t n)
-{
-    int ok = 0;
-
-    for (const gw_conf_node_t *t = h->cfg->access.tokens->child; t; t = t->next)
-        ok |= token_eq(tok, n, t->value);
-    return ok;
-}
-
 static int b64val(unsigned char c)
 {
     return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
@@ -1241,7 +1264,7 @@ static long b64decode(const char *s, char *out, size_t outlen)
 /* listen.tokens: does the request carry one? Authorization: Bearer T or
  * Token T (InfluxDB 2.x clients), Basic with T as the password (1.x clients
  * given a user and password), or ?p=T (1.x query parameters, /write only). */
-static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route)
+static const gw_tenant_t *authorized(const gw_access_t *acc, struct MHD_Connection *c, enum route route)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     const char *p;
@@ -1253,19 +1276,19 @@ static int authorized(const gw_http_t *h, struct MHD_Connection *c, enum route r
             a += a[0] == 'B' || a[0] == 'b' ? 7 : 6;
             while (*a == ' ')
                 a++;
-            return token_ok(h, a, strlen(a));
+            return gw_access_find(acc, a, strlen(a));
         }
         if (!strncasecmp(a, "Basic ", 6)) {
             char up[1024], *colon;
             long n = b64decode(a + 6, up, sizeof(up));
             if (n < 0 || !(colon = memchr(up, ':', (size_t)n)))
-                return 0;
-            return token_ok(h, colon + 1, (size_t)(up + n - (colon + 1)));
+                return NULL;
+            return gw_access_find(acc, colon + 1, (size_t)(up + n - (colon + 1)));
         }
-        return 0;
+        return NULL;
     }
     p = route == R_WRITE_V1 ? MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p") : NULL;
-    return p && token_ok(h, p, strlen(p));
+    return p ? gw_access_find(acc, p, strlen(p)) : NULL;
 }
 
 /* Who may connect (conns.h): listen.max_connections and the keys beside
@@ -1284,7 +1307,7 @@ static gw_conns_limits_t conns_limits(const gw_config_t *cfg)
     return lim;
 }
 
-gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen)
+gw_http_t *gw_http_start(const gw_config_t *cfg, gw_outputs_t *outs, char *err, size_t errlen)
 {
     gw_http_t *h = calloc(1, sizeof(*h));
     /* Each daemon is one worker thread with its own epoll; connections come
@@ -1300,7 +1323,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
         return NULL;
     }
     h->cfg = cfg;
-    h->q = q;
+    h->outs = outs;
     h->listen_fd = h->wake[0] = h->wake[1] = -1;
     h->lp_flags = cfg->monitoring.version == 1 ? GW_LP_NO_UINT : 0;
     if (pthread_key_create(&h->key, worker_free)) {

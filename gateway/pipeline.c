@@ -364,6 +364,8 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
      * without scripts, once, in the loop below. (There the lengths are
      * checked on the encoded line: one comparison, for points no parser
      * vouched for too.) */
+    if (in->hooks && in->hooks->before && in->hooks->before(in->hooks->ud, w->points.v, w->points.n, w->arena))
+        return -ENOMEM;
     w->ntally = 0;
     checked = gw_script_ready(w->scripts);
     if (checked)
@@ -432,6 +434,13 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
         if (!checked && w->out.len - start > w->encoded_max && lengths_over(&w->limits, p)) {
             w->out.len = start;
             limits_why(&w->limits, p, err, sizeof(err));
+            REJECT(err);
+            continue;
+        }
+        if (in->hooks && in->hooks->place && (rc = in->hooks->place(in->hooks->ud, p, w->nout, err, sizeof(err)))) {
+            if (rc < 0)
+                return rc;
+            w->out.len = start;
             REJECT(err);
             continue;
         }

@@ -273,6 +273,11 @@ static int tags_match(const route_t *rt, const gw_point_t *p)
     return 1;
 }
 
+uint64_t gw_routes_to(const gw_routes_t *r, int i)
+{
+    return r->n ? r->r[i].to : r->all;
+}
+
 uint64_t gw_routes_match(const gw_routes_t *r, gw_route_req_t *rq, const gw_point_t *p, const gw_str_t *db,
                          int *route)
 {

@@ -50,6 +50,9 @@ void gw_routes_destroy(gw_routes_t *r);
 /* Routes in r (0: every point goes to every output). */
 int gw_routes_count(const gw_routes_t *r);
 
+/* The outputs route i sends to (without routes, i 0: every output). */
+uint64_t gw_routes_to(const gw_routes_t *r, int i);
+
 /* A request's view of the routes: filled by gw_routes_begin, then passed
  * to gw_routes_match for each of its points. Plain data, nothing to free;
  * it borrows r and the db given to begin. */

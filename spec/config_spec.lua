@@ -44,6 +44,8 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     struct { int per_client; int probes; } conns;
     double drain_seconds;
     size_t max_inflight_bytes;
+    gw_conf_node_t *outputs; gw_conf_node_t *routes;
+    int passthrough; uint32_t max_databases;
   } gw_config_t;
   ]]
 end
@@ -96,20 +98,24 @@ local DEFAULTS = {
   ["listen.max_connections_per_client"] = 256, ["listen.probe_connections"] = 16,
   ["listen.drain_seconds"] = 0,
   ["listen.max_inflight_bytes"] = 128 * 1024 * 1024,
+  ["outputs"] = "{}", ["routes"] = "[]", ["monitoring.passthrough"] = false, ["monitoring.max_databases"] = 64,
 }
-local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true }
+local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true,
+  ["outputs"] = true, ["routes"] = true }
 -- Keys stored in gw_config_t.access (after the sections, for layout).
 local ACCESS = { ["listen.tokens"] = "tokens", ["listen.tls_cert"] = "tls_cert", ["listen.tls_key"] = "tls_key",
   ["monitoring.tls_verify"] = "tls_verify", ["monitoring.tls_ca"] = "tls_ca" }
 -- Keys stored in gw_config_t.conns (last, for layout).
 local CONNS = { ["listen.max_connections_per_client"] = "per_client", ["listen.probe_connections"] = "probes" }
 -- Keys stored at the top of gw_config_t (last, for layout).
-local TOP = { ["listen.drain_seconds"] = "drain_seconds", ["listen.max_inflight_bytes"] = "max_inflight_bytes" }
+local TOP = { ["listen.drain_seconds"] = "drain_seconds", ["listen.max_inflight_bytes"] = "max_inflight_bytes",
+  ["monitoring.passthrough"] = "passthrough", ["monitoring.max_databases"] = "max_databases" }
 local KEYS = {}
 for k in pairs(DEFAULTS) do KEYS[#KEYS + 1] = k end
 table.sort(KEYS)
 
-local BOOLS = { ["monitoring.use_ssl"] = true, ["monitoring.gzip"] = true, ["monitoring.tls_verify"] = true }
+local BOOLS = { ["monitoring.use_ssl"] = true, ["monitoring.gzip"] = true, ["monitoring.tls_verify"] = true,
+  ["monitoring.passthrough"] = true }
 
 -- A loaded config as a flat Lua table keyed like the YAML: strings as Lua
 -- strings (a NULL pointer would raise here), numbers as numbers, bools as
@@ -310,6 +316,7 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
       ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
       ["listen.drain_seconds"] = 7.5,
+      ["outputs"] = "{}", ["routes"] = "[]", ["monitoring.passthrough"] = false, ["monitoring.max_databases"] = 64,
     }, flatten(cfg))
   end)
 end)
@@ -645,7 +652,7 @@ describe("errors: file:line:column: key: what", function()
 
   it("an unknown section, close or not", function()
     rejects("listn:\n  port: 1\n", "1:1", "listn", "unknown key (did you mean listen?)")
-    rejects("\n\nhttp:\n  port: 1\n", "3:1", "http", "unknown key (expected one of: listen, monitoring, spool, scripts, log, service, series, include)")
+    rejects("\n\nhttp:\n  port: 1\n", "3:1", "http", "unknown key (expected one of: listen, monitoring, spool, scripts, log, service, series, outputs, routes, include)")
   end)
 
   it("a dotted key at the top level explains the nesting", function()
