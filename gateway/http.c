@@ -591,7 +591,6 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
     size_t body_held = r->held, len;
     const char *body;
     enum MHD_Result ret;
-
     gw_dispatch_t d;
     char why[512];
 
@@ -1325,7 +1324,12 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_outputs_t *outs, char *err, 
     h->cfg = cfg;
     h->outs = outs;
     h->listen_fd = h->wake[0] = h->wake[1] = -1;
-    h->lp_flags = cfg->monitoring.version == 1 ? GW_LP_NO_UINT : 0;
+    /* Lines are encoded once for every output: unsigned integers as
+     * integers when any output is a 1.x, which has none. */
+    h->lp_flags = 0;
+    for (int i = 0; i < gw_outputs_count(outs); i++)
+        if (gw_outputs_conf(outs, i)->cfg->monitoring.version == 1)
+            h->lp_flags = GW_LP_NO_UINT;
     if (pthread_key_create(&h->key, worker_free)) {
         snprintf(err, errlen, "pthread_key_create failed");
         free(h);

@@ -94,7 +94,9 @@ static int build_one(const gw_config_t *cfg, const gw_conf_node_t *sec, gw_outco
     return check_output(o->cfg, sec, path, bad, msg, msglen);
 }
 
-/* Two outputs must not share a spool directory or a dead-letter file. */
+/* Two outputs must not share a spool directory; dead letters go to one
+ * file for the whole gateway (deadletter.h), so the outputs that name one
+ * name the same. */
 static int check_shared(const gw_outconfs_t *oc, const gw_conf_node_t *outputs, const gw_conf_node_t **bad, char *msg,
                         size_t msglen)
 {
@@ -106,10 +108,12 @@ static int check_shared(const gw_outconfs_t *oc, const gw_conf_node_t *outputs, 
             if (*a->spool.dir && strcmp(a->spool.dir, b->spool.dir) == 0)
                 return gw_conf_fail(bad, at, msg, msglen, "outputs.%s.spool.dir: %s is already the spool of output %s",
                                     oc->v[i].name, a->spool.dir, oc->v[j].name);
-            if (*a->monitoring.dead_letter && strcmp(a->monitoring.dead_letter, b->monitoring.dead_letter) == 0)
+            if (*a->monitoring.dead_letter && *b->monitoring.dead_letter &&
+                strcmp(a->monitoring.dead_letter, b->monitoring.dead_letter) != 0)
                 return gw_conf_fail(bad, at, msg, msglen,
-                                    "outputs.%s.dead_letter: %s is already the dead-letter file of output %s",
-                                    oc->v[i].name, a->monitoring.dead_letter, oc->v[j].name);
+                                    "outputs.%s.dead_letter: dead letters go to one file for the whole gateway, and "
+                                    "output %s names %s",
+                                    oc->v[i].name, oc->v[j].name, b->monitoring.dead_letter);
         }
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "route.h"
 #include "sender.h"
 #include "spool.h"
+#include "tenant.h"
 
 /* InfluxDB's answers counted per output, by status; the rest count as
  * "other" (0: no answer). */
@@ -44,6 +45,7 @@ typedef struct {
     gw_buf_t copy;             /* owned: a batch other outputs share, copied to be worked on */
     gw_buf_t copy_ends;        /* owned */
     double park_until;         /* set by backoff(): park the lane rather than wait */
+    char log_kv[GW_NAME_MAX + 8]; /* "output=<name>": ends every line its thread logs */
     pthread_t thread;
     int started;
     pthread_mutex_t mu;
@@ -217,6 +219,7 @@ static void *run(void *arg)
     output_t *o = arg;
     gw_fanout_t *f = o->all->f;
 
+    gw_log_set_context(o->log_kv);
     for (;;) {
         double deadline, wake;
         gw_fanout_job_t job;
@@ -279,6 +282,7 @@ static int start_one(gw_outputs_t *all, int i, char *err, size_t errlen)
     o->all = all;
     o->idx = i;
     o->conf = &all->oc.v[i];
+    snprintf(o->log_kv, sizeof(o->log_kv), "output=%s", o->conf->name);
     o->influx = gw_influx_create(cfg, err, errlen);
     if (!o->influx)
         return -1;
