@@ -426,6 +426,10 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
         if (rc < 0)
             return rc;
         if (rc > 0) {
+            /* A script's addition over a listen limit is named as that
+             * limit, as it would be had a client sent it. */
+            if (!checked && lengths_over(&w->limits, p))
+                limits_why(&w->limits, p, err, sizeof(err));
             REJECT(err);
             continue;
         }
