@@ -579,6 +579,30 @@ static int begin_dispatch(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_d
     return gw_dispatch_begin(d, r->access, h->outs, r->tenant, db, rp, why, whylen);
 }
 
+/* What scripts see as req: the token's name, the client's address (into
+ * client), the database the points go to, the path. */
+static const gw_script_req_t *script_req(struct MHD_Connection *c, const req_t *r, const gw_dispatch_t *d,
+                                         char client[INET6_ADDRSTRLEN], gw_script_req_t *out)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    const char *path = r->route == R_POINTS ? "/v1/points" : r->route == R_WRITE_V2 ? "/api/v2/write" : "/write";
+
+    client[0] = '\0';
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, client, INET6_ADDRSTRLEN);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, client, INET6_ADDRSTRLEN);
+    *out = (gw_script_req_t){
+        .token = {r->tenant ? r->tenant->name : NULL, r->tenant && r->tenant->name ? strlen(r->tenant->name) : 0},
+        .client = {*client ? client : NULL, strlen(client)},
+        .db = d->db,
+        .rp = d->rp,
+        .path = {path, strlen(path)},
+    };
+    return out;
+}
+
 /* POST /v1/points, /write, /api/v2/write once the body is in: inflate it,
  * take the memory its processing needs, ingest it; then give back all but
  * the raw body's memory. */
@@ -592,11 +616,13 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
     const char *body;
     enum MHD_Result ret;
     gw_dispatch_t d;
-    char why[512];
+    gw_script_req_t sreq;
+    char why[512], client[INET6_ADDRSTRLEN];
 
     if (begin_dispatch(h, c, r, &d, why, sizeof(why)))
         return answer_error(c, 403, r->route, "%s", why);
     in.hooks = &d.hooks;
+    in.req = script_req(c, r, &d, client, &sreq);
     if (!prepare_body(h, c, r, &in, &inflated, &body, &len, &ret) &&
         !reserve_work(h, c, r, in.format, body, len, 0, &ret))
         ret = ingest_body(h, c, r, &in, body, len, &d);

@@ -373,6 +373,7 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
     /* Scripts run here, before the checks below, so that a script can add
      * what a point lacks (fields, for one). */
     t0 = mono_ns();
+    gw_script_set_req(w->scripts, in->req);
     rc = gw_script_run(w->scripts, &w->points, w->arena, res, kind);
     if (rc < 0)
         return rc;

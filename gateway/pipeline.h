@@ -34,6 +34,7 @@ typedef struct {
     int64_t ns_per_unit; /* line protocol timestamp precision */
     int64_t now_ns;      /* time of receipt: for points without a time */
     const gw_ingest_hooks_t *hooks; /* borrowed; NULL: none */
+    const struct gw_script_req *req; /* borrowed: what scripts see as req; NULL: nothing */
 } gw_ingest_t;
 
 /* What one body may hold (the listen.max_* keys of the configuration); a

@@ -79,6 +79,7 @@ typedef struct gw_script_ctl {
     int (*grow)(struct gw_script_ctl *c, int what, uint32_t keep_from);
     uint32_t nin, cur, script, nout, committed, outcap;
     uint32_t ntags, tagcap, nfields, fieldcap;
+    gw_str_t req[GW_REQ_NFIELDS]; /* borrowed: the request scripts see as req (gw_script_req_t) */
 } gw_script_ctl_t;
 
 /* ==================================================================== */
@@ -1648,6 +1649,15 @@ static int merge(gw_script_t *s, gw_points_t *pts)
 int gw_script_ready(gw_script_t *s)
 {
     return !ensure_state(s) || (s->set && s->set->nfiles);
+}
+
+void gw_script_set_req(gw_script_t *s, const gw_script_req_t *req)
+{
+    _Static_assert(sizeof(gw_script_req_t) == sizeof(s->ctl.req), "gw_script_req_t is ctl.req");
+    if (req)
+        memcpy(s->ctl.req, req, sizeof(s->ctl.req));
+    else
+        memset(s->ctl.req, 0, sizeof(s->ctl.req));
 }
 
 int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *res, int where_kind)

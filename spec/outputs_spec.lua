@@ -228,6 +228,35 @@ describe("outputs: two real influxd", function()
     assert.equal("billing", a:rows("SELECT * FROM t", "other")[1].tenant)
   end)
 
+  it("scripts see the request as req: token name, client, database, path", function()
+    local dir = proc.tmpdir("luagw-req")
+    finally(function() proc.rmdir(dir) end)
+    proc.write_file(dir .. "/who.lua", [[
+return function(point, req)
+  point.tags.by = req.token or "none"
+  point.tags.client = req.client
+  point.tags.db = req.db or "none"
+  point.tags.path = req.path
+  if pcall(function() req.token = "x" end) then point.tags.writable = "yes" end
+  return point
+end
+]])
+    local gw = start {
+      outputs = { primary = output(a, { passthrough = true }) },
+      listen = { tokens = { { name = "ops", token = "ops-secret" }, "plain-secret" } },
+      scripts = { dir = dir },
+    }
+    finally(function() gw:destroy() end)
+    assert.equal(204, (gw.post("/write?db=other", "who v=1i 1", { Authorization = "Token ops-secret" })))
+    assert.equal(204, (gw.post("/api/v2/write?bucket=luagw&org=x", "who v=2i 2", { Authorization = "Token plain-secret" })))
+    assert(wait(function() return count(a, "who", "other") == 1 and count(a, "who", "luagw") == 1 end, 10))
+    local r1 = a:rows("SELECT * FROM who", "other")[1]
+    assert.same({ "ops", "127.0.0.1", "other", "/write" }, { r1.by, r1.client, r1.db, r1.path })
+    assert.is_nil(r1.writable)
+    local r2 = a:rows("SELECT * FROM who", "luagw")[1]
+    assert.same({ "none", "luagw", "/api/v2/write" }, { r2.by, r2.db, r2.path })
+  end)
+
   it("kill -9 with a spool per output, then restart: every acknowledged point reaches both", function()
     local dir = proc.tmpdir("luagw-outspool")
     finally(function() proc.rmdir(dir) end)
