@@ -373,8 +373,10 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
     /* Scripts run here, before the checks below, so that a script can add
      * what a point lacks (fields, for one). */
     t0 = mono_ns();
+    /* req's strings are the request's: forgotten after the run. */
     gw_script_set_req(w->scripts, in->req);
     rc = gw_script_run(w->scripts, &w->points, w->arena, res, kind);
+    gw_script_set_req(w->scripts, NULL);
     if (rc < 0)
         return rc;
     if (rc > 0)
