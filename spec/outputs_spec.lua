@@ -257,6 +257,41 @@ end
     assert.same({ "none", "luagw", "/api/v2/write" }, { r2.by, r2.db, r2.path })
   end)
 
+  it("SIGHUP reloads routes and tokens, all or nothing", function()
+    local cfg = {
+      outputs = { primary = output(a), replica = output(b) },
+      listen = { tokens = { { name = "one", token = "tok-1" } } },
+      routes = { { match = { token = { "one" } }, to = { "primary" } }, { to = { "replica" } } },
+    }
+    local gw = start(cfg)
+    finally(function() gw:destroy() end)
+    local function reload(c)
+      local before = select(2, gw:log():gsub("scripts reloaded", "")) + select(2, gw:log():gsub("reload failed", ""))
+      c.listen.port, c.monitoring = gw.port, nil
+      proc.write_file(gw.config_path, luagw.yaml(c))
+      assert.is_true(gw:signal("HUP"))
+      assert(wait(function()
+        return select(2, gw:log():gsub("scripts reloaded", "")) + select(2, gw:log():gsub("reload failed", "")) > before
+      end, 5), "no reload logged")
+    end
+    assert.equal(204, (gw.post("/write", "hup v=1i 1", { Authorization = "Token tok-1" })))
+    assert(wait(function() return count(a, "hup") == 1 end, 10))
+    -- New token, new route: the old token is refused, the new one goes where the new route says.
+    reload { outputs = cfg.outputs, listen = { tokens = { { name = "two", token = "tok-2" } } },
+             routes = { { match = { token = { "two" } }, to = { "replica" } }, { to = { "primary" } } } }
+    assert.equal(401, (gw.post("/write", "hup v=2i 2", { Authorization = "Token tok-1" })))
+    assert.equal(204, (gw.post("/write", "hup v=3i 3", { Authorization = "Token tok-2" })))
+    assert(wait(function() return count(b, "hup") == 1 end, 10))
+    -- A route to an output that is not running: refused, the running set stays.
+    reload { outputs = { primary = output(a), replica = output(b), third = output(b, { database = "x" }) },
+             listen = { tokens = { { name = "two", token = "tok-2" } } },
+             routes = { { to = { "third" } } } }
+    assert.matches("reload failed.*no output is named 'third'", gw:log())
+    assert.equal(204, (gw.post("/write", "hup v=4i 4", { Authorization = "Token tok-2" })))
+    assert(wait(function() return count(b, "hup") == 2 end, 10))
+    assert.equal(1, count(a, "hup"))
+  end)
+
   it("kill -9 with a spool per output, then restart: every acknowledged point reaches both", function()
     local dir = proc.tmpdir("luagw-outspool")
     finally(function() proc.rmdir(dir) end)
