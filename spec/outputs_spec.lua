@@ -332,6 +332,31 @@ end
   end)
 end)
 
+describe("outputs: configuration errors name file:line:column", function()
+  local cases = {
+    { "outputs:\n  a: {port: 2, colour: red}\n", ":2:%d+: outputs%.a%.colour: unknown key" },
+    { "outputs:\n  'a b': {port: 2}\n", ':2:%d+: "outputs%.a b": an output\'s name' },
+    { "outputs:\n  a: {port: 2, batch_size: 10, buffer_limit: 5}\n", "outputs%.a%.buffer_limit: must be at least batch_size" },
+    { "outputs:\n  a: {port: 2, version: 2, bucket: ''}\n", "outputs%.a%.bucket: must not be empty with version 2" },
+    { "outputs:\n  a: {port: 2, spool: {dir: /tmp/x}}\n  b: {port: 3, spool: {dir: /tmp/x}}\n",
+      ":3:%d+: outputs%.b%.spool%.dir: /tmp/x is already the spool of output a" },
+    { "outputs:\n  a: {port: 2, dead_letter: /tmp/d1}\n  b: {port: 3, dead_letter: /tmp/d2}\n",
+      "outputs%.b%.dead_letter: dead letters go to one file" },
+    { "outputs:\n  a: {port: 2}\nroutes:\n  - to: [a]\n  - match: {series: [x]}\n    to: [a]\n",
+      ":5:%d+: routes%[1%]" },
+    { "listen:\n  tokens:\n    - {token: t, tags: {tenant: x}}\n", ":3:%d+: listen%.tokens%[0%]" },
+    { "listen:\n  tokens:\n    - {name: a, token: t}\n    - {name: a, token: u}\n", ":4:%d+: listen%.tokens%[1%]" },
+  }
+  for i, c in ipairs(cases) do
+    it(("case %d: %s"):format(i, c[2]), function()
+      local g = luagw.start { raw_config = c[1], wait = false }
+      finally(function() g:destroy() end)
+      assert.equal(1, (g:wait_exit(5)))
+      assert.matches(c[2], g:log())
+    end)
+  end
+end)
+
 describe("outputs: a 1.x and a 2.x at once", function()
   local a, f2
 
