@@ -586,7 +586,10 @@ static const gw_script_req_t *script_req(struct MHD_Connection *c, const req_t *
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    const char *path = r->route == R_POINTS ? "/v1/points" : r->route == R_WRITE_V2 ? "/api/v2/write" : "/write";
+    const char *path = r->route == R_POINTS     ? "/v1/points"
+                       : r->route == R_WRITE_V2 ? "/api/v2/write"
+                       : r->route == R_DEBUG    ? "/v1/debug/transform"
+                                                : "/write";
 
     client[0] = '\0';
     if (sa && sa->sa_family == AF_INET)
@@ -840,7 +843,15 @@ static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, r
     gw_pipeline_t *w;
     enum MHD_Result ret;
     int rc;
+    gw_dispatch_t d;
+    gw_script_req_t sreq;
+    char why[512], client[INET6_ADDRSTRLEN];
 
+    /* The request as ingest sees it: its token, its database, req. */
+    if (begin_dispatch(h, c, r, &d, why, sizeof(why)))
+        return answer_error(c, 403, r->route, "%s", why);
+    in.req = script_req(c, r, &d, client, &sreq);
+    gw_dispatch_end(&d);
     if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret))
         goto done;
     n = count_points(in.format, body, len, DEBUG_MAX_POINTS);

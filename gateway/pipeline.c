@@ -472,10 +472,15 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
 
 int gw_pipeline_debug(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len, gw_buf_t *json)
 {
+    int rc;
+
     w->out.len = 0;
     w->nout = 0;
-    return gw_script_debug_json(w->scripts, in->format, body, len, in->ns_per_unit, in->now_ns, w->lp_flags,
-                                w->arena, &w->points, json);
+    gw_script_set_req(w->scripts, in->req);
+    rc = gw_script_debug_json(w->scripts, in->format, body, len, in->ns_per_unit, in->now_ns, w->lp_flags,
+                              w->arena, &w->points, json);
+    gw_script_set_req(w->scripts, NULL);
+    return rc;
 }
 
 const char *gw_pipeline_output(gw_pipeline_t *w, size_t *len, const uint32_t **ends,

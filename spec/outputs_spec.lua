@@ -292,6 +292,35 @@ end
     assert.equal(1, count(a, "hup"))
   end)
 
+  it("the debug transform and the busted harness hand scripts req too", function()
+    local dir = proc.tmpdir("luagw-req2")
+    finally(function() proc.rmdir(dir) end)
+    proc.write_file(dir .. "/who.lua", [[
+return function(point, req)
+  point.tags.by = req.token or "none"
+  point.tags.db = req.db or "none"
+  point.tags.path = req.path or "none"
+  return point
+end
+]])
+    local gw = start {
+      outputs = { primary = output(a, { passthrough = true }) },
+      listen = { tokens = { { name = "ops", token = "ops-secret" } } },
+      scripts = { dir = dir },
+    }
+    finally(function() gw:destroy() end)
+    local st, body = gw.post("/v1/debug/transform?db=other", "who v=1i 1", { Authorization = "Token ops-secret" })
+    assert.equal(200, st)
+    local p = cjson.decode(body).points[1]
+    assert.same({ by = "ops", db = "other", path = "/v1/debug/transform" }, p.tags)
+    local harness = require("luagw.harness")
+    local h = assert(harness.new { dir = dir })
+    finally(function() h:close() end)
+    local out = h:run_lines("who v=1i 1", "ns", { token = "billing", db = "b1", path = "/write" })
+    assert.same({ by = "billing", db = "b1", path = "/write" }, out.points[1].tags)
+    assert.same({ by = "none", db = "none", path = "none" }, h:run_lines("who v=1i 1").points[1].tags)
+  end)
+
   it("kill -9 with a spool per output, then restart: every acknowledged point reaches both", function()
     local dir = proc.tmpdir("luagw-outspool")
     finally(function() proc.rmdir(dir) end)
