@@ -283,6 +283,11 @@ static int start_one(gw_outputs_t *all, int i, char *err, size_t errlen)
     o->idx = i;
     o->conf = &all->oc.v[i];
     snprintf(o->log_kv, sizeof(o->log_kv), "output=%s", o->conf->name);
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&o->cv, &ca);
+    pthread_condattr_destroy(&ca);
     o->influx = gw_influx_create(cfg, err, errlen);
     if (!o->influx)
         return -1;
@@ -298,11 +303,6 @@ static int start_one(gw_outputs_t *all, int i, char *err, size_t errlen)
         .slow = cfg->monitoring.timeout / 2 < 1 ? cfg->monitoring.timeout / 2 : 1,
         .seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)o,
     };
-    pthread_mutex_init(&o->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&o->cv, &ca);
-    pthread_condattr_destroy(&ca);
     if (pthread_create(&o->thread, NULL, run, o)) {
         snprintf(err, errlen, "cannot start the sender thread of output %s", o->conf->name);
         return -1;
