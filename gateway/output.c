@@ -45,6 +45,7 @@ typedef struct {
     gw_buf_t copy;             /* owned: a batch other outputs share, copied to be worked on */
     gw_buf_t copy_ends;        /* owned */
     double park_until;         /* set by backoff(): park the lane rather than wait */
+    const gw_fanout_job_t *job; /* borrowed: the batch being delivered */
     char log_kv[GW_NAME_MAX + 8]; /* "output=<name>": ends every line its thread logs */
     pthread_t thread;
     int started;
@@ -195,23 +196,25 @@ static gw_influx_t *client_for(output_t *o, gw_fanout_job_t *job)
     return ls->influx;
 }
 
-/* The batch's lines, to be worked on in place: its own bytes when no other
- * output reads them, else a copy. NULL on ENOMEM. */
-static char *workable(output_t *o, const gw_fanout_job_t *job, uint32_t **ends)
+/* gw_delivery_t.own: the batch's lines are about to be rewritten (InfluxDB
+ * named some it refuses). Lines other outputs read too are copied first;
+ * the common case, a batch stored as it is, is sent from the shared bytes. */
+static int own(void *ud, char **data, uint32_t **ends)
 {
+    output_t *o = ud;
+    const gw_fanout_job_t *job = o->job;
     size_t len = job->npoints ? job->ends[job->npoints - 1] : 0;
 
-    if (job->writable) {
-        *ends = (uint32_t *)(uintptr_t)job->ends;
-        return (char *)(uintptr_t)job->data;
-    }
+    if (job->writable || *data == o->copy.data)
+        return 0;
     o->copy.len = 0;
     o->copy_ends.len = 0;
-    if (gw_buf_append(&o->copy, job->data, len) ||
-        gw_buf_append(&o->copy_ends, job->ends, (size_t)job->npoints * sizeof(uint32_t)))
-        return NULL;
+    if (gw_buf_append(&o->copy, *data, len) ||
+        gw_buf_append(&o->copy_ends, *ends, (size_t)job->npoints * sizeof(uint32_t)))
+        return -1;
+    *data = o->copy.data;
     *ends = (uint32_t *)(void *)o->copy_ends.data;
-    return o->copy.data ? o->copy.data : "";
+    return 0;
 }
 
 static void *run(void *arg)
@@ -242,11 +245,14 @@ static void *run(void *arg)
             continue;
         }
         o->cur = client_for(o, &job);
-        data = o->cur ? workable(o, &job, &ends) : NULL;
-        if (!data) {
+        if (!o->cur) {
             gw_fanout_park(f, o->idx, &job, gw_now_mono() + 1);
             continue;
         }
+        /* Shared bytes are only read unless own() made a copy. */
+        o->job = &job;
+        data = (char *)(uintptr_t)job.data;
+        ends = (uint32_t *)(uintptr_t)job.ends;
         o->park_until = 0;
         rc = gw_delivery_run(&o->d, data, ends, job.npoints, &done);
         atomic_store(&o->written, o->d.delivered);
@@ -298,6 +304,7 @@ static int start_one(gw_outputs_t *all, int i, char *err, size_t errlen)
         .write = on_write,
         .sleep = backoff,
         .reject = on_reject,
+        .own = own,
         .ud = o,
         .retry_max = cfg->monitoring.retry_max,
         .slow = cfg->monitoring.timeout / 2 < 1 ? cfg->monitoring.timeout / 2 : 1,

@@ -412,7 +412,9 @@ static void on_refusal(job_t *j, range_t r, gw_action_t act, long dropped, const
                  count, loggable(a->error, why, sizeof(why)));
     /* The lines InfluxDB's message names go apart from the others, and
      * first: they are likely refused together in one request. */
-    k = r.depth < NAMED_DEPTH_MAX ? gw_refusal_partition(a->error, j->data, j->ends, r.lo, r.hi) : 0;
+    k = r.depth < NAMED_DEPTH_MAX && (!j->d->own || j->d->own(j->d->ud, &j->data, &j->ends) == 0)
+            ? gw_refusal_partition(a->error, j->data, j->ends, r.lo, r.hi)
+            : 0;
     if (k > 0 && (uint32_t)k < count)
         push_parts(j, r, r.hi - (uint32_t)k, 1);
     else

@@ -96,6 +96,24 @@ describe("outputs: two real influxd", function()
     assert.equal(5, h.outputs.replica.written)
   end)
 
+  it("HA: a point both refuse (type conflict) is dead-lettered on each; the rest of the shared batch is stored", function()
+    local gw = start { outputs = { primary = output(a), replica = output(b) } }
+    finally(function() gw:destroy() end)
+    assert.equal(204, (gw.post("/write", "conf v=1i 1")))
+    assert(wait(function() return count(a, "conf") == 1 and count(b, "conf") == 1 end, 10))
+    local lines = { 'conf v="text" 2' }
+    for i = 1, 50 do lines[#lines + 1] = ("fine v=%di %d"):format(i, i) end
+    assert.equal(204, (gw.post("/write", table.concat(lines, "\n"))))
+    assert(wait(function() return count(a, "fine") == 50 and count(b, "fine") == 50 end, 10))
+    local h = assert(wait(function()
+      local _, doc = health(gw)
+      return doc.outputs.primary.dead_lettered == 1 and doc.outputs.replica.dead_lettered == 1 and doc
+    end, 10), "dead letters not counted per output")
+    assert.equal(51, h.outputs.primary.written)
+    assert.equal(1, count(a, "conf"))
+    assert.equal(1, count(b, "conf"))
+  end)
+
   it("replica stopped 10 s under steady load: the primary keeps storing, the replica catches up, 0 lost",
     function()
       local gw = start { outputs = { primary = output(a), replica = output(b) } }
