@@ -309,6 +309,9 @@ static int start_one(gw_outputs_t *all, int i, char *err, size_t errlen)
         .retry_max = cfg->monitoring.retry_max,
         .slow = cfg->monitoring.timeout / 2 < 1 ? cfg->monitoring.timeout / 2 : 1,
         .seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)o,
+        /* Per-series written and dropped counts are the first output's:
+         * each point once, and one scan of its lines, not one per output. */
+        .no_series = i > 0,
     };
     if (pthread_create(&o->thread, NULL, run, o)) {
         snprintf(err, errlen, "cannot start the sender thread of output %s", o->conf->name);

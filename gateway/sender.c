@@ -337,7 +337,8 @@ static void stored(job_t *j, range_t r)
     j->d->delivered += count;
     j->done += count;
     GW_COUNT(points_written, count);
-    count_series(j->data, j->ends, r.lo, r.hi, GW_S_WRITTEN);
+    if (!j->d->no_series)
+        count_series(j->data, j->ends, r.lo, r.hi, GW_S_WRITTEN);
     GW_COUNT(batches_written, 1);
     if (j->attempt > 0)
         gw_log_info("influx write recovered", "points=%u attempts=%d", count, j->attempt + 1);
@@ -354,7 +355,8 @@ static void give_up(job_t *j, range_t r, long status, int reason, const char *wh
     j->d->rejected += count;
     j->done += count;
     GW_COUNT(points_dropped, count);
-    count_series(j->data, j->ends, r.lo, r.hi, GW_S_DROPPED);
+    if (!j->d->no_series)
+        count_series(j->data, j->ends, r.lo, r.hi, GW_S_DROPPED);
 }
 
 /* The budget is spent: take InfluxDB's count of a partial write as the

@@ -71,6 +71,7 @@ typedef struct gw_delivery {
     uint64_t rejected;
     uint64_t probes;        /* probe writes */
     uint32_t probe_len;     /* bytes in probe */
+    int no_series;          /* 1: leave the per-series written/dropped counts to another output */
     /* A line InfluxDB stored, sent again to ask whether it takes writes (the
      * point overwrites itself); empty before the first, then the probe is
      * an empty write. */

@@ -18,7 +18,7 @@ typedef struct gw_delivery {
   int (*own)(void *ud, char **data, uint32_t **ends);
   void *ud; double retry_max; unsigned seed; size_t byte_cap; double slow;
   uint64_t requests; uint64_t delivered; uint64_t rejected; uint64_t probes;
-  uint32_t probe_len; char probe[512];
+  uint32_t probe_len; int no_series; char probe[512];
 } gw_delivery_t;
 int gw_delivery_run(gw_delivery_t *d, char *data, uint32_t *ends, uint32_t n, uint32_t *done);
 int gw_delivery_classify(long status, const char *error, long *dropped);
