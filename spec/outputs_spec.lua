@@ -209,6 +209,51 @@ describe("outputs: two real influxd", function()
     assert.equal(0, count(b, "placed", "other"))
   end)
 
+  it("monitoring: alone takes passthrough too", function()
+    local gw = luagw.start { influxd = a, config = { monitoring = { passthrough = true } } }
+    finally(function() gw:destroy() end)
+    assert.equal(204, (gw.post("/write?db=other", "mono v=1i 1")))
+    assert.equal(204, (gw.post("/write", "mono v=2i 2")))
+    assert(wait(function() return count(a, "mono", "other") == 1 and count(a, "mono") == 1 end, 10))
+  end)
+
+  it("503 names the full output; /health is 503 only when a route has no output able to take points", function()
+    local ports = require("support.ports")
+    local gw = start {
+      outputs = {
+        primary = output(a),
+        replica = { host = "127.0.0.1", port = ports.free(), database = "luagw", flushing_period = 0.1,
+                    retry_max = 0.5, batch_size = 10, buffer_limit = 20 },
+      },
+      routes = { { match = { series = { "solo" } }, to = { "primary" } }, { to = { "primary", "replica" } } },
+    }
+    finally(function() gw:destroy() end)
+    local body20 = {}
+    for i = 1, 20 do body20[i] = ("full v=%di %d"):format(i, i) end
+    assert.equal(204, (gw.post("/write", table.concat(body20, "\n"))))
+    local st, body = gw.post("/write", "full v=99i 99")
+    assert.equal(503, st)
+    local doc = cjson.decode(body)
+    assert.same({ "replica" }, doc.outputs_full)
+    assert.matches("buffer full on output replica", doc.error)
+    -- Points routed to the primary alone are still taken.
+    assert.equal(204, (gw.post("/write", "solo v=1i 1")))
+    assert(wait(function() return count(a, "full") == 20 and count(a, "solo") == 1 end, 10))
+    -- Every route has an output that takes points: 200, the replica listed as full.
+    local hs, h = health(gw)
+    assert.equal(200, hs)
+    assert.equal("full", h.outputs.replica.state)
+    assert.equal("ok", h.outputs.primary.state)
+    -- The primary down too: route 1 has no output left, 503.
+    a:stop()
+    finally(function() a:start_again() end)
+    assert.equal(204, (gw.post("/write", "solo v=2i 2")))
+    assert(wait(function() return (health(gw)) == 503 end, 10), "/health stayed 200 with every output down")
+    hs, h = health(gw)
+    assert.equal("down", h.outputs.primary.state)
+    assert.matches("some route has no output", table.concat(h.problems, " "))
+  end)
+
   it("a database that does not exist holds back only its own points", function()
     local gw = start { outputs = { primary = output(a, { passthrough = true }) } }
     finally(function() gw:destroy() end)
