@@ -1,6 +1,6 @@
 /* fuzz/influx_model.h — a model of how InfluxDB 1.x (Debian's influxd 1.6.7)
  * reads and stores line protocol: an oracle for the fuzzers and the
- * differential tools, written apart from gateway/lineproto.c on purpose.
+ * differential tools, written apart from gateway/lp_parse.c on purpose.
  *
  * It is a port of the scanners of InfluxDB's models/points.go (scanLine,
  * scanKey with scanMeasurement, scanTags and the tag sort, scanFields with

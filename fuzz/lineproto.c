@@ -1,5 +1,5 @@
 /* fuzz/lineproto.c — libFuzzer harness for the line-protocol parser and
- * encoder (gateway/lineproto.c).
+ * encoder (gateway/lp_parse.c, lp_encode.c).
  *
  * Properties: every point the parser accepts either is refused by the
  * encoder with a reason (gw_lp_encode returns 1), or encodes to one line

@@ -1,11 +1,11 @@
 /* fuzz/script.c — libFuzzer harness for the script-result marshalling
- * (gateway/script.c: what a script returns, back into points).
+ * (gateway/script_run.c: what a script returns, back into points).
  *
  * One engine is opened on a config whose only script, fuzz/script/fuzz.lua,
  * reads the point's field `d` (the input, hex-encoded) as a little program
  * that builds its return value. Each input then goes through
- * gw_script_transform, the path of POST /v1/debug/transform: parse, run the
- * script, check and encode the results, answer JSON. Property: the answer is
+ * gw_harness_run, the path of POST /v1/debug/transform: the pipeline with a
+ * trace (parse, run the script, check and encode the results), answer JSON. Property: the answer is
  * valid JSON with a "points" array; no crash, leak or sanitizer report. */
 #include <jansson.h>
 #include <stdint.h>
@@ -16,14 +16,14 @@
 
 #include "roundtrip.h"
 #include "../gateway/log.h"
+#include "../gateway/harness.h"
 #include "../gateway/pipeline.h"
-#include "../gateway/script.h"
 
 #ifndef FUZZ_SCRIPT_DIR
 #define FUZZ_SCRIPT_DIR "fuzz/script"
 #endif
 
-static gw_script_t *engine;
+static gw_harness_t *engine;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -38,7 +38,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                "  series:\n    fz: fuzz.lua\nlog:\n  level: error\n", FUZZ_SCRIPT_DIR);
     fclose(f);
     gw_log_set_level(gw_log_level_from_name("error")); /* script failures are expected */
-    engine = gw_script_open(cfgpath, err, sizeof(err));
+    engine = gw_harness_open(cfgpath, err, sizeof(err));
     unlink(cfgpath);
     if (!engine) {
         fprintf(stderr, "fuzz/script.c: %s\n", err);
@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         body[n++] = hexd[data[i] & 15];
     }
     memcpy(body + n, tail, sizeof(tail) - 1), n += sizeof(tail) - 1;
-    CHECK(gw_script_transform(engine, GW_FMT_LINEPROTO, body, n, 1, &json) == 0, "transform ENOMEM");
+    CHECK(gw_harness_run(engine, GW_FMT_LINEPROTO, body, n, 1, &json) == 0, "transform ENOMEM");
     doc = json_loads(json, 0, &jerr);
     CHECK(doc != NULL, "answer is not JSON (%s): %s", jerr.text, json);
     CHECK(json_is_array(json_object_get(doc, "points")), "no points array: %s", json);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -35,13 +36,6 @@ struct gw_queue {
     uint64_t dropped_unlogged;
     double last_drop_log;
 };
-
-double gw_now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 gw_queue_t *gw_queue_create(uint32_t batch_size, uint32_t buffer_limit, double flushing_period)
 {
@@ -209,7 +203,7 @@ static void seal(gw_queue_t *q)
  * it, so the last burst is logged too. mu held. */
 static void log_drops(gw_queue_t *q, int force)
 {
-    double now = gw_now_mono();
+    double now = gw_clock_mono();
 
     if (!q->dropped_unlogged || (!force && now - q->last_drop_log < DROP_LOG_EVERY))
         return;
@@ -319,7 +313,7 @@ int gw_queue_push(gw_queue_t *q, const char *lines, size_t len, const uint32_t *
                 rc = -ENOMEM;
                 break;
             }
-            b->opened_at = gw_now_mono();
+            b->opened_at = gw_clock_mono();
             q->open = b;
             /* The flusher may be sleeping without a deadline: wake it so it
              * starts timing this batch. */
@@ -369,7 +363,7 @@ static gw_batch_t *take_spooled(gw_queue_t *q, double deadline)
             b = batch_new(q);
             pthread_mutex_unlock(&q->mu);
             if (!b) {
-                gw_spool_wait(q->spool, gw_now_mono() + 0.1); /* ENOMEM: try again soon */
+                gw_spool_wait(q->spool, gw_clock_mono() + 0.1); /* ENOMEM: try again soon */
                 continue;
             }
             q->open = b;
@@ -380,9 +374,9 @@ static gw_batch_t *take_spooled(gw_queue_t *q, double deadline)
             if (rc == -ENOMEM)
                 gw_log_error("spool: out of memory reading", "%s", "");
             if (rc) /* ENOMEM, or a segment that cannot be opened now (logged): try again soon */
-                gw_spool_wait(q->spool, gw_now_mono() + 0.1);
+                gw_spool_wait(q->spool, gw_clock_mono() + 0.1);
         }
-        now = gw_now_mono();
+        now = gw_clock_mono();
         if (got && b->opened_at == 0)
             b->opened_at = now;
         b->npoints += got;
@@ -417,7 +411,7 @@ gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline)
         return take_spooled(q, deadline);
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        double now = gw_now_mono(), wake;
+        double now = gw_clock_mono(), wake;
         struct timespec ts;
 
         if (q->open && (q->closed || now >= q->open->opened_at + q->period))
@@ -443,8 +437,7 @@ gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline)
         if (wake == 0) {
             pthread_cond_wait(&q->cv, &q->mu);
         } else {
-            ts.tv_sec = (time_t)wake;
-            ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
+            ts = gw_clock_timespec(wake);
             pthread_cond_timedwait(&q->cv, &q->mu, &ts);
         }
     }

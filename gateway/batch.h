@@ -120,7 +120,4 @@ json_t *gw_queue_spool_json(gw_queue_t *q);
  * stay). NULL is a no-op. */
 void gw_queue_destroy(gw_queue_t *q);
 
-/* Monotonic clock in seconds. */
-double gw_now_mono(void);
-
 #endif

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,10 +13,12 @@ int gw_buf_grow(gw_buf_t *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     char *p;
 
-    if (need < b->len)
-        return -ENOMEM; /* overflow */
+    /* Overflow, or more than any allocator gives (malloc refuses sizes
+     * beyond PTRDIFF_MAX): asked of it, a sanitizer's allocator aborts. */
+    if (need < b->len || need > PTRDIFF_MAX)
+        return -ENOMEM;
     while (cap < need)
-        cap = cap * 2 > cap ? cap * 2 : need;
+        cap = cap <= PTRDIFF_MAX / 2 ? cap * 2 : need;
     p = realloc(b->data, cap);
     if (!p)
         return -ENOMEM;

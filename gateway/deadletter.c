@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define SERIES_MAX 1024       /* distinct series counted; the rest under OTHER */
@@ -45,13 +46,6 @@ static struct {
 const char *gw_deadletter_reason_name(int reason)
 {
     return reason >= 0 && reason < GW_DL_NREASONS ? reason_names[reason] : "unknown";
-}
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 int gw_deadletter_open(const char *path, char *err, size_t errlen)
@@ -112,7 +106,7 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
     size_t start = from ? ends[from - 1] : 0;
     const char *rname;
     char text[256], first[128];
-    double now = mono();
+    double now = gw_clock_mono();
 
     if (from >= to)
         return;
@@ -131,13 +125,8 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
     dl.by_reason[reason] += to - from;
     if (dl.file) {
         char stamp[40];
-        struct timespec ts;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-        fprintf(dl.file, "# %s.%03ldZ status=%ld reason=%s error=\"%s\"\n", stamp, ts.tv_nsec / 1000000, status,
-                rname, text);
+        gw_clock_utc(stamp, sizeof(stamp), gw_clock_wall_ns());
+        fprintf(dl.file, "# %s status=%ld reason=%s error=\"%s\"\n", stamp, status, rname, text);
         fwrite(lines + start, 1, ends[to - 1] - start, dl.file);
         static gw_log_limit_t lim = GW_LOG_LIMIT_INIT; /* a full disk fails every batch */
         if (fflush(dl.file))
@@ -207,7 +196,7 @@ static void log_held(void)
                  (unsigned long long)dl.held, (unsigned long long)dl.total, dl.held_status,
                  reason_names[dl.held_reason], dl.held_why);
     dl.held = 0;
-    dl.last_log = mono();
+    dl.last_log = gw_clock_mono();
 }
 
 double gw_deadletter_due(void)
@@ -223,7 +212,7 @@ double gw_deadletter_due(void)
 void gw_deadletter_tick(void)
 {
     pthread_mutex_lock(&dl.mu);
-    if (dl.held && mono() - dl.last_log >= LOG_EVERY)
+    if (dl.held && gw_clock_mono() - dl.last_log >= LOG_EVERY)
         log_held();
     pthread_mutex_unlock(&dl.mu);
 }

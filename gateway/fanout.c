@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "spool.h"
@@ -325,7 +326,7 @@ static lane_t *lane_add(gw_fanout_t *f, output_t *out, const char *db, const cha
         goto fail;
     }
     l->out = out;
-    l->used_at = gw_now_mono();
+    l->used_at = gw_clock_mono();
     if (out->spooled) {
         dir = db ? lane_dir(out, db, rp) : strdup(out->o.spool_dir);
         if (!dir) {
@@ -499,7 +500,7 @@ static group_t *group_get(gw_fanout_t *f, const gw_fanout_dest_t *d, uint64_t *f
         f->ngroups++;
     }
     g->pins++;
-    g->used_at = gw_now_mono();
+    g->used_at = gw_clock_mono();
     return g;
 }
 
@@ -542,7 +543,7 @@ static uint32_t append_group(gw_fanout_t *f, group_t *g, const gw_fanout_part_t 
         if (!b) {
             if (!(b = batch_new(f, g->nmem)))
                 break;
-            b->opened_at = gw_now_mono();
+            b->opened_at = gw_clock_mono();
             g->open = b;
             /* Its senders may be waiting without a deadline: let them time it. */
             for (int i = 0; i < g->nmem; i++)
@@ -574,7 +575,7 @@ static int fits(const output_t *out, uint64_t points, uint64_t bytes)
  * DROP_LOG_EVERY seconds, or now when forced. Under the lock. */
 static void log_drops(output_t *out, int force)
 {
-    double now = gw_now_mono();
+    double now = gw_clock_mono();
 
     if (!out->dropped_unlogged || (!force && now - out->last_drop_log < DROP_LOG_EVERY))
         return;
@@ -953,7 +954,7 @@ static int take_memory(gw_fanout_t *f, output_t *out, double deadline, gw_fanout
 
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        double now = gw_now_mono(), wake = deadline;
+        double now = gw_clock_mono(), wake = deadline;
         lane_t *l;
 
         seal_due(f, out, now, &wake);
@@ -1087,7 +1088,7 @@ static lane_t *next_spooled(gw_fanout_t *f, output_t *out, int n, int closed, do
 static int take_spooled(gw_fanout_t *f, output_t *out, double deadline, gw_fanout_job_t *job)
 {
     for (;;) {
-        double now = gw_now_mono(), wake = deadline;
+        double now = gw_clock_mono(), wake = deadline;
         int n, closed, busy = 0;
         uint32_t gen;
         lane_t *l;
@@ -1137,7 +1138,7 @@ void gw_fanout_done(gw_fanout_t *f, int o, gw_fanout_job_t *job)
     pthread_mutex_lock(&f->mu);
     l->current = NULL;
     l->held_until = 0;
-    l->used_at = gw_now_mono();
+    l->used_at = gw_clock_mono();
     if (out->spooled) {
         recycle(f, b);
     } else {
@@ -1212,7 +1213,7 @@ int gw_fanout_finished(gw_fanout_t *f, int o)
 void gw_fanout_stats(gw_fanout_t *f, int o, gw_fanout_stats_t *st)
 {
     output_t *out = &f->out[o];
-    double now = gw_now_mono();
+    double now = gw_clock_mono();
 
     memset(st, 0, sizeof(*st));
     pthread_mutex_lock(&f->mu);
@@ -1244,7 +1245,7 @@ void gw_fanout_stats(gw_fanout_t *f, int o, gw_fanout_stats_t *st)
 
 void gw_fanout_each_lane(gw_fanout_t *f, int o, void (*fn)(const gw_fanout_lane_t *l, void *ud), void *ud)
 {
-    double now = gw_now_mono();
+    double now = gw_clock_mono();
 
     pthread_mutex_lock(&f->mu);
     for (lane_t *l = f->out[o].lanes; l; l = l->next) {

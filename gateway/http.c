@@ -22,7 +22,7 @@
 #include <sys/socket.h>
 #include <libdeflate.h>
 
-#include "batch.h"
+#include "clock.h"
 #include "conns.h"
 #include "deadletter.h"
 #include "dispatch.h"
@@ -76,13 +76,14 @@ struct gw_http {
  * for a probe's request and answer, too little for a slow client to hold. */
 #define PROBE_SECONDS 2.0
 
-/* Points /v1/debug/transform takes in one body: its answer is about 200
- * bytes per point (and jansson's document ten times that while it is
- * built), so this bounds both. */
+/* Points /v1/debug/transform takes in one body, and answers for (what
+ * the scripts make of them, stored or rejected): its answer is about 300
+ * bytes per point besides the point's line, so this bounds it. */
 #define DEBUG_MAX_POINTS 10000
 
-/* Memory the debug transform's answer takes per point at most, while it
- * is built: about 200 bytes of answer, and jansson's document of it. */
+/* Memory the debug transform's answer takes per point of the body, while
+ * it is built: the answer and the trace's record of the point (trace.h),
+ * with room for long lines. */
 #define DEBUG_POINT_COST ((size_t)4096)
 
 /* A request that may take more than this to process gives its worker's
@@ -291,16 +292,8 @@ static gw_pipeline_t *worker(gw_http_t *h)
     gw_pipeline_t *w = pthread_getspecific(h->key);
     if (!w) {
         w = gw_pipeline_create(h->lp_flags);
-        if (w) {
-            const gw_config_t *cfg = h->cfg;
-            gw_limits_t lim = {.max_points = cfg->listen.max_points,
-                               .max_line_bytes = cfg->listen.max_line_bytes,
-                               .max_tags = cfg->listen.max_tags,
-                               .max_fields = cfg->listen.max_fields,
-                               .max_key_bytes = cfg->listen.max_key_bytes,
-                               .max_value_bytes = cfg->listen.max_value_bytes};
-            gw_pipeline_set_limits(w, &lim);
-        }
+        if (w)
+            gw_pipeline_configure(w, h->cfg);
         if (w && pthread_setspecific(h->key, w)) {
             gw_pipeline_destroy(w);
             w = NULL;
@@ -613,7 +606,7 @@ static enum MHD_Result ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
 {
     gw_ingest_t in = {.format = r->route == R_POINTS ? GW_FMT_JSON : GW_FMT_LINEPROTO,
                       .ns_per_unit = 1,
-                      .now_ns = gw_now_ns()};
+                      .now_ns = gw_clock_wall_ns()};
     gw_buf_t inflated = {0};
     size_t body_held = r->held, len;
     const char *body;
@@ -656,6 +649,34 @@ static json_t *inflight_json(gw_http_t *h)
     gw_inflight_stats(h->inflight, &st);
     return json_pack("{s:I, s:I, s:I, s:I}", "bytes", (json_int_t)st.held, "limit", (json_int_t)st.limit, "peak",
                      (json_int_t)st.peak, "refused", (json_int_t)(st.full + st.too_big));
+}
+
+/* /health's "scripts": the failures of script calls (script.h), in total
+ * and per series with the last one. */
+static json_t *scripts_json(void)
+{
+    gw_script_stats_t st;
+    json_t *o, *series;
+
+    if (gw_script_stats_snapshot(&st))
+        return json_null();
+    o = json_pack("{s:{s:I, s:I, s:I}}", "total", "errors", (json_int_t)st.total[GW_SCRIPT_FAIL_ERROR], "timeouts",
+                  (json_int_t)st.total[GW_SCRIPT_FAIL_TIMEOUT], "memory", (json_int_t)st.total[GW_SCRIPT_FAIL_MEMORY]);
+    series = json_object();
+    for (size_t i = 0; i < st.n; i++) {
+        const gw_script_stat_t *s = &st.series[i];
+        char stamp[32], name[512], msg[512];
+        gw_clock_utc(stamp, sizeof(stamp), s->last_ns);
+        json_object_set_new(series, gw_utf8_echo(name, sizeof(name), s->series, strlen(s->series)),
+                            json_pack("{s:I, s:I, s:I, s:{s:s, s:s, s:s}}", "errors",
+                                      (json_int_t)s->count[GW_SCRIPT_FAIL_ERROR], "timeouts",
+                                      (json_int_t)s->count[GW_SCRIPT_FAIL_TIMEOUT], "memory",
+                                      (json_int_t)s->count[GW_SCRIPT_FAIL_MEMORY], "last", "script", s->last_script,
+                                      "message", ECHO(msg, s->last_message), "at", stamp));
+    }
+    json_object_set_new(o, "series", series);
+    gw_script_stats_free(&st);
+    return o;
 }
 
 static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
@@ -702,13 +723,7 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
     json_object_set_new(o, "stopping", json_boolean(atomic_load(&h->leaving) || atomic_load(&h->draining)));
     json_object_set_new(o, "connections", connections_json(h));
     json_object_set_new(o, "inflight", inflight_json(h));
-    {
-        char *stats = gw_script_stats_json();
-        json_t *sj = stats ? json_loads(stats, 0, NULL) : NULL;
-        free(stats);
-        if (sj)
-            json_object_set_new(o, "scripts", sj);
-    }
+    json_object_set_new(o, "scripts", scripts_json());
     /* What is wrong, in words; any of it makes the answer 503. "ready":
      * none of it but InfluxDB's, so this instance still takes points (what
      * a load balancer in front of spooling instances checks). */
@@ -836,7 +851,7 @@ static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, r
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     gw_ingest_t in = {.format = ct && is_json_type(ct) ? GW_FMT_JSON : GW_FMT_LINEPROTO,
                       .ns_per_unit = 1,
-                      .now_ns = gw_now_ns()};
+                      .now_ns = gw_clock_wall_ns()};
     gw_buf_t inflated = {0}, json = {0};
     size_t body_held = r->held, len, n;
     const char *body;
@@ -847,11 +862,12 @@ static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, r
     gw_script_req_t sreq;
     char why[512], client[INET6_ADDRSTRLEN];
 
-    /* The request as ingest sees it: its token, its database, req. */
+    /* The request as ingest sees it: its token (and its tags), its
+     * database, its routes, req. */
     if (begin_dispatch(h, c, r, &d, why, sizeof(why)))
         return answer_error(c, 403, r->route, "%s", why);
     in.req = script_req(c, r, &d, client, &sreq);
-    gw_dispatch_end(&d);
+    in.hooks = &d.hooks;
     if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret))
         goto done;
     n = count_points(in.format, body, len, DEBUG_MAX_POINTS);
@@ -863,12 +879,17 @@ static enum MHD_Result debug_transform(gw_http_t *h, struct MHD_Connection *c, r
     if (reserve_work(h, c, r, in.format, body, len, n * DEBUG_POINT_COST, &ret))
         goto done;
     w = worker(h);
-    rc = w ? gw_pipeline_debug(w, &in, body, len, &json) : -ENOMEM;
-    if (rc)
+    rc = w ? gw_pipeline_debug(w, &in, body, len, DEBUG_MAX_POINTS, &json) : -ENOMEM;
+    if (rc == GW_PIPELINE_TOO_MANY)
+        ret = answer_error(c, 413, r->route,
+                           "body: the scripts made more than %d points of it, the most /v1/debug/transform answers",
+                           DEBUG_MAX_POINTS);
+    else if (rc)
         ret = answer_error(c, 500, r->route, "out of memory while processing the body");
     else
         ret = answer(c, 200, json.data ? json.data : "{}", json.data ? json.len : 2, "application/json");
 done:
+    gw_dispatch_end(&d);
     gw_buf_free(&json);
     gw_buf_free(&inflated);
     gw_inflight_keep(h->inflight, &r->held, body_held);
@@ -1152,7 +1173,7 @@ static void hand_off(gw_http_t *h, int fd, const struct sockaddr_storage *addr, 
 {
     const char *why;
 
-    if (gw_conns_admit(h->conns, fd, (const struct sockaddr *)addr, gw_now_mono(), &why) == GW_CONN_REFUSED) {
+    if (gw_conns_admit(h->conns, fd, (const struct sockaddr *)addr, gw_clock_mono(), &why) == GW_CONN_REFUSED) {
         log_refused(addr, why);
         close(fd);
         return;
@@ -1179,7 +1200,7 @@ static void *acceptor(void *arg)
                                 {.fd = h->wake[0], .events = POLLIN}};
         struct sockaddr_storage addr;
         socklen_t alen = sizeof(addr);
-        double wait = gw_conns_expire(h->conns, gw_now_mono());
+        double wait = gw_conns_expire(h->conns, gw_clock_mono());
         int fd;
 
         if (poll(pfd, 2, wait < 0 ? -1 : (int)(wait * 1000) + 1) < 0) {

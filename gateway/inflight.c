@@ -163,10 +163,11 @@ static void count2(const char *p, size_t n, char c1, char c2, size_t *n1, size_t
  *                      its 32 or 40 bytes, and what a script makes of it
  *   COST_LP_LINE       per line, each point at most: its 72 bytes, its end
  *                      and series slot, its time written out, a script call
- *   COST_JSON_MEMBER   per ':' of JSON: as COST_LP_PAIR; and, for a body
- *                      that is not JSON, jansson's document of it (which
- *                      json.c builds to describe the error)
- *   COST_JSON_OBJECT   per '{': a point, or the document's objects */
+ *   COST_JSON_MEMBER   per ':' of JSON: as COST_LP_PAIR; measured when
+ *                      json.c still built jansson's document of a body that
+ *                      is not JSON to describe the error (it no longer
+ *                      does: for such bodies the bound is now generous)
+ *   COST_JSON_OBJECT   per '{': a point (and, then, the document's objects) */
 #define COST_BYTE 6
 #define COST_LP_PAIR 100
 #define COST_LP_LINE 310

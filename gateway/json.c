@@ -19,14 +19,14 @@
  *    real number that overflows a double; nesting at most jansson's 2048
  *    deep.
  *  - A body that is not JSON is rejected as a whole: points already built
- *    are dropped and per-point errors are forgotten. Its message is
- *    jansson's own (line, column and text), so on this cold path only the
- *    body is handed to jansson to describe the error (see body_error).
+ *    are dropped and per-point errors are forgotten. Its message says what
+ *    was wrong and where: the line and column (in characters) of the first
+ *    byte that is not JSON, and the text there (body_error).
  *  - Time as a number keeps its microseconds exactly and rounds what lies
  *    beyond.
  * One difference, on purpose: jansson skips a raw NUL byte that directly
  * follows a number, true, false or null (a quirk of its lexer's pushback);
- * here any raw NUL is a body error, as it is anywhere else in jansson.
+ * here any raw NUL is a body error, as it is anywhere else in JSON.
  *
  * What a point may hold is ours, as in line protocol (lineproto.h):
  *  - \u0000 is read, but a NUL byte in a series, tag or field (key or
@@ -38,12 +38,13 @@
  *    protocol. */
 #include "json.h"
 
+#include "hash.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -54,14 +55,17 @@
 #include <emmintrin.h>
 #endif
 
-/* What jansson flags we describe body errors with: \u0000 in strings is no
- * body error here (in keys jansson refuses it: see body_error). */
-#define LOAD_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
-
 /* jansson's JSON_PARSER_MAX_DEPTH: the top-level value is at depth 1. */
 #define MAX_DEPTH 2048
 
 #define KEY_SHOW 64 /* bytes of a key or value quoted in an error message */
+
+/* How much a body error quotes of the text where it is: characters, with
+ * control characters and bytes that are not UTF-8 written \xHH. */
+#define NEAR_SHOW 24
+
+/* Where a value must start, and does not. */
+#define WANT_VALUE "expected a value (an object, array, string, number, true, false or null)"
 
 #define NS_PER_SEC 1000000000LL
 
@@ -89,31 +93,7 @@ static inline __attribute__((always_inline)) int key_is(gw_str_t k, const char *
 }
 #define KEY_IS(k, w) key_is((k), (w), sizeof(w) - 1)
 
-/* ---- integer texts and positions (also for body errors) ----------------- */
-
-/* Is t exactly a JSON integer token, -?(0|[1-9][0-9]*)? */
-static int is_int_token(const char *t, size_t n)
-{
-    size_t i = t[0] == '-';
-
-    if (i == n || (t[i] == '0' && n - i > 1))
-        return 0;
-    for (; i < n; i++)
-        if (t[i] < '0' || t[i] > '9')
-            return 0;
-    return 1;
-}
-
-/* Does the integer token t fit int64? */
-static int fits_int64(const char *t, size_t n)
-{
-    int neg = t[0] == '-';
-    size_t nd = n - (size_t)neg;
-
-    if (nd != 19)
-        return nd < 19;
-    return memcmp(t + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
-}
+/* ---- integer texts and positions ---------------------------------------- */
 
 /* Parse a decimal integer text as uint64. 0, or -1 when negative or too big. */
 static int text_to_u64(gw_str_t t, uint64_t *out)
@@ -131,87 +111,21 @@ static int text_to_u64(gw_str_t t, uint64_t *out)
     return 0;
 }
 
-/* Position of byte off in jansson's terms: 1-based line, column in UTF-8
- * characters. */
+/* Where byte off of body is: 1-based line, and column in UTF-8 characters
+ * (off may be the length: just past the last character). */
 static void line_col(const char *body, size_t off, int *line, int *col)
 {
     *line = 1;
-    *col = 0;
-    for (size_t i = 0; i <= off; i++) {
+    *col = 1;
+    for (size_t i = 0; i < off; i++) {
         unsigned char c = (unsigned char)body[i];
         if (c == '\n') {
             ++*line;
-            *col = 0;
+            *col = 1;
         } else if ((c & 0xc0) != 0x80) {
             ++*col;
         }
     }
-}
-
-/* Copy body into *copy with each integer beyond int64 replaced by a
- * placeholder string of the same length (so jansson's line and column stay
- * right), their texts in *big (malloc'd, borrowing body).
- * Returns the number of placeholders (0: nothing to retry), or -ENOMEM. The
- * scan is lexical only: jansson judges the syntax of the copy. */
-static long bigint_rewrite(const char *body, size_t len, char **copy, gw_str_t **big)
-{
-    gw_str_t *v = NULL; /* owned until returned */
-    char *c = NULL;     /* owned until returned */
-    size_t n = 0, cap = 0;
-    long rc = -ENOMEM;
-    char ph[32];
-    int w;
-
-    for (size_t i = 0; i < len;) {
-        size_t s = i;
-
-        if (body[i] == '"') {
-            /* Skip a string; its escapes cannot end it early. */
-            for (i++; i < len && body[i] != '"'; i++)
-                i += body[i] == '\\';
-            i++;
-            continue;
-        }
-        if (body[i] != '-' && (body[i] < '0' || body[i] > '9')) {
-            i++;
-            continue;
-        }
-        /* A number token is the run of number characters; only a
-         * well-formed integer is ours, anything else is jansson's to judge. */
-        for (i++; i < len && body[i] && strchr("0123456789.eE+-", body[i]); i++)
-            ;
-        if (!is_int_token(body + s, i - s) || fits_int64(body + s, i - s))
-            continue;
-        if (!c) {
-            c = malloc(len);
-            if (!c)
-                goto fail;
-            memcpy(c, body, len);
-        }
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            gw_str_t *nv = realloc(v, ncap * sizeof(*nv));
-            if (!nv)
-                goto fail;
-            v = nv;
-            cap = ncap;
-        }
-        /* The token has 19 digits or more and "\u0000<n>" needs 8 + the
-         * digits of n: room for 10^11 placeholders, more than a body holds. */
-        w = snprintf(ph, sizeof(ph), "\"\\u0000%zu\"", n);
-        if ((size_t)w > i - s)
-            continue; /* jansson will say "too big integer" again */
-        memcpy(c + s, ph, (size_t)w);
-        memset(c + s + w, ' ', i - s - (size_t)w);
-        v[n++] = (gw_str_t){body + s, i - s};
-    }
-    *copy = c;
-    *big = v;
-    return (long)n;
-fail:
-    free(v);
-    free(c);
-    return rc;
 }
 
 /* ---- time --------------------------------------------------------------- */
@@ -459,8 +373,8 @@ typedef struct {
     char *slab_end;
 
     int err;          /* -ENOMEM, or 1: a body error, described later */
-    const char *why;  /* our own words for it (if jansson has none) */
-    size_t why_at;    /* and its byte offset */
+    const char *why;  /* borrowed (static): what is wrong */
+    size_t why_at;    /* and the byte offset where */
 } parse_t;
 
 static __attribute__((noinline)) int vec_grow(vec_t *v, size_t size)
@@ -519,9 +433,11 @@ static inline void *run_take(const run_t *r, size_t size, uint32_t *n)
     return *n ? r->start : NULL;
 }
 
-/* Stop the parse at p: the body is not (jansson's) JSON. Returns 0, what a
- * handler returns to stop. */
-static int body_bad_at(parse_t *ps, const char *p, const char *why)
+/* Stop the parse at p: the body is not JSON, for the reason why (body_error
+ * says where, and quotes the text there). Returns 0, what a handler returns
+ * to stop. Cold, like every error path here: kept out of the lexers' code,
+ * the JSON parse costs some 45 instructions a point less. */
+static __attribute__((cold, noinline)) int body_bad_at(parse_t *ps, const char *p, const char *why)
 {
     if (!ps->err) {
         ps->err = 1;
@@ -682,23 +598,23 @@ static size_t utf8_len(const unsigned char *s, const unsigned char *e)
     return k + 1;
 }
 
-/* Stop the parse at p, which is not what JSON allows there. The words only
- * show when jansson takes the body (see body_error): a raw NUL just after a
- * number or literal, which jansson skips. Returns NULL, for lexers. */
-static const char *syntax_at(parse_t *ps, const char *p)
+/* body_bad_at for lexers: returns NULL. */
+static __attribute__((cold, noinline)) const char *bad_at(parse_t *ps, const char *p, const char *why)
 {
-    const char *e = ps->body + ps->len, *why = "syntax error";
-
-    if (p == e) {
-        why = "unexpected end of input";
-    } else if ((unsigned char)*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') {
-        why = "control character";
-    } else if ((unsigned char)*p >= 0x80 &&
-               !utf8_len((const unsigned char *)p, (const unsigned char *)e)) {
-        why = "invalid UTF-8";
-    }
     body_bad_at(ps, p, why);
     return NULL;
+}
+
+/* Stop the parse at p, where a string whose opening quote is at q stops
+ * being one: the end of the body (the error is then placed at q), a raw
+ * control character or a byte that is not UTF-8. Returns NULL. */
+static __attribute__((cold, noinline)) const char *string_error(parse_t *ps, const char *q, const char *p)
+{
+    if (p == ps->body + ps->len)
+        return bad_at(ps, q, "unterminated string (no closing quote before the end of the body)");
+    if ((unsigned char)*p < 0x20)
+        return bad_at(ps, p, "control character in a string (write it as an escape, such as \\n or \\u0001)");
+    return bad_at(ps, p, "invalid UTF-8 in a string");
 }
 
 static inline const char *skip_ws(const char *p, const char *e)
@@ -766,20 +682,19 @@ static const char *unescape_u(parse_t *ps, const char *p, const char *q, char **
     int cp = q - p >= 6 ? hex4(p + 2) : -1, lo;
 
     if (cp < 0)
-        return syntax_at(ps, p);
+        return bad_at(ps, p, "invalid escape: \\u takes four hex digits");
     p += 6;
     ps->str_nul |= cp == 0;
     if (cp >= 0xd800 && cp <= 0xdbff) {
         if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2)) < 0xdc00 ||
-            lo > 0xdfff) {
-            body_bad_at(ps, p, "invalid Unicode escape");
-            return NULL;
-        }
+            lo > 0xdfff)
+            return bad_at(ps, p - 6, "invalid Unicode escape: a high surrogate (\\uD800 to \\uDBFF) "
+                                     "not followed by a low one (\\uDC00 to \\uDFFF)");
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
         p += 6;
     } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-        body_bad_at(ps, p, "invalid Unicode escape");
-        return NULL;
+        return bad_at(ps, p - 6, "invalid Unicode escape: a low surrogate (\\uDC00 to \\uDFFF) "
+                                 "without a high one before it");
     }
     if (cp < 0x80) {
         *o++ = (char)cp;
@@ -817,7 +732,7 @@ static __attribute__((noinline)) const char *unescape(parse_t *ps, const char *s
     while (q < e && *q != '"')
         q += *q == '\\' ? 2 : 1;
     if (q >= e)
-        return syntax_at(ps, e);
+        return string_error(ps, s - 1, e);
     if (!(d0 = alloc_str(ps, (size_t)(q - s)))) {
         no_memory(ps);
         return NULL;
@@ -835,7 +750,7 @@ static __attribute__((noinline)) const char *unescape(parse_t *ps, const char *s
                 *d++ = simple[c];
                 p += 2;
             } else {
-                return syntax_at(ps, p + 1);
+                return bad_at(ps, p, "invalid escape (JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX)");
             }
             continue;
         }
@@ -846,7 +761,7 @@ static __attribute__((noinline)) const char *unescape(parse_t *ps, const char *s
         if (p == q || *p == '\\')
             continue;
         if (!(k = utf8_len((const unsigned char *)p, (const unsigned char *)q)))
-            return syntax_at(ps, p);
+            return string_error(ps, s - 1, p);
         memcpy(d, p, k);
         d += k;
         p += k;
@@ -873,7 +788,7 @@ static inline const char *lex_string(parse_t *ps, const char *p, gw_str_t *out)
             return unescape(ps, s, p, out);
         /* the end, a control character or a byte >= 0x80 */
         if (p == e || !(k = utf8_len((const unsigned char *)p, (const unsigned char *)e)))
-            return syntax_at(ps, p);
+            return string_error(ps, s - 1, p);
         p += k;
     }
 }
@@ -962,7 +877,7 @@ static inline __attribute__((always_inline)) const char *lex_number(parse_t *ps,
 
     p += *p == '-';
     if (!is_digit(p, e))
-        return syntax_at(ps, p);
+        return bad_at(ps, t, p == t ? WANT_VALUE : "invalid number: a digit must follow '-'");
     /* m takes every digit: past 19 it wraps, and num_t says it is unused. */
     if (*p == '0') {
         p++;
@@ -979,7 +894,7 @@ static inline __attribute__((always_inline)) const char *lex_number(parse_t *ps,
         for (; is_digit(p, e); p++)
             m = m * 10 + (uint64_t)(*p - '0');
         if (!(nf = (uint32_t)(p - d)))
-            return syntax_at(ps, p);
+            return bad_at(ps, t, "invalid number: a digit must follow '.'");
     }
     if (p < e && (*p == 'e' || *p == 'E')) {
         exp = 1;
@@ -987,7 +902,7 @@ static inline __attribute__((always_inline)) const char *lex_number(parse_t *ps,
         if (p < e && (*p == '+' || *p == '-'))
             neg = *p++ == '-';
         if (!is_digit(p, e))
-            return syntax_at(ps, p);
+            return bad_at(ps, t, "invalid number: its exponent has no digit");
         for (; is_digit(p, e); p++)
             if (ex < 100000)
                 ex = ex * 10 + (*p - '0');
@@ -1266,7 +1181,7 @@ static inline __attribute__((always_inline)) int on_value(parse_t *ps, int kind,
     frame_t *f = FRAME(ps), push = {F_SKIP, kind == V_MAP, 0, 0};
 
     if (ps->fr.n > MAX_DEPTH)
-        return body_bad(ps, "maximum parsing depth reached");
+        return body_bad(ps, "nested deeper than 2048 arrays and objects (maximum parsing depth reached)");
     switch (f->kind) {
     case F_TOP:
         if (kind == V_MAP) {
@@ -1325,14 +1240,6 @@ static inline __attribute__((always_inline)) int on_value(parse_t *ps, int kind,
  * matches. Stale ones are dropped when the table is rebuilt. */
 #define KSET_FROM 16
 
-static uint32_t key_hash(const char *p, size_t n)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
-}
-
 /* One of 64 bits for a key, from its length and its first and last bytes
  * (length and last byte alone mix up "series" and "fields"). */
 static inline uint64_t key_bit(gw_str_t k)
@@ -1345,7 +1252,7 @@ static inline uint64_t key_bit(gw_str_t k)
 static void kset_put(parse_t *ps, uint32_t j)
 {
     const gw_str_t *k = &((gw_str_t *)ps->keys.v)[j];
-    uint32_t mask = ps->kset_cap - 1, i = key_hash(k->p, k->n) & mask;
+    uint32_t mask = ps->kset_cap - 1, i = (uint32_t)gw_hash(k->p, k->n) & mask;
 
     while (ps->kset[i])
         i = (i + 1) & mask;
@@ -1402,7 +1309,7 @@ static __attribute__((noinline)) int key_seen_many(parse_t *ps, frame_t *f, gw_s
             if (ks[i].n == k.n && memcmp(ks[i].p, k.p, k.n) == 0)
                 return 1;
     } else {
-        uint32_t mask = ps->kset_cap - 1, i = key_hash(k.p, k.n) & mask;
+        uint32_t mask = ps->kset_cap - 1, i = (uint32_t)gw_hash(k.p, k.n) & mask;
         for (; ps->kset[i]; i = (i + 1) & mask) {
             uint32_t j = ps->kset[i] - 1;
             if (j >= f->kbase && j < n && ks[j].n == k.n && memcmp(ks[j].p, k.p, k.n) == 0)
@@ -1544,56 +1451,28 @@ static int on_end(parse_t *ps)
 
 /* ---- body errors -------------------------------------------------------- */
 
-/* The body is not JSON (the tokenizer or one of our checks said so): describe it as
- * jansson does, which this parser used to be, so that clients see the same
- * words and positions. jansson needs its numeric-overflow workaround here
- * (bigint_rewrite). Should jansson take the body after all (or stop at a
- * \u0000 in a key, no body error here), our own words are used, at the
- * byte offset where we stopped. 0 or -ENOMEM. */
-static int body_error(const char *body, size_t len, gw_result_t *res, const char *why,
-                      size_t why_at)
+/* The body is not JSON (the tokenizer or one of our checks said so): one
+ * error saying what (why) and where: the line and column (in characters)
+ * of byte why_at, and the text from there, echoed safely (utf8.h). */
+static void body_error(const char *body, size_t len, gw_result_t *res, const char *why, size_t why_at)
 {
-    gw_str_t *big = NULL; /* owned */
-    char *copy = NULL;    /* owned: body with placeholders, when needed */
-    json_t *root;         /* owned */
-    json_error_t err, err2;
-    int rc = 0, line, col;
+    char near[NEAR_SHOW + 4]; /* and "..." */
+    size_t rest;
+    int line, col;
 
-    root = json_loadb(body, len, LOAD_FLAGS, &err);
-    if (!root && json_error_code(&err) == json_error_numeric_overflow) {
-        long n = bigint_rewrite(body, len, &copy, &big);
-        if (n == -ENOMEM) {
-            rc = -ENOMEM;
-            goto done;
-        }
-        if (n > 0) {
-            root = json_loadb(copy, len, LOAD_FLAGS, &err2);
-            /* A placeholder as a key is still the number where a key
-             * should be: keep jansson's first word on it. */
-            if (!root && json_error_code(&err2) != json_error_null_byte_in_key)
-                err = err2;
-        }
-    }
-    /* A \u0000 in a key stops jansson, not us: our words then. */
-    if (!root && json_error_code(&err) != json_error_null_byte_in_key) {
-        if (json_error_code(&err) == json_error_out_of_memory) {
-            rc = -ENOMEM;
-            goto done;
-        }
-        gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s",
-                         err.line, err.column > 0 ? err.column : 1, err.text);
-        goto done;
-    }
-    if (why_at >= len)
-        why_at = len ? len - 1 : 0;
+    if (why_at > len)
+        why_at = len;
     line_col(body, why_at, &line, &col);
-    gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s", line, col,
-                     why);
-done:
-    json_decref(root);
-    free(copy);
-    free(big);
-    return rc;
+    if (why_at == len) {
+        gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s, at the end of the body",
+                         line, col, why);
+        return;
+    }
+    /* Enough of the body to fill near (which then ends in "..."), not all of it. */
+    rest = len - why_at < 4 * NEAR_SHOW ? len - why_at : 4 * NEAR_SHOW;
+    gw_utf8_echo(near, sizeof(near), body + why_at, rest);
+    gw_result_reject(res, GW_WHERE_BODY, 0, "invalid JSON at line %d column %d: %s, near '%s'", line, col, why,
+                     near);
 }
 
 /* ---- the body ----------------------------------------------------------- */
@@ -1612,14 +1491,14 @@ done:
  * ps->err). */
 static int parse_body(parse_t *ps)
 {
-    const char *p = ps->body, *e = p + ps->len;
+    const char *p = ps->body, *e = p + ps->len, *why;
     gw_str_t s;
     num_t num;
 
 value:
     ps->tok = p;
     if (p == e)
-        goto syntax;
+        goto want_value;
     switch (*p) {
     CASE_WS:
         p = skip_ws(p + 1, e);
@@ -1649,14 +1528,14 @@ value:
         } else if (e - p >= 5 && memcmp(p, "false", 5) == 0) {
             p += 5;
         } else {
-            goto syntax;
+            goto bad_literal;
         }
         if (!on_value(ps, V_BOOL, NULL, NULL, 0, *ps->tok == 't'))
             return -1;
         break;
     case 'n':
         if (e - p < 4 || memcmp(p, "null", 4) != 0)
-            goto syntax;
+            goto bad_literal;
         p += 4;
         if (!on_value(ps, V_NULL, NULL, NULL, 0, 0))
             return -1;
@@ -1672,11 +1551,8 @@ next: /* after a value */
         p = skip_ws(p, e);
         if (p == e)
             return 0;
-        if (!ps->err)
-            body_bad_at(ps, p, (unsigned char)*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r'
-                                   ? "control character"
-                                   : "end of file expected");
-        return -1;
+        why = "expected the end of the body after its value";
+        goto syntax;
     }
     /* At the end, NUL stands for "nothing": neither ends anything. */
     switch (p < e ? *p : '\0') {
@@ -1690,16 +1566,16 @@ next: /* after a value */
         goto value;
     case '}':
         if (!FRAME(ps)->is_map)
-            goto syntax;
+            goto want_more;
         p++;
         goto close;
     case ']':
         if (FRAME(ps)->is_map)
-            goto syntax;
+            goto want_more;
         p++;
         goto close;
     default:
-        goto syntax;
+        goto want_more;
     }
 close:
     if (!on_end(ps))
@@ -1711,9 +1587,14 @@ first_key: /* just after '{': a key or '}' */
         p++;
         goto close;
     }
+    if (p == e || *p != '"') {
+        why = "expected a key (a string) or '}'";
+        goto syntax;
+    }
 key:
     if (p == e || *p != '"') {
         p = skip_ws(p, e);
+        why = "expected a key (a string) after ','";
         if (p == e || *p != '"')
             goto syntax;
     }
@@ -1722,13 +1603,24 @@ key:
         return -1;
     if (p == e || *p != ':') {
         p = skip_ws(p, e);
+        why = "expected ':' after a key";
         if (p == e || *p != ':')
             goto syntax;
     }
     p++;
     goto value;
+/* The body errors, out of the loop. */
+want_value:
+    why = WANT_VALUE;
+    goto syntax;
+bad_literal:
+    why = "invalid literal (true, false or null expected)";
+    goto syntax;
+want_more:
+    why = FRAME(ps)->is_map ? "expected ',' or '}' after a value in an object"
+                            : "expected ',' or ']' after a value in an array";
 syntax:
-    syntax_at(ps, p);
+    body_bad_at(ps, p, why);
     return -1;
 }
 
@@ -1763,7 +1655,7 @@ int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
         }
         out->n = n0;
         *res = res0;
-        rc = body_error(body, len, res, ps.why, ps.why_at);
+        body_error(body, len, res, ps.why, ps.why_at);
         goto done;
     }
     if (ps.top >= 0)

@@ -1,14 +1,19 @@
 /* lineproto.h — InfluxDB line protocol: parser and encoder.
  *
+ * The API of three files: lp_parse.c (reading, the ingest hot path),
+ * lp_encode.c (writing every delivered point) and lp_names.c (the names
+ * InfluxDB 1.x reads back, shared by both); lp_internal.h is what they
+ * share and no one else sees. Numbers are read and written by numconv.c.
+ *
  * Grammar (InfluxDB 1.x/2.x):
  *   measurement[,tag=value...] field=value[,field=value...] [timestamp]
  * Escapes, as InfluxDB 1.x reads them: measurement `\,` `\ ` `\=` `\"`; tag
  * keys and values `\,` `\=` `\ `; field keys `\,` `\=` `\ ` `\"` (a backslash
  * there pairs with any byte); string field values `\"` `\\`. A backslash
  * before any other character is literal. Names influxd would not read back
- * as written are refused (lineproto.c, bad_name), and so is a NUL byte in
- * any name or string value, and a series or field key that is not UTF-8. Lines starting with `#` (after optional
- * whitespace) and blank lines are skipped. Fields: float (`1`, `-1.5`,
+ * as written are refused (lp_names.c, gw_lp_bad_name), and so is a NUL byte in
+ * any name or string value, and a series or field key that is not UTF-8.
+ * Lines starting with `#` (after optional whitespace) and blank lines are skipped. Fields: float (`1`, `-1.5`,
  * `1e3`), integer (`1i`), unsigned (`1u`), string (`"..."`), boolean (t T
  * true True TRUE f F false False FALSE); a field key given twice keeps its
  * last value, a field named `time` is dropped, as in InfluxDB. */

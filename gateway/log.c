@@ -5,7 +5,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 static int min_level = GW_LOG_INFO;
 static __thread const char *context; /* this thread's "key=value" for every line; NULL = none */
@@ -37,8 +38,6 @@ int gw_log_enabled(int level)
 void gw_log(int level, const char *msg, const char *fmt, ...)
 {
     char line[2048];
-    struct timespec ts;
-    struct tm tm;
     size_t n;
     int k;
     va_list ap;
@@ -47,11 +46,8 @@ void gw_log(int level, const char *msg, const char *fmt, ...)
         return;
     if (level < GW_LOG_DEBUG || level > GW_LOG_ERROR)
         level = GW_LOG_ERROR;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    k = snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s msg=\"%s\"", ts.tv_nsec / 1000000,
-                 names[level], msg);
+    n = gw_clock_utc(line, sizeof(line), gw_clock_wall_ns());
+    k = snprintf(line + n, sizeof(line) - n, " level=%s msg=\"%s\"", names[level], msg);
     if (k > 0)
         n += (size_t)k < sizeof(line) - n ? (size_t)k : sizeof(line) - n - 1;
     if (fmt && *fmt && n < sizeof(line) - 2) {
@@ -74,7 +70,6 @@ void gw_log(int level, const char *msg, const char *fmt, ...)
 
 void gw_log_limited(gw_log_limit_t *lim, double every_s, int level, const char *msg, const char *fmt, ...)
 {
-    struct timespec ts;
     long long now, last;
     unsigned n;
     char kv[1536];
@@ -82,8 +77,7 @@ void gw_log_limited(gw_log_limit_t *lim, double every_s, int level, const char *
 
     if (level < min_level)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    now = gw_clock_mono_ns();
     last = atomic_load_explicit(&lim->last_ns, memory_order_relaxed);
     if ((last && now - last < (long long)(every_s * 1e9)) ||
         !atomic_compare_exchange_strong(&lim->last_ns, &last, now)) {

@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 
 #include "batch.h"
+#include "clock.h"
 #include "config.h"
 #include "dispatch.h"
 #include "http.h"
@@ -217,7 +218,7 @@ static int wait_for_stop(const sigset_t *set, const char *path, const gw_outputs
  * SIGINT ends the wait early; SIGHUP still reloads. */
 static void drain(gw_http_t *http, const sigset_t *set, double seconds, const char *path, const gw_outputs_t *outs)
 {
-    double end = gw_now_mono() + seconds, left;
+    double end = gw_clock_mono() + seconds, left;
     struct timespec ts;
     int sig;
 
@@ -225,7 +226,7 @@ static void drain(gw_http_t *http, const sigset_t *set, double seconds, const ch
         return; /* gw_http_drain turns /health to 503 with ingest */
     gw_http_leave(http);
     gw_log_info("draining: /health answers 503, ingest goes on", "drain_seconds=%g", seconds);
-    while ((left = end - gw_now_mono()) > 0) {
+    while ((left = end - gw_clock_mono()) > 0) {
         ts.tv_sec = (time_t)left;
         ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
         sig = sigtimedwait(set, NULL, &ts);

@@ -3,8 +3,9 @@
 
 #include <pthread.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
+
+#include "clock.h"
+#include "hash.h"
 
 gw_metrics_t gw_metrics = {.healthy = 1};
 
@@ -44,47 +45,14 @@ static gw_series_slot_t other;         /* "(other)" */
 static _Atomic uint32_t series_index[NINDEX];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static int nslots, ndynamic, npinned, hand; /* under table_lock */
-static _Atomic uint64_t seed;          /* of the hash, random: names are chosen by clients */
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double (*clock_now)(void) = mono_s; /* under table_lock */
+static double (*clock_now)(void) = gw_clock_mono; /* under table_lock */
 
 void gw_series_set_clock(double (*now)(void))
 {
     pthread_mutex_lock(&table_lock);
-    clock_now = now ? now : mono_s;
+    clock_now = now ? now : gw_clock_mono;
     pthread_mutex_unlock(&table_lock);
-}
-
-static uint64_t hash_seed(void)
-{
-    uint64_t k = atomic_load_explicit(&seed, memory_order_relaxed), zero = 0;
-
-    if (k)
-        return k;
-    if (getrandom(&k, sizeof(k), GRND_NONBLOCK) != sizeof(k))
-        k = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15u;
-    k |= 1;
-    if (!atomic_compare_exchange_strong(&seed, &zero, k))
-        k = zero; /* another thread was first */
-    return k;
-}
-
-/* 64-bit FNV-1a from a random basis, its bits mixed: without the basis a
- * client cannot choose names that pile up in one run of the index. */
-static uint64_t hash_of(const char *p, size_t n)
-{
-    uint64_t h = hash_seed();
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 0x100000001b3u;
-    return h * 0x9e3779b97f4a7c15u;
 }
 
 /* What a slot keeps of its name's hash: the high 32 bits, of which the
@@ -280,7 +248,7 @@ gw_series_slot_t *gw_series_slot(const char *name, size_t n)
 
     if (n > GW_SERIES_NAME_MAX)
         return other_slot();
-    h = hash_of(name, n);
+    h = gw_hash(name, n);
     if ((s = find(h, name, n))) {
         if (!atomic_load_explicit(&s->used, memory_order_relaxed))
             atomic_store_explicit(&s->used, 1, memory_order_relaxed);
@@ -298,7 +266,7 @@ int gw_series_pin(const char *name, size_t n)
 
     if (n <= GW_SERIES_NAME_MAX) {
         pthread_mutex_lock(&table_lock);
-        s = place(hash_of(name, n), name, n, 1);
+        s = place(gw_hash(name, n), name, n, 1);
         pthread_mutex_unlock(&table_lock);
     }
     return s ? 0 : -1;

@@ -12,6 +12,7 @@
 #include "batch.h"
 #include "deadletter.h"
 #include "influx.h"
+#include "clock.h"
 #include "log.h"
 #include "route.h"
 #include "sender.h"
@@ -102,10 +103,10 @@ static void count_answer(output_t *o, const gw_influx_answer_t *a, double took)
 static int on_write(void *ud, const char *body, size_t len, gw_influx_answer_t *ans)
 {
     output_t *o = ud;
-    double t0 = gw_now_mono();
+    double t0 = gw_clock_mono();
     int rc = gw_influx_write(o->cur, body, len, ans);
 
-    count_answer(o, ans, gw_now_mono() - t0);
+    count_answer(o, ans, gw_clock_mono() - t0);
     return rc;
 }
 
@@ -116,7 +117,7 @@ static int on_write(void *ud, const char *body, size_t len, gw_influx_answer_t *
 static int backoff(void *ud, double secs)
 {
     output_t *o = ud;
-    double until = gw_now_mono() + secs;
+    double until = gw_clock_mono() + secs;
     gw_fanout_stats_t st;
     struct timespec ts;
     int give_up;
@@ -130,7 +131,7 @@ static int backoff(void *ud, double secs)
     }
     if (o->stopping && until > o->deadline)
         until = o->deadline;
-    while (gw_now_mono() < until) {
+    while (gw_clock_mono() < until) {
         ts.tv_sec = (time_t)until;
         ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
         if (pthread_cond_timedwait(&o->cv, &o->mu, &ts) == ETIMEDOUT)
@@ -138,7 +139,7 @@ static int backoff(void *ud, double secs)
         if (o->stopping && until > o->deadline)
             until = o->deadline;
     }
-    give_up = o->stopping && gw_now_mono() >= o->deadline;
+    give_up = o->stopping && gw_clock_mono() >= o->deadline;
     pthread_mutex_unlock(&o->mu);
     return give_up;
 }
@@ -233,7 +234,7 @@ static void *run(void *arg)
         pthread_mutex_lock(&o->mu);
         deadline = o->stopping ? o->deadline : 0;
         pthread_mutex_unlock(&o->mu);
-        if (deadline > 0 && gw_now_mono() >= deadline)
+        if (deadline > 0 && gw_clock_mono() >= deadline)
             break;
         wake = gw_deadletter_due();
         if (deadline > 0 && (wake == 0 || deadline < wake))
@@ -246,7 +247,7 @@ static void *run(void *arg)
         }
         o->cur = client_for(o, &job);
         if (!o->cur) {
-            gw_fanout_park(f, o->idx, &job, gw_now_mono() + 1);
+            gw_fanout_park(f, o->idx, &job, gw_clock_mono() + 1);
             continue;
         }
         /* Shared bytes are only read unless own() made a copy. */
@@ -260,10 +261,10 @@ static void *run(void *arg)
             /* Its points stay in the lane; those stored are sent again
              * later, which InfluxDB stores once (every line has its time). */
             int parks = o->lane ? o->lane->parks++ : 0;
-            double wait = (o->park_until - gw_now_mono()) * (double)(1u << (parks < 8 ? parks : 8));
+            double wait = (o->park_until - gw_clock_mono()) * (double)(1u << (parks < 8 ? parks : 8));
             if (wait > o->d.retry_max)
                 wait = o->d.retry_max;
-            gw_fanout_park(f, o->idx, &job, gw_now_mono() + wait);
+            gw_fanout_park(f, o->idx, &job, gw_clock_mono() + wait);
             continue;
         }
         if (o->lane)
@@ -399,7 +400,7 @@ static void ask_stop(output_t *o)
 {
     pthread_mutex_lock(&o->mu);
     o->stopping = 1;
-    o->deadline = gw_now_mono() + o->conf->cfg->monitoring.shutdown_timeout;
+    o->deadline = gw_clock_mono() + o->conf->cfg->monitoring.shutdown_timeout;
     pthread_cond_broadcast(&o->cv);
     pthread_mutex_unlock(&o->mu);
 }

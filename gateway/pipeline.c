@@ -7,13 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "json.h"
 #include "lineproto.h"
 #include "metrics.h"
 #include "schema.h"
 #include "script.h"
+#include "trace.h"
 #include "typecheck.h"
 
 /* InfluxDB refuses a point whose series key (measurement and tags,
@@ -47,17 +48,13 @@ struct gw_pipeline {
     size_t clean_line_max;         /* a clean line this long holds no name beyond the limits */
     size_t encoded_max;            /* nor an encoded line this long, nor a series key beyond InfluxDB's */
     gw_script_t *scripts; /* owned: this worker's Lua state (follows the published set) */
+    const gw_schema_t *schema; /* borrowed: pinned declarations; NULL = the published ones */
     gw_typecheck_t *types; /* owned: the field types of the current request */
+    gw_trace_t *trace;    /* owned: made for the first traced run */
+    int tracing;          /* in a traced run: record every outcome, count nothing */
     tally_t tally[TALLY_MAX]; /* the current request's points per series */
     uint32_t ntally;
 };
-
-int64_t gw_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 gw_pipeline_t *gw_pipeline_create(unsigned lp_flags)
 {
@@ -88,6 +85,24 @@ int gw_pipeline_pin_scripts(gw_pipeline_t *w, gw_script_set_t *set)
     gw_script_destroy(w->scripts);
     w->scripts = s;
     return 0;
+}
+
+void gw_pipeline_pin_schema(gw_pipeline_t *w, const gw_schema_t *schema)
+{
+    w->schema = schema;
+}
+
+void gw_pipeline_configure(gw_pipeline_t *w, const gw_config_t *cfg)
+{
+    gw_limits_t lim = {.max_points = cfg->listen.max_points,
+                       .max_line_bytes = cfg->listen.max_line_bytes,
+                       .max_tags = cfg->listen.max_tags,
+                       .max_fields = cfg->listen.max_fields,
+                       .max_key_bytes = cfg->listen.max_key_bytes,
+                       .max_value_bytes = cfg->listen.max_value_bytes};
+
+    gw_pipeline_set_limits(w, &lim);
+    w->lp_flags = cfg->monitoring.version == 1 ? GW_LP_NO_UINT : 0;
 }
 
 void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim)
@@ -224,6 +239,19 @@ static inline __attribute__((always_inline)) int over_limits(const gw_pipeline_t
     return lengths_over(&w->limits, p) ? limits_why(&w->limits, p, err, errlen) : 0;
 }
 
+/* Reject point p (index k after the scripts, UINT32_MAX before them) with
+ * err: counted for its series (slot, unless traced), reported in res and
+ * recorded by the trace. Apart from the loops, which it would slow. */
+static __attribute__((noinline)) void reject(gw_pipeline_t *w, gw_result_t *res, int kind, uint32_t k,
+                                             const gw_point_t *p, gw_series_slot_t *slot, const char *err)
+{
+    if (w->tracing)
+        gw_trace_reject(w->trace, k, p, err);
+    else
+        GW_SERIES_ADD(slot, GW_S_REJECTED, 1);
+    gw_result_reject(res, kind, p->src, "%s", err);
+}
+
 /* Reject the points that break a per-point limit and take them out of
  * w->points (counted for their series as received and rejected). */
 static void drop_over_limits(gw_pipeline_t *w, gw_result_t *res, int kind, char *err, size_t errlen)
@@ -233,10 +261,12 @@ static void drop_over_limits(gw_pipeline_t *w, gw_result_t *res, int kind, char 
     for (uint32_t i = 0; i < w->points.n; i++) {
         gw_point_t *p = &w->points.v[i];
         if (over_limits(w, p, err, errlen)) {
-            gw_series_slot_t *slot = gw_series_slot(p->series.p, p->series.n);
-            GW_SERIES_ADD(slot, GW_S_RECEIVED, 1);
-            GW_SERIES_ADD(slot, GW_S_REJECTED, 1);
-            gw_result_reject(res, kind, p->src, "%s", err);
+            gw_series_slot_t *slot = NULL;
+            if (!w->tracing) {
+                slot = gw_series_slot(p->series.p, p->series.n);
+                GW_SERIES_ADD(slot, GW_S_RECEIVED, 1);
+            }
+            reject(w, res, kind, UINT32_MAX, p, slot, err);
             continue;
         }
         if (n != i)
@@ -262,13 +292,6 @@ static int ends_reserve(gw_pipeline_t *w, uint32_t n)
     w->slots = sl;
     w->ends_cap = n;
     return 0;
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Add the tallies to the shared counters k (and the script time, when
@@ -325,17 +348,12 @@ void gw_pipeline_count_accepted(gw_pipeline_t *w)
     tally_flush(t, &nt, GW_S_ACCEPTED, 0);
 }
 
-int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len,
-                    gw_result_t *res)
+/* Phase 1: the body into w->points (the arena and output emptied first).
+ * 0; GW_PIPELINE_TOO_LARGE when it breaks max_line_bytes or max_points
+ * (res says which); or -ENOMEM. */
+static int parse_body(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len, gw_result_t *res)
 {
-    int kind = in->format == GW_FMT_JSON ? GW_WHERE_INDEX : GW_WHERE_LINE;
-    char err[256];
-    const gw_schema_t *schema;
-    gw_series_slot_t *slot = NULL;
-    tally_t *tally = NULL;
-    uint64_t t0, script_ns;
-    size_t start;
-    int rc, checked;
+    int rc;
 
     gw_arena_reset(w->arena);
     gw_typecheck_reset(w->types);
@@ -354,74 +372,85 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
         rc = gw_lp_parse(body, len, in->ns_per_unit, in->now_ns, w->arena, &w->points, res);
     if (rc)
         return rc;
+    if (w->tracing)
+        gw_trace_parsed(w->trace, res);
     if (w->limits.max_points && w->points.n > w->limits.max_points)
         return too_large(res, GW_WHERE_BODY, w->points.n + res->rejected,
                          "body: %u points, more than listen.max_points (%u)", w->points.n,
                          w->limits.max_points);
+    return 0;
+}
 
-    /* The limits hold before a point reaches a script (scripts trust a
-     * point's counts and sizes), and again for what the scripts return;
-     * without scripts, once, in the loop below. (There the lengths are
-     * checked on the encoded line: one comparison, for points no parser
-     * vouched for too.) */
+/* Phase 2: the scripts, with the limits checked before a point reaches
+ * one (scripts trust a point's counts and sizes). *checked says whether
+ * the points are still the ones checked (no script ran: the checks after
+ * need not look at them again; without scripts the limits are checked
+ * once, in phase 3); *script_ns the scripts' time per point. 0 or -ENOMEM. */
+static int run_scripts(gw_pipeline_t *w, const gw_ingest_t *in, gw_result_t *res, int kind, int *checked,
+                       uint64_t *script_ns)
+{
+    char err[256];
+    int64_t t0;
+    int rc;
+
+    /* The caller's change before any script (a token's tags). */
     if (in->hooks && in->hooks->before && in->hooks->before(in->hooks->ud, w->points.v, w->points.n, w->arena))
         return -ENOMEM;
-    w->ntally = 0;
-    checked = gw_script_ready(w->scripts);
-    if (checked)
+    *checked = gw_script_ready(w->scripts);
+    if (*checked)
         drop_over_limits(w, res, kind, err, sizeof(err));
-    /* Scripts run here, before the checks below, so that a script can add
-     * what a point lacks (fields, for one). */
-    t0 = mono_ns();
+    t0 = gw_clock_mono_ns();
     /* req's strings are the request's: forgotten after the run. */
     gw_script_set_req(w->scripts, in->req);
-    rc = gw_script_run(w->scripts, &w->points, w->arena, res, kind);
+    rc = gw_script_run(w->scripts, &w->points, w->arena, w->tracing ? gw_trace_scripts(w->trace) : NULL);
     gw_script_set_req(w->scripts, NULL);
     if (rc < 0)
         return rc;
     if (rc > 0)
-        checked = 0; /* what the scripts returned */
-    script_ns = w->points.n ? (mono_ns() - t0) / w->points.n : 0;
+        *checked = 0; /* what the scripts returned */
+    *script_ns = w->points.n ? (uint64_t)(gw_clock_mono_ns() - t0) / w->points.n : 0;
+    return 0;
+}
+
+/* Phase 3: each point checked and encoded into w->out, or rejected: the
+ * counts (unless checked before the scripts and left alone by them), the
+ * series declarations (after the scripts, which may add what a declaration
+ * requires; defaults filled in here), the encoder's rules (a point needs a
+ * field, names InfluxDB reads back, ...), then the lengths on the encoded
+ * line. Per-series counts are tallied here, added once per series at the
+ * end; a traced run counts nothing and records each outcome. 0 or -ENOMEM. */
+static int check_and_encode(gw_pipeline_t *w, const gw_ingest_t *in, gw_result_t *res, int kind, int checked,
+                            uint64_t script_ns)
+{
+    const gw_schema_t *schema = w->schema ? w->schema : gw_schema_current();
+    const int count = !w->tracing;
+    gw_series_slot_t *slot = NULL;
+    tally_t *tally = NULL;
+    char err[256];
+    size_t start;
+    int rc;
 
     if (ends_reserve(w, w->points.n))
         return -ENOMEM;
-    schema = gw_schema_current();
-/* A point that fails a check: counted for its series and reported in res. */
-#define REJECT(msg)                                                   \
-    do {                                                              \
-        GW_SERIES_ADD(slot, GW_S_REJECTED, 1);                        \
-        gw_result_reject(res, kind, p->src, "%s", (msg));             \
-    } while (0)
     for (uint32_t i = 0; i < w->points.n; i++) {
         gw_point_t *p = &w->points.v[i];
 
-        /* Per-series counters: tallied here, added once per series below. */
-        if (!slot || p->series.n != slot->len || memcmp(p->series.p, slot->name, p->series.n)) {
+        if (count && (!slot || p->series.n != slot->len || memcmp(p->series.p, slot->name, p->series.n))) {
             tally = tally_by_name(w, p->series, script_ns);
             slot = tally->slot;
         }
-        tally->n++;
-        /* Unless checked before the scripts and left alone by them: the
-         * counts here, the lengths once the point is encoded (below). */
+        if (count)
+            tally->n++;
         if (!checked && (p->ntags > w->max_tags || p->nfields > w->max_fields)) {
             limits_why(&w->limits, p, err, sizeof(err));
-            REJECT(err);
+            reject(w, res, kind, i, p, slot, err);
             continue;
         }
-        /* Series declarations: after the scripts (which may add what a
-         * declaration requires), before encoding; defaults filled in here. */
         rc = gw_schema_apply(schema, p, w->arena, err, sizeof(err));
         if (rc < 0)
             return rc;
         if (rc > 0) {
-            REJECT(err);
-            continue;
-        }
-        if (p->nfields == 0) {
-            snprintf(err, sizeof(err),
-                     "series \"%.*s\": a point needs at least one field (InfluxDB cannot store a point without fields)",
-                     (int)(p->series.n > 64 ? 64 : p->series.n), p->series.p);
-            REJECT(err);
+            reject(w, res, kind, i, p, slot, err);
             continue;
         }
         start = w->out.len;
@@ -433,7 +462,7 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
              * limit, as it would be had a client sent it. */
             if (!checked && lengths_over(&w->limits, p))
                 limits_why(&w->limits, p, err, sizeof(err));
-            REJECT(err);
+            reject(w, res, kind, i, p, slot, err);
             continue;
         }
         /* Every name and value is in the line, escaped: a line within
@@ -441,14 +470,15 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
         if (!checked && w->out.len - start > w->encoded_max && lengths_over(&w->limits, p)) {
             w->out.len = start;
             limits_why(&w->limits, p, err, sizeof(err));
-            REJECT(err);
+            reject(w, res, kind, i, p, slot, err);
             continue;
         }
+        /* Where the point goes (routes): a point no route takes is rejected. */
         if (in->hooks && in->hooks->place && (rc = in->hooks->place(in->hooks->ud, p, w->nout, err, sizeof(err)))) {
             if (rc < 0)
                 return rc;
             w->out.len = start;
-            REJECT(err);
+            reject(w, res, kind, i, p, slot, err);
             continue;
         }
         /* A field another point of this request gave another type: its line is taken back. */
@@ -456,31 +486,60 @@ int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, s
             return rc;
         if (rc > 0) {
             w->out.len = start;
-            REJECT(err);
+            reject(w, res, kind, i, p, slot, err);
             continue;
         }
         if (w->out.len > UINT32_MAX)
             return -ENOMEM; /* bodies are limited far below 4 GiB */
+        if (w->tracing)
+            gw_trace_store(w->trace, i, p, start, w->out.len - start - 1);
         w->slots[w->nout] = slot;
         w->ends[w->nout++] = (uint32_t)w->out.len;
     }
-#undef REJECT
-    tally_flush(w->tally, &w->ntally, GW_S_RECEIVED, script_ns);
+    if (count)
+        tally_flush(w->tally, &w->ntally, GW_S_RECEIVED, script_ns);
     res->accepted = w->nout;
     return 0;
 }
 
-int gw_pipeline_debug(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len, gw_buf_t *json)
+/* The three phases. */
+static int run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len, gw_result_t *res)
 {
-    int rc;
+    int kind = in->format == GW_FMT_JSON ? GW_WHERE_INDEX : GW_WHERE_LINE, checked, rc;
+    uint64_t script_ns = 0;
 
-    w->out.len = 0;
-    w->nout = 0;
-    gw_script_set_req(w->scripts, in->req);
-    rc = gw_script_debug_json(w->scripts, in->format, body, len, in->ns_per_unit, in->now_ns, w->lp_flags,
-                              w->arena, &w->points, json);
-    gw_script_set_req(w->scripts, NULL);
+    w->ntally = 0;
+    rc = parse_body(w, in, body, len, res);
+    if (!rc)
+        rc = run_scripts(w, in, res, kind, &checked, &script_ns);
+    if (!rc)
+        rc = check_and_encode(w, in, res, kind, checked, script_ns);
     return rc;
+}
+
+int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len, gw_result_t *res)
+{
+    return run(w, in, body, len, res);
+}
+
+int gw_pipeline_debug(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len, uint32_t max_points,
+                      gw_buf_t *json)
+{
+    gw_result_t res;
+    int rc, status;
+
+    if (!w->trace && !(w->trace = gw_trace_create()))
+        return -ENOMEM;
+    memset(&res, 0, sizeof(res));
+    gw_trace_begin(w->trace, max_points);
+    w->tracing = 1;
+    rc = run(w, in, body, len, &res);
+    w->tracing = 0;
+    if (rc < 0)
+        return rc;
+    status = rc == GW_PIPELINE_TOO_LARGE ? 413 : res.has_error ? 400 : 204;
+    rc = gw_trace_write(w->trace, status, &res, w->out.data, json);
+    return rc == GW_TRACE_TOO_MANY ? GW_PIPELINE_TOO_MANY : rc;
 }
 
 const char *gw_pipeline_output(gw_pipeline_t *w, size_t *len, const uint32_t **ends,
@@ -496,6 +555,7 @@ void gw_pipeline_destroy(gw_pipeline_t *w)
 {
     if (!w)
         return;
+    gw_trace_destroy(w->trace);
     gw_script_destroy(w->scripts);
     gw_typecheck_destroy(w->types);
     gw_arena_destroy(w->arena);

@@ -1,17 +1,39 @@
-/* pipeline.h — the per-worker hot path: parse a body into points, check
- * them against the limits (before any script sees them), run the series
- * scripts, check what they return against the limits again, apply the
- * series declarations and encode each point once into line protocol.
+/* pipeline.h — the one path of a body: parse → limits → scripts → limits →
+ * series declarations → encode → the request's field types.
+ *
+ * Every way in runs this code: the ingest endpoints (http.c) with
+ * gw_pipeline_run, and POST /v1/debug/transform and the busted harness
+ * (harness.c) with gw_pipeline_debug, which runs the same phases with a
+ * trace (trace.h) that records each point's outcome instead of counting
+ * it. So the debug answer's verdict and lines are what /write would answer
+ * and store, declarations and limits included.
+ *
+ * The phases (pipeline.c):
+ *   1. parse: line protocol (lineproto.h) or JSON (json.h) into points
+ *      borrowing the body or the arena; a line beyond max_line_bytes or
+ *      more points than max_points refuse the whole body (413);
+ *   2. scripts (script.h): the per-point limits are checked first, since
+ *      scripts trust a point's counts and sizes; scripts change, drop and
+ *      fan out points;
+ *   3. per point: the limits again for what scripts returned, the series
+ *      declarations (schema.h), the encoder (gw_lp_encode: InfluxDB's
+ *      rules, and the "clean point" fast path for untouched lines), the
+ *      lengths on the encoded line, the field types of the request
+ *      (typecheck.h: a field another point of it gave another type refuses
+ *      the later point, as InfluxDB would). Accepted points' lines end up
+ *      back to back in one buffer that the caller queues as is.
  *
  * Each libmicrohttpd worker thread owns one gw_pipeline_t (its arena, point
- * array and output buffer, later its Lua state), so nothing here locks. */
+ * array, output buffer, Lua state and trace), so nothing here locks. */
 #ifndef GW_PIPELINE_H
 #define GW_PIPELINE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "point.h"
+#include "schema.h"
 
 typedef enum { GW_FMT_LINEPROTO = 0, GW_FMT_JSON } gw_format_t;
 
@@ -50,6 +72,8 @@ typedef struct {
 
 /* gw_pipeline_run: the body breaks a limit of the whole body. */
 #define GW_PIPELINE_TOO_LARGE 1
+/* gw_pipeline_debug: the scripts made more points than the answer holds. */
+#define GW_PIPELINE_TOO_MANY 2
 
 /* Create a worker's pipeline. lp_flags go to gw_lp_encode (GW_LP_NO_UINT for
  * InfluxDB 1.x). NULL on ENOMEM. Free with gw_pipeline_destroy. */
@@ -61,8 +85,17 @@ gw_pipeline_t *gw_pipeline_create(unsigned lp_flags);
 struct gw_script_set;
 int gw_pipeline_pin_scripts(gw_pipeline_t *w, struct gw_script_set *set);
 
+/* Check points against the declarations of schema (borrowed: it must
+ * outlive w) rather than the published ones (NULL: follow them again): for
+ * the harness, which has its own. */
+void gw_pipeline_pin_schema(gw_pipeline_t *w, const gw_schema_t *schema);
+
 /* Set w's limits (copied). A new pipeline has none. */
 void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim);
+
+/* Set w's limits and encoder flags as cfg says (listen.max_*; unsigned
+ * written as integers for monitoring.version 1). */
+void gw_pipeline_configure(gw_pipeline_t *w, const gw_config_t *cfg);
 
 /* Run one body through the pipeline. Afterwards the accepted points' lines
  * are available from gw_pipeline_output until the next run; res counts
@@ -73,10 +106,15 @@ void gw_pipeline_set_limits(gw_pipeline_t *w, const gw_limits_t *lim);
 int gw_pipeline_run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len,
                     gw_result_t *res);
 
-/* POST /v1/debug/transform: parse body, run the scripts and answer what
- * became of each point as JSON (see gw_script_debug_json) appended to json.
- * Nothing is queued. Returns 0, or -ENOMEM. */
-int gw_pipeline_debug(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len, gw_buf_t *json);
+/* Run one body as gw_pipeline_run does, counting nothing (no metrics),
+ * and append to json what became of each point (trace.h): for POST
+ * /v1/debug/transform and the harness. The output of the run is then
+ * available as after gw_pipeline_run, but is not meant to be queued.
+ * Returns 0 (whatever the verdict, 413 included); GW_PIPELINE_TOO_MANY when
+ * more than max_points points came out of the scripts (nothing appended);
+ * or -ENOMEM. */
+int gw_pipeline_debug(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t len, uint32_t max_points,
+                      gw_buf_t *json);
 
 /* The encoded lines of the last run: *len bytes, *npoints points, and
  * (*ends)[i] the offset just past point i's line. Borrowed from w. */
@@ -86,9 +124,6 @@ const char *gw_pipeline_output(gw_pipeline_t *w, size_t *len, const uint32_t **e
 /* Count the points of the last run as accepted, per series (/metrics):
  * call once they are queued. */
 void gw_pipeline_count_accepted(gw_pipeline_t *w);
-
-/* Current time as Unix nanoseconds. */
-int64_t gw_now_ns(void);
 
 void gw_pipeline_destroy(gw_pipeline_t *w);
 

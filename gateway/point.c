@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 gw_point_t *gw_points_push(gw_points_t *pts)
 {
     gw_point_t *p;
@@ -46,6 +48,28 @@ void gw_result_reject(gw_result_t *r, int kind, uint32_t where, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(r->err_msg, sizeof(r->err_msg), fmt, ap);
     va_end(ap);
+}
+
+void gw_result_json(gw_jsonw_t *j, const gw_result_t *res)
+{
+    if (res->has_error) {
+        const char *prefix = res->accepted ? "partial write: " : "";
+        char msg[400], safe[400];
+
+        if (res->err_kind == GW_WHERE_LINE) {
+            snprintf(msg, sizeof(msg), "%sline %u: %s", prefix, res->err_where, res->err_msg);
+            gw_jsonw_member_uint(j, "line", res->err_where);
+        } else if (res->err_kind == GW_WHERE_INDEX) {
+            snprintf(msg, sizeof(msg), "%sindex %u: %s", prefix, res->err_where, res->err_msg);
+            gw_jsonw_member_uint(j, "index", res->err_where);
+        } else {
+            snprintf(msg, sizeof(msg), "%s%s", prefix, res->err_msg);
+        }
+        /* Parsers quote what they refused, which may not be UTF-8. */
+        gw_jsonw_member_string(j, "error", gw_utf8_echo(safe, sizeof(safe), msg, strlen(msg)));
+    }
+    gw_jsonw_member_uint(j, "accepted", res->accepted);
+    gw_jsonw_member_uint(j, "rejected", res->rejected);
 }
 
 /* A key and its place among the items, to find repeated keys by sorting. */

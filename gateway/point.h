@@ -11,6 +11,7 @@
 
 #include "arena.h"
 #include "buf.h"
+#include "jsonw.h"
 
 typedef enum {
     GW_FIELD_FLOAT = 0,
@@ -62,7 +63,7 @@ typedef struct {
  * that kept the flag: series, time and the parsed fields are as the parser
  * read them, but tags may have been changed, removed or added and fields
  * added (never a duplicate key); the encoder tells them apart by whether
- * they lie in the line (lineproto.c encode_clean). */
+ * they lie in the line (lp_encode.c, encode_clean). */
 #define GW_LP_CLEAN 0x1
 #define GW_LP_CLEAN_TIME 0x2
 #define GW_LP_CLEAN_EXTRA 0x4
@@ -107,6 +108,13 @@ static inline int gw_result_wants_msg(const gw_result_t *r, uint32_t where)
  * fmt is printf-style. */
 void gw_result_reject(gw_result_t *r, int kind, uint32_t where, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* The members of the JSON answer to a body whose points ended as res says
+ * (the endpoints' 204 or 400, the debug transform's verdict), into the
+ * object open in j: when a point was rejected, "error" (the earliest one:
+ * "[partial write: ]line N: ..." or "index N: ...", made safe to echo,
+ * utf8.h) and "line" or "index"; then "accepted" and "rejected". */
+void gw_result_json(gw_jsonw_t *j, const gw_result_t *res);
 
 /* Helpers for parsers: look up a key among a point's tags or fields. */
 static inline int gw_point_find_tag(const gw_point_t *p, gw_str_t key) /* index or -1 */

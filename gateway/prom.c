@@ -7,7 +7,6 @@
 #include "prom.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 
 #include "metrics.h"
@@ -85,27 +84,23 @@ static void hist(gw_buf_t *b, const char *name, const char *help, gw_hist_t *h)
                   (double)atomic_load_explicit(&h->sum_micro, memory_order_relaxed) / 1e6, name, cum);
 }
 
-/* Script failures per series and kind, from script.c's accounting. */
+/* Script failures per series and kind (script.h). */
 static void script_errors(gw_buf_t *b)
 {
-    static const char *const kinds[] = {"errors", "timeouts", "memory"};
-    static const char *const labels[] = {"error", "timeout", "memory"};
-    char *text = gw_script_stats_json();
-    json_t *o = text ? json_loads(text, 0, NULL) : NULL, *series = json_object_get(o, "series"), *v;
-    const char *name;
+    gw_script_stats_t st;
 
-    free(text);
     head(b, "luagw_script_errors_total", "counter",
          "script calls that failed, per series and kind (error, timeout, memory)");
-    json_object_foreach(series, name, v) {
-        for (int k = 0; k < 3; k++) {
+    if (gw_script_stats_snapshot(&st))
+        return;
+    for (size_t i = 0; i < st.n; i++)
+        for (int k = 0; k < GW_SCRIPT_FAIL_KINDS; k++) {
             gw_buf_printf(b, "luagw_script_errors_total{series=\"");
-            put_label_value(b, name, strlen(name));
-            gw_buf_printf(b, "\",kind=\"%s\"} %lld\n", labels[k],
-                          (long long)json_integer_value(json_object_get(v, kinds[k])));
+            put_label_value(b, st.series[i].series, strlen(st.series[i].series));
+            gw_buf_printf(b, "\",kind=\"%s\"} %llu\n", gw_script_fail_name(k),
+                          (unsigned long long)st.series[i].count[k]);
         }
-    }
-    json_decref(o);
+    gw_script_stats_free(&st);
 }
 
 /* The HTTP server's connections (conns.h). */

@@ -1,8 +1,8 @@
 /* schema.c — series declarations: check and complete points after scripts.
  *
  * Compiled form: one decl_t per declared series, found through an
- * open-addressing table of indexes keyed by an FNV-1a hash of the series
- * name, so a point costs one hash and (almost always) one compare before its
+ * open-addressing table of indexes keyed by the hash of the series name
+ * (hash.h), so a point costs one hash and (almost always) one compare before its
  * rules are scanned. The schema is immutable once built; workers read it
  * without locks. */
 #include "schema.h"
@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "hash.h"
 
 #define TYPE_ANY (-1)
 
@@ -46,14 +48,6 @@ struct gw_schema {
 static _Atomic uint64_t last_id;
 
 static const char *const type_names[] = {"float", "int", "uint", "string", "bool"};
-
-static uint32_t hash(const char *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
-}
 
 static int type_from_name(const char *s)
 {
@@ -316,7 +310,7 @@ gw_schema_t *gw_schema_create(const gw_config_t *cfg)
             compile_rules(child(c, "tags"), 1, cfg->service, &d->tags, &d->ntags) ||
             compile_rules(child(c, "fields"), 0, cfg->service, &d->fields, &d->nfields))
             goto fail;
-        d->hash = hash(d->name.p, d->name.n);
+        d->hash = (uint32_t)gw_hash(d->name.p, d->name.n);
         /* A series declared twice in one mapping is refused by the loader;
          * insert each name once. */
         for (h = d->hash & s->mask; s->slots[h]; h = (h + 1) & s->mask)
@@ -372,7 +366,7 @@ static __thread struct {
 
 static const decl_t *lookup_hashed(const gw_schema_t *s, gw_str_t name)
 {
-    uint32_t h = hash(name.p, name.n);
+    uint32_t h = (uint32_t)gw_hash(name.p, name.n);
 
     for (uint32_t i = h & s->mask;; i = (i + 1) & s->mask) {
         uint32_t k = s->slots[i];

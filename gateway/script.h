@@ -8,7 +8,11 @@
  *   gw_script_t      one worker thread's Lua state, built from a set and
  *                    rebuilt when a newer set is published (checked once per
  *                    request: one atomic load).
- * The contract for script authors is in docs/scripts.md. */
+ * Scripts get points and give points back: parsing, limits, series
+ * declarations and encoding are the pipeline's (pipeline.h), which calls
+ * gw_script_run between them. The contract for script authors is in
+ * docs/scripts.md; how the engine is split into files, in
+ * script_internal.h. */
 #ifndef GW_SCRIPT_H
 #define GW_SCRIPT_H
 
@@ -34,7 +38,7 @@ gw_script_set_t *gw_script_set_load(const gw_config_t *cfg, char *err, size_t er
 gw_script_set_t *gw_script_set_retain(gw_script_set_t *set);
 void gw_script_set_release(gw_script_set_t *set);
 
-/* Number of script files in the set, and a one-line summary for logs. */
+/* Number of script files in the set (0 for NULL). */
 int gw_script_set_count(const gw_script_set_t *set);
 
 /* Make set the process-wide current set (the publisher's reference is
@@ -71,42 +75,61 @@ typedef struct gw_script_req {
  * then); NULL: every field nil. */
 void gw_script_set_req(gw_script_t *s, const gw_script_req_t *req);
 
+/* What a traced run learns from the scripts (trace.c records it for the
+ * debug transform and the harness). The callbacks run on the worker's
+ * thread, inside gw_script_run; strings are borrowed for the call. */
+typedef struct {
+    void *ud;
+    /* A call failed on input point p: script "file:line", kind "error",
+     * "timeout" or "memory", the point dropped (scripts.on_error: drop) or
+     * passed on as it came in. */
+    void (*failed)(void *ud, const gw_point_t *p, const char *script, const char *kind, const char *msg,
+                   int dropped);
+    /* Output point k (its index among the points after the run) comes from
+     * a point whose chain ran scripts[0..n) (paths, borrowed from the set
+     * until the next run on s). Not called for points no script saw. */
+    void (*ran)(void *ud, uint32_t k, const char *const *scripts, uint32_t n);
+} gw_script_trace_t;
+
 /* Run the scripts over a request's points, in place: a point is changed,
- * dropped or replaced by several (fan-out); points of series without
- * scripts are untouched. New strings and arrays live in a (the request's
- * arena) or in the Lua state, and stay valid until the next run on s.
- * Script errors, overruns and bad return values follow scripts.on_error and
- * are counted and logged, not reported in res (the client did nothing
- * wrong). where_kind is the gw_where_t of the points' src.
+ * dropped or replaced by several (fan-out, up to 1,000); points of series
+ * without scripts are untouched. New strings and arrays live in a (the
+ * request's arena) or in the Lua state, and stay valid until the next run
+ * on s. Script errors, overruns and bad return values follow
+ * scripts.on_error and are counted and logged (the client did nothing
+ * wrong), and told to trace when given (NULL: not traced).
  * The caller checks the points against its limits first: a point's counts
  * and sizes are trusted here, and what the scripts return needs checking
  * again. Returns how many points were handed to scripts (0: pts is as it
  * was), or -ENOMEM. */
-int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, gw_result_t *res, int where_kind);
+int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, const gw_script_trace_t *trace);
 
-/* POST /v1/debug/transform and the busted harness: parse body (JSON when
- * format is GW_FMT_JSON of pipeline.h, else line protocol scaled by
- * ns_per_unit), run the scripts, check and encode, and write a JSON document
- * into out: {"points": [...], "errors": [...], "rejected": [...]} where each
- * point has series, time, time_ns, tags, fields, types, line, src and the
- * scripts that ran. Nothing is forwarded. Returns 0, or -ENOMEM. */
-int gw_script_debug_json(gw_script_t *s, int format, const char *body, size_t len,
-                         int64_t ns_per_unit, int64_t now_ns, unsigned lp_flags,
-                         gw_arena_t *a, gw_points_t *pts, gw_buf_t *out);
+/* ------------------------------------------------------------------------ */
+/* Failures of script calls, counted per series since start (/health,
+ * /metrics, the harness). */
 
-/* For the busted harness (scripts/luagw/harness.lua), which sees only
- * opaque pointers: a worker pinned to the scripts that the config file at
- * path names (NULL with the reason in err), a transform like the debug
- * endpoint's into *json (malloc'd, the caller frees it; 0 or -ENOMEM), and
- * its destructor (NULL is a no-op). */
-gw_script_t *gw_script_open(const char *path, char *err, size_t errlen);
-int gw_script_transform(gw_script_t *s, int format, const char *body, size_t len, int64_t ns_per_unit,
-                        char **json);
-void gw_script_close(gw_script_t *s);
+enum { GW_SCRIPT_FAIL_ERROR = 0, GW_SCRIPT_FAIL_TIMEOUT, GW_SCRIPT_FAIL_MEMORY, GW_SCRIPT_FAIL_KINDS };
 
-/* Script errors counted so far, per series, as a JSON object
- * {"total": {...}, "series": {"<name>": {"errors": n, "timeouts": n,
- * "memory": n}}}; malloc'd text, the caller frees it. NULL on ENOMEM. */
-char *gw_script_stats_json(void);
+/* "error", "timeout", "memory". */
+const char *gw_script_fail_name(int kind);
+
+typedef struct {
+    char *series;                        /* owned by the snapshot; "(other)" past 1,024 series */
+    uint64_t count[GW_SCRIPT_FAIL_KINDS];
+    char last_script[160];               /* the last failure: "file:line" */
+    char last_message[256];              /* its message (as logged: quotes and controls replaced) */
+    int64_t last_ns;                     /* its wall-clock time, Unix ns */
+} gw_script_stat_t;
+
+typedef struct {
+    uint64_t total[GW_SCRIPT_FAIL_KINDS];
+    gw_script_stat_t *series; /* owned: in the order series first failed */
+    size_t n;
+} gw_script_stats_t;
+
+/* A copy of the counters as they are now, into *out; free it with
+ * gw_script_stats_free. 0, or -ENOMEM (*out then empty). */
+int gw_script_stats_snapshot(gw_script_stats_t *out);
+void gw_script_stats_free(gw_script_stats_t *st);
 
 #endif

@@ -33,7 +33,7 @@ typedef struct {
   gw_str_t series; int64_t time_ns; gw_tag_t *tags; gw_field_t *fields;
   uint32_t ntags; uint32_t nfields; uint32_t src; uint32_t lp_clean; gw_str_t lp_tail;
 } gw_point_t;
-typedef struct { uint32_t first, n, status, steps, numbers; } gw_script_rec_t;
+typedef struct { uint32_t first, n, status, steps, numbers, full; } gw_script_rec_t;
 typedef struct gw_script_ctl {
   gw_point_t *inp;
   const uint16_t *chain;
@@ -326,6 +326,7 @@ end
 local NUMBER = 99
 local anchor, nanchor = {}, 0           -- strings C points into, until the next run
 local nnumbers = 0                      -- fields written as NUMBER (script.c types them)
+local wrote_full = false                -- the point's results were written in full (emit)
 
 local function bad(fmt, ...)
   error(where[ctl.script] .. ": bad return value: " .. format(fmt, ...), 0)
@@ -632,6 +633,7 @@ end
 -- The slow path: a list, a new table, a replaced tags table...: written
 -- back in full by emit_result; the reused tables start over.
 local function slow(r, p)
+  wrote_full = true
   emit_result(r, PT, p, cur_series, cur_time)
   wipe()
 end
@@ -749,7 +751,7 @@ local function run_point(p, cid)
   local m = writer(nf)(fields, FK, FV, pfl, cf, f0, put_field, nf)
   -- Series, time and every field as they came (tags may differ, entries
   -- may be added): the encoder still copies the line's text for what it
-  -- holds (lineproto.c encode_clean), and writes the rest.
+  -- holds (lp_encode.c encode_clean), and writes the rest.
   if same and m - f0 == nf and nchanged == changes and p.lp_clean ~= 0 then
     o.lp_clean = bor(p.lp_clean, LP_CLEAN_EXTRA)
     o.lp_tail = p.lp_tail
@@ -786,12 +788,14 @@ local function run(i, fresh)
   end
   local first = c.nout
   nnumbers = 0
+  wrote_full = false
   local ran = run_point(p, cid)
   local rc = c.rec[i]
   rc.first = first
   rc.n = c.nout - first
   rc.steps = ran
   rc.numbers = nnumbers
+  rc.full = wrote_full and 1 or 0
   rc.status = 1
   c.committed = c.nout
 end

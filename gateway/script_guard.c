@@ -14,6 +14,8 @@
 
 #include <lauxlib.h>
 
+#include "clock.h"
+
 /* ==================================================================== */
 /* Allocator                                                             */
 /* ==================================================================== */
@@ -415,8 +417,7 @@ static void *wd_main(void *arg)
         }
         if (tick < 1000000)
             tick = 1000000;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        tick += ts_ns(&ts);
+        tick += gw_clock_mono_ns();
         ts.tv_sec = tick / 1000000000;
         ts.tv_nsec = tick % 1000000000;
         pthread_cond_timedwait(&wd_cond, &wd_lock, &ts);

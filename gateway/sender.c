@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "deadletter.h"
 #include "influx.h"
 #include "log.h"
@@ -296,11 +297,11 @@ static gw_action_t send_range(job_t *j, range_t r, gw_influx_answer_t *a, long *
 {
     gw_delivery_t *d = j->d;
     size_t start = r.lo ? j->ends[r.lo - 1] : 0;
-    double t0 = gw_now_mono();
+    double t0 = gw_clock_mono();
     gw_action_t act;
 
     d->write(d->ud, j->data + start, j->ends[r.hi - 1] - start, a);
-    j->took = gw_now_mono() - t0;
+    j->took = gw_clock_mono() - t0;
     gw_hist_observe(&gw_hist_write_seconds, j->took);
     gw_hist_observe(&gw_hist_batch_points, r.hi - r.lo);
     gw_influx_status_count(a->kind == GW_ANSWER_HTTP ? a->status : 0);
@@ -594,7 +595,7 @@ static int influx_write(void *ud, const char *body, size_t len, gw_influx_answer
 static int backoff_sleep(void *ud, double secs)
 {
     gw_sender_t *s = ud;
-    double until = gw_now_mono() + secs;
+    double until = gw_clock_mono() + secs;
     struct timespec ts;
     int give_up;
 
@@ -603,7 +604,7 @@ static int backoff_sleep(void *ud, double secs)
         until = s->deadline;
     ts.tv_sec = (time_t)until;
     ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-    while (gw_now_mono() < until) {
+    while (gw_clock_mono() < until) {
         int stopping = s->stopping;
         if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
             break;
@@ -615,7 +616,7 @@ static int backoff_sleep(void *ud, double secs)
             ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
         }
     }
-    give_up = s->stopping && gw_now_mono() >= s->deadline;
+    give_up = s->stopping && gw_clock_mono() >= s->deadline;
     pthread_mutex_unlock(&s->mu);
     return give_up;
 }
@@ -639,7 +640,7 @@ static void *run(void *arg)
         pthread_mutex_lock(&s->mu);
         deadline = s->stopping ? s->deadline : 0;
         pthread_mutex_unlock(&s->mu);
-        if (deadline > 0 && gw_now_mono() >= deadline)
+        if (deadline > 0 && gw_clock_mono() >= deadline)
             break;
         /* Wake for the dead letters' held log line too. */
         wake = gw_deadletter_due();

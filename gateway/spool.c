@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "batch.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -110,13 +111,6 @@ static inline uint64_t get64(const void *p)
     uint64_t v;
     memcpy(&v, p, 8);
     return v;
-}
-
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void seg_name(char *out, size_t outlen, uint64_t seq)
@@ -447,8 +441,8 @@ static void *syncer(void *arg)
 
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        double until = now_mono() + s->fsync_interval;
-        struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
+        double until = gw_clock_mono() + s->fsync_interval;
+        struct timespec ts = gw_clock_timespec(until);
         pthread_cond_timedwait(&s->stop_cv, &s->mu, &ts);
         if (!s->stopping && !s->syncing && !s->broken && s->written > s->synced)
             sync_now(s);
@@ -482,7 +476,7 @@ static uint64_t drop_oldest(gw_spool_t *s, uint64_t need)
  * wakes for it, so the last burst is logged too. mu held. */
 static void log_drops(gw_spool_t *s, int force)
 {
-    double now = now_mono();
+    double now = gw_clock_mono();
 
     if (!s->dropped_unlogged || (!force && now - s->last_drop_log < DROP_LOG_EVERY))
         return;
@@ -817,10 +811,10 @@ void gw_spool_wait(gw_spool_t *s, double until)
         if (s->dropped_unlogged && (wake == 0 || s->last_drop_log + DROP_LOG_EVERY < wake))
             wake = s->last_drop_log + DROP_LOG_EVERY;
         if (wake > 0) {
-            struct timespec ts = {(time_t)wake, (long)((wake - (double)(time_t)wake) * 1e9)};
-            if (now_mono() >= wake || pthread_cond_timedwait(&s->data_cv, &s->mu, &ts) == ETIMEDOUT) {
+            struct timespec ts = gw_clock_timespec(wake);
+            if (gw_clock_mono() >= wake || pthread_cond_timedwait(&s->data_cv, &s->mu, &ts) == ETIMEDOUT) {
                 log_drops(s, 0);
-                if (until > 0 && now_mono() >= until)
+                if (until > 0 && gw_clock_mono() >= until)
                     break;
             }
         } else {

@@ -207,7 +207,8 @@ describe("answers that say what to do", function()
       "requests,a=b v=1 1\n"))
     assert.equal(400, st)
     assert.equal("body looks like line protocol: POST it to /write or /api/v2/write; as JSON, invalid JSON at " ..
-      "line 1 column 8: invalid token near 'requests'", json_error(st, h, body).error)
+      "line 1 column 1: expected a value (an object, array, string, number, true, false or null), near " ..
+      "'requests,a=b v=1 1\\x0a'", json_error(st, h, body).error)
     -- line protocol that starts like JSON is stored, and its errors are its own
     st = raw(gw, request("POST", "/write", AUTH, "[m] v=1\n{m} v=2\n"))
     assert.equal(204, st)

@@ -518,15 +518,17 @@ describe("gw_json_parse", function()
 
   describe("a body that is not points", function()
     it("names line and column of a syntax error", function()
-      assert.equal("invalid JSON at line 3 column 2: string or '}' expected near 'x'",
+      assert.equal("invalid JSON at line 3 column 2: expected a key (a string) after ',', near 'x}'",
         bad_body('{\n "series": "a",\n x}'))
     end)
 
     it("rejects an empty body and trailing garbage", function()
       assert.equal("the body is empty (expected a point object or an array of them)", bad_body(""))
-      assert.matches("^invalid JSON at line 2 column 1: ", bad_body(" \n "))
-      assert.matches("^invalid JSON at line 1 column %d+: end of file expected", bad_body('{"series": "a"} x'))
-      assert.matches("^invalid JSON", bad_body('[{"series": "a"},]'))
+      assert.equal("invalid JSON at line 2 column 2: expected a value (an object, array, string, number, true, false "
+        .. "or null), at the end of the body", bad_body(" \n "))
+      assert.equal("invalid JSON at line 1 column 17: expected the end of the body after its value, near 'x'",
+        bad_body('{"series": "a"} x'))
+      assert.matches("^invalid JSON at line 1 column 18: expected a value .*, near ']'", bad_body('[{"series": "a"},]'))
     end)
 
     it("rejects a top-level scalar or null", function()
@@ -551,8 +553,10 @@ describe("gw_json_parse", function()
     end)
 
     it("rejects invalid UTF-8 and control characters", function()
-      assert.matches("^invalid JSON.*unable to decode byte 0xff", bad_body('{"series": "\255"}'))
-      assert.matches("^invalid JSON.*control character", bad_body('{"series": "a\tb"}'))
+      assert.equal([[invalid JSON at line 1 column 13: invalid UTF-8 in a string, near '\xff"}']],
+        bad_body('{"series": "\255"}'))
+      assert.matches("^invalid JSON at line 1 column 14: control character in a string .*near '\\x09b\"}'",
+        bad_body('{"series": "a\tb"}'))
     end)
 
     it("rejects the point, not the body, for a NUL byte (\\u0000) in a name or value", function()
@@ -579,23 +583,25 @@ describe("gw_json_parse", function()
       assert.equal("\\u0000", p.fields.s)
     end)
 
-    it("describes a body error after a \\u0000 key by its own words, not jansson's", function()
-      assert.equal("invalid JSON at line 1 column 21: unexpected end of input",
+    it("describes a body error after a \\u0000 key", function()
+      assert.equal("invalid JSON at line 1 column 22: expected ':' after a key, at the end of the body",
         bad_body('[{"s\\u0000": 1}, {"a"'))
     end)
 
     it("rejects an integer beyond int64 where a key belongs", function()
-      assert.matches("^invalid JSON at line 1 column %d+: ", bad_body('{18446744073709551615: 1}'))
-      assert.matches("^invalid JSON at line 1 column %d+: ", bad_body('{"series": "s", 18446744073709551615}'))
+      assert.equal("invalid JSON at line 1 column 2: expected a key (a string) or '}', near '18446744073709551615: 1}'",
+        bad_body('{18446744073709551615: 1}'))
+      assert.equal("invalid JSON at line 1 column 17: expected a key (a string) after ',', near '18446744073709551615}'",
+        bad_body('{"series": "s", 18446744073709551615}'))
     end)
 
     it("reports a syntax error after an integer beyond int64 where it is", function()
-      -- The placeholder keeps the length: same column as with an int64 of
-      -- the same width.
+      -- Same column as with an int64 of the same width.
       local big = bad_body('[{"series": "s", "fields": {"u": 18446744073709551615}} x]')
       assert.equal(bad_body('[{"series": "s", "fields": {"u": -1000000000000000000}} x]'), big)
-      assert.equal("invalid JSON at line 1 column 57: ']' expected near 'x'", big)
-      assert.equal("invalid JSON at line 2 column 2: invalid token near 'x'",
+      assert.equal("invalid JSON at line 1 column 57: expected ',' or ']' after a value in an array, near 'x]'", big)
+      assert.equal("invalid JSON at line 2 column 2: expected a value (an object, array, string, number, true, false "
+        .. "or null), near 'x]'",
         bad_body('[{"series": "s", "fields": {"u": 18446744073709551615}},\n x]'))
     end)
   end)
@@ -603,7 +609,9 @@ describe("gw_json_parse", function()
   -- gateway/json.c reads JSON with its own tokenizer: strings 16 bytes at a
   -- time, numbers digit by digit with a fast path for doubles, duplicate keys
   -- behind a one-word filter. These pin what it must do exactly as jansson
-  -- (which describes every body error) and YAJL (which it replaced) did.
+  -- and YAJL (which it replaced) did, and what it says of each body error:
+  -- what is wrong, the line and column of the first byte that is not JSON,
+  -- and the text there.
   describe("the tokenizer", function()
     it("reads strings of every length, with UTF-8 at every offset", function()
       for n = 0, 40 do
@@ -643,26 +651,33 @@ describe("gw_json_parse", function()
 
     it("rejects bad escapes, lone surrogates and strings cut short", function()
       local cases = {
-        { [[{"series": "s\ud800"}]], [[line 1 column 20: invalid Unicode '\uD800' near '"s\ud800"']] },
-        { [[{"series": "s\ud800x"}]], [[line 1 column 21: invalid Unicode '\uD800' near '"s\ud800x"']] },
-        { [[{"series": "s\ud800\u0041"}]],
-          [[line 1 column 26: invalid Unicode '\uD800\u0041' near '"s\ud800\u0041"']] },
-        { [[{"series": "s\udc00"}]], [[line 1 column 20: invalid Unicode '\uDC00' near '"s\udc00"']] },
-        { [[{"series": "\u12G4"}]], [[line 1 column 17: invalid escape near '"\u12G']] },
-        { [[{"series": "\q"}]], [[line 1 column 14: invalid escape near '"\q']] },
-        { [[{"series": "abc]], [[line 1 column 15: premature end of input near '"abc']] },
-        { [[{"series": "abc\]], [[line 1 column 16: invalid escape near '"abc\']] },
-        { [[{"series":"s"} "abc]], [[line 1 column 19: premature end of input near '"abc']] },
+        { [[{"series": "s\ud800"}]], [[line 1 column 14: invalid Unicode escape: a high surrogate (\uD800 to ]]
+          .. [[\uDBFF) not followed by a low one (\uDC00 to \uDFFF), near '\ud800"}']] },
+        { [[{"series": "s\ud800x"}]], [[line 1 column 14: invalid Unicode escape: a high surrogate (\uD800 to ]]
+          .. [[\uDBFF) not followed by a low one (\uDC00 to \uDFFF), near '\ud800x"}']] },
+        { [[{"series": "s\ud800\u0041"}]], [[line 1 column 14: invalid Unicode escape: a high surrogate (\uD800 to ]]
+          .. [[\uDBFF) not followed by a low one (\uDC00 to \uDFFF), near '\ud800\u0041"}']] },
+        { [[{"series": "s\udc00"}]], [[line 1 column 14: invalid Unicode escape: a low surrogate (\uDC00 to \uDFFF) ]]
+          .. [[without a high one before it, near '\udc00"}']] },
+        { [[{"series": "\u12G4"}]], [[line 1 column 13: invalid escape: \u takes four hex digits, near '\u12G4"}']] },
+        { [[{"series": "\q"}]], [[line 1 column 13: invalid escape (JSON has \" \\ \/ \b \f \n \r \t and \uXXXX), ]]
+          .. [[near '\q"}']] },
+        { [[{"series": "abc]], [[line 1 column 12: unterminated string (no closing quote before the end of the body), ]]
+          .. [[near '"abc']] },
+        { [[{"series": "abc\]], [[line 1 column 12: unterminated string (no closing quote before the end of the ]]
+          .. [[body), near '"abc\']] },
+        { [[{"series":"s"} "abc]], [[line 1 column 16: expected the end of the body after its value, near '"abc']] },
       }
       for _, c in ipairs(cases) do assert.equal("invalid JSON at " .. c[2], bad_body(c[1])) end
     end)
 
     it("rejects UTF-8 that is cut short, overlong, a surrogate or beyond U+10FFFF", function()
-      assert.equal("invalid JSON at line 1 column 14: unable to decode byte 0xc3 near '\"ab'",
+      assert.equal([[invalid JSON at line 1 column 15: invalid UTF-8 in a string, near '\xc3']],
         bad_body('{"series": "ab\195'))
       for _, b in ipairs({ "\192\175", "\237\160\128", "\244\144\128\128", "\255" }) do
-        assert.equal(("invalid JSON at line 1 column 12: unable to decode byte 0x%02x near '\"'")
-          :format(b:byte(1)), bad_body('{"series": "' .. b .. '"}'))
+        local hex = b:gsub(".", function(c) return ("\\x%02x"):format(c:byte()) end)
+        assert.equal(("invalid JSON at line 1 column 13: invalid UTF-8 in a string, near '%s\"}'"):format(hex),
+          bad_body('{"series": "' .. b .. '"}'))
       end
     end)
 
@@ -696,16 +711,20 @@ describe("gw_json_parse", function()
     end)
 
     it("rejects numbers JSON does not have, wherever they stop", function()
-      local cases = { { "[-", "1 column 2: invalid token near '-'" },
-        { "[1.", "1 column 3: invalid token near '1.'" }, { "[1e", "1 column 3: invalid token near '1e'" },
-        { "[1e+", "1 column 4: invalid token near '1e+'" }, { "[01]", "1 column 2: invalid token near '0'" },
-        { "[.5]", "1 column 2: invalid token near '.'" }, { "[+1]", "1 column 2: invalid token near '+'" },
-        { "[1", "1 column 2: ']' expected near end of file" },
-        { "[1e400]", "1 column 6: real number overflow near '1e400'" },
-        { "[-1e400]", "1 column 7: real number overflow near '-1e400'" },
-        { "tru", "1 column 3: invalid token near 'tru'" }, { "nul", "1 column 3: invalid token near 'nul'" },
-        { '{"a"', "1 column 4: ':' expected near end of file" },
-        { '{"a":', "1 column 5: unexpected token near end of file" } }
+      local value = "expected a value (an object, array, string, number, true, false or null)"
+      local cases = { { "[-", "1 column 2: invalid number: a digit must follow '-', near '-'" },
+        { "[1.", "1 column 2: invalid number: a digit must follow '.', near '1.'" },
+        { "[1e", "1 column 2: invalid number: its exponent has no digit, near '1e'" },
+        { "[1e+", "1 column 2: invalid number: its exponent has no digit, near '1e+'" },
+        { "[01]", "1 column 3: expected ',' or ']' after a value in an array, near '1]'" },
+        { "[.5]", "1 column 2: " .. value .. ", near '.5]'" }, { "[+1]", "1 column 2: " .. value .. ", near '+1]'" },
+        { "[1", "1 column 3: expected ',' or ']' after a value in an array, at the end of the body" },
+        { "[1e400]", "1 column 2: real number overflow, near '1e400]'" },
+        { "[-1e400]", "1 column 2: real number overflow, near '-1e400]'" },
+        { "tru", "1 column 1: invalid literal (true, false or null expected), near 'tru'" },
+        { "nul", "1 column 1: invalid literal (true, false or null expected), near 'nul'" },
+        { '{"a"', "1 column 5: expected ':' after a key, at the end of the body" },
+        { '{"a":', "1 column 6: " .. value .. ", at the end of the body" } }
       for _, c in ipairs(cases) do assert.equal("invalid JSON at line " .. c[2], bad_body(c[1])) end
     end)
 
@@ -725,7 +744,8 @@ describe("gw_json_parse", function()
       local rc, pts, res = parse(("["):rep(2048) .. ("]"):rep(2048))
       assert.equal(0, rc)
       assert.equal("index", res.where_kind) -- a point must be an object: read, not a body error
-      assert.matches("maximum parsing depth reached", bad_body(("["):rep(2049) .. ("]"):rep(2049)))
+      assert.matches("^invalid JSON at line 1 column 2049: nested deeper than 2048 arrays and objects",
+        bad_body(("["):rep(2049) .. ("]"):rep(2049)))
       assert.matches("maximum parsing depth reached",
         bad_body('{"series": "s", "x": ' .. ("["):rep(2048) .. ("]"):rep(2048) .. "}"))
     end)
@@ -734,16 +754,19 @@ describe("gw_json_parse", function()
       local p = one(' \t\r\n{ \t\r\n"series" \t\r\n: \t\r\n"s" \t\r\n, \t\r\n"fields" \t\r\n:' ..
         ' \t\r\n{ \t\r\n"v" \t\r\n: \t\r\n1 \t\r\n} \t\r\n} \t\r\n')
       assert.equal("s", p.series)
-      assert.equal("invalid JSON at line 1 column 4: invalid token near '\v'", bad_body("[1,\v2]"))
-      assert.equal("invalid JSON at line 1 column 34: '}' expected near '\f'",
+      assert.equal([[invalid JSON at line 1 column 4: expected a value (an object, array, string, number, true, ]]
+        .. [[false or null), near '\x0b2]']], bad_body("[1,\v2]"))
+      assert.equal([[invalid JSON at line 1 column 34: expected ',' or '}' after a value in an object, near '\x0c}']],
         bad_body('{"series":"s","time":1700000000.5\f}'))
     end)
 
     it("says where, in lines and characters, also for a NUL jansson would skip", function()
-      for _, c in ipairs({ { "[1\0]", "1 column 3: control character" },
-        { "1\0", "1 column 2: control character" }, { "[1,\ntrue\0]", "2 column 5: control character" },
-        { '{"series": "\195\169",\n"tags": {},\n "x": tru}', "3 column 9: invalid token near 'tru'" },
-        { '{"series":"s"} x', "1 column 16: end of file expected near 'x'" } }) do
+      for _, c in ipairs({ { "[1\0]", [[1 column 3: expected ',' or ']' after a value in an array, near '\x00]']] },
+        { "1\0", [[1 column 2: expected the end of the body after its value, near '\x00']] },
+        { "[1,\ntrue\0]", [[2 column 5: expected ',' or ']' after a value in an array, near '\x00]']] },
+        { '{"series": "\195\169",\n"tags": {},\n "x": tru}',
+          "3 column 7: invalid literal (true, false or null expected), near 'tru}'" },
+        { '{"series":"s"} x', "1 column 16: expected the end of the body after its value, near 'x'" } }) do
         assert.equal("invalid JSON at line " .. c[2], bad_body(c[1]))
       end
     end)

@@ -1,4 +1,4 @@
--- gateway/lineproto.c: InfluxDB 1.x line protocol parser and encoder.
+-- gateway/lp_parse.c, lp_encode.c, lp_names.c: InfluxDB 1.x line protocol parser and encoder.
 local core = require("support.core")
 local ffi, lib = core.ffi, core.lib
 

@@ -300,7 +300,7 @@ describe("make install", function()
     assert.equal(prefix .. "/etc/luagw/luagw.yaml: ok\nrc=0\n", out)
     proc.write_file(dest .. "/check.lua", [[
       local h = assert(require("luagw.harness").new { config = arg[1] })
-      print(h:run { series = "requests", tags = { method = "get", resource = "/v" },
+      print(h:run { series = "requests", tags = { method = "get", resource = "/v", status_code = "200" },
                     fields = { request_id = "x", execution_time = 1.5 } }.points[1].tags.route)
     ]])
     rc, out = sh(("cd / && env -u LUAGW_LIB LUA_PATH=%s luajit %s %s"):format(

@@ -177,7 +177,7 @@ describe("the Debian package", function()
     local script = [[
       local harness = require("luagw.harness")
       local h = assert(harness.new { config = arg[1] })
-      local p = h:run { series = "requests", tags = { method = "get", resource = "/v" },
+      local p = h:run { series = "requests", tags = { method = "get", resource = "/v", status_code = "200" },
                         fields = { request_id = "x", execution_time = 0.5 } }.points[1]
       for l in io.lines("/proc/self/maps") do
         local lib = l:match("(/%S+/libluagw%.so)$")

@@ -1,4 +1,4 @@
--- Clean points (gateway/lineproto.c, point.h GW_LP_CLEAN): a line-protocol
+-- Clean points (gateway/lp_encode.c, point.h GW_LP_CLEAN): a line-protocol
 -- point nothing changed is written from its own text; one a script or a
 -- series declaration changed is written from its values. Through the
 -- harness (the real engine, as POST /v1/debug/transform runs it) and end to
@@ -41,7 +41,7 @@ end
 describe("a script's points", function()
   local h
   lazy_setup(function()
-    h = gw {
+    h = gw({
       ["fields.lua"] = [[return function(p) p.fields.f = p.fields.f * 2; p.fields.s = "new"; return p end]],
       ["tags.lua"] = [[return function(p) p.tags.z = "v 2"; p.tags.a = nil; p.tags.y = "added"; return p end]],
       ["head.lua"] = [[return function(p) p.series = "renamed"; p.time = 2; return p end]],
@@ -54,7 +54,7 @@ describe("a script's points", function()
         p.fields.added = 'q"uote\\'; p.fields.n = int(5)
         return p end]],
       ["timekey.lua"] = [[return function(p) p.fields.time = 1 return p end]],
-    }
+    }, { version = 2 }) -- unsigned written as such
   end)
 
   -- { what, body, precision, the lines written }

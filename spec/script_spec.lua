@@ -210,7 +210,7 @@ end)
 
 describe("type rules", function()
   it("untouched integers, int64 extremes, unsigned and times come back exactly", function()
-    local h = gw { ["m.lua"] = [[return function(p) p.tags.touched = "yes"; return p end]] }
+    local h = gw({ ["m.lua"] = [[return function(p) p.tags.touched = "yes"; return p end]] }, { version = 2 })
     local out = h:run_lines(table.concat({
       "m big=9223372036854775807i,small=-9223372036854775808i,u=18446744073709551615u,n=5i,f=2,s=\"x\",b=t 1700000000123456789",
     }, "\n"))
@@ -247,14 +247,14 @@ describe("type rules", function()
   end)
 
   it("int(n) makes an integer, exactly from a string", function()
-    local h = gw { ["m.lua"] = [[return function(p)
+    local h = gw({ ["m.lua"] = [[return function(p)
         p.fields.a = int(42)
         p.fields.b = int("9223372036854775807")
         p.fields.c = int("18446744073709551615")
         p.fields.d = int(-3)
         p.tags.t = int(12)
         p.fields.bad = pcall(int, 1.5) and "accepted" or "refused"
-        return p end]] }
+        return p end]] }, { version = 2 })
     local p = h:run_lines("m x=1 1").points[1]
     assert.equal("integer", p.types.a)
     assert.equal(42, p.fields.a)
@@ -308,11 +308,11 @@ describe("type rules, once LuaJIT has compiled the driver", function()
   -- point written back in full (fan-out, new tables) had such a field
   -- rounded to another value.
   it("unsigned integers beyond 2^63 stay exact in points written back in full", function()
-    local h = gw { ["m.lua"] = [[return function(p)
+    local h = gw({ ["m.lua"] = [[return function(p)
         local copy = { series = p.series, tags = {}, fields = {} }
         for k, v in pairs(p.fields) do copy.fields[k] = v end
         return { p, copy }
-      end]] }
+      end]] }, { version = 2 })
     local want = { "9223372036854775808", "9223372036854775809", "9226752047709551614", "12345678901234567891",
       "18446744073709549567", "18446744073709551615" }
     local lines = {}
@@ -714,7 +714,7 @@ describe("escape attempts (issue 7): luagw keeps serving, the point follows on_e
         p.tags.ok = "yes"
         return p
       end]]):format(body) }, { timeout_ms = opts.timeout_ms or 100, memory_limit = opts.memory_limit,
-                               on_error = opts.on_error })
+                               on_error = opts.on_error, listen = opts.listen })
     local t0 = socket.gettime()
     local out = h:run_lines("m,evil=1 x=1 1\nm x=2 2")
     assert.is_true(socket.gettime() - t0 < 10, "took too long")
@@ -749,10 +749,16 @@ describe("escape attempts (issue 7): luagw keeps serving, the point follows on_e
 
   it("an enormous returned point: 5000 tags and a 1 MB string field", function()
     -- (5000: more would pass InfluxDB's 64 KiB series key, and be refused for it)
-    local out = attempt("for i = 1, 5000 do p.tags['t' .. i] = 'v' end p.fields.big = ('x'):rep(1e6) return p",
-      { timeout_ms = 2000 })
+    local code = "for i = 1, 5000 do p.tags['t' .. i] = 'v' end p.fields.big = ('x'):rep(1e6) return p"
+    local out = attempt(code, { timeout_ms = 2000, listen = { max_tags = 65535, max_value_bytes = "2MiB" } })
     assert.equal(0, #out.errors)
     assert.equal(1000000, #out.points[1].fields.big)
+    -- Within listen's defaults, the point is refused as /write refuses it.
+    out = attempt(code, { timeout_ms = 2000 })
+    assert.equal(0, #out.errors)
+    assert.equal(1, #out.rejected)
+    assert.matches("listen%.max_value_bytes", out.rejected[1].error)
+    assert.equal(400, out.verdict.status)
   end)
 
   it("metatables on the point, its tags and fields that loop or raise are not run by the engine", function()

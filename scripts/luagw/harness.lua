@@ -1,6 +1,9 @@
 -- luagw.harness — run luagw's series scripts from a busted spec, exactly as
 -- luagw runs them: the same C engine (gateway/libluagw.so through LuaJIT's
--- FFI), the same sandbox, type rules, chains, params and limits.
+-- FFI), the same pipeline as POST /write — parse, limits, the scripts (sandbox,
+-- type rules, chains, params, budget), the series declarations, the encoder —
+-- so a point the spec sees stored is one luagw stores, and a point luagw
+-- refuses is refused here with the same message.
 --
 --   local harness = require("luagw.harness")    -- lpath: scripts/?.lua
 --   local h = harness.new {
@@ -9,8 +12,15 @@
 --     params = { deployment = { tags = { datacenter = "eu-1" } } },
 --     series = { errors = { "errors.lua", "lib/owner.lua" } },   -- optional
 --     timeout_ms = 50, memory_limit = "64MiB", on_error = "pass", -- optional
+--     declare = { requests = { tags = { status_code = { required = true } } } },
+--                                  -- optional: the config's top-level `series:`
+--     service = "luna-sender",     -- optional: top-level `service:` ($service)
+--     listen = { max_tags = 16 },  -- optional: limits (listen.max_*)
+--     version = 2,                 -- optional: InfluxDB 1 (default: unsigned
+--                                  -- written as integers) or 2
 --   }
---   -- or: harness.new { config = "config/luagw.yaml" }  (its scripts section)
+--   -- or: harness.new { config = "config/luagw.yaml" }  (all of it: scripts,
+--   --     declarations, service, limits, version)
 --   local out = h:run { series = "requests", time = 1700000000.5,
 --                       tags = { method = "get", resource = "/version" },
 --                       fields = { execution_time = 0.01, count = 3 } }
@@ -28,13 +38,16 @@
 -- The result is what POST /v1/debug/transform answers, decoded:
 --   points[i] = { series, time (seconds), time_ns (string, exact), tags,
 --                 fields, types = { name = "float"|"integer"|"unsigned"|
---                 "string"|"boolean" }, line (line protocol), src (input
---                 index or line), scripts = { paths that ran } }
+--                 "string"|"boolean" }, line (line protocol, as stored), src
+--                 (input index or line), scripts = { paths that ran } }
 --     integer fields beyond +-2^53 are int64_t/uint64_t cdata (exact);
 --   errors[i] = { src, series, script ("file:line"), kind ("error"|"timeout"|
 --                 "memory"), message, action ("pass"|"drop") };
---   rejected[i] = { src, error } (no fields left, or not encodable);
---   parse_error = { where, at, error, count } when the input itself was bad.
+--   rejected[i] = { src, series, error, scripts } (a limit, a declaration,
+--                 no fields left, not encodable: what /write refuses);
+--   parse_error = { where, at, error, count } when the input itself was bad;
+--   verdict = { status (204, 400 or 413), error, line or index, accepted,
+--               rejected }: what /write would answer.
 --
 -- The library is found at $LUAGW_LIB; else, installed (`make install`, the
 -- Debian package), where INSTALLED_LIB below says; else, in the source tree,
@@ -60,8 +73,23 @@ end
 local lib = ffi.load(library())
 M.lib = lib
 
-if not declared(function() return ffi.typeof("gw_script_t") end) then
-  ffi.cdef "typedef struct gw_script gw_script_t;"
+if not declared(function() return ffi.typeof("gw_harness_t") end) then
+  ffi.cdef "typedef struct gw_harness gw_harness_t;"
+end
+if not declared(function() return ffi.typeof("gw_script_stats_t") end) then
+  ffi.cdef [[
+typedef struct {
+  char *series;
+  uint64_t count[3];
+  char last_script[160];
+  char last_message[256];
+  int64_t last_ns;
+} gw_script_stat_t;
+typedef struct {
+  uint64_t total[3];
+  gw_script_stat_t *series;
+  size_t n;
+} gw_script_stats_t;]]
 end
 if not declared(function() return ffi.typeof("gw_str_t") end) then
   ffi.cdef "typedef struct { const char *p; size_t n; } gw_str_t;"
@@ -70,11 +98,12 @@ if not declared(function() return ffi.typeof("gw_script_req_t") end) then
   ffi.cdef "typedef struct gw_script_req { gw_str_t token, client, db, rp, path; } gw_script_req_t;"
 end
 for name, decl in pairs {
-  gw_script_open = "gw_script_t *gw_script_open(const char *path, char *err, size_t errlen);",
-  gw_script_transform = "int gw_script_transform(gw_script_t *s, int format, const char *body, size_t len, int64_t ns_per_unit, char **json);",
-  gw_script_close = "void gw_script_close(gw_script_t *s);",
-  gw_script_set_req = "void gw_script_set_req(gw_script_t *s, const gw_script_req_t *req);",
-  gw_script_stats_json = "char *gw_script_stats_json(void);",
+  gw_harness_open = "gw_harness_t *gw_harness_open(const char *path, char *err, size_t errlen);",
+  gw_harness_run = "int gw_harness_run(gw_harness_t *h, int format, const char *body, size_t len, int64_t ns_per_unit, char **json);",
+  gw_harness_close = "void gw_harness_close(gw_harness_t *h);",
+  gw_script_stats_snapshot = "int gw_script_stats_snapshot(gw_script_stats_t *out);",
+  gw_script_stats_free = "void gw_script_stats_free(gw_script_stats_t *st);",
+  gw_harness_set_req = "void gw_harness_set_req(gw_harness_t *h, const gw_script_req_t *req);",
 } do
   if not declared(function() return lib[name] end) then ffi.cdef(decl) end
 end
@@ -202,6 +231,12 @@ local function write_config(o)
   local path = os.tmpname()
   local f = assert(io.open(path, "wb"))
   f:write("scripts: ", yaml_value(s), "\n")
+  if o.declare then f:write("series: ", yaml_value(o.declare), "\n") end
+  if o.service then f:write("service: ", yaml_value(o.service), "\n") end
+  if o.listen then f:write("listen: ", yaml_value(o.listen), "\n") end
+  if o.version then
+    f:write("monitoring: ", yaml_value { version = o.version, organization = "harness", bucket = "harness" }, "\n")
+  end
   f:close()
   return path
 end
@@ -243,10 +278,10 @@ function M.new(o)
     tmp = path
   end
   local err = ffi.new("char[1024]")
-  local s = lib.gw_script_open(path, err, 1024)
+  local s = lib.gw_harness_open(path, err, 1024)
   if tmp then os.remove(tmp) end
   if s == nil then return nil, ffi.string(err) end
-  return setmetatable({ s = ffi.gc(s, lib.gw_script_close) }, H)
+  return setmetatable({ s = ffi.gc(s, lib.gw_harness_close) }, H)
 end
 
 -- req (a table of strings: token, client, db, rp, path) as the C struct
@@ -263,9 +298,10 @@ end
 local function transform(self, format, body, ns_per_unit, req)
   local out = ffi.new("char *[1]")
   local r = req and req_struct(req)
-  lib.gw_script_set_req(self.s, r)
-  local rc = lib.gw_script_transform(self.s, format, body, #body, ns_per_unit, out)
-  lib.gw_script_set_req(self.s, nil)
+  lib.gw_harness_set_req(self.s, r)
+  local rc = lib.gw_harness_run(self.s, format, body, #body, ns_per_unit, out)
+  lib.gw_harness_set_req(self.s, nil)
+  assert(rc ~= 2, "harness: the scripts made more than 1,000,000 points")
   assert(rc == 0, "harness: out of memory")
   local text = ffi.string(out[0])
   ffi.C.free(out[0])
@@ -299,16 +335,29 @@ function H:points(p) return self:run(p).points end
 
 function H:close()
   if self.s then
-    lib.gw_script_close(ffi.gc(self.s, nil))
+    lib.gw_harness_close(ffi.gc(self.s, nil))
     self.s = nil
   end
 end
 
--- Error counters of this process (all harnesses and luagw's own engine).
+-- Failed script calls of this process (all harnesses and luagw's own engine):
+-- { total = { errors, timeouts, memory }, series = { [name] = { errors,
+-- timeouts, memory, last = { script, message, at (Unix seconds) } } } }.
 function M.stats()
-  local p = lib.gw_script_stats_json()
-  local t = cjson.decode(ffi.string(p))
-  ffi.C.free(p)
+  local st = ffi.new("gw_script_stats_t")
+  assert(lib.gw_script_stats_snapshot(st) == 0, "harness: out of memory")
+  local function counts(c)
+    return { errors = tonumber(c[0]), timeouts = tonumber(c[1]), memory = tonumber(c[2]) }
+  end
+  local t = { total = counts(st.total), series = {} }
+  for i = 0, tonumber(st.n) - 1 do
+    local s = st.series[i]
+    local row = counts(s.count)
+    row.last = { script = ffi.string(s.last_script), message = ffi.string(s.last_message),
+                 at = tonumber(s.last_ns) / 1e9 }
+    t.series[ffi.string(s.series)] = row
+  end
+  lib.gw_script_stats_free(st)
   return t
 end
 
