@@ -38,7 +38,7 @@ for _, decl in ipairs {
   "void gw_fanout_set_idle(gw_fanout_t *f, double group_idle, double lane_idle);",
   "uint32_t gw_fanout_groups(gw_fanout_t *f);",
   "void gw_fanout_destroy(gw_fanout_t *f);",
-  "double gw_now_mono(void);",
+  "double gw_clock_mono(void);",
 } do pcall(ffi.cdef, decl) end
 
 local FULL, CLOSED, TOO_BIG, LANES = 1, 2, 3, 4
@@ -110,7 +110,7 @@ end
 
 local function take(f, o, wait)
   local job = ffi.new("gw_fanout_job_t")
-  if lib.gw_fanout_take(f, o, lib.gw_now_mono() + (wait or 0.2), job) == 0 then return nil end
+  if lib.gw_fanout_take(f, o, lib.gw_clock_mono() + (wait or 0.2), job) == 0 then return nil end
   return job
 end
 
@@ -148,10 +148,10 @@ describe("fanout", function()
     it("hands over a partial batch once flushing_period has passed", function()
       f = create { { batch_size = 1000, period = 0.15 } }
       assert.equal(0, (push(f, part({ 0 }, 1, 2))))
-      local t0 = lib.gw_now_mono()
+      local t0 = lib.gw_clock_mono()
       local j = take(f, 0, 5)
       assert.is_not_nil(j)
-      local waited = lib.gw_now_mono() - t0
+      local waited = lib.gw_clock_mono() - t0
       assert.is_true(waited >= 0.1 and waited < 2, tostring(waited))
       assert.equal(2, j.npoints)
     end)
@@ -187,9 +187,9 @@ describe("fanout", function()
       assert.equal(0, (push(f, part({ 0 }, 1, 4))))
       lib.gw_fanout_close(f)
       assert.equal(CLOSED, (push(f, part({ 0 }, 5, 1))))
-      local t0 = lib.gw_now_mono()
+      local t0 = lib.gw_clock_mono()
       local j = take(f, 0, 5)
-      assert.is_true(lib.gw_now_mono() - t0 < 1)
+      assert.is_true(lib.gw_clock_mono() - t0 < 1)
       assert.equal(4, j.npoints)
       assert.equal(0, lib.gw_fanout_finished(f, 0))
       lib.gw_fanout_done(f, 0, j)
@@ -394,7 +394,7 @@ describe("fanout", function()
       local j = take(f, 0)
       while j and db(j) ~= "missing" do lib.gw_fanout_done(f, 0, j); order[#order + 1] = body(j); j = take(f, 0) end
       local parked = body(j)
-      lib.gw_fanout_park(f, 0, j, lib.gw_now_mono() + 0.3)
+      lib.gw_fanout_park(f, 0, j, lib.gw_clock_mono() + 0.3)
       assert.equal(1, stats(f, 0).parked)
       for k in function() return take(f, 0, 0.05) end do order[#order + 1] = body(k); lib.gw_fanout_done(f, 0, k) end
       assert.equal(3, #order)
