@@ -15,12 +15,13 @@ CONFIG   ?= config/luagw.yaml
 
 # Debian packages the build, the tests and `make run` need; the last line is
 # for `make deb` and spec/package_spec.lua (debhelper, lintian,
-# systemd-analyze) and for spec/scaling_spec.lua (haproxy).
+# systemd-analyze), spec/scaling_spec.lua (haproxy), spec/status_spec.lua
+# (chromium) and spec/query_spec.lua (influxdb-client: the influx CLI).
 DEB_PKGS := build-essential pkg-config libluajit-5.1-dev luajit libmicrohttpd-dev \
             libcurl4-openssl-dev libyaml-dev libjansson-dev zlib1g-dev libdeflate-dev \
             lua-busted lua-socket lua-cjson influxdb curl ca-certificates \
             python3-influxdb openssl man-db clang libclang-rt-14-dev \
-            debhelper dpkg-dev fakeroot lintian systemd haproxy
+            debhelper dpkg-dev fakeroot lintian systemd haproxy chromium influxdb-client
 
 CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
 CORE_LUA := $(wildcard gateway/*.lua)
@@ -306,3 +307,7 @@ clean:
 -include $(wildcard $(FUZZ_DIR)/obj/*.d)
 -include $(wildcard $(TSAN_DIR)/*.d)
 -include $(wildcard $(INSTALL_DIR)/*.d)
+
+# The status page is compiled into status_page.o (.incbin, status_page.c).
+gateway/status_page.o $(ASAN_DIR)/status_page.o $(TSAN_DIR)/status_page.o \
+$(FUZZ_DIR)/obj/status_page.o: gateway/status.html

@@ -61,6 +61,11 @@ static const char *const channels[] = {"notify:42", "notify:7", "presence", "job
 
 char *bench_body(int format, unsigned npoints, unsigned seed, size_t *len)
 {
+    return bench_body_shapes(format, npoints, seed, 0, len);
+}
+
+char *bench_body_shapes(int format, unsigned npoints, unsigned seed, unsigned shapes, size_t *len)
+{
     sbuf_t b = {0};
     uint32_t s = seed * 2654435761u + 12345u;
     /* 2023-11-14T22:13:20Z plus a few seconds per body, one µs per point. */
@@ -81,31 +86,36 @@ char *bench_body(int format, unsigned npoints, unsigned seed, size_t *len)
         double dur = (double)((r >> 12) % 250000 + 1) / 1e6; /* seconds, µs resolution, never 0 */
         unsigned id = next(&s);
         long long sec = t_us / 1000000, usec = t_us % 1000000;
+        char shape[32] = "";
+
+        if (shapes)
+            snprintf(shape, sizeof(shape), format == BODY_LP ? ",shape=%u" : ",\"shape\":\"%u\"",
+                     (unsigned)(((uint64_t)(seed ? seed - 1 : 0) * npoints + i) % shapes));
 
         if (format == BODY_LP) {
             switch (i % 5) {
             case 0:
-                put(&b, "requests,service=luna-sender,route=%s,status_code=%u "
+                put(&b, "requests,service=luna-sender%s,route=%s,status_code=%u "
                         "request_id=\"%08x-%04x\",execution_time=%.6g %lld%06lld000\n",
-                    route, status, id, i, dur, sec, usec);
+                    shape, route, status, id, i, dur, sec, usec);
                 break;
             case 1:
-                put(&b, "errors,service=luna-sender,route=%s,status_code=500,error_code=%u "
+                put(&b, "errors,service=luna-sender%s,route=%s,status_code=500,error_code=%u "
                         "request_id=\"%08x-%04x\" %lld%06lld000\n",
-                    route, 10 + (r >> 20) % 5, id, i, sec, usec);
+                    shape, route, 10 + (r >> 20) % 5, id, i, sec, usec);
                 break;
             case 2:
-                put(&b, "subscription_error,service=luna-sender,error_code=E%u count=1i %lld%06lld000\n",
-                    40 + (r >> 20) % 4, sec, usec);
+                put(&b, "subscription_error,service=luna-sender%s,error_code=E%u count=1i %lld%06lld000\n",
+                    shape, 40 + (r >> 20) % 4, sec, usec);
                 break;
             case 3:
-                put(&b, "ws_requests,service=luna-sender,account_id=%u "
+                put(&b, "ws_requests,service=luna-sender%s,account_id=%u "
                         "transport_time=%.6g,request_id=\"%08x-%04x\" %lld%06lld000\n",
-                    (r >> 16) % 5000, dur, id, i, sec, usec);
+                    shape, (r >> 16) % 5000, dur, id, i, sec, usec);
                 break;
             default:
-                put(&b, "redis_message,service=luna-sender,chanel=%s request_id=\"%08x-%04x\" %lld%06lld000\n",
-                    channels[(r >> 20) % 4], id, i, sec, usec);
+                put(&b, "redis_message,service=luna-sender%s,chanel=%s request_id=\"%08x-%04x\" %lld%06lld000\n",
+                    shape, channels[(r >> 20) % 4], id, i, sec, usec);
                 break;
             }
             continue;
@@ -114,33 +124,33 @@ char *bench_body(int format, unsigned npoints, unsigned seed, size_t *len)
         switch (i % 5) {
         case 0:
             put(&b, "\"series\":\"requests\",\"time\":%lld.%06lld,"
-                    "\"tags\":{\"service\":\"luna-sender\",\"route\":\"%s\",\"status_code\":%u},"
+                    "\"tags\":{\"service\":\"luna-sender\"%s,\"route\":\"%s\",\"status_code\":%u},"
                     "\"fields\":{\"request_id\":\"%08x-%04x\",\"execution_time\":%.6g}",
-                sec, usec, route, status, id, i, dur);
+                sec, usec, shape, route, status, id, i, dur);
             break;
         case 1:
             put(&b, "\"series\":\"errors\",\"time\":%lld.%06lld,"
-                    "\"tags\":{\"service\":\"luna-sender\",\"route\":\"%s\",\"status_code\":500,\"error_code\":%u},"
+                    "\"tags\":{\"service\":\"luna-sender\"%s,\"route\":\"%s\",\"status_code\":500,\"error_code\":%u},"
                     "\"fields\":{\"request_id\":\"%08x-%04x\"}",
-                sec, usec, route, 10 + (r >> 20) % 5, id, i);
+                sec, usec, shape, route, 10 + (r >> 20) % 5, id, i);
             break;
         case 2:
             put(&b, "\"series\":\"subscription_error\",\"time\":%lld.%06lld,"
-                    "\"tags\":{\"service\":\"luna-sender\",\"error_code\":\"E%u\"},"
+                    "\"tags\":{\"service\":\"luna-sender\"%s,\"error_code\":\"E%u\"},"
                     "\"fields\":{\"count\":1}",
-                sec, usec, 40 + (r >> 20) % 4);
+                sec, usec, shape, 40 + (r >> 20) % 4);
             break;
         case 3:
             put(&b, "\"series\":\"ws_requests\",\"time\":%lld.%06lld,"
-                    "\"tags\":{\"service\":\"luna-sender\",\"account_id\":%u},"
+                    "\"tags\":{\"service\":\"luna-sender\"%s,\"account_id\":%u},"
                     "\"fields\":{\"transport_time\":%.6g,\"request_id\":\"%08x-%04x\"}",
-                sec, usec, (r >> 16) % 5000, dur, id, i);
+                sec, usec, shape, (r >> 16) % 5000, dur, id, i);
             break;
         default:
             put(&b, "\"series\":\"redis_message\",\"time\":%lld.%06lld,"
-                    "\"tags\":{\"service\":\"luna-sender\",\"chanel\":\"%s\"},"
+                    "\"tags\":{\"service\":\"luna-sender\"%s,\"chanel\":\"%s\"},"
                     "\"fields\":{\"request_id\":\"%08x-%04x\"}",
-                sec, usec, channels[(r >> 20) % 4], id, i);
+                sec, usec, shape, channels[(r >> 20) % 4], id, i);
             break;
         }
         put(&b, "}");

@@ -19,4 +19,10 @@ enum { BODY_LP = 0, BODY_JSON = 1 };
  * it) and its length in *len; NULL on ENOMEM. */
 char *bench_body(int format, unsigned npoints, unsigned seed, size_t *len);
 
+/* The same, with one more tag on every point, shape=K, K cycling through
+ * 0..shapes-1 across bodies (point i of the body of seed s has K =
+ * ((s - 1) * npoints + i) % shapes): that many distinct tag sets per
+ * series, for the memo cache's worst case. shapes 0: bench_body. */
+char *bench_body_shapes(int format, unsigned npoints, unsigned seed, unsigned shapes, size_t *len);
+
 #endif

@@ -3,7 +3,7 @@
  * fixed time and measures each request's acknowledgement latency.
  *
  * usage: load -p PORT [-a ADDR] [-f lp|json] [-u PATH] [-c CONNS] [-t THREADS]
- *             [-d SECONDS] [-r REQ_PER_S] [-n POINTS] [-b BODIES] [-z] [-B MS]
+ *             [-d SECONDS] [-r REQ_PER_S] [-n POINTS] [-b BODIES] [-k SHAPES] [-z] [-B MS]
  *   -f lp    line protocol to /write?db=bench&precision=ns (default)
  *   -f json  a JSON array to /v1/points
  *   -u PATH  another path (with its query string)
@@ -16,6 +16,8 @@
  *            request that waits for a free connection is charged for the
  *            wait (no coordinated omission).
  *   -n 1000  points per body; -b 16 distinct bodies (ids and times differ)
+ *   -k N     one more tag on every point, shape=0..N-1 cycling across the
+ *            bodies (bench_body_shapes): N distinct tag sets per series
  *   -z       gzip the bodies (Content-Encoding: gzip; compressed once, here)
  *   -B 5     after a 503, that connection pauses this many ms (closed loop)
  *
@@ -413,13 +415,14 @@ static char *gzip_body(const char *p, size_t n, size_t *out_len)
 static void usage(void)
 {
     fprintf(stderr, "usage: load -p PORT [-a ADDR] [-f lp|json] [-u PATH] [-c CONNS] [-t THREADS]\n"
-                    "            [-d SECONDS] [-r REQ_PER_S] [-n POINTS] [-b BODIES] [-z] [-B MS]\n");
+                    "            [-d SECONDS] [-r REQ_PER_S] [-n POINTS] [-b BODIES] [-k SHAPES] [-z] [-B MS]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1", *path = NULL;
     int port = 0, format = BODY_LP, nconns = 8, nthreads = 1, nbodies = 16, gz = 0, opt;
+    unsigned shapes = 0;
     double seconds = 10, rate = 0;
     size_t body_bytes = 0;
     worker_t *ws;
@@ -427,7 +430,7 @@ int main(int argc, char **argv)
     int64_t t_end;
 
     g_points = 1000;
-    while ((opt = getopt(argc, argv, "a:p:f:u:c:t:d:r:n:b:zB:")) != -1) {
+    while ((opt = getopt(argc, argv, "a:p:f:u:c:t:d:r:n:b:k:zB:")) != -1) {
         switch (opt) {
         case 'a': addr = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -448,6 +451,7 @@ int main(int argc, char **argv)
         case 'r': rate = atof(optarg); break;
         case 'n': g_points = (unsigned)atoi(optarg); break;
         case 'b': nbodies = atoi(optarg); break;
+        case 'k': shapes = (unsigned)atoi(optarg); break;
         case 'z': gz = 1; break;
         case 'B': g_pause_ns = (int64_t)(atof(optarg) * 1e6); break;
         default:
@@ -476,7 +480,7 @@ int main(int argc, char **argv)
     g_nreqs = nbodies;
     for (int i = 0; i < nbodies; i++) {
         size_t blen, zlen;
-        char *body = bench_body(format, g_points, (unsigned)i + 1, &blen), *payload, head[512];
+        char *body = bench_body_shapes(format, g_points, (unsigned)i + 1, shapes, &blen), *payload, head[512];
         int hl;
 
         if (!body) {

@@ -2,13 +2,15 @@
  * work of luagw without HTTP or delivery, for instruction counts.
  *
  * usage: replay [-f lp|json] [-i ITERATIONS] [-n POINTS] [-b BODIES]
- *               [-c CONFIG] [-o FILE]
+ *               [-k SHAPES] [-w WARMUPS] [-c CONFIG] [-o FILE]
  *   Builds BODIES (4) bodies of POINTS (1000) seed-series points
  *   (bench/bodies.c, the same bytes bench/load.c sends), runs each through
- *   one worker's gw_pipeline_t twice to warm up (buffers grown, traces
+ *   one worker's gw_pipeline_t WARMUPS (2) times to warm up (buffers grown, traces
  *   compiled), then ITERATIONS (25) times over all bodies inside measured(),
  *   and prints
  *     points=N rejected=N bytes_out=N ns_per_point=X scripts=off|on|unavailable
+ *   -k SHAPES  one more tag on every point, cycling through SHAPES values
+ *              across the bodies (bench_body_shapes)
  *   -c CONFIG  scripts on: load CONFIG (its scripts.dir), load the script set
  *              and publish it, as luagw does at start-up, so that every
  *              pipeline the scripting engine integrates runs the scripts;
@@ -104,8 +106,8 @@ static double now_s(void)
 
 int main(int argc, char **argv)
 {
-    int format = BODY_LP, iterations = 25, nbodies = 4, opt, scripts = 0;
-    unsigned npoints = 1000;
+    int format = BODY_LP, iterations = 25, nbodies = 4, opt, scripts = 0, warmups = 2;
+    unsigned npoints = 1000, shapes = 0;
     const char *config = NULL, *out_path = NULL;
     gw_config_t *cfg = NULL;
     gw_schema_t *schema = NULL; /* published until exit */
@@ -116,21 +118,23 @@ int main(int argc, char **argv)
     char err[1024];
     double t0, t1;
 
-    while ((opt = getopt(argc, argv, "f:i:n:b:c:o:")) != -1) {
+    while ((opt = getopt(argc, argv, "f:i:n:b:k:w:c:o:")) != -1) {
         switch (opt) {
         case 'f': format = strcmp(optarg, "json") == 0 ? BODY_JSON : BODY_LP; break;
         case 'i': iterations = atoi(optarg); break;
         case 'n': npoints = (unsigned)atoi(optarg); break;
         case 'b': nbodies = atoi(optarg); break;
+        case 'k': shapes = (unsigned)atoi(optarg); break;
+        case 'w': warmups = atoi(optarg); break;
         case 'c': config = optarg; break;
         case 'o': out_path = optarg; break;
         default:
             fprintf(stderr, "usage: replay [-f lp|json] [-i ITERATIONS] [-n POINTS] [-b BODIES] "
-                            "[-c CONFIG] [-o FILE]\n");
+                            "[-k SHAPES] [-w WARMUPS] [-c CONFIG] [-o FILE]\n");
             return 2;
         }
     }
-    if (iterations < 1 || nbodies < 1 || npoints < 1)
+    if (iterations < 1 || nbodies < 1 || npoints < 1 || warmups < 0)
         return 2;
 
     if (config) {
@@ -161,7 +165,7 @@ int main(int argc, char **argv)
 
     bodies = calloc((size_t)nbodies, sizeof(*bodies));
     for (int i = 0; i < nbodies; i++) {
-        bodies[i].body = bench_body(format, npoints, (unsigned)i + 1, &bodies[i].len);
+        bodies[i].body = bench_body_shapes(format, npoints, (unsigned)i + 1, shapes, &bodies[i].len);
         if (!bodies[i].body) {
             fprintf(stderr, "replay: out of memory\n");
             return 1;
@@ -177,7 +181,7 @@ int main(int argc, char **argv)
     in.now_ns = NOW_NS;
 
     /* Warm up: grow every buffer, let LuaJIT compile its traces. */
-    if (replay(w, &in, bodies, nbodies, 2, &warm)) {
+    if (replay(w, &in, bodies, nbodies, warmups, &warm)) {
         fprintf(stderr, "replay: out of memory\n");
         return 1;
     }

@@ -40,6 +40,8 @@
 #                          trace choices vary a little from run to run (its
 #                          penalty counters are randomised), so the range is
 #                          printed; scripts-off counts repeat exactly (1 run)
+#   BENCH_MEMO_SHAPES=100000  distinct tag sets of the memo worst-case rows
+#                          (more than scripts.memo_entries' 65,536)
 #   BENCH_ONLY=replay      only the callgrind replay (about a minute; what
 #                          `make bench-replay` runs): no servers, no load
 #   BENCH_BIN=DIR          where the bench binaries are (bench/results/bin)
@@ -62,6 +64,7 @@ SCRIPTS_DIR=${BENCH_SCRIPTS:-$ROOT/scripts}
 EVERY_SCRIPT=${BENCH_SCRIPT:-subscription_error.lua}
 REPLAY_ITER=${BENCH_REPLAY_ITER:-10}
 REPLAY_RUNS=${BENCH_REPLAY_RUNS:-3}
+MEMO_SHAPES=${BENCH_MEMO_SHAPES:-100000}
 ONLY=${BENCH_ONLY:-}
 BATCH=5000
 DRAIN_MAX=30 # seconds to wait for the sink to count every accepted point
@@ -263,14 +266,22 @@ fi
 
 # scripts_yaml MODE: the scripts section. "shipped" = scripts.dir as it is;
 # "every" = $EVERY_SCRIPT on every seed series, with a deployment's params
-# (what subscription_error.lua adds: 2 tags and 2 fields).
+# (what subscription_error.lua adds: 2 tags and 2 fields; it returns
+# memo(f)); "general" = bench/scripts/general.lua on every seed series (not
+# memo'd: it reads a field value), with the same params.
 scripts_yaml() {
+  local script=$EVERY_SCRIPT
   echo "scripts:"
-  echo "  dir: $SCRIPTS_DIR"
-  [ "$1" = every ] || return 0
+  if [ "$1" = general ]; then
+    echo "  dir: $ROOT/bench/scripts"
+    script=general.lua
+  else
+    echo "  dir: $SCRIPTS_DIR"
+  fi
+  [ "$1" = every ] || [ "$1" = general ] || return 0
   echo "  series:"
   for s in requests errors subscription_error ws_requests redis_message; do
-    echo "    $s: $EVERY_SCRIPT"
+    echo "    $s: $script"
   done
   echo "  params:"
   echo "    deployment:"
@@ -404,7 +415,16 @@ else
   run_load "lp-half+script" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -r "$(half "$max")" >/dev/null || exit 1
   say "JSON + script, maximum load"
   run_load "json-max+script" "$GW_PID" "$GW_PORT" 1 "$SECS" -f json >/dev/null || exit 1
+  say "line protocol + script, $MEMO_SHAPES distinct tag sets cycling (memo misses and evictions)"
+  run_load "lp-max+memo-miss" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -k "$MEMO_SHAPES" \
+    -b $(((MEMO_SHAPES + NPOINTS - 1) / NPOINTS)) >/dev/null || exit 1
   stop_luagw every
+
+  # 4. a general script (not memo'd) on every point
+  start_luagw general
+  say "line protocol + general script (reads a field value), maximum load"
+  run_load "lp-max+general" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp >/dev/null || exit 1
+  stop_luagw general
   GW_TOTAL=$(sink_lines)
   stop_pid "$SINK_PID" 5
 
@@ -467,6 +487,18 @@ IPP_JSON_OFF=$(replay_ipp json json-off)
 if [ "$ENGINE" = integrated ]; then
   IPP_LP_ON=$(replay_range lp lp-on -c "$WORK/replay.yaml")
   IPP_JSON_ON=$(replay_range json json-on -c "$WORK/replay.yaml")
+  # The memo'd script's worst case: MEMO_SHAPES distinct tag sets cycling,
+  # more than scripts.memo_entries, so every point misses and evicts (one
+  # warm-up pass, then one measured pass over all of them).
+  IPP_LP_MEMO_MISS=$(replay_ipp lp lp-memo-miss -c "$WORK/replay.yaml" -k "$MEMO_SHAPES" \
+    -b $(((MEMO_SHAPES + NPOINTS - 1) / NPOINTS)) -w 1 -i 1)
+  # A general script (not memo'd: it reads a field value).
+  {
+    scripts_yaml general
+    echo "log:"
+    echo "  level: error"
+  } >"$WORK/general.yaml"
+  IPP_LP_GENERAL=$(replay_range lp lp-general -c "$WORK/general.yaml")
   # The same enrichment without Lua: the deployment's tags and fields as
   # series-declaration defaults (schema.c), no scripts.
   mkdir -p "$WORK/noscripts"
@@ -531,7 +563,7 @@ body() { kv body_bytes "$(grep -m1 "^$1:" "$WORK/load.log")"; }
   while read -r name acc deliv drain lost s503 errs p50 p99 cpu nspp rss lcpu scpu idle est workers; do
     ceil=-
     case $name in
-      lp-max | lp-max+script | lp-max/gzip-*) ceil=$(awk -v a="$acc" -v b="$BARE_LP" 'BEGIN { if (b > 0) printf "%.2f", a / b }') ;;
+      lp-max | lp-max+* | lp-max/gzip-*) ceil=$(awk -v a="$acc" -v b="$BARE_LP" 'BEGIN { if (b > 0) printf "%.2f", a / b }') ;;
       json-max | json-max+script) ceil=$(awk -v a="$acc" -v b="$BARE_JSON" 'BEGIN { if (b > 0) printf "%.2f", a / b }') ;;
       bare-*) ceil=1.00 ;;
     esac
@@ -545,6 +577,8 @@ body() { kv body_bytes "$(grep -m1 "^$1:" "$WORK/load.log")"; }
   echo "  JSON:          scripts off $IPP_JSON_OFF, scripts on $IPP_JSON_ON"
   echo "  line protocol, the script's tags and fields as series defaults instead (no Lua): ${IPP_LP_DEFAULTS:-n/a}"
   echo "  line protocol, no scripts, the shipped series declarations (config/series.yaml): ${IPP_LP_DECLARED:-n/a}"
+  echo "  line protocol, the memo'd script, $MEMO_SHAPES tag sets cycling (every point a miss and an eviction): ${IPP_LP_MEMO_MISS:-n/a}"
+  echo "  line protocol, a general script on every point (bench/scripts/general.lua, reads a field value): ${IPP_LP_GENERAL:-n/a}"
   [ "$ONLY" = replay ] || echo "sink counted $GW_TOTAL points in total; luagw after SIGTERM:$GW_EXIT"
   echo
   for f in lp-off lp-on; do

@@ -77,6 +77,8 @@ typedef struct {
         int timeout_ms;         /* CPU budget of one script call */
         size_t memory_limit;    /* bytes per worker Lua state */
         char *on_error;         /* owned: pass | drop */
+        uint32_t memo_entries;  /* memo cache entries per worker, 0 = memo off */
+        int memo_verify;        /* check a sample of memo hits by running the script */
         gw_conf_node_t *series; /* owned: mapping series -> [files], NULL = {} */
         gw_conf_node_t *params; /* owned: mapping seen by scripts as params, NULL = {} */
     } scripts;

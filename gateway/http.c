@@ -32,8 +32,10 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "prom.h"
+#include "query.h"
 #include "script.h"
 #include "spool.h"
+#include "status.h"
 #include "utf8.h"
 #include "version.h"
 
@@ -46,7 +48,10 @@ enum route {
     R_HEALTH,
     R_METRICS,  /* GET /metrics: Prometheus */
     R_DEBUG,    /* POST /v1/debug/transform */
-    R_READ,     /* InfluxDB's query paths: 404 saying where to query */
+    R_READ,     /* /api/v2/query: 404 saying where to query */
+    R_QUERY,    /* GET, POST /query: passed through (query.h) */
+    R_STATUS,   /* GET /status: the page (status.h) */
+    R_STATUS_JSON, /* GET /status.json: what it shows */
 };
 
 struct gw_http {
@@ -113,6 +118,7 @@ typedef struct {
     int release;      /* its processing was large: give the worker's buffers back at the end */
     gw_access_t *access;       /* owned reference: the routes and tokens it began with */
     const gw_tenant_t *tenant; /* borrowed from access: its token, NULL without one */
+    gw_query_t *query; /* owned reference: a /query in progress (query.h) */
 } req_t;
 
 static const struct {
@@ -127,8 +133,10 @@ static const struct {
     {"/health", R_HEALTH, "GET, HEAD"},
     {"/metrics", R_METRICS, "GET, HEAD"},
     {"/v1/debug/transform", R_DEBUG, "POST"},
-    {"/query", R_READ, ""},
+    {"/query", R_QUERY, "GET, POST"},
     {"/api/v2/query", R_READ, ""},
+    {"/status", R_STATUS, "GET, HEAD"},
+    {"/status.json", R_STATUS_JSON, "GET, HEAD"},
 };
 
 /* ------------------------------------------------------------------ answers */
@@ -759,6 +767,16 @@ static enum MHD_Result health(gw_http_t *h, struct MHD_Connection *c)
 
 static const gw_tenant_t *authorized(const gw_access_t *acc, struct MHD_Connection *c, enum route route);
 
+/* Does the request carry a token of the set in force (or is there none)? */
+static int let_in(struct MHD_Connection *c, enum route route)
+{
+    gw_access_t *a = gw_access_acquire();
+    int ok = !gw_access_tokens(a) || authorized(a, c, route) != NULL;
+
+    gw_access_release(a);
+    return ok;
+}
+
 /* GET /metrics: Prometheus text format (prom.c). */
 static enum MHD_Result metrics(gw_http_t *h, struct MHD_Connection *c)
 {
@@ -898,8 +916,8 @@ done:
     return ret;
 }
 
-/* InfluxDB's query paths: luagw takes writes only, so 404, saying where
- * the points are read (the configured InfluxDB). */
+/* /api/v2/query (Flux): not passed through (InfluxQL's /query is), so 404,
+ * saying where the points are read (the configured InfluxDB). */
 static enum MHD_Result answer_read_elsewhere(gw_http_t *h, struct MHD_Connection *c, const char *url)
 {
     const gw_config_t *cfg = h->cfg;
@@ -913,10 +931,46 @@ static enum MHD_Result answer_read_elsewhere(gw_http_t *h, struct MHD_Connection
     else
         snprintf(where, sizeof(where), "database \"%s\"", cfg->monitoring.database);
     return answer_error(c, 404, R_READ,
-                        "path: %s: luagw takes writes only (POST /write, /api/v2/write, /v1/points); query "
-                        "InfluxDB at %s://%s%s%s:%d (%s)",
+                        "path: %s: luagw passes InfluxQL queries through (GET or POST /query), not Flux; "
+                        "send Flux to InfluxDB at %s://%s%s%s:%d (%s)",
                         ECHO(e, url), cfg->monitoring.use_ssl ? "https" : "http", v6 ? "[" : "", host,
                         v6 ? "]" : "", cfg->monitoring.port, where);
+}
+
+/* GET /status and /status.json (status.h). Without a token when tokens are
+ * set, the page answers 401 with a Basic challenge, so that a browser asks
+ * for one (the token as the password); ?token= works too. */
+static enum MHD_Result status_page(gw_http_t *h, struct MHD_Connection *c, enum route route)
+{
+    static const char ask[] = "401: this page needs a token: open /status?token=<token>, or give it as the "
+                              "password when the browser asks\n";
+    struct MHD_Response *r;
+    char *json;
+    enum MHD_Result rc;
+
+    if (!let_in(c, route)) {
+        if (route == R_STATUS_JSON)
+            return answer_error(c, 401, route, "unauthorized: send Authorization: Bearer <token> (or ?token=)");
+        if (!(r = MHD_create_response_from_buffer(sizeof(ask) - 1, (void *)ask, MHD_RESPMEM_PERSISTENT)))
+            return MHD_NO;
+        MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"luagw status\", charset=\"UTF-8\"");
+        return queue(c, 401, r, "text/plain; charset=utf-8");
+    }
+    if (route == R_STATUS) {
+        r = MHD_create_response_from_buffer(gw_status_html_len, (void *)gw_status_html, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                "connect-src 'self'; img-src 'self'");
+        return queue(c, 200, r, "text/html; charset=utf-8");
+    }
+    if (!(json = gw_status_json(h->cfg, h->outs)))
+        return answer(c, 500, nomem_json, sizeof(nomem_json) - 1, "application/json");
+    rc = answer(c, 200, json, strlen(json), "application/json");
+    free(json);
+    return rc;
 }
 
 /* The route of url, and the methods it allows; R_NONE when unknown. */
@@ -942,7 +996,6 @@ static enum MHD_Result begin_body(gw_http_t *h, struct MHD_Connection *c, enum r
     char e[100];
     req_t *r;
     int room;
-
 
     if (atomic_load(&h->draining))
         return answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
@@ -987,7 +1040,7 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
     if (gw_access_tokens(access) && !(tenant = authorized(access, c, route))) {
         gw_access_release(access);
         return answer_error(c, 401, route,
-                            "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write)");
+                            "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write and /query)");
     }
     ret = begin_body(h, c, route, con_cls);
     if (*con_cls) {
@@ -1030,6 +1083,31 @@ static enum MHD_Result on_upload(gw_http_t *h, req_t *r, const char *data, size_
     return gw_buf_append(&r->body, data, n) ? MHD_NO : MHD_YES;
 }
 
+/* GET or POST /query (query.h): the first call starts it and suspends the
+ * connection; the call after the resume answers with what InfluxDB sends. */
+static enum MHD_Result query(gw_http_t *h, struct MHD_Connection *c, req_t *r, int post)
+{
+    struct MHD_Response *resp;
+    const char *ctype;
+    unsigned status;
+    char err[600];
+    int rc;
+
+    if (!post && !let_in(c, R_QUERY))
+        return answer_error(c, 401, R_QUERY, "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p=)");
+    if (!r->query) {
+        /* Tokens limited to some databases: hand the request's token here
+         * (gw_target_may_read); today every valid token reads every one. */
+        rc = gw_query_start(h->cfg, c, NULL, post, r->body.data, r->body.len, &r->query, err, sizeof(err));
+        drop_body(h, r); /* copied, or not needed */
+        return rc ? answer_error(c, (unsigned)rc, R_QUERY, "%s", err) : MHD_YES;
+    }
+    resp = gw_query_response(r->query, &status, &ctype, err, sizeof(err));
+    if (resp)
+        return queue(c, status, resp, ctype);
+    return status ? answer_error(c, status, R_QUERY, "%s", err) : MHD_YES;
+}
+
 /* The first call of a request: answer what needs no body, or begin_post. */
 static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char *url, const char *method,
                              void **con_cls)
@@ -1038,6 +1116,8 @@ static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char 
     enum route route = route_of(url, &allowed);
     int probe = route == R_PING || route == R_HEALTH || route == R_METRICS;
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    /* Answered once the request is read, as probes are. */
+    int page = route == R_STATUS || route == R_STATUS_JSON || (route == R_QUERY && get);
     char e[200];
 
     if (probe_only(c)) {
@@ -1054,9 +1134,9 @@ static enum MHD_Result begin(gw_http_t *h, struct MHD_Connection *c, const char 
         return answer_error(c, 404, R_NONE, "path: %s not found", ECHO(e, url));
     if (route == R_READ)
         return answer_read_elsewhere(h, c, url);
-    if (probe ? !get : strcmp(method, "POST") != 0)
+    if (probe || page ? !get : strcmp(method, "POST") != 0)
         return answer_405(c, route, method, url, allowed);
-    if (!probe)
+    if (!probe && !page)
         return begin_post(h, c, route, con_cls);
     /* Probes are answered once the request is read: libmicrohttpd closes a
      * connection answered earlier, and scrapers and load balancers keep
@@ -1078,7 +1158,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!r)
         return begin(h, c, url, method, con_cls);
     if (*upload_size) {
-        if (r->route == R_PING || r->route == R_HEALTH || r->route == R_METRICS) {
+        if (r->route == R_PING || r->route == R_HEALTH || r->route == R_METRICS || r->route == R_STATUS ||
+            r->route == R_STATUS_JSON || (r->route == R_QUERY && strcmp(method, "POST") != 0)) {
             *upload_size = 0; /* a body sent with GET: read and ignored */
             return MHD_YES;
         }
@@ -1100,6 +1181,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return metrics(h, c);
     case R_DEBUG:
         return debug_transform(h, c, r);
+    case R_STATUS:
+    case R_STATUS_JSON:
+        return status_page(h, c, r->route);
+    case R_QUERY:
+        return query(h, c, r, strcmp(method, "POST") == 0);
     default:
         return ingest(h, c, r);
     }
@@ -1115,6 +1201,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     drop_body(cls, r);
     gw_access_release(r->access);
+    gw_query_end(r->query);
     free(r);
     *con_cls = NULL;
     if (gw_inflight_ebbed(((gw_http_t *)cls)->inflight))
@@ -1320,7 +1407,9 @@ static long b64decode(const char *s, char *out, size_t outlen)
 
 /* listen.tokens: does the request carry one? Authorization: Bearer T or
  * Token T (InfluxDB 2.x clients), Basic with T as the password (1.x clients
- * given a user and password), or ?p=T (1.x query parameters, /write only). */
+ * given a user and password), ?p=T (1.x query parameters, /write and
+ * /query), or ?token=T (the status page, which is opened by a link): the
+ * token it names, or NULL. */
 static const gw_tenant_t *authorized(const gw_access_t *acc, struct MHD_Connection *c, enum route route)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -1344,7 +1433,12 @@ static const gw_tenant_t *authorized(const gw_access_t *acc, struct MHD_Connecti
         }
         return NULL;
     }
-    p = route == R_WRITE_V1 ? MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p") : NULL;
+    if (route == R_WRITE_V1 || route == R_QUERY)
+        p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p");
+    else if (route == R_STATUS || route == R_STATUS_JSON)
+        p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token");
+    else
+        p = NULL;
     return p ? gw_access_find(acc, p, strlen(p)) : NULL;
 }
 
@@ -1370,7 +1464,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_outputs_t *outs, char *err, 
     /* Each daemon is one worker thread with its own epoll; connections come
      * only from the acceptor (MHD_add_connection needs the ITC). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
                                     {MHD_OPTION_END, 0, NULL}};
     gw_conns_limits_t lim = conns_limits(cfg);
@@ -1479,6 +1573,7 @@ void gw_http_stop(gw_http_t *h)
     }
     if (h->listen_fd >= 0)
         close(h->listen_fd);
+    gw_query_stop_all(); /* a connection suspended for a query is resumed first */
     for (int i = 0; i < h->ndaemons; i++)
         MHD_stop_daemon(h->daemons[i]);
     if (h->inflight) {

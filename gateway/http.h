@@ -7,6 +7,8 @@
  *   GET  /health          200, JSON (503 when something is wrong, or stopping)
  *   GET  /metrics         Prometheus text (prom.c)
  *   POST /v1/debug/transform  what the scripts make of a body
+ *   GET  /status, /status.json  the live status page and its JSON (status.h)
+ *   GET, POST /query      InfluxQL, passed through to InfluxDB (query.h)
  * One acceptor thread admits each connection (conns.h) and hands it to a
  * worker thread; each worker owns a gw_pipeline_t; accepted points go to the
  * queue. What a request holds while it is in progress (its body, inflated,

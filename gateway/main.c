@@ -31,6 +31,7 @@
 #include "schema.h"
 #include "script.h"
 #include "output.h"
+#include "status.h"
 #include "version.h"
 
 /* Where the installed config lives: $(SYSCONFDIR) of the Makefile (/etc for
@@ -178,6 +179,7 @@ static void reload(const char *path, const gw_outputs_t *outs)
 
     if (!cfg) {
         gw_log_error("reload failed, the running scripts stay, and the routes and tokens", "error=\"%s\"", unquote(err));
+        gw_status_reload(0, 0, err);
         return;
     }
     warn_config(cfg, 0);
@@ -190,8 +192,10 @@ static void reload(const char *path, const gw_outputs_t *outs)
     if (!set) {
         gw_access_release(access);
         gw_log_error("reload failed, the running scripts stay, and the routes and tokens", "error=\"%s\"", unquote(err));
+        gw_status_reload(0, 0, err);
         return;
     }
+    gw_status_reload(1, gw_script_set_count(set), NULL);
     gw_log_info("scripts reloaded", "config=%s scripts=%d routes=%d tokens=%d", path, gw_script_set_count(set),
                 gw_access_routes(access), gw_access_tokens(access));
     gw_script_set_publish(set);
@@ -269,6 +273,8 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
     warn_config(cfg, 0);
     gw_log_info("scripts loaded", "dir=%s scripts=%d", cfg->scripts.dir, gw_script_set_count(scripts));
     gw_script_set_publish(scripts);
+    if (gw_status_start(path, gw_script_set_count(scripts)))
+        gw_log_warn("cannot start the status sampler: /status shows no rate history", "%s", "");
     /* Series declarations are read at start-up (a reload keeps them). */
     schema = gw_schema_create(cfg);
     if (!schema) {
@@ -322,6 +328,7 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
 
 out:
     shut_down(http, outs);
+    gw_status_stop();
     gw_script_shutdown();
     gw_schema_publish(NULL);
     gw_schema_destroy(schema);

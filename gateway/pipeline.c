@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "schema.h"
 #include "script.h"
+#include "status.h"
 #include "trace.h"
 #include "typecheck.h"
 
@@ -245,10 +246,12 @@ static inline __attribute__((always_inline)) int over_limits(const gw_pipeline_t
 static __attribute__((noinline)) void reject(gw_pipeline_t *w, gw_result_t *res, int kind, uint32_t k,
                                              const gw_point_t *p, gw_series_slot_t *slot, const char *err)
 {
-    if (w->tracing)
+    if (w->tracing) {
         gw_trace_reject(w->trace, k, p, err);
-    else
+    } else {
         GW_SERIES_ADD(slot, GW_S_REJECTED, 1);
+        gw_status_error(p->series.p, p->series.n, "rejected", err);
+    }
     gw_result_reject(res, kind, p->src, "%s", err);
 }
 

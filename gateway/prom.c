@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "memo.h"
 #include "metrics.h"
 #include "script.h"
 #include "spool.h"
@@ -103,6 +104,27 @@ static void script_errors(gw_buf_t *b)
     gw_script_stats_free(&st);
 }
 
+/* The memo cache of memo(f) scripts, all workers (memo.h). */
+static void script_memo(gw_buf_t *b)
+{
+    gw_memo_stats_t st;
+
+    gw_memo_stats(&st);
+    head(b, "luagw_script_memo_total", "counter",
+         "points of memo(f) scripts: answered from the cache (hit), run and remembered (miss), run because their "
+         "shape is uncacheable (uncacheable)");
+    gw_buf_printf(b, "luagw_script_memo_total{result=\"hit\"} %llu\n", (unsigned long long)st.hits);
+    gw_buf_printf(b, "luagw_script_memo_total{result=\"miss\"} %llu\n", (unsigned long long)st.misses);
+    gw_buf_printf(b, "luagw_script_memo_total{result=\"uncacheable\"} %llu\n", (unsigned long long)st.uncacheable);
+    scalar(b, "luagw_script_memo_evictions_total", "counter",
+           "memo cache entries evicted to make room (scripts.memo_entries)", st.evictions);
+    head(b, "luagw_script_memo_verify_total", "counter",
+         "memo hits run anyway to check them (scripts.memo_verify), by outcome");
+    gw_buf_printf(b, "luagw_script_memo_verify_total{result=\"match\"} %llu\n",
+                  (unsigned long long)(st.verified - st.mismatches));
+    gw_buf_printf(b, "luagw_script_memo_verify_total{result=\"mismatch\"} %llu\n", (unsigned long long)st.mismatches);
+}
+
 /* The HTTP server's connections (conns.h). */
 static void connections(gw_buf_t *b, const gw_conns_stats_t *st)
 {
@@ -182,6 +204,7 @@ int gw_prom_render(gw_buf_t *b, gw_outputs_t *outs, const gw_conns_stats_t *conn
         gw_series_each(series_line, &x);
     }
     script_errors(b);
+    script_memo(b);
     hist(b, "luagw_batch_points", "points per write request to InfluxDB", &gw_hist_batch_points);
     hist(b, "luagw_write_duration_seconds", "duration of one write request to InfluxDB", &gw_hist_write_seconds);
     head(b, "luagw_influx_responses_total", "counter",

@@ -240,6 +240,18 @@ local function deepcopy(v)
   return r
 end
 
+-- memo(f): f's effect depends only on the point's series, tags (keys and
+-- values), field keys and params, so luagw may run f once per such shape
+-- and apply what it did in C to the later points of that shape (memo.h,
+-- docs/scripts.md). f itself is returned, marked: called directly (a spec,
+-- another script) it is the plain function.
+local memoized = setmetatable({}, { __mode = "k" })
+local function memo(f)
+  if type(f) ~= "function" then error("memo: expected a function, got a " .. type(f), 2) end
+  memoized[f] = true
+  return f
+end
+
 -- A fresh environment per script: changes a script makes to its globals or
 -- to its copies of the libraries stay its own.
 local function new_env(info)
@@ -248,7 +260,7 @@ local function new_env(info)
   env.os = copy(SAFE_OS)
   env.log = { info = setup.c.log_info, warn = setup.c.log_warn, error = setup.c.log_error }
   env.params = deepcopy(setup.params)
-  env.int, env.now = int, now
+  env.int, env.now, env.memo = int, now, memo
   env._G = env
   env._VERSION = _VERSION
   env.SCRIPT = info.path
@@ -271,7 +283,9 @@ do
     if not chunk then error(err, 0) end
     local ok, f = pcall(chunk)
     if not ok then
-      error(type(f) == "string" and f or (info.path .. ": error object is a " .. type(f)), 0)
+      if type(f) ~= "string" then f = info.path .. ": error object is a " .. type(f)
+      elseif f:sub(1, #info.path + 1) ~= info.path .. ":" then f = info.path .. ": " .. f end
+      error(f, 0)
     end
     if type(f) ~= "function" then
       error(info.path .. ": must return a function (return function(point) ... end), returned "
@@ -284,8 +298,13 @@ do
   end
 end
 
-local chain_steps, chain_series, chain_fn1, chain_id1 = {}, {}, {}, {}
+-- memo_chains[cid]: every script of chain cid returned memo(f), so the
+-- chain's effect may be cached by shape (script_run.c).
+local chain_steps, chain_series, chain_fn1, chain_id1, memo_chains = {}, {}, {}, {}, {}
 for cid, ch in ipairs(setup.chains) do
+  local all_memo = #ch.ids > 0
+  for _, id in ipairs(ch.ids) do all_memo = all_memo and memoized[fns[id]] == true end
+  memo_chains[cid] = all_memo
   chain_steps[cid] = ch.ids
   chain_series[cid] = ch.series or false
   -- A chain of one script (the common case) is called without a loop.
@@ -800,4 +819,4 @@ local function run(i, fresh)
   c.committed = c.nout
 end
 
-return run, layout, lines
+return run, layout, lines, memo_chains

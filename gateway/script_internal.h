@@ -11,9 +11,10 @@
  *                   cannot be used any more, freed; the guarded call
  *   script_env.c    the C functions of the sandbox (log.*, os.date,
  *                   os.time) and the message handler beneath every call
- *   script_run.c    one request: chains looked up in C, the driver called
- *                   per point, each failure handled, numbers typed, the
- *                   results merged back into the request's points
+ *   script_run.c    one request: chains looked up in C, the memo cache
+ *                   asked first for memoized chains (memo.h), the driver
+ *                   called per other point, each failure handled, numbers
+ *                   typed, the results merged back into the request's points
  *   script_stats.c  failures counted per series (with the last message),
  *                   logged at a bounded rate; a snapshot for /health and
  *                   /metrics
@@ -33,6 +34,7 @@
 #include <lua.h>
 
 #include "log.h"
+#include "memo.h"
 #include "script.h"
 #include "script_guard.h"
 
@@ -111,6 +113,8 @@ struct gw_script_set {
     int64_t timeout_ns;
     size_t memory_limit;
     int drop_on_error;
+    uint32_t memo_entries;  /* scripts.memo_entries */
+    int memo_verify;        /* scripts.memo_verify */
 };
 
 /* The chain id of series p (n bytes): its own chain, else _all.lua's, else
@@ -134,6 +138,7 @@ typedef struct lstate {
     int run_ref;         /* the driver's run() */
     int msgh_ref;        /* the message handler */
     int abandon;         /* free without lua_close (interrupted in LuaJIT's C code) */
+    uint8_t *memo;       /* owned: per chain id (1..nchains), 1 = memoized (memo.h) */
     struct lstate *next; /* the graveyard */
 } lstate_t;
 
@@ -158,6 +163,11 @@ struct gw_script {
     uint8_t *tripped;        /* owned: per script id, timed out in this run */
     int ntripped;
     gw_log_limit_t log_lim;  /* log.* lines of this worker */
+    gw_memo_t *memo;         /* owned: NULL until a memoized chain runs */
+    const gw_script_set_t *memo_set; /* borrowed, compared only: the set memo was filled by */
+    uint64_t memo_gen;       /* and its generation */
+    uint8_t *memo_mode;      /* owned, per input point: 0, or 1 + GW_MEMO_* */
+    gw_log_limit_t memo_lim; /* memo mismatch lines of this worker */
     const gw_script_trace_t *trace; /* borrowed during a traced run */
     char driver_src[256];    /* script.lua's chunk name: frames to skip in messages */
 };

@@ -7,7 +7,11 @@
  *   2. the driver's run() is called per scripted point, under the guard;
  *      a failure (error, timeout, memory) ends that call only: its point
  *      follows scripts.on_error, and a state that was jumped out of is
- *      replaced before the next point;
+ *      replaced before the next point. A point of a chain whose scripts
+ *      all returned memo(f) is first looked up in the worker's memo cache
+ *      (memo.h): a hit is answered here, in C, without a call; a miss is
+ *      run and its result learnt at once, so the next point of its shape,
+ *      in this request too, is a hit;
  *   3. what the driver wrote back is checked before C indexes with it,
  *      numbers are given their types, and the results are merged back
  *      into the request's point array (swapped, not copied twice).
@@ -43,6 +47,10 @@ static int reserve(gw_script_t *s, uint32_t n)
         if (!r)
             return -ENOMEM;
         s->rec = r;
+        sc = realloc(s->memo_mode, cap);
+        if (!sc)
+            return -ENOMEM;
+        s->memo_mode = sc;
         s->cap = cap;
     }
     return 0;
@@ -168,6 +176,126 @@ static uint32_t failed_point(const gw_script_t *s, uint32_t start)
     return i;
 }
 
+static void check_point(gw_script_t *s, uint32_t i);
+
+/* ------------------------------------------------------------------------ */
+/* Memo (memo.h): chains whose scripts all returned memo(f) */
+
+/* Is there a memo cache to use in this run? Makes s->memo match the set in
+ * use: a new set (a reload, other params) starts from an empty cache.
+ * 1 yes, 0 no, -ENOMEM. */
+static int memo_ready(gw_script_t *s)
+{
+    const gw_script_set_t *set = s->set;
+
+    if (!set->memo_entries) {
+        gw_memo_destroy(s->memo);
+        s->memo = NULL;
+        return 0;
+    }
+    if (!s->st)
+        return 0;
+    if (s->memo && (gw_memo_capacity(s->memo) != set->memo_entries ||
+                    gw_memo_verifying(s->memo) != set->memo_verify)) {
+        gw_memo_destroy(s->memo);
+        s->memo = NULL;
+    }
+    if (!s->memo) {
+        if (!(s->memo = gw_memo_create(set->memo_entries, set->memo_verify)))
+            return -ENOMEM;
+    } else {
+        gw_memo_reap(s->memo);
+        if (s->memo_set != set || s->memo_gen != s->gen)
+            gw_memo_clear(s->memo);
+    }
+    s->memo_set = set;
+    s->memo_gen = s->gen;
+    return 1;
+}
+
+/* Room in the control block's arrays for one more output point of nt
+ * tags and nf fields (each grow at least doubles an array). 0 or -1. */
+static int memo_room(gw_script_ctl_t *c, uint32_t nt, uint32_t nf)
+{
+    while (c->nout >= c->outcap)
+        if (c->grow(c, 0, 0))
+            return -1;
+    while (c->ntags + nt > c->tagcap)
+        if (c->grow(c, 1, c->ntags))
+            return -1;
+    while (c->nfields + nf > c->fieldcap)
+        if (c->grow(c, 2, c->nfields))
+            return -1;
+    return 0;
+}
+
+/* Point i, of a memoized chain: answered from the cache (returns 1: its
+ * output written, its rec done), or marked for the driver and memo_after
+ * (returns 0). */
+static int memo_answer(gw_script_t *s, uint32_t i)
+{
+    gw_script_ctl_t *c = &s->ctl;
+    uint16_t cid = s->chain[i];
+    const gw_memo_entry_t *e;
+    gw_script_rec_t *r = &s->rec[i];
+    uint32_t nt, nf;
+    int kind;
+
+    if (!s->memo || !s->st || !s->st->memo[cid])
+        return 0;
+    kind = gw_memo_lookup(s->memo, cid, &c->inp[i], &e);
+    if (kind < 0) /* ENOMEM: run it */
+        return 0;
+    s->memo_mode[i] = (uint8_t)(1 + kind);
+    if (kind != GW_MEMO_HIT)
+        return 0;
+    gw_memo_size(e, &nt, &nf);
+    if (memo_room(c, nt, nf)) {
+        s->memo_mode[i] = 1 + GW_MEMO_UNCACHEABLE; /* no room: let the driver fail it */
+        return 0;
+    }
+    r->first = c->nout;
+    r->n = gw_memo_apply(e, &c->inp[i], &c->out[c->nout], c->tags + c->ntags, c->fields + c->nfields);
+    r->status = REC_OK;
+    r->steps = (uint32_t)s->set->chains[cid - 1].n;
+    r->numbers = r->full = 0;
+    if (r->n) {
+        c->ntags += nt;
+        c->nfields += nf;
+    }
+    c->nout += r->n;
+    c->committed = c->nout;
+    return 1;
+}
+
+/* After the driver ran point i, which memo_answer could not answer: its
+ * result, checked and typed, is learnt (a miss) or compared with the cache
+ * (a hit chosen for verification); a failed run teaches nothing. */
+static void memo_after(gw_script_t *s, uint32_t i)
+{
+    int mode = s->memo_mode[i] - 1;
+    const gw_script_rec_t *r = &s->rec[i];
+    const gw_point_t *in = &s->ctl.inp[i];
+    uint16_t cid = s->chain[i];
+
+    if (mode != GW_MEMO_MISS && mode != GW_MEMO_VERIFY)
+        return;
+    check_point(s, i);
+    if (r->status != REC_OK || !cid)
+        return;
+    if (mode == GW_MEMO_MISS) {
+        (void)gw_memo_learn(s->memo, cid, in, s->out + r->first, r->n); /* ENOMEM: not cached */
+    } else if (gw_memo_verify(s->memo, cid, in, s->out + r->first, r->n) == 0) {
+        char series[128];
+        gw_script_log_clean(series, sizeof(series), in->series.p, in->series.n);
+        gw_log_limited(&s->memo_lim, 1.0, GW_LOG_WARN, "memo mismatch",
+                       "script=%s series=\"%s\" hint=\"the function gave another result for a point of the "
+                       "same series, tags and field keys: it is not a pure function of them (docs/scripts.md, "
+                       "memo); that shape now runs the script on every point\"",
+                       s->set->chains[cid - 1].paths[0], series);
+    }
+}
+
 /* Call the driver on each scripted point, handling each failure of a point.
  * One protected call per point rather than one per request: a Lua loop over
  * the request's points made LuaJIT record the points' inner loops (2 to 5
@@ -187,8 +315,8 @@ static void drive(gw_script_t *s)
         int rc, kind;
         char msg[512], where[160];
 
-        while (start < c->nin && !c->chain[start])
-            start++;
+        while (start < c->nin && (!c->chain[start] || memo_answer(s, start)))
+            start++; /* no scripts, or answered from the memo cache */
         if (start >= c->nin)
             return;
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->st->msgh_ref);
@@ -200,6 +328,8 @@ static void drive(gw_script_t *s)
         rc = gw_script_pcall(s, L, 2, 0, -4, s->set->timeout_ns);
         if (rc == 0) {
             lua_settop(L, 0);
+            if (s->memo_mode[start])
+                memo_after(s, start);
             start++;
             fresh = 0;
             continue;
@@ -389,6 +519,7 @@ static uint32_t look_up_chains(gw_script_t *s, const gw_points_t *pts, uint32_t 
         }
         s->chain[i] = id;
         s->scripted[i] = id != 0;
+        s->memo_mode[i] = 0;
         if (id) {
             nscripted++;
             *ntags += p->ntags;
@@ -467,29 +598,37 @@ static void sort_fields(gw_script_t *s, uint32_t i)
     }
 }
 
-/* Phase 3's check: what the driver wrote back is checked before C indexes
- * with it (each point's outputs lie among those written, all of them in
- * s->out); fields written in full are put in order, numbers get their
- * types. */
+/* Phase 3's check of input point i: what the driver wrote back is checked
+ * before C indexes with it (its outputs lie among those written, all of
+ * them in s->out); fields written in full are put in order, numbers get
+ * their types. Once per point (memo_after may have done it). */
+static void check_point(gw_script_t *s, uint32_t i)
+{
+    gw_script_ctl_t *c = &s->ctl;
+    gw_script_rec_t *r = &s->rec[i];
+    uint32_t nout = c->nout > s->outcap ? 0 : c->nout;
+
+    if (!s->scripted[i] || r->status != REC_OK)
+        return;
+    if (r->first > nout || r->n > nout - r->first) {
+        fail_point(s, i, GW_SCRIPT_FAIL_ERROR, "(luagw)", "internal error: the driver wrote back a malformed result");
+        return;
+    }
+    if (r->full)
+        sort_fields(s, i);
+    if (r->numbers)
+        resolve_numbers(s, i);
+    r->full = r->numbers = 0;
+}
+
 static void check_results(gw_script_t *s)
 {
     gw_script_ctl_t *c = &s->ctl;
 
     if (c->nout > s->outcap)
         c->nout = 0;
-    for (uint32_t i = 0; i < c->nin; i++) {
-        const gw_script_rec_t *r = &s->rec[i];
-        if (!s->scripted[i] || r->status != REC_OK)
-            continue;
-        if (r->first > c->nout || r->n > c->nout - r->first) {
-            fail_point(s, i, GW_SCRIPT_FAIL_ERROR, "(luagw)", "internal error: the driver wrote back a malformed result");
-            continue;
-        }
-        if (r->full)
-            sort_fields(s, i);
-        if (r->numbers)
-            resolve_numbers(s, i);
-    }
+    for (uint32_t i = 0; i < c->nin; i++)
+        check_point(s, i);
 }
 
 void gw_script_set_req(gw_script_t *s, const gw_script_req_t *req)
@@ -516,7 +655,7 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, const gw_scri
     nscripted = look_up_chains(s, pts, &ntags, &nfields);
     if (!nscripted)
         return 0;
-    if (prepare(s, pts, a, nscripted, ntags, nfields))
+    if (prepare(s, pts, a, nscripted, ntags, nfields) || memo_ready(s) < 0)
         return -ENOMEM;
     s->trace = trace;
     if (s->st)
@@ -527,6 +666,8 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, const gw_scri
                 fail_point(s, i, GW_SCRIPT_FAIL_ERROR, "(scripts)",
                            s->state_err[0] ? s->state_err : "scripts unavailable");
     check_results(s);
+    if (s->memo)
+        gw_memo_flush(s->memo);
     rc = merge(s, pts);
     if (s->st)
         lua_gc(s->st->L, LUA_GCSTEP, 0);

@@ -96,6 +96,7 @@ void gw_script_state_free(lstate_t *st)
         lua_close(st->L);
     }
     gw_lalloc_free_all(st->alloc);
+    free(st->memo);
     free(st);
 }
 
@@ -295,11 +296,22 @@ static void top_level_error(gw_script_t *s, lstate_t *st, const gw_script_set_t 
         snprintf(err, errlen, "%s", lua_tostring(st->L, -1) ? lua_tostring(st->L, -1) : "error");
 }
 
-/* Stack: before [msgh, run, layout, lines] after [msgh, run]. Note where
- * each script's function starts (the set's first state only: its check,
- * before the set is shared) and check the layout. 0, or -1 with err set. */
-static int take_results(lua_State *L, gw_script_set_t *set, char *err, size_t errlen)
+/* Stack: before [msgh, run, layout, lines, memo] after [msgh, run]. Note
+ * which chains are memoized (st->memo), where each script's function
+ * starts (the set's first state only: its check, before the set is shared)
+ * and check the layout. 0, or -1 with err set. */
+static int take_results(lua_State *L, lstate_t *st, gw_script_set_t *set, char *err, size_t errlen)
 {
+    if (!(st->memo = calloc((size_t)set->nchains + 1, 1))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 1; i <= set->nchains; i++) {
+        lua_rawgeti(L, -1, i);
+        st->memo[i] = (uint8_t)lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     for (int i = 0; i < set->nfiles; i++) {
         lua_rawgeti(L, -1, i + 1);
         if (!set->files[i].line)
@@ -352,14 +364,14 @@ lstate_t *gw_script_state_new(gw_script_t *s, gw_script_set_t *set, char *err, s
     gw_lalloc_enforce(st->alloc, 1);
     s->ctl.inp = NULL;
     s->ctl.script = 0;
-    rc = gw_script_pcall(s, L, 2, 3, 1, set->timeout_ns > INIT_BUDGET_NS ? set->timeout_ns : INIT_BUDGET_NS);
+    rc = gw_script_pcall(s, L, 2, 4, 1, set->timeout_ns > INIT_BUDGET_NS ? set->timeout_ns : INIT_BUDGET_NS);
     s->ctl.inp = saved.inp;
     s->ctl.cur = saved.cur;
     if (rc) {
         top_level_error(s, st, set, rc, err, errlen);
         goto fail;
     }
-    if (take_results(L, set, err, errlen))
+    if (take_results(L, st, set, err, errlen))
         goto fail;
     st->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
@@ -398,6 +410,8 @@ void gw_script_destroy(gw_script_t *s)
     free(s->rec);
     free(s->out);
     free(s->tripped);
+    free(s->memo_mode);
+    gw_memo_destroy(s->memo);
     gw_points_free(&s->merged);
     free(s);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "status.h"
 
 #define MAX_STAT_SERIES 1024 /* rows of their own, then "(other)" */
 
@@ -76,7 +77,7 @@ void gw_script_stats_note(gw_str_t series, int kind, const char *script, const c
 {
     gw_log_limit_t *lim;
     row_t *r;
-    char s[128], m[sizeof(rows[0].last_message)];
+    char s[128], m[sizeof(rows[0].last_message)], sm[GW_STATUS_MSG_MAX];
 
     if (kind < 0 || kind >= GW_SCRIPT_FAIL_KINDS)
         kind = GW_SCRIPT_FAIL_ERROR;
@@ -91,6 +92,8 @@ void gw_script_stats_note(gw_str_t series, int kind, const char *script, const c
     r->last_ns = gw_clock_wall_ns();
     lim = &r->lim; /* rows stay where they are until exit */
     pthread_mutex_unlock(&lock);
+    snprintf(sm, sizeof(sm), "%s: %s", script, m);
+    gw_status_error(series.p, series.n, "script", sm);
     gw_log_limited(lim, 1.0, GW_LOG_WARN,
                    kind == GW_SCRIPT_FAIL_TIMEOUT  ? "script timeout"
                    : kind == GW_SCRIPT_FAIL_MEMORY ? "script memory limit"

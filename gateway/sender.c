@@ -42,6 +42,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "refusal.h"
+#include "status.h"
 
 /* ------------------------------------------------------------ the answer table */
 
@@ -314,6 +315,7 @@ static gw_action_t send_range(job_t *j, range_t r, gw_influx_answer_t *a, long *
         j->work++;
         GW_SET(healthy, 1);
         GW_SET(influx_refusing, 0);
+        gw_status_write(1, a->status, NULL);
     }
     return act;
 }
@@ -458,6 +460,7 @@ static int wait_and_retry(job_t *j, range_t r, gw_action_t act, const gw_influx_
     GW_SET(healthy, 0);
     if (act == GW_ACT_REFUSED)
         GW_SET(influx_refusing, a->status);
+    gw_status_write(0, a->kind == GW_ANSWER_HTTP ? a->status : 0, a->error);
     /* Loud on the first failure and on every refusal (those come at
      * retry_max pace), then on attempts 2, 4, 8...: a long outage must not
      * flood the log. */

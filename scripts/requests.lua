@@ -5,9 +5,12 @@
 -- by (route=GET:/version). A point that has a route keeps it; a point
 -- without both method and resource is left alone. The method and resource
 -- tags stay.
+--
+-- A pure function of the tags: memo(f) lets luagw run it once per tag set
+-- and apply the result to the other points of that tag set in C.
 local upper = string.upper
 
-return function(point)
+return memo(function(point)
   local tags = point.tags
   if tags.route == nil then
     local method, resource = tags.method, tags.resource
@@ -16,4 +19,4 @@ return function(point)
     end
   end
   return point
-end
+end)

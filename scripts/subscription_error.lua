@@ -13,6 +13,9 @@
 -- strings; integral numbers become integer fields, other numbers floats.
 -- (subscription_error has no fields of its own and InfluxDB cannot store a
 -- point without any: deployment fields give it some.)
+--
+-- A pure function of the point's tag and field keys and params: memo(f)
+-- lets luagw run it once per shape and apply the result in C after that.
 local deployment = params.deployment or {}
 
 -- The pairs as arrays, built once: the per-point loop walks arrays.
@@ -29,7 +32,7 @@ for k, v in pairs(deployment.fields or {}) do
 end
 local ntags, nfields = #tag_keys, #field_keys
 
-return function(point)
+return memo(function(point)
   local tags, fields = point.tags, point.fields
   for i = 1, ntags do
     local k = tag_keys[i]
@@ -40,4 +43,4 @@ return function(point)
     if fields[k] == nil then fields[k] = field_values[i] end
   end
   return point
-end
+end)

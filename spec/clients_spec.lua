@@ -3,24 +3,18 @@
 --   Debian's python3-influxdb (1.x API: InfluxDBClient.write_points, HTTP
 --   Basic auth carrying the ingest token as password);
 --   @influxdata/influxdb-client from npm (2.x API: /api/v2/write with
---   "Authorization: Token T"), installed at test time into the git-ignored
---   spec/.node/. Pending only when the npm registry cannot be reached.
+--   "Authorization: Token T"), installed at test time (support/npm.lua).
+--   Pending only when the npm registry cannot be reached.
 local influxd = require("support.influxd")
 local luagw = require("support.luagw")
+local npm = require("support.npm")
 local proc = require("support.proc")
 local wait = require("support.wait")
 
 local S = influxd.str
 local TOKEN = "client-token-1"
-local NODE_DIR = luagw.ROOT .. "/spec/.node"
 local PYTHON = "/usr/bin/python3" -- Debian's, which has python3-influxdb
-
-local function sh(cmd)
-  -- (no sanitizer runtime preloaded into curl, node... under make test-asan)
-  local p = io.popen("env -u LD_PRELOAD sh -c " .. require("support.proc").quote(cmd) .. " 2>&1; echo \"rc=$?\"")
-  local out = p:read("*a"); p:close()
-  return tonumber(out:match("rc=(%d+)%s*$")), (out:gsub("rc=%d+%s*$", ""))
-end
+local sh = npm.sh -- (no sanitizer runtime preloaded into python, node... under make test-asan)
 
 describe("real InfluxDB clients through luagw", function()
   local db, gw, dir
@@ -80,18 +74,10 @@ except Exception as e:
   end)
 
   it("@influxdata/influxdb-client (2.x API) writes points that influxd stores exactly", function()
-    local mod = NODE_DIR .. "/node_modules/@influxdata/influxdb-client"
-    if not io.open(mod .. "/package.json") then
-      local rc, out = sh("mkdir -p " .. proc.quote(NODE_DIR) .. " && cd " .. proc.quote(NODE_DIR) ..
-        " && npm install --no-audit --no-fund --no-save --loglevel=error @influxdata/influxdb-client@1")
-      if rc ~= 0 then
-        if out:match("ENOTFOUND") or out:match("EAI_AGAIN") or out:match("ECONNREFUSED")
-          or out:match("ETIMEDOUT") or out:match("ECONNRESET") or out:match("network") then
-          pending("npm registry unreachable, @influxdata/influxdb-client not installed: " .. out:sub(1, 200))
-          return
-        end
-        error("npm install failed:\n" .. out)
-      end
+    local mod, why = npm.ensure("@influxdata/influxdb-client", "@influxdata/influxdb-client@1")
+    if not mod then
+      pending(why)
+      return
     end
     proc.write_file(dir .. "/write.js", ([[
 const {InfluxDB, Point} = require(%q);

@@ -34,6 +34,7 @@ if not declared(function() return ffi.typeof("gw_config_t") end) then
     } monitoring;
     struct {
       char *dir; int timeout_ms; size_t memory_limit; char *on_error;
+      uint32_t memo_entries; int memo_verify;
       gw_conf_node_t *series; gw_conf_node_t *params;
     } scripts;
     struct { char *level; } log;
@@ -90,7 +91,8 @@ local DEFAULTS = {
   ["spool.dir"] = "", ["spool.max_bytes"] = 1024 * 1024 * 1024, ["spool.fsync"] = "batch",
   ["spool.fsync_interval"] = 1,
   ["scripts.dir"] = "scripts", ["scripts.timeout_ms"] = 50, ["scripts.memory_limit"] = 64 * 1024 * 1024,
-  ["scripts.on_error"] = "pass", ["scripts.series"] = "{}", ["scripts.params"] = "{}",
+  ["scripts.on_error"] = "pass", ["scripts.memo_entries"] = 65536, ["scripts.memo_verify"] = false,
+  ["scripts.series"] = "{}", ["scripts.params"] = "{}",
   ["log.level"] = "info",
   ["service"] = "", ["series"] = "{}", -- top-level keys
   ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
@@ -115,7 +117,7 @@ for k in pairs(DEFAULTS) do KEYS[#KEYS + 1] = k end
 table.sort(KEYS)
 
 local BOOLS = { ["monitoring.use_ssl"] = true, ["monitoring.gzip"] = true, ["monitoring.tls_verify"] = true,
-  ["monitoring.passthrough"] = true }
+  ["monitoring.passthrough"] = true, ["scripts.memo_verify"] = true }
 
 -- A loaded config as a flat Lua table keyed like the YAML: strings as Lua
 -- strings (a NULL pointer would raise here), numbers as numbers, bools as
@@ -311,6 +313,7 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["spool.fsync"] = "interval", ["spool.fsync_interval"] = 0.5,
       ["scripts.dir"] = "/etc/luagw/scripts", ["scripts.timeout_ms"] = 50,
       ["scripts.memory_limit"] = 64 * 1024 * 1024, ["scripts.on_error"] = "pass",
+      ["scripts.memo_entries"] = 65536, ["scripts.memo_verify"] = false,
       ["scripts.series"] = "{}", ["scripts.params"] = "{}", ["log.level"] = "debug",
       ["service"] = "", ["series"] = "{}",
       ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",

@@ -157,20 +157,20 @@ describe("answers that say what to do", function()
     if gw2 then gw2:destroy() end
   end)
 
-  it("InfluxDB's query paths: 404 naming the InfluxDB to query, whatever the method", function()
-    local st, h, body = raw(gw, request("GET", "/query?q=SHOW%20DATABASES"))
+  it("Flux's query path: 404 naming the InfluxDB to send Flux to, whatever the method", function()
+    local st, h, body = raw(gw, request("GET", "/api/v2/query?org=o"))
     assert.equal(404, st)
-    assert.equal('path: /query: luagw takes writes only (POST /write, /api/v2/write, /v1/points); query ' ..
-      ('InfluxDB at http://127.0.0.1:%d (database "luna_monitoring")'):format(gw.config.monitoring.port),
+    assert.equal('path: /api/v2/query: luagw passes InfluxQL queries through (GET or POST /query), not Flux; ' ..
+      ('send Flux to InfluxDB at http://127.0.0.1:%d (database "luna_monitoring")'):format(gw.config.monitoring.port),
       json_error(st, h, body).error)
     st, h, body = raw(gw2, request("POST", "/api/v2/query?org=o", "", '{"query":"from(bucket:\\"b\\")"}'))
     assert.equal(404, st)
     local t = json_error(st, h, body)
-    assert.equal('path: /api/v2/query: luagw takes writes only (POST /write, /api/v2/write, /v1/points); query ' ..
-      'InfluxDB at https://[::1]:8099 (organization "luna-org", bucket "b")', t.error)
+    assert.equal('path: /api/v2/query: luagw passes InfluxQL queries through (GET or POST /query), not Flux; ' ..
+      'send Flux to InfluxDB at https://[::1]:8099 (organization "luna-org", bucket "b")', t.error)
     assert.same({ "not found", t.error }, { t.code, t.message }) -- what 2.x clients read
-    st = raw(gw, request("POST", "/query", "", "q=SHOW%20DATABASES"))
-    assert.equal(404, st)
+    st = raw(gw, request("PUT", "/query", "", "q=SHOW%20DATABASES"))
+    assert.equal(405, st) -- /query itself is passed through: spec/query_spec.lua
     st = raw(gw, request("GET", "/queryx"))
     assert.equal(404, st)
   end)

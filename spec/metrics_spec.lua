@@ -125,6 +125,40 @@ describe("GET /metrics", function()
     assert.equal(1, m['luagw_script_errors_total{series="m_err",kind="error"}'])
   end)
 
+  it("counts memo hits, misses and evictions; a reload empties the cache", function()
+    local dir = gw.dir .. "/memo_scripts"
+    os.execute("mkdir -p " .. dir)
+    local f = assert(io.open(dir .. "/m_memo.lua", "w"))
+    f:write("return memo(function(p) p.tags.dc = params.dc return p end)\n"); f:close()
+    local g2 = luagw.start { influxd = db, config = { listen = { threads = 1 },
+      scripts = { dir = dir, memo_entries = 4, params = { dc = "one" } } } }
+    finally(function() g2:destroy() end)
+    local function counts()
+      local _, body = g2:get("/metrics")
+      local m = parse(body)
+      return { m['luagw_script_memo_total{result="hit"}'], m['luagw_script_memo_total{result="miss"}'],
+               m.luagw_script_memo_evictions_total }
+    end
+    assert.same({ 0, 0, 0 }, counts())
+    -- 6 shapes, each twice in a row: 6 misses, 6 hits; 2 evictions past 4 entries
+    local lines = {}
+    for i = 1, 12 do lines[i] = ("m_memo,k=%d v=1i 17000000000000001%02d"):format(math.floor((i - 1) / 2), i) end
+    assert.equal(204, (g2:post("/write", table.concat(lines, "\n"))))
+    assert.same({ 6, 6, 2 }, counts())
+    local _, body = g2:post("/v1/debug/transform", "m_memo,k=5 v=1i 1")
+    assert.matches("dc=one", body)
+    assert.same({ 7, 6, 2 }, counts())
+    -- new params: the cached dc=one must not outlive the reload
+    local cfg = assert(io.open(g2.config_path)):read("*a")
+    local out = assert(io.open(g2.config_path, "w"))
+    out:write((cfg:gsub('"one"', '"two"'))); out:close()
+    g2:signal("HUP")
+    assert.is_true(wait(function() return g2:log():find("scripts reloaded") ~= nil end, 5))
+    _, body = g2:post("/v1/debug/transform", "m_memo,k=5 v=1i 1")
+    assert.matches("dc=two", body)
+    assert.same({ 7, 7, 2 }, counts())
+  end)
+
   it("counts exactly when series change at every point, more of them than a request tallies at once", function()
     -- pipeline.c tallies up to 16 series per request and flushes when full:
     -- 20 series interleaved, 3 rounds.

@@ -431,7 +431,7 @@ describe("the sandbox", function()
         return p
       end]] }
     local p = h:run_lines("m x=1 1").points[1]
-    assert.equal("SCRIPT _G _VERSION assert bit error getmetatable int ipairs log math next now os "
+    assert.equal("SCRIPT _G _VERSION assert bit error getmetatable int ipairs log math memo next now os "
       .. "pairs params pcall rawequal rawget rawset select setmetatable string table tonumber tostring "
       .. "type unpack xpcall", p.fields.globals)
     assert.equal("byte char find format gmatch gsub len lower match rep reverse sub upper", p.fields.string)

@@ -85,6 +85,17 @@ local BODIES = {
       { series = "typed_json", time = 1700000008, tags = { src = "j0" }, fields = { y = "s" } },
       { series = "typed_json", time = 1700000008, tags = { src = "j1" }, fields = { y = 1.5 } },
     }, json = true },
+  -- requests.lua returns memo(f): after the first point of a shape, the
+  -- rest are answered from the memo cache (the harness's, the worker's)
+  { "requests points of two shapes, repeated (memo cache hits)",
+    (function()
+      local t = {}
+      for i = 1, 8 do
+        t[i] = ('requests,method=%s,resource=/m,status_code=200 request_id="m%d",execution_time=%d.5 17000000090000000%02d')
+          :format(i % 2 == 0 and "get" or "post", i, i, i)
+      end
+      return table.concat(t, "\n")
+    end)() },
 }
 
 describe("the debug transform and the harness agree with /write", function()
@@ -189,6 +200,18 @@ describe("the debug transform and the harness agree with /write", function()
       assert.equal(1, #a.doc.rejected, name)
       assert.equal(want.src, a.doc.rejected[1].src, name)
       assert.equal(want.kept, #a.doc.points, name)
+    end
+  end)
+
+  it("memo'd requests points: the cache's answers are the script's, in the debug answer as stored", function()
+    local a = answers[BODIES[#BODIES][1]]
+    assert.equal(204, a.status)
+    assert.equal(8, #a.doc.points)
+    for i, p in ipairs(a.doc.points) do
+      local m = i % 2 == 0 and "get" or "post"
+      assert.equal(m:upper() .. ":/m", p.tags.route)
+      assert.equal(("requests,method=%s,resource=/m,route=%s:/m,service=luna-sender,status_code=200 "
+        .. 'request_id="m%d",execution_time=%d.5 17000000090000000%02d'):format(m, m:upper(), i, i, i), p.line)
     end
   end)
 

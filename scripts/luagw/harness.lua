@@ -12,6 +12,7 @@
 --     params = { deployment = { tags = { datacenter = "eu-1" } } },
 --     series = { errors = { "errors.lua", "lib/owner.lua" } },   -- optional
 --     timeout_ms = 50, memory_limit = "64MiB", on_error = "pass", -- optional
+--     memo_entries = 65536, memo_verify = false,                 -- optional
 --     declare = { requests = { tags = { status_code = { required = true } } } },
 --                                  -- optional: the config's top-level `series:`
 --     service = "luna-sender",     -- optional: top-level `service:` ($service)
@@ -97,6 +98,12 @@ end
 if not declared(function() return ffi.typeof("gw_script_req_t") end) then
   ffi.cdef "typedef struct gw_script_req { gw_str_t token, client, db, rp, path; } gw_script_req_t;"
 end
+if not declared(function() return ffi.typeof("gw_memo_stats_t") end) then
+  ffi.cdef [[
+typedef struct {
+  uint64_t hits, misses, uncacheable, evictions, verified, mismatches;
+} gw_memo_stats_t;]]
+end
 for name, decl in pairs {
   gw_harness_open = "gw_harness_t *gw_harness_open(const char *path, char *err, size_t errlen);",
   gw_harness_run = "int gw_harness_run(gw_harness_t *h, int format, const char *body, size_t len, int64_t ns_per_unit, char **json);",
@@ -104,6 +111,7 @@ for name, decl in pairs {
   gw_script_stats_snapshot = "int gw_script_stats_snapshot(gw_script_stats_t *out);",
   gw_script_stats_free = "void gw_script_stats_free(gw_script_stats_t *st);",
   gw_harness_set_req = "void gw_harness_set_req(gw_harness_t *h, const gw_script_req_t *req);",
+  gw_memo_stats = "void gw_memo_stats(gw_memo_stats_t *out);",
 } do
   if not declared(function() return lib[name] end) then ffi.cdef(decl) end
 end
@@ -225,7 +233,7 @@ end
 
 local function write_config(o)
   local s = { dir = absolute(o.dir or "scripts") }
-  for _, k in ipairs { "timeout_ms", "memory_limit", "on_error", "params", "series" } do
+  for _, k in ipairs { "timeout_ms", "memory_limit", "on_error", "memo_entries", "memo_verify", "params", "series" } do
     if o[k] ~= nil then s[k] = o[k] end
   end
   local path = os.tmpname()
@@ -358,6 +366,19 @@ function M.stats()
     t.series[ffi.string(s.series)] = row
   end
   lib.gw_script_stats_free(st)
+  return t
+end
+
+-- The memo cache's counts of this process (all harnesses and luagw's own
+-- engine; memo.h): { hits, misses, uncacheable, evictions, verified,
+-- mismatches }. Specs compare two readings.
+function M.memo_stats()
+  local st = ffi.new("gw_memo_stats_t")
+  lib.gw_memo_stats(st)
+  local t = {}
+  for _, k in ipairs { "hits", "misses", "uncacheable", "evictions", "verified", "mismatches" } do
+    t[k] = tonumber(st[k])
+  end
   return t
 end
 

@@ -33,6 +33,19 @@ for _, series in ipairs { "requests", "errors" } do
       assert.is_nil(run({}).tags.route)
     end)
 
+    it("is memo'd: one run per shape, the other points answered from the cache", function()
+      local before = harness.memo_stats()
+      local lines = {}
+      for i = 1, 50 do lines[i] = (series .. ",method=get,resource=/m%d request_id=\"%d\" %d"):format(i % 2, i, i) end
+      local out = h:run_lines(table.concat(lines, "\n"))
+      local after = harness.memo_stats()
+      assert.equal(2, after.misses - before.misses)
+      assert.equal(48, after.hits - before.hits)
+      assert.equal("GET:/m1", out.points[49].tags.route)
+      assert.equal("GET:/m0", out.points[50].tags.route)
+      assert.equal("50", out.points[50].fields.request_id)
+    end)
+
     it("works on line protocol too, for many points", function()
       local lines = {}
       for i = 1, 100 do lines[i] = (series .. ",method=post,resource=/r%d request_id=\"%d\" %d"):format(i, i, i) end

@@ -32,6 +32,14 @@ describe("scripts/subscription_error.lua", function()
     assert.matches("^subscription_error,datacenter=eu%-1,environment=production,error_code=E42,rack=7,service=luna%-sender ", p.line)
   end)
 
+  it("is memo'd: the second point of a shape is answered from the cache, the same as the first", function()
+    local before = harness.memo_stats()
+    local out = h:run { POINT, POINT }
+    local after = harness.memo_stats()
+    assert.same({ 1, 1 }, { after.misses - before.misses, after.hits - before.hits })
+    assert.equal(out.points[1].line, out.points[2].line)
+  end)
+
   it("keeps what the point already has", function()
     local pt = { series = "subscription_error", tags = { datacenter = "us-2", error_code = "E1" },
       fields = { release = "old", count = 5 } }
