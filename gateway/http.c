@@ -1098,7 +1098,9 @@ static enum MHD_Result query(gw_http_t *h, struct MHD_Connection *c, req_t *r, i
     if (!r->query) {
         /* Tokens limited to some databases: hand the request's token here
          * (gw_target_may_read); today every valid token reads every one. */
-        rc = gw_query_start(h->cfg, c, NULL, post, r->body.data, r->body.len, &r->query, err, sizeof(err));
+        /* Reads go to the first output (outputs:, or monitoring:). */
+        rc = gw_query_start(gw_outputs_conf(h->outs, 0)->cfg, c, NULL, post, r->body.data, r->body.len, &r->query, err,
+                            sizeof(err));
         drop_body(h, r); /* copied, or not needed */
         return rc ? answer_error(c, (unsigned)rc, R_QUERY, "%s", err) : MHD_YES;
     }

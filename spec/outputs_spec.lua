@@ -387,6 +387,16 @@ end
     assert.same({ by = "none", db = "none", path = "none" }, h:run_lines("who v=1i 1").points[1].tags)
   end)
 
+  it("/query reads from the first output", function()
+    local gw = start { outputs = { primary = output(a), replica = output(b) } }
+    finally(function() gw:destroy() end)
+    assert.equal(204, (gw.post("/write", "readback v=7i 1")))
+    assert(wait(function() return count(a, "readback") == 1 end, 10))
+    local st, body = gw.get("/query?" .. http.query { db = "luagw", q = "SELECT v FROM readback" })
+    assert.equal(200, st)
+    assert.equal(7, cjson.decode(body).results[1].series[1].values[1][2])
+  end)
+
   it("kill -9 with a spool per output, then restart: every acknowledged point reaches both", function()
     local dir = proc.tmpdir("luagw-outspool")
     finally(function() proc.rmdir(dir) end)
