@@ -33,6 +33,7 @@
 typedef struct {
     gw_series_slot_t *slot; /* borrowed */
     uint64_t n;
+    int scripted; /* its series has scripts: it takes a share of their time */
 } tally_t;
 
 struct gw_pipeline {
@@ -303,7 +304,7 @@ static void tally_flush(tally_t *t, uint32_t *nt, int k, uint64_t script_ns)
 {
     for (uint32_t i = 0; i < *nt; i++) {
         GW_SERIES_ADD(t[i].slot, k, t[i].n);
-        if (script_ns)
+        if (script_ns && t[i].scripted)
             GW_SERIES_ADD(t[i].slot, GW_S_SCRIPT_NS, t[i].n * script_ns);
     }
     *nt = 0;
@@ -319,19 +320,26 @@ static tally_t *tally_of(tally_t *t, uint32_t *nt, gw_series_slot_t *slot, int k
         tally_flush(t, nt, k, script_ns);
     t[*nt].slot = slot;
     t[*nt].n = 0;
+    t[*nt].scripted = 0;
     return &t[(*nt)++];
 }
 
 /* The tally of series name: found among this request's by name (no
- * hashing), else its slot is looked up in the shared table. */
+ * hashing), else its slot is looked up in the shared table (and, when the
+ * scripts took time, whether the series has any: once per series). */
 static tally_t *tally_by_name(gw_pipeline_t *w, gw_str_t name, uint64_t script_ns)
 {
+    tally_t *t;
+
     for (uint32_t i = 0; i < w->ntally; i++) {
         gw_series_slot_t *s = w->tally[i].slot;
         if (s->len == name.n && memcmp(s->name, name.p, name.n) == 0)
             return &w->tally[i];
     }
-    return tally_of(w->tally, &w->ntally, gw_series_slot(name.p, name.n), GW_S_RECEIVED, script_ns);
+    t = tally_of(w->tally, &w->ntally, gw_series_slot(name.p, name.n), GW_S_RECEIVED, script_ns);
+    if (script_ns && !t->n)
+        t->scripted = gw_script_covers(w->scripts, name.p, name.n);
+    return t;
 }
 
 void gw_pipeline_count_accepted(gw_pipeline_t *w)
@@ -411,7 +419,9 @@ static int run_scripts(gw_pipeline_t *w, const gw_ingest_t *in, gw_result_t *res
         return rc;
     if (rc > 0)
         *checked = 0; /* what the scripts returned */
-    *script_ns = w->points.n ? (uint64_t)(gw_clock_mono_ns() - t0) / w->points.n : 0;
+    /* Shared by the points the scripts saw; counted (phase 3) for the
+     * points after them whose series has scripts. */
+    *script_ns = rc > 0 ? (uint64_t)(gw_clock_mono_ns() - t0) / (uint64_t)rc : 0;
     return 0;
 }
 

@@ -104,6 +104,9 @@ typedef struct {
  * was), or -ENOMEM. */
 int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, const gw_script_trace_t *trace);
 
+/* Has series (n bytes) scripts in the set s runs? Call on s's thread. */
+int gw_script_covers(const gw_script_t *s, const char *series, size_t n);
+
 /* ------------------------------------------------------------------------ */
 /* Failures of script calls, counted per series since start (/health,
  * /metrics, the harness). */

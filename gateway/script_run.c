@@ -491,6 +491,11 @@ int gw_script_ready(gw_script_t *s)
     return !gw_script_state_ensure(s) || (s->set && s->set->nfiles);
 }
 
+int gw_script_covers(const gw_script_t *s, const char *series, size_t n)
+{
+    return s && s->set && gw_script_set_chain(s->set, series, n) != 0;
+}
+
 /* Phase 1: each point's chain, in C, into s->chain (0: no scripts) and
  * s->scripted; the scripted points' tags and fields counted into *ntags,
  * *nfields. Returns how many points are scripted. */

@@ -125,6 +125,26 @@ describe("GET /metrics", function()
     assert.equal(1, m['luagw_script_errors_total{series="m_err",kind="error"}'])
   end)
 
+  it("gives script time only to series that have scripts", function()
+    local dir = gw.dir .. "/timed_scripts"
+    os.execute("mkdir -p " .. dir)
+    local f = assert(io.open(dir .. "/m_slow.lua", "w"))
+    f:write("return function(p) local x = 0 for i = 1, 20000 do x = x + i end p.fields.x = x return p end\n")
+    f:close()
+    local g2 = luagw.start { influxd = db, config = { scripts = { dir = dir } } }
+    finally(function() g2:destroy() end)
+    local body = {}
+    for i = 1, 50 do
+      body[#body + 1] = ("m_slow v=%di %d\nm_plain v=%di %d"):format(i, 1700000000000000000 + i, i, 1700000000000000000 + i)
+    end
+    assert.equal(204, (g2:post("/write", table.concat(body, "\n") .. "\n")))
+    local _, text = g2:get("/metrics")
+    local m = parse(text)
+    assert.equal(50, m['luagw_series_points_accepted_total{series="m_plain"}'])
+    assert.is_true((m['luagw_series_script_seconds_total{series="m_slow"}'] or 0) > 0)
+    assert.equal(0, m['luagw_series_script_seconds_total{series="m_plain"}'] or 0)
+  end)
+
   it("counts memo hits, misses and evictions; a reload empties the cache", function()
     local dir = gw.dir .. "/memo_scripts"
     os.execute("mkdir -p " .. dir)
