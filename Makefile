@@ -23,6 +23,10 @@ DEB_PKGS := build-essential pkg-config libluajit-5.1-dev luajit libmicrohttpd-de
             python3-influxdb openssl man-db clang libclang-rt-14-dev \
             debhelper dpkg-dev fakeroot lintian systemd haproxy chromium influxdb-client
 
+# The core's objects export only what gateway/exports.h lists: the functions
+# the specs and the harness call through FFI. Everything else is hidden.
+VISIBILITY := -fvisibility=hidden -include gateway/exports.h
+
 CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
 CORE_LUA := $(wildcard gateway/*.lua)
 CORE_OBJ := $(CORE_SRC:.c=.o) $(CORE_LUA:.lua=_lua.o)
@@ -39,8 +43,8 @@ gateway/luagw: $(MAIN_OBJ) $(CORE_OBJ)
 gateway/libluagw.so: $(CORE_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
-gateway/%.o: gateway/%.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+gateway/%.o: gateway/%.c gateway/exports.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(VISIBILITY) -c -o $@ $<
 
 # Lua parts of the core (gateway/script.lua), compiled in as bytecode: the
 # object defines luaJIT_BC_gw_<name>.
@@ -51,6 +55,7 @@ gateway/%_lua.o: gateway/%.lua
 # and the specs that drive the binary (many clients, reloads) run against it;
 # any report fails (docs/hardening.md).
 TSAN_DIR   ?= build/tsan
+TSAN_CC    ?= clang
 TSAN_FLAGS ?= -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 TSAN_OBJ   := $(patsubst gateway/%.c,$(TSAN_DIR)/%.o,$(CORE_SRC)) $(CORE_LUA:.lua=_lua.o)
 TSAN_LOGS  := $(CURDIR)/$(TSAN_DIR)/logs
@@ -60,11 +65,11 @@ TSAN_SPECS ?= spec/concurrency_spec.lua spec/e2e_spec.lua spec/e2e_scripts_spec.
 tsan: $(TSAN_DIR)/luagw
 
 $(TSAN_DIR)/luagw: $(TSAN_DIR)/main.o $(TSAN_OBJ)
-	$(ASAN_CC) $(CFLAGS) $(TSAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(TSAN_CC) $(CFLAGS) $(TSAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(TSAN_DIR)/%.o: gateway/%.c
+$(TSAN_DIR)/%.o: gateway/%.c gateway/exports.h
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(CFLAGS) $(TSAN_FLAGS) -c -o $@ $<
+	$(TSAN_CC) $(CFLAGS) $(TSAN_FLAGS) $(VISIBILITY) -c -o $@ $<
 
 test-tsan: deps
 	@$(MAKE) --no-print-directory all tsan
@@ -173,9 +178,9 @@ $(ASAN_DIR)/luagw: $(ASAN_DIR)/main.o $(ASAN_OBJ)
 $(ASAN_DIR)/libluagw.so: $(ASAN_OBJ)
 	$(ASAN_CC) $(CFLAGS) $(ASAN_FLAGS) $(LDFLAGS) -shared -shared-libasan -o $@ $^ $(LDLIBS)
 
-$(ASAN_DIR)/%.o: gateway/%.c
+$(ASAN_DIR)/%.o: gateway/%.c gateway/exports.h
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
+	$(ASAN_CC) $(CFLAGS) $(ASAN_FLAGS) $(VISIBILITY) -c -o $@ $<
 
 # The busted host (luajit) loads the sanitized library through FFI, so the
 # runtime is preloaded there, without leak checking (luajit and busted are not

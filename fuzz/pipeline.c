@@ -110,7 +110,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     char path[64], err[512];
 
-    gw_log_set_level(gw_log_level_from_name("error")); /* script errors are expected */
+    gw_log_set_level(GW_LOG_ERROR); /* script errors are expected */
     snprintf(path, sizeof(path), "/tmp/luagw-fuzz-pipeline.%d.yaml", (int)getpid());
     for (size_t m = 0; m < NMODES; m++) {
         FILE *f = fopen(path, "w");

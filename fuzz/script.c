@@ -37,7 +37,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fprintf(f, "scripts:\n  dir: %s\n  timeout_ms: 200\n  memory_limit: 64MiB\n"
                "  series:\n    fz: fuzz.lua\nlog:\n  level: error\n", FUZZ_SCRIPT_DIR);
     fclose(f);
-    gw_log_set_level(gw_log_level_from_name("error")); /* script failures are expected */
+    gw_log_set_level(GW_LOG_ERROR); /* script failures are expected */
     engine = gw_harness_open(cfgpath, err, sizeof(err));
     unlink(cfgpath);
     if (!engine) {

@@ -34,7 +34,7 @@ struct gw_queue {
     int drop_oldest;
     gw_spool_t *spool;     /* owned, or NULL */
     uint64_t dropped_unlogged;
-    double last_drop_log;
+    gw_log_limit_t drop_lim; /* lines on them */
 };
 
 gw_queue_t *gw_queue_create(uint32_t batch_size, uint32_t buffer_limit, double flushing_period)
@@ -76,24 +76,29 @@ gw_spool_t *gw_queue_spool(gw_queue_t *q)
     return q->spool;
 }
 
-json_t *gw_queue_spool_json(gw_queue_t *q)
+void gw_queue_spool_json(gw_queue_t *q, gw_jsonw_t *w)
 {
     uint64_t appends, syncs;
 
-    if (!q->spool)
-        return json_null();
+    if (!q->spool) {
+        gw_jsonw_null(w);
+        return;
+    }
     gw_spool_counts(q->spool, &appends, &syncs);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "points", (json_int_t)gw_spool_points(q->spool), "bytes",
-                     (json_int_t)gw_spool_bytes(q->spool), "damaged_records",
-                     (json_int_t)gw_spool_corrupt(q->spool), "appends", (json_int_t)appends, "syncs",
-                     (json_int_t)syncs);
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "points", gw_spool_points(q->spool));
+    gw_jsonw_member_uint(w, "bytes", gw_spool_bytes(q->spool));
+    gw_jsonw_member_uint(w, "damaged_records", gw_spool_corrupt(q->spool));
+    gw_jsonw_member_uint(w, "appends", appends);
+    gw_jsonw_member_uint(w, "syncs", syncs);
+    gw_jsonw_end(w);
 }
 
 gw_queue_t *gw_queue_open(const gw_config_t *cfg, char *err, size_t errlen)
 {
     gw_queue_t *q = gw_queue_create(cfg->monitoring.batch_size, cfg->monitoring.buffer_limit,
                                     cfg->monitoring.flushing_period);
-    int drop = strcmp(cfg->monitoring.overflow, "drop_oldest") == 0;
+    int drop = cfg->monitoring.overflow == GW_OVERFLOW_DROP_OLDEST;
 
     if (!q) {
         snprintf(err, errlen, "out of memory");
@@ -105,9 +110,7 @@ gw_queue_t *gw_queue_open(const gw_config_t *cfg, char *err, size_t errlen)
         gw_spool_opts_t o = {
             .dir = cfg->spool.dir,
             .max_bytes = cfg->spool.max_bytes,
-            .fsync = strcmp(cfg->spool.fsync, "never") == 0      ? GW_SPOOL_FSYNC_NEVER
-                     : strcmp(cfg->spool.fsync, "interval") == 0 ? GW_SPOOL_FSYNC_INTERVAL
-                                                                 : GW_SPOOL_FSYNC_BATCH,
+            .fsync = cfg->spool.fsync,
             .fsync_interval = cfg->spool.fsync_interval,
             .drop_oldest = drop,
         };
@@ -203,15 +206,12 @@ static void seal(gw_queue_t *q)
  * it, so the last burst is logged too. mu held. */
 static void log_drops(gw_queue_t *q, int force)
 {
-    double now = gw_clock_mono();
-
-    if (!q->dropped_unlogged || (!force && now - q->last_drop_log < DROP_LOG_EVERY))
+    if (!q->dropped_unlogged || !gw_log_limit_pass(&q->drop_lim, DROP_LOG_EVERY, force))
         return;
     gw_log_warn("buffer full: dropped the oldest points (overflow: drop_oldest)",
                 "points=%llu buffer_limit=%u buffer_limit_bytes=%llu", (unsigned long long)q->dropped_unlogged,
                 q->limit, (unsigned long long)q->limit_bytes);
     q->dropped_unlogged = 0;
-    q->last_drop_log = now;
 }
 
 /* Would npoints more points of nbytes fit? mu held. */
@@ -432,8 +432,8 @@ gw_batch_t *gw_queue_take(gw_queue_t *q, double deadline)
         wake = q->open ? q->open->opened_at + q->period : 0;
         if (deadline > 0 && (wake == 0 || deadline < wake))
             wake = deadline;
-        if (q->dropped_unlogged && (wake == 0 || q->last_drop_log + DROP_LOG_EVERY < wake))
-            wake = q->last_drop_log + DROP_LOG_EVERY;
+        if (q->dropped_unlogged && (wake == 0 || gw_log_limit_next(&q->drop_lim, DROP_LOG_EVERY) < wake))
+            wake = gw_log_limit_next(&q->drop_lim, DROP_LOG_EVERY);
         if (wake == 0) {
             pthread_cond_wait(&q->cv, &q->mu);
         } else {

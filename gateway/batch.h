@@ -21,12 +21,12 @@
 #ifndef GW_BATCH_H
 #define GW_BATCH_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
 #include "config.h"
+#include "jsonw.h"
 #include "spool.h"
 
 /* A batch is sealed once its lines reach this size (a point larger than it
@@ -113,8 +113,8 @@ uint64_t gw_queue_limit_bytes(gw_queue_t *q);
 gw_spool_t *gw_queue_spool(gw_queue_t *q);
 
 /* For /health: {"points", "bytes", "damaged_records", "appends", "syncs"}
- * of the spool, or JSON null without one. New reference. */
-json_t *gw_queue_spool_json(gw_queue_t *q);
+ * of the spool, or null without one, written as the next value of w. */
+void gw_queue_spool_json(gw_queue_t *q, gw_jsonw_t *w);
 
 /* Free the queue and any batches still in it (and its spool, whose files
  * stay). NULL is a no-op. */

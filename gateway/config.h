@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "buf.h"
+
 #define GW_CONFIG_DEFAULT_PATH "config/luagw.yaml"
 
 /* A YAML value kept as a tree, for keys whose value is free-form data
@@ -27,32 +29,50 @@ typedef struct gw_conf_node {
 
 enum { GW_CONF_SCALAR = 0, GW_CONF_SEQ, GW_CONF_MAP };
 
+/* The settings that name one of a few choices, parsed once into these (the
+ * names are those written in YAML). spool.fsync is a GW_SPOOL_FSYNC_*
+ * (spool.h), log.level a GW_LOG_* (log.h). */
+typedef enum { GW_STORAGE_INFLUX = 0 } gw_storage_type_t;
+typedef enum { GW_OVERFLOW_REJECT = 0, GW_OVERFLOW_DROP_OLDEST } gw_overflow_t;
+typedef enum { GW_ON_ERROR_PASS = 0, GW_ON_ERROR_DROP } gw_on_error_t;
+
+/* Every key of the file, in its section, as config.c's table describes it
+ * (docs/configuration.md). */
 typedef struct {
     char *path; /* owned: the file this was loaded from */
 
     struct {
         char *address;          /* owned */
         int port;
-        int threads;            /* libmicrohttpd thread pool size */
+        int threads;            /* HTTP worker threads, each with its own daemon and Lua state */
         size_t max_body_bytes;  /* request body limit, after gzip inflation too */
         int connection_timeout; /* seconds an idle connection may stay */
         /* Limits on clients and bodies (docs/hardening.md). */
-        int max_connections;     /* open client connections at most */
-        size_t max_header_bytes; /* a connection's memory for request line and headers */
-        uint32_t max_points;     /* points in one request body */
-        size_t max_line_bytes;   /* one line-protocol line */
-        uint32_t max_tags;       /* tags of one point */
-        uint32_t max_fields;     /* fields of one point */
-        size_t max_key_bytes;    /* series name, tag key, field key */
-        size_t max_value_bytes;  /* tag value, string field value */
+        int max_connections;            /* open client connections at most */
+        int max_connections_per_client; /* of one client address at most, 0 = no cap */
+        int probe_connections;          /* beyond max_connections, for /ping, /health, /metrics */
+        size_t max_header_bytes;        /* a connection's memory for request line and headers */
+        size_t max_inflight_bytes;      /* memory requests in progress may hold (inflight.h) */
+        uint32_t max_points;            /* points in one request body */
+        size_t max_line_bytes;          /* one line-protocol line */
+        uint32_t max_tags;              /* tags of one point */
+        uint32_t max_fields;            /* fields of one point */
+        size_t max_key_bytes;           /* series name, tag key, field key */
+        size_t max_value_bytes;         /* tag value, string field value */
+        gw_conf_node_t *tokens; /* owned: a sequence of tokens or tenants (tenant.c); NULL = no check */
+        char *tls_cert;         /* owned: PEM file; "" = plain HTTP */
+        char *tls_key;          /* owned: PEM file */
+        double drain_seconds;   /* after SIGTERM: ingest goes on while /health answers 503 */
     } listen;
 
     struct {
-        char *storage_type; /* owned: "influx" */
+        gw_storage_type_t storage_type;
         int version;        /* 1 or 2 */
         char *host;         /* owned */
         int port;
         int use_ssl;
+        int tls_verify;     /* with use_ssl: check InfluxDB's certificate */
+        char *tls_ca;       /* owned: CA bundle; "" = the system's */
         char *database;     /* owned; version 1 */
         char *rp;           /* owned; version 1, "" = default policy */
         char *user;         /* owned; version 1 */
@@ -68,15 +88,24 @@ typedef struct {
         double timeout;         /* seconds for one write request */
         double retry_max;       /* seconds: cap of the retry backoff */
         double shutdown_timeout; /* seconds to flush on SIGTERM */
-        char *overflow;         /* owned: reject | drop_oldest, when the buffer is full */
+        gw_overflow_t overflow; /* when the buffer is full */
         char *dead_letter;      /* owned: file for points InfluxDB rejected, "" = none */
+        int passthrough;        /* the database (bucket) a write names is used (docs/outputs.md) */
+        uint32_t max_databases; /* databases written to at once */
     } monitoring;
+
+    struct {
+        char *dir;             /* owned: "" = no spool */
+        size_t max_bytes;      /* segments on disk at most */
+        int fsync;             /* GW_SPOOL_FSYNC_* (spool.h) */
+        double fsync_interval; /* seconds, with fsync: interval */
+    } spool;
 
     struct {
         char *dir;              /* owned */
         int timeout_ms;         /* CPU budget of one script call */
         size_t memory_limit;    /* bytes per worker Lua state */
-        char *on_error;         /* owned: pass | drop */
+        gw_on_error_t on_error;
         uint32_t memo_entries;  /* memo cache entries per worker, 0 = memo off */
         int memo_verify;        /* check a sample of memo hits by running the script */
         gw_conf_node_t *series; /* owned: mapping series -> [files], NULL = {} */
@@ -84,52 +113,17 @@ typedef struct {
     } scripts;
 
     struct {
-        char *level; /* owned: debug | info | warn | error */
+        int level; /* GW_LOG_* (log.h) */
     } log;
 
-    struct {
-        char *dir;             /* owned: "" = no spool */
-        size_t max_bytes;      /* segments on disk at most */
-        char *fsync;           /* owned: batch | interval | never */
-        double fsync_interval; /* seconds, with fsync: interval */
-    } spool;
-
-    /* Top-level keys, kept last so the layout above stays put. */
+    /* Top-level keys. */
     char *service;          /* owned: `service:`, what `$service` defaults stand for; "" = none */
     gw_conf_node_t *series; /* owned: `series:` declarations (schema.c, docs/series.md), NULL = {} */
-
-    /* Access: listen.tokens, listen.tls_*, monitoring.tls_* (kept here, after
-     * the sections, so their layout stays put). */
-    struct {
-        gw_conf_node_t *tokens; /* owned: listen.tokens, a sequence of scalars; NULL = no check */
-        char *tls_cert;         /* owned: listen.tls_cert, PEM file; "" = plain HTTP */
-        char *tls_key;          /* owned: listen.tls_key, PEM file */
-        int tls_verify;         /* monitoring.tls_verify */
-        char *tls_ca;           /* owned: monitoring.tls_ca, CA bundle; "" = the system's */
-    } access;
+    gw_conf_node_t *outputs; /* owned: `outputs:`, a mapping name -> the keys of monitoring: (outconf.c), NULL = none */
+    gw_conf_node_t *routes;  /* owned: `routes:`, a sequence of {match, to} (route.c), NULL = none */
 
     char *warnings; /* owned: what loading found odd but allowed, one line each
                      * ("file:line:column: key: what"); NULL = none */
-    /* Who may connect (docs/hardening.md): listen.max_connections_per_client
-     * and listen.probe_connections, kept here, last, so the layout above
-     * stays put. */
-    struct {
-        int per_client; /* connections of one client address at most, 0 = no cap */
-        int probes;     /* connections beyond max_connections, for /ping, /health, /metrics */
-    } conns;
-
-    /* listen.drain_seconds (kept last so the layout above stays put):
-     * after SIGTERM, seconds of ingest while /health already answers 503. */
-    double drain_seconds;
-    /* listen.max_inflight_bytes (inflight.h): the memory requests in progress
-     * may hold, kept here, last, so the layout above stays put. */
-    size_t max_inflight_bytes;
-    /* outputs: and routes: (docs/outputs.md), kept last so the layout above
-     * stays put: trees checked by output.c and route.c; NULL = none. */
-    gw_conf_node_t *outputs; /* owned: a mapping name -> the keys of monitoring: */
-    gw_conf_node_t *routes;  /* owned: a sequence of {match, to} */
-    int passthrough;         /* monitoring.passthrough: the database a write names is used */
-    uint32_t max_databases;  /* monitoring.max_databases */
 } gw_config_t;
 
 /* Load and validate path. On success returns a new config (free with
@@ -166,5 +160,16 @@ void gw_config_print_reference(FILE *out);
  * err. */
 int gw_config_print_key(const gw_config_t *cfg, const char *key, int bare, FILE *out, char *err,
                         size_t errlen);
+
+/* The value of key in cfg as --print-config's bare form writes it, appended
+ * to out (for specs and tools that read a loaded config without knowing its
+ * layout; out of memory, the text is cut short). 0, or -1 when key names no
+ * key. */
+int gw_config_value(const gw_config_t *cfg, const char *key, gw_buf_t *out);
+
+/* The tree of a mapping- or list-valued key (scripts.series, scripts.params,
+ * series, listen.tokens): borrowed from cfg, NULL when empty or when key
+ * names no such key. */
+const gw_conf_node_t *gw_config_tree(const gw_config_t *cfg, const char *key);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,17 +37,12 @@ static struct {
     series_t other;           /* the series beyond SERIES_MAX; name unused */
     uint64_t total;
     uint64_t by_reason[GW_DL_NREASONS];
-    double last_log;          /* monotonic */
+    gw_log_limit_t lim;       /* the log lines on refused points */
     uint64_t held;            /* points refused since the last log line */
     char held_why[256];
     long held_status;
     int held_reason;
 } dl = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-const char *gw_deadletter_reason_name(int reason)
-{
-    return reason >= 0 && reason < GW_DL_NREASONS ? reason_names[reason] : "unknown";
-}
 
 int gw_deadletter_open(const char *path, char *err, size_t errlen)
 {
@@ -60,7 +56,7 @@ int gw_deadletter_open(const char *path, char *err, size_t errlen)
         }
         dl.path = strdup(path);
     }
-    dl.last_log = -LOG_EVERY;
+    atomic_store(&dl.lim.last_ns, 0); /* the first refusal is logged at once */
     pthread_mutex_unlock(&dl.mu);
     return 0;
 }
@@ -106,7 +102,6 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
     size_t start = from ? ends[from - 1] : 0;
     const char *rname;
     char text[256], first[128];
-    double now = gw_clock_mono();
 
     if (from >= to)
         return;
@@ -137,7 +132,7 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
     snprintf(dl.held_why, sizeof(dl.held_why), "%s", text);
     dl.held_status = status;
     dl.held_reason = reason;
-    if (now - dl.last_log >= LOG_EVERY) {
+    if (gw_log_limit_pass(&dl.lim, LOG_EVERY, 0)) {
         size_t m = measurement_len(lines + start, ends[from] - start);
         snprintf(first, sizeof(first), "%.*s", (int)(m < 100 ? m : 100), lines + start);
         clean(first, sizeof(first), first);
@@ -146,45 +141,45 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
                      (unsigned long long)dl.held, (unsigned long long)dl.total, first, status, rname, text,
                      dl.file ? " dead_letter=\"" : "", dl.file ? dl.path : "", dl.file ? "\"" : "");
         dl.held = 0;
-        dl.last_log = now;
     }
     pthread_mutex_unlock(&dl.mu);
 }
 
 /* {"name": count, ...} of counter k (-1: all reasons). mu held. */
-static json_t *series_json(int k)
+static void series_json(gw_jsonw_t *w, int k)
 {
-    json_t *s = json_object();
-
+    gw_jsonw_begin_object(w);
     for (size_t i = 0; i <= dl.nseries; i++) {
         const series_t *e = i < dl.nseries ? &dl.series[i] : &dl.other;
         uint64_t v = k < 0 ? e->count : e->by_reason[k];
         if (v)
-            json_object_set_new(s, i < dl.nseries ? e->name : OTHER, json_integer((json_int_t)v));
+            gw_jsonw_member_uint(w, i < dl.nseries ? e->name : OTHER, v);
     }
-    return s;
+    gw_jsonw_end(w);
 }
 
-json_t *gw_deadletter_json(void)
+void gw_deadletter_json(gw_jsonw_t *w)
 {
-    json_t *o = json_object(), *r = json_object();
-
-    if (!o || !r) {
-        json_decref(o);
-        json_decref(r);
-        return NULL;
-    }
     pthread_mutex_lock(&dl.mu);
-    json_object_set_new(o, "points", json_integer((json_int_t)dl.total));
-    json_object_set_new(o, "file", dl.path ? json_string(dl.path) : json_null());
-    json_object_set_new(o, "series", series_json(-1));
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "points", dl.total);
+    gw_jsonw_member_string(w, "file", dl.path);
+    gw_jsonw_key(w, "series");
+    series_json(w, -1);
+    gw_jsonw_key(w, "reasons");
+    gw_jsonw_begin_object(w);
     for (int k = 0; k < GW_DL_NREASONS; k++)
-        if (dl.by_reason[k])
-            json_object_set_new(r, reason_names[k], json_pack("{s:I, s:o}", "points", (json_int_t)dl.by_reason[k],
-                                                              "series", series_json(k)));
+        if (dl.by_reason[k]) {
+            gw_jsonw_key(w, reason_names[k]);
+            gw_jsonw_begin_object(w);
+            gw_jsonw_member_uint(w, "points", dl.by_reason[k]);
+            gw_jsonw_key(w, "series");
+            series_json(w, k);
+            gw_jsonw_end(w);
+        }
+    gw_jsonw_end(w);
+    gw_jsonw_end(w);
     pthread_mutex_unlock(&dl.mu);
-    json_object_set_new(o, "reasons", r);
-    return o;
 }
 
 /* Log the points held back by the rate limit. mu held. */
@@ -196,7 +191,7 @@ static void log_held(void)
                  (unsigned long long)dl.held, (unsigned long long)dl.total, dl.held_status,
                  reason_names[dl.held_reason], dl.held_why);
     dl.held = 0;
-    dl.last_log = gw_clock_mono();
+    gw_log_limit_pass(&dl.lim, LOG_EVERY, 1);
 }
 
 double gw_deadletter_due(void)
@@ -204,7 +199,7 @@ double gw_deadletter_due(void)
     double due;
 
     pthread_mutex_lock(&dl.mu);
-    due = dl.held ? dl.last_log + LOG_EVERY : 0;
+    due = dl.held ? gw_log_limit_next(&dl.lim, LOG_EVERY) : 0;
     pthread_mutex_unlock(&dl.mu);
     return due;
 }
@@ -212,7 +207,7 @@ double gw_deadletter_due(void)
 void gw_deadletter_tick(void)
 {
     pthread_mutex_lock(&dl.mu);
-    if (dl.held && gw_clock_mono() - dl.last_log >= LOG_EVERY)
+    if (dl.held && gw_log_limit_pass(&dl.lim, LOG_EVERY, 0))
         log_held();
     pthread_mutex_unlock(&dl.mu);
 }

@@ -13,9 +13,10 @@
 #ifndef GW_DEADLETTER_H
 #define GW_DEADLETTER_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "jsonw.h"
 
 /* Why points were given up (docs/delivery.md, "Dead letters"). */
 typedef enum {
@@ -27,9 +28,6 @@ typedef enum {
     GW_DL_UNRESOLVED,      /* a partial write not looked into: InfluxDB stored all but some of them */
     GW_DL_NREASONS
 } gw_dl_reason_t;
-
-/* The reason's name as written in the file, the log and /health. */
-const char *gw_deadletter_reason_name(int reason);
 
 /* Start counting, and writing to path unless it is empty. 0, or -1 with the
  * reason in err (the file cannot be opened for appending). */
@@ -43,8 +41,8 @@ void gw_deadletter_add(const char *lines, const uint32_t *ends, uint32_t from, u
 
 /* {"points": total, "file": path|null, "series": {"name": count, ...},
  *  "reasons": {"server_error": {"points": n, "series": {"name": n}}, ...}}
- * (only the reasons that occurred). New reference; NULL on ENOMEM. */
-json_t *gw_deadletter_json(void);
+ * (only the reasons that occurred), written as the next value of w. */
+void gw_deadletter_json(gw_jsonw_t *w);
 
 /* When (monotonic seconds) points held back by the log's rate limit are
  * due to be logged; 0 when none are held. */

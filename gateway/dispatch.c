@@ -38,11 +38,11 @@ gw_access_t *gw_access_create(const gw_config_t *cfg, const gw_outputs_t *outs, 
         names[i] = gw_outputs_conf(outs, i)->name;
     /* The file was checked against its own outputs: a reload's routes may
      * name one that is not running. */
-    if (gw_routes_check(cfg->routes, names, n, cfg->access.tokens, &bad, err, errlen, NULL, 0))
+    if (gw_routes_check(cfg->routes, names, n, cfg->listen.tokens, &bad, err, errlen, NULL, 0))
         return NULL;
     a = calloc(1, sizeof(*a));
     if (!a || !(a->routes = gw_routes_create(cfg->routes, names, n)) ||
-        (cfg->access.tokens && !(a->tenants = gw_tenants_create(cfg->access.tokens)))) {
+        (cfg->listen.tokens && !(a->tenants = gw_tenants_create(cfg->listen.tokens)))) {
         snprintf(err, errlen, "out of memory");
         if (a)
             gw_routes_destroy(a->routes);
@@ -234,17 +234,17 @@ int gw_dispatch_push(gw_dispatch_t *d, const char *lines, size_t len, const uint
 }
 
 /* "output a (...), output b (...)": what was full, and its limits. */
-static void put_full(const gw_dispatch_t *d, int too_big, gw_buf_t *b, json_t *names)
+static void put_full(const gw_dispatch_t *d, int too_big, gw_buf_t *b)
 {
     int single = gw_outputs_count(d->outs) == 1 && !strcmp(gw_outputs_conf(d->outs, 0)->name, "monitoring");
+    size_t start = b->len;
 
     for (int i = 0; i < gw_outputs_count(d->outs); i++) {
         const gw_outconf_t *c = gw_outputs_conf(d->outs, i);
         const gw_config_t *cfg = c->cfg;
         if (!(d->full >> i & 1))
             continue;
-        json_array_append_new(names, json_string(c->name));
-        if (b->len)
+        if (b->len > start)
             gw_buf_printf(b, "; ");
         if (*cfg->spool.dir)
             gw_buf_printf(b, "%s%s%s (spool.max_bytes = %zu)", too_big ? "larger than " : "spool full or unwritable",
@@ -257,37 +257,44 @@ static void put_full(const gw_dispatch_t *d, int too_big, gw_buf_t *b, json_t *n
     }
 }
 
-json_t *gw_dispatch_refusal(const gw_dispatch_t *d, int rc, uint32_t npoints, size_t nbytes, unsigned *status)
+unsigned gw_dispatch_refusal(const gw_dispatch_t *d, int rc, uint32_t npoints, size_t nbytes, gw_buf_t *msg)
 {
-    gw_buf_t b = {0};
-    json_t *names = json_array(), *o;
+    unsigned status = 503;
 
-    *status = 503;
+    msg->len = 0;
     if (rc == GW_FANOUT_CLOSED) {
-        gw_buf_printf(&b, "shutting down: nothing of this body was accepted");
+        gw_buf_printf(msg, "shutting down: nothing of this body was accepted");
     } else if (rc == GW_FANOUT_TOO_BIG) {
-        *status = 413;
-        gw_buf_printf(&b, "body: %u points of %zu bytes, ", npoints, nbytes);
-        put_full(d, 1, &b, names);
-        gw_buf_printf(&b, " can ever hold");
+        status = 413;
+        gw_buf_printf(msg, "body: %u points of %zu bytes, ", npoints, nbytes);
+        put_full(d, 1, msg);
+        gw_buf_printf(msg, " can ever hold");
     } else if (rc == GW_FANOUT_LANES) {
-        gw_buf_printf(&b, "too many databases in use (max_databases) on output");
+        gw_buf_printf(msg, "too many databases in use (max_databases) on output");
         for (int i = 0; i < gw_outputs_count(d->outs); i++)
-            if (d->full >> i & 1) {
-                gw_buf_printf(&b, " %s", gw_outputs_conf(d->outs, i)->name);
-                json_array_append_new(names, json_string(gw_outputs_conf(d->outs, i)->name));
-            }
-        gw_buf_printf(&b, ": nothing of this body was accepted, retry later");
+            if (d->full >> i & 1)
+                gw_buf_printf(msg, " %s", gw_outputs_conf(d->outs, i)->name);
+        gw_buf_printf(msg, ": nothing of this body was accepted, retry later");
     } else if (rc == GW_FANOUT_FULL) {
-        put_full(d, 0, &b, names);
-        gw_buf_printf(&b, ": nothing of this body was accepted, retry later");
+        put_full(d, 0, msg);
+        gw_buf_printf(msg, ": nothing of this body was accepted, retry later");
     } else {
-        *status = 500;
-        gw_buf_printf(&b, "out of memory while queueing");
+        status = 500;
+        gw_buf_printf(msg, "out of memory while queueing");
     }
-    o = json_pack("{s:s%, s:o}", "error", b.data ? b.data : "", b.len, "outputs_full", names);
-    gw_buf_free(&b);
-    return o;
+    gw_buf_putc(msg, '\0');
+    return status;
+}
+
+void gw_dispatch_put_full(const gw_dispatch_t *d, int rc, gw_jsonw_t *w)
+{
+    gw_jsonw_key(w, "outputs_full");
+    gw_jsonw_begin_array(w);
+    if (rc == GW_FANOUT_TOO_BIG || rc == GW_FANOUT_LANES || rc == GW_FANOUT_FULL)
+        for (int i = 0; i < gw_outputs_count(d->outs); i++)
+            if (d->full >> i & 1)
+                gw_jsonw_string(w, gw_outputs_conf(d->outs, i)->name);
+    gw_jsonw_end(w);
 }
 
 void gw_dispatch_end(gw_dispatch_t *d)

@@ -10,11 +10,11 @@
 #ifndef GW_DISPATCH_H
 #define GW_DISPATCH_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "jsonw.h"
 #include "output.h"
 #include "pipeline.h"
 #include "route.h"
@@ -73,9 +73,14 @@ int gw_dispatch_begin(gw_dispatch_t *d, const gw_access_t *a, gw_outputs_t *outs
  * (nothing taken; d->full names the outputs); -ENOMEM. */
 int gw_dispatch_push(gw_dispatch_t *d, const char *lines, size_t len, const uint32_t *ends, uint32_t npoints);
 
-/* The answer to a refused push (rc from gw_dispatch_push), as JSON
- * {"error", "outputs_full"} with *status 503 or 413. New reference. */
-json_t *gw_dispatch_refusal(const gw_dispatch_t *d, int rc, uint32_t npoints, size_t nbytes, unsigned *status);
+/* The answer to a refused push (rc from gw_dispatch_push): its message
+ * into msg (reset here, NUL-terminated); returns the status (503, 413 or
+ * 500). */
+unsigned gw_dispatch_refusal(const gw_dispatch_t *d, int rc, uint32_t npoints, size_t nbytes, gw_buf_t *msg);
+
+/* Its member "outputs_full": [the names of the outputs that had no room],
+ * written to the open object w. */
+void gw_dispatch_put_full(const gw_dispatch_t *d, int rc, gw_jsonw_t *w);
 
 /* Free what the request's dispatch holds. */
 void gw_dispatch_end(gw_dispatch_t *d);

@@ -1,18 +1,22 @@
-/* http.h — the HTTP ingest server (libmicrohttpd, thread pool).
+/* http.h — the HTTP server (libmicrohttpd).
  *
- *   POST /v1/points       JSON points
- *   POST /write           InfluxDB 1.x line protocol (db, rp, precision, u, p)
- *   POST /api/v2/write    InfluxDB 2.x line protocol (org, bucket, precision)
- *   GET  /ping            204, X-Influxdb-Version
- *   GET  /health          200, JSON (503 when something is wrong, or stopping)
- *   GET  /metrics         Prometheus text (prom.c)
- *   POST /v1/debug/transform  what the scripts make of a body
+ *   POST /v1/points           JSON points
+ *   POST /write               InfluxDB 1.x line protocol (db, rp, precision, u, p)
+ *   POST /api/v2/write        InfluxDB 2.x line protocol (org, bucket, precision)
+ *   GET  /ping                204, X-Influxdb-Version
+ *   GET  /health              200, JSON (503 when something is wrong, or stopping)
+ *   GET  /metrics             Prometheus text (prom.c)
+ *   POST /v1/debug/transform  what the pipeline makes of a body, point by
+ *                             point, as /write would store or refuse it
  *   GET  /status, /status.json  the live status page and its JSON (status.h)
- *   GET, POST /query      InfluxQL, passed through to InfluxDB (query.h)
- * One acceptor thread admits each connection (conns.h) and hands it to a
- * worker thread; each worker owns a gw_pipeline_t; accepted points go to the
- * queue. What a request holds while it is in progress (its body, inflated,
- * and its processing) is taken from one account first (inflight.h). */
+ *   GET, POST /query          InfluxQL, passed through to InfluxDB (query.h)
+ *   /api/v2/query             404 naming the InfluxDB to send Flux to
+ * One acceptor thread admits each connection (conns.h) and hands it, in
+ * turn, to one of listen.threads worker threads, each a single-threaded
+ * libmicrohttpd daemon with its own epoll and its own gw_pipeline_t (its
+ * Lua state); accepted points go to the queue (batch.h). What a request
+ * holds while it is in progress (its body, inflated, and its processing)
+ * is taken from one account first (inflight.h). The files: http_int.h. */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
 

@@ -3,14 +3,15 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <libdeflate.h>
 
+#include "arena.h"
 #include "buf.h"
+#include "json.h"
 #include "log.h"
 
 struct gw_influx {
@@ -153,10 +154,10 @@ gw_influx_t *gw_influx_create(const gw_config_t *cfg, char *err, size_t errlen)
     if (cfg->monitoring.use_ssl) {
         /* Verification is libcurl's default; tls_verify: false turns it off
          * (the sender logs that once at start). */
-        curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, cfg->access.tls_verify ? 1L : 0L);
-        curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, cfg->access.tls_verify ? 2L : 0L);
-        if (cfg->access.tls_ca[0])
-            curl_easy_setopt(c->curl, CURLOPT_CAINFO, cfg->access.tls_ca);
+        curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, cfg->monitoring.tls_verify ? 1L : 0L);
+        curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, cfg->monitoring.tls_verify ? 2L : 0L);
+        if (cfg->monitoring.tls_ca[0])
+            curl_easy_setopt(c->curl, CURLOPT_CAINFO, cfg->monitoring.tls_ca);
     }
     return c;
 fail:
@@ -189,22 +190,16 @@ static int compress_body(gw_influx_t *c, const char *body, size_t len)
  * 1.x {"error": "..."}, 2.x {"code": "...", "message": "..."}. */
 static void extract_error(gw_influx_t *c, char *out, size_t outlen)
 {
-    json_t *doc = json_loadb(c->resp.data ? c->resp.data : "", c->resp.len, 0, NULL);
-    const char *msg = NULL;
+    const char *body = c->resp.data ? c->resp.data : "";
+    gw_arena_t *a = gw_arena_create(4096);
+    gw_str_t msg = {body, c->resp.len < outlen ? c->resp.len : outlen - 1};
+    gw_str_t s;
 
-    if (doc && json_is_object(doc)) {
-        json_t *e = json_object_get(doc, "error");
-        if (!json_is_string(e))
-            e = json_object_get(doc, "message");
-        if (json_is_string(e))
-            msg = json_string_value(e);
-    }
-    if (msg)
-        snprintf(out, outlen, "%s", msg);
-    else
-        snprintf(out, outlen, "%.*s", (int)(c->resp.len < outlen ? c->resp.len : outlen - 1),
-                 c->resp.data ? c->resp.data : "");
-    json_decref(doc);
+    if (a && (gw_json_member_string(body, c->resp.len, "error", a, &s) == 0 ||
+              gw_json_member_string(body, c->resp.len, "message", a, &s) == 0))
+        msg = s;
+    snprintf(out, outlen, "%.*s", (int)(msg.n < outlen ? msg.n : outlen - 1), msg.p);
+    gw_arena_destroy(a);
 }
 
 /* A failed transfer: did anything answer? A timeout is no answer even after
@@ -255,11 +250,6 @@ int gw_influx_write(gw_influx_t *c, const char *body, size_t len, gw_influx_answ
         return 0;
     extract_error(c, ans->error, sizeof(ans->error));
     return 1;
-}
-
-const char *gw_influx_url(const gw_influx_t *c)
-{
-    return c->url;
 }
 
 void gw_influx_destroy(gw_influx_t *c)

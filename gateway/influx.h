@@ -36,9 +36,6 @@ gw_influx_t *gw_influx_create(const gw_config_t *cfg, char *err, size_t errlen);
  * 2xx, 1 for any other answer or no answer. Not thread-safe: one sender. */
 int gw_influx_write(gw_influx_t *c, const char *body, size_t len, gw_influx_answer_t *ans);
 
-/* The write URL (for logs), owned by the client. */
-const char *gw_influx_url(const gw_influx_t *c);
-
 void gw_influx_destroy(gw_influx_t *c);
 
 #endif

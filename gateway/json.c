@@ -1668,3 +1668,54 @@ done:
     free(ps.kset);
     return rc;
 }
+
+/* ---- one member of a small document -------------------------------------- */
+
+/* Skip the value at p, up to the ',' or '}' after it at the level where it
+ * began, which is returned (NULL at the end or a bad string). Strings are
+ * read whole, so their brackets and commas do not count. */
+static const char *skip_value(parse_t *ps, const char *p)
+{
+    const char *e = ps->body + ps->len;
+    gw_str_t s;
+    int depth = 0;
+
+    for (;;) {
+        p = skip_ws(p, e);
+        if (p == e)
+            return NULL;
+        if (*p == '"') {
+            if (!(p = lex_string(ps, p, &s)))
+                return NULL;
+            continue;
+        }
+        if ((*p == ',' || *p == '}' || *p == ']') && depth == 0)
+            return p;
+        depth += *p == '{' || *p == '[';
+        depth -= *p == '}' || *p == ']';
+        p++;
+    }
+}
+
+int gw_json_member_string(const char *doc, size_t len, const char *key, gw_arena_t *a, gw_str_t *out)
+{
+    parse_t ps = {.body = doc, .len = len, .a = a};
+    const char *e = doc + len, *p = skip_ws(doc, e);
+    gw_str_t want = {key, strlen(key)}, k;
+
+    if (p == e || *p != '{')
+        return -1;
+    for (p = skip_ws(p + 1, e); p < e && *p == '"'; p = skip_ws(p + 1, e)) {
+        if (!(p = lex_string(&ps, p, &k)))
+            break;
+        p = skip_ws(p, e);
+        if (p == e || *p != ':')
+            break;
+        p = skip_ws(p + 1, e);
+        if (p < e && *p == '"' && gw_str_eq(k, want))
+            return lex_string(&ps, p, out) ? 0 : ps.err < 0 ? ps.err : -1;
+        if (!(p = skip_value(&ps, p)) || *p != ',')
+            break;
+    }
+    return ps.err < 0 ? ps.err : -1;
+}

@@ -27,4 +27,11 @@
 int gw_json_parse(const char *body, size_t len, int64_t now_ns, gw_arena_t *a,
                   gw_points_t *out, gw_result_t *res);
 
+/* The string value of member key of the JSON object doc (len bytes), as
+ * InfluxDB's error answers hold them ({"error": "..."}; {"message": "..."}):
+ * the first one at the top level, unescaped. *out borrows doc or a. Returns 0;
+ * -1 when doc is no object, has no such string member, or is cut short
+ * before it; -ENOMEM. */
+int gw_json_member_string(const char *doc, size_t len, const char *key, gw_arena_t *a, gw_str_t *out);
+
 #endif

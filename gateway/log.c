@@ -17,14 +17,6 @@ void gw_log_set_level(int level)
     min_level = level;
 }
 
-int gw_log_level_from_name(const char *name)
-{
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0)
-            return i;
-    return -1;
-}
-
 void gw_log_set_context(const char *kv)
 {
     context = kv;
@@ -68,19 +60,33 @@ void gw_log(int level, const char *msg, const char *fmt, ...)
     fwrite(line, 1, n, stderr);
 }
 
+int gw_log_limit_pass(gw_log_limit_t *lim, double every_s, int force)
+{
+    long long now = gw_clock_mono_ns(), last = atomic_load_explicit(&lim->last_ns, memory_order_relaxed);
+
+    if (force) {
+        atomic_store_explicit(&lim->last_ns, now, memory_order_relaxed);
+        return 1;
+    }
+    if (last && now - last < (long long)(every_s * 1e9))
+        return 0;
+    return atomic_compare_exchange_strong(&lim->last_ns, &last, now); /* one thread of those that raced */
+}
+
+double gw_log_limit_next(const gw_log_limit_t *lim, double every_s)
+{
+    return (double)atomic_load_explicit(&lim->last_ns, memory_order_relaxed) / 1e9 + every_s;
+}
+
 void gw_log_limited(gw_log_limit_t *lim, double every_s, int level, const char *msg, const char *fmt, ...)
 {
-    long long now, last;
     unsigned n;
     char kv[1536];
     va_list ap;
 
     if (level < min_level)
         return;
-    now = gw_clock_mono_ns();
-    last = atomic_load_explicit(&lim->last_ns, memory_order_relaxed);
-    if ((last && now - last < (long long)(every_s * 1e9)) ||
-        !atomic_compare_exchange_strong(&lim->last_ns, &last, now)) {
+    if (!gw_log_limit_pass(lim, every_s, 0)) {
         atomic_fetch_add_explicit(&lim->suppressed, 1, memory_order_relaxed);
         return;
     }

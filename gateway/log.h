@@ -15,9 +15,6 @@ void gw_log_set_level(int level);
  * borrowed, must outlive the thread's logging; NULL: nothing). */
 void gw_log_set_context(const char *kv);
 
-/* Parse "debug|info|warn|error"; -1 when unknown. */
-int gw_log_level_from_name(const char *name);
-
 /* Is level printed? Lets callers skip formatting work. */
 int gw_log_enabled(int level);
 
@@ -37,6 +34,16 @@ typedef struct {
  * printed line ends with suppressed=N, the lines left out meanwhile. */
 void gw_log_limited(gw_log_limit_t *lim, double every_s, int level, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* The same window, for a caller that logs a tally of its own (points
+ * dropped since its last line) rather than one line per event: 1 when a
+ * line may be printed now (none yet, every_s seconds since the last, or
+ * force), its time then noted; else 0. */
+int gw_log_limit_pass(gw_log_limit_t *lim, double every_s, int force);
+
+/* When lim lets the next line through, in gw_clock_mono's seconds (a time
+ * already past when it would now): what a thread holding a tally wakes at. */
+double gw_log_limit_next(const gw_log_limit_t *lim, double every_s);
 
 #define gw_log_debug(msg, ...) gw_log(GW_LOG_DEBUG, msg, __VA_ARGS__)
 #define gw_log_info(msg, ...)  gw_log(GW_LOG_INFO, msg, __VA_ARGS__)

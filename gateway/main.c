@@ -122,7 +122,7 @@ static void warn_config(const gw_config_t *cfg, int to_stderr)
 static void raise_fd_limit(const gw_config_t *cfg)
 {
     struct rlimit rl;
-    rlim_t want = (rlim_t)cfg->listen.max_connections + (rlim_t)cfg->conns.probes + 64;
+    rlim_t want = (rlim_t)cfg->listen.max_connections + (rlim_t)cfg->listen.probe_connections + 64;
 
     if (getrlimit(RLIMIT_NOFILE, &rl))
         return;
@@ -266,10 +266,9 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
     gw_access_t *access = NULL;
     gw_http_t *http = NULL;
     gw_schema_t *schema = NULL;
-    int sig, level, status = 1;
+    int sig, status = 1;
 
-    level = gw_log_level_from_name(cfg->log.level);
-    gw_log_set_level(level < 0 ? GW_LOG_INFO : level);
+    gw_log_set_level(cfg->log.level);
     warn_config(cfg, 0);
     gw_log_info("scripts loaded", "dir=%s scripts=%d", cfg->scripts.dir, gw_script_set_count(scripts));
     gw_script_set_publish(scripts);
@@ -323,7 +322,7 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
 
     sig = wait_for_stop(set, path, outs);
     gw_log_info("stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    drain(http, set, cfg->drain_seconds, path, outs);
+    drain(http, set, cfg->listen.drain_seconds, path, outs);
     status = 0;
 
 out:
@@ -371,7 +370,16 @@ static int print_config(const char *path, char **keys, int nkeys)
     return status;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+typedef struct {
+    const char *path; /* -c, or NULL: find_config */
+    int check_only;   /* --check-config */
+    int print;        /* --print-config [KEY...]: the keys from optind on */
+} args_t;
+
+/* Read the command line into *a. -1 to go on, else the exit status: 0
+ * after --help, --version or --help-config, 2 for a usage error. */
+static int parse_args(int argc, char **argv, args_t *a)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -382,23 +390,19 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
-    int check_only = 0, print = 0, opt;
-    char err[1024];
-    gw_config_t *cfg;
-    gw_script_set_t *scripts;
-    sigset_t set;
+    int opt;
 
+    memset(a, 0, sizeof(*a));
     while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            path = optarg;
+            a->path = optarg;
             break;
         case 'C':
-            check_only = 1;
+            a->check_only = 1;
             break;
         case 'P':
-            print = 1;
+            a->print = 1;
             break;
         case 'R':
             gw_config_print_reference(stdout);
@@ -414,19 +418,34 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc && !print) {
+    if (optind < argc && !a->print) {
         fprintf(stderr, "luagw: unexpected argument: %s\n", argv[optind]);
         usage(stderr);
         return 2;
     }
-    if (print && check_only) {
+    if (a->print && a->check_only) {
         fprintf(stderr, "luagw: --print-config and --check-config do not go together\n");
         return 2;
     }
+    return -1;
+}
 
-    if (!path && !(path = find_config()))
+int main(int argc, char **argv)
+{
+    const char *path;
+    int check_only, rc;
+    char err[1024];
+    gw_config_t *cfg;
+    gw_script_set_t *scripts;
+    sigset_t set;
+    args_t a;
+
+    if ((rc = parse_args(argc, argv, &a)) >= 0)
+        return rc;
+    check_only = a.check_only;
+    if (!(path = a.path) && !(path = find_config()))
         return 1;
-    if (print)
+    if (a.print)
         return print_config(path, argv + optind, argc - optind);
     /* Blocked from here on, in this thread and every thread it starts: they
      * are taken by sigwait only, so no handler runs inside a worker, and a

@@ -1,5 +1,6 @@
 /* metrics.h — process-wide counters, updated lock-free by every thread and
- * read by /health (and /metrics later). */
+ * read by /health (http_status.c) and /metrics (prom.c); and the counters
+ * per series below. */
 #ifndef GW_METRICS_H
 #define GW_METRICS_H
 

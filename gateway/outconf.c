@@ -89,8 +89,8 @@ static int build_one(const gw_config_t *cfg, const gw_conf_node_t *sec, gw_outco
             if (set_key(o->cfg, "spool", k, sp, bad, msg, msglen))
                 return -1;
     }
-    o->passthrough = o->cfg->passthrough;
-    o->max_databases = o->cfg->max_databases;
+    o->passthrough = o->cfg->monitoring.passthrough;
+    o->max_databases = o->cfg->monitoring.max_databases;
     return check_output(o->cfg, sec, path, bad, msg, msglen);
 }
 

@@ -298,7 +298,7 @@ static int start_one(gw_outputs_t *all, int i, char *err, size_t errlen)
     o->influx = gw_influx_create(cfg, err, errlen);
     if (!o->influx)
         return -1;
-    if (cfg->monitoring.use_ssl && !cfg->access.tls_verify)
+    if (cfg->monitoring.use_ssl && !cfg->monitoring.tls_verify)
         gw_log_warn("TLS to InfluxDB without certificate verification (tls_verify: false)", "output=%s host=%s port=%d",
                     o->conf->name, cfg->monitoring.host, cfg->monitoring.port);
     o->d = (gw_delivery_t){
@@ -334,7 +334,7 @@ static gw_fanout_output_t fanout_output(const gw_outconf_t *c)
         .buffer_limit = cfg->monitoring.buffer_limit,
         .buffer_limit_bytes = cfg->monitoring.buffer_limit_bytes,
         .flushing_period = cfg->monitoring.flushing_period,
-        .drop_oldest = strcmp(cfg->monitoring.overflow, "drop_oldest") == 0,
+        .drop_oldest = cfg->monitoring.overflow == GW_OVERFLOW_DROP_OLDEST,
         .passthrough = c->passthrough,
         .uses_rp = !v2,
         .database = v2 ? cfg->monitoring.bucket : cfg->monitoring.database,
@@ -342,9 +342,7 @@ static gw_fanout_output_t fanout_output(const gw_outconf_t *c)
         .max_databases = c->max_databases,
         .spool_dir = cfg->spool.dir,
         .spool_max_bytes = cfg->spool.max_bytes,
-        .fsync = strcmp(cfg->spool.fsync, "never") == 0      ? GW_SPOOL_FSYNC_NEVER
-                 : strcmp(cfg->spool.fsync, "interval") == 0 ? GW_SPOOL_FSYNC_INTERVAL
-                                                             : GW_SPOOL_FSYNC_BATCH,
+        .fsync = cfg->spool.fsync,
         .fsync_interval = cfg->spool.fsync_interval,
     };
 }
@@ -528,7 +526,7 @@ void gw_outputs_held(gw_outputs_t *all, uint64_t *points, uint64_t *bytes, uint6
     }
 }
 
-json_t *gw_outputs_spool_json(gw_outputs_t *all)
+void gw_outputs_spool_json(gw_outputs_t *all, gw_jsonw_t *w)
 {
     uint64_t points = 0, bytes = 0, damaged = 0, appends = 0, syncs = 0;
     int any = 0;
@@ -545,11 +543,17 @@ json_t *gw_outputs_spool_json(gw_outputs_t *all)
         appends += st.appends;
         syncs += st.syncs;
     }
-    if (!any)
-        return json_null();
-    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "points", (json_int_t)points, "bytes", (json_int_t)bytes,
-                     "damaged_records", (json_int_t)damaged, "appends", (json_int_t)appends, "syncs",
-                     (json_int_t)syncs);
+    if (!any) {
+        gw_jsonw_null(w);
+        return;
+    }
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "points", points);
+    gw_jsonw_member_uint(w, "bytes", bytes);
+    gw_jsonw_member_uint(w, "damaged_records", damaged);
+    gw_jsonw_member_uint(w, "appends", appends);
+    gw_jsonw_member_uint(w, "syncs", syncs);
+    gw_jsonw_end(w);
 }
 
 static const char *state_name(int s)
@@ -560,41 +564,73 @@ static const char *state_name(int s)
 
 static void held_back(const gw_fanout_lane_t *l, void *ud)
 {
-    if (l->parked_for > 0 && l->db)
-        json_array_append_new(ud, json_pack("{s:s, s:s?, s:I, s:f}", "database", l->db, "rp", l->rp,
-                                            "points", (json_int_t)l->points, "retry_in", l->parked_for));
+    gw_jsonw_t *w = ud;
+
+    if (l->parked_for <= 0 || !l->db)
+        return;
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_string(w, "database", l->db);
+    gw_jsonw_key(w, "rp");
+    if (l->rp)
+        gw_jsonw_string(w, l->rp);
+    else
+        gw_jsonw_null(w);
+    gw_jsonw_member_uint(w, "points", l->points);
+    gw_jsonw_member_double(w, "retry_in", l->parked_for);
+    gw_jsonw_end(w);
 }
 
-static json_t *one_json(gw_outputs_t *all, int i)
+/* One output's "buffer" object. */
+static void buffer_json(const gw_fanout_stats_t *st, gw_jsonw_t *w)
+{
+    gw_jsonw_key(w, "buffer");
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_uint(w, "points", st->points);
+    gw_jsonw_member_uint(w, "bytes", st->bytes);
+    gw_jsonw_member_uint(w, "limit_points", st->limit_points);
+    gw_jsonw_member_uint(w, "limit_bytes", st->limit_bytes);
+    gw_jsonw_member_bool(w, "spooled", st->spooled);
+    gw_jsonw_member_int(w, "databases", (int64_t)st->lanes);
+    gw_jsonw_member_int(w, "parked", (int64_t)st->parked);
+    gw_jsonw_end(w);
+}
+
+static void one_json(gw_outputs_t *all, int i, gw_jsonw_t *w)
 {
     output_t *o = &all->out[i];
     const gw_config_t *cfg = o->conf->cfg;
     gw_fanout_stats_t st;
-    json_t *held = json_array();
 
     gw_fanout_stats(all->f, i, &st);
-    gw_fanout_each_lane(all->f, i, held_back, held);
-    return json_pack("{s:s, s:i, s:s, s:i, s:s, s:b, s:{s:I, s:I, s:I, s:I, s:b, s:i, s:i}, s:I, s:I, s:I, s:I, "
-                     "s:I, s:I, s:o}",
-                     "state", state_name(gw_outputs_state(all, i)), "version", cfg->monitoring.version, "host",
-                     cfg->monitoring.host, "port", cfg->monitoring.port, "database",
-                     cfg->monitoring.version == 2 ? cfg->monitoring.bucket : cfg->monitoring.database,
-                     "passthrough", o->conf->passthrough, "buffer", "points", (json_int_t)st.points, "bytes",
-                     (json_int_t)st.bytes, "limit_points", (json_int_t)st.limit_points, "limit_bytes",
-                     (json_int_t)st.limit_bytes, "spooled", st.spooled, "databases", (int)st.lanes, "parked",
-                     (int)st.parked, "written", (json_int_t)atomic_load(&o->written), "failed",
-                     (json_int_t)atomic_load(&o->failed), "dead_lettered", (json_int_t)atomic_load(&o->dead),
-                     "overflowed", (json_int_t)st.overflowed, "requests", (json_int_t)atomic_load(&o->requests),
-                     "last_status", (json_int_t)atomic_load(&o->last_status), "held_back", held);
+    gw_jsonw_begin_object(w);
+    gw_jsonw_member_string(w, "state", state_name(gw_outputs_state(all, i)));
+    gw_jsonw_member_int(w, "version", cfg->monitoring.version);
+    gw_jsonw_member_string(w, "host", cfg->monitoring.host);
+    gw_jsonw_member_int(w, "port", cfg->monitoring.port);
+    gw_jsonw_member_string(w, "database", cfg->monitoring.version == 2 ? cfg->monitoring.bucket : cfg->monitoring.database);
+    gw_jsonw_member_bool(w, "passthrough", o->conf->passthrough);
+    buffer_json(&st, w);
+    gw_jsonw_member_uint(w, "written", atomic_load(&o->written));
+    gw_jsonw_member_uint(w, "failed", atomic_load(&o->failed));
+    gw_jsonw_member_uint(w, "dead_lettered", atomic_load(&o->dead));
+    gw_jsonw_member_uint(w, "overflowed", st.overflowed);
+    gw_jsonw_member_uint(w, "requests", atomic_load(&o->requests));
+    gw_jsonw_member_int(w, "last_status", (int64_t)atomic_load(&o->last_status));
+    gw_jsonw_key(w, "held_back");
+    gw_jsonw_begin_array(w);
+    gw_fanout_each_lane(all->f, i, held_back, w);
+    gw_jsonw_end(w);
+    gw_jsonw_end(w);
 }
 
-json_t *gw_outputs_json(gw_outputs_t *all)
+void gw_outputs_json(gw_outputs_t *all, gw_jsonw_t *w)
 {
-    json_t *o = json_object();
-
-    for (int i = 0; o && i < all->oc.n; i++)
-        json_object_set_new(o, all->oc.v[i].name, one_json(all, i));
-    return o;
+    gw_jsonw_begin_object(w);
+    for (int i = 0; i < all->oc.n; i++) {
+        gw_jsonw_key(w, all->oc.v[i].name);
+        one_json(all, i, w);
+    }
+    gw_jsonw_end(w);
 }
 
 /* One family: "# HELP/# TYPE" then, per output, value(i). */

@@ -12,12 +12,12 @@
 #ifndef GW_OUTPUT_H
 #define GW_OUTPUT_H
 
-#include <jansson.h>
 #include <stdint.h>
 
 #include "buf.h"
 #include "config.h"
 #include "fanout.h"
+#include "jsonw.h"
 #include "outconf.h"
 
 typedef struct gw_outputs gw_outputs_t;
@@ -52,13 +52,13 @@ void gw_outputs_held(gw_outputs_t *o, uint64_t *points, uint64_t *bytes, uint64_
 
 /* /health's "buffer.spool": the spools' {"points", "bytes",
  * "damaged_records", "appends", "syncs"} summed, or JSON null without
- * one. New reference. */
-json_t *gw_outputs_spool_json(gw_outputs_t *o);
+ * one, written to w. */
+void gw_outputs_spool_json(gw_outputs_t *o, gw_jsonw_t *w);
 
 /* /health's "outputs": {name: {state, host, port, database, buffer, spool,
- * written, failed, dead_lettered, overflowed, last_status, held_back}}.
- * New reference (NULL on ENOMEM). */
-json_t *gw_outputs_json(gw_outputs_t *o);
+ * written, failed, dead_lettered, overflowed, last_status, held_back}},
+ * written to w. */
+void gw_outputs_json(gw_outputs_t *o, gw_jsonw_t *w);
 
 /* /metrics: every per-output family, labelled output="<name>". 0 or
  * -ENOMEM. */

@@ -1,7 +1,7 @@
 /* pipeline.h — the one path of a body: parse → limits → scripts → limits →
  * series declarations → encode → the request's field types.
  *
- * Every way in runs this code: the ingest endpoints (http.c) with
+ * Every way in runs this code: the ingest endpoints (http_ingest.c) with
  * gw_pipeline_run, and POST /v1/debug/transform and the busted harness
  * (harness.c) with gw_pipeline_debug, which runs the same phases with a
  * trace (trace.h) that records each point's outcome instead of counting

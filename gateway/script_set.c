@@ -417,7 +417,7 @@ gw_script_set_t *gw_script_set_load(const gw_config_t *cfg, char *err, size_t er
     atomic_init(&set->refs, 1);
     set->timeout_ns = (int64_t)cfg->scripts.timeout_ms * 1000000;
     set->memory_limit = cfg->scripts.memory_limit;
-    set->drop_on_error = cfg->scripts.on_error && strcmp(cfg->scripts.on_error, "drop") == 0;
+    set->drop_on_error = cfg->scripts.on_error == GW_ON_ERROR_DROP;
     set->memo_entries = cfg->scripts.memo_entries;
     set->memo_verify = cfg->scripts.memo_verify;
     if (cfg->scripts.params && cfg->scripts.params->child &&

@@ -683,7 +683,7 @@ gw_sender_t *gw_sender_start(const gw_config_t *cfg, gw_queue_t *q, char *err, s
         free(s);
         return NULL;
     }
-    if (cfg->monitoring.use_ssl && !cfg->access.tls_verify)
+    if (cfg->monitoring.use_ssl && !cfg->monitoring.tls_verify)
         gw_log_warn("TLS to InfluxDB without certificate verification (monitoring.tls_verify: false)",
                     "host=%s port=%d", cfg->monitoring.host, cfg->monitoring.port);
     if (gw_deadletter_open(cfg->monitoring.dead_letter, err, errlen)) {

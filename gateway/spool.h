@@ -1,17 +1,18 @@
 /* spool.h — the durable queue: accepted line protocol on disk until InfluxDB
  * has taken it.
  *
- * A directory of segment files, each a 16-byte header and then records. One
- * record is what one ingest request handed over:
+ * A directory of segment files, each a header (with a random key) and then
+ * records. One record is what one ingest request handed over:
  *
- *   u32 magic | u32 len | u32 npoints | u32 crc | len bytes of lines | npoints u32 ends
+ *   u32 magic | u32 len | u32 npoints | u32 crc | u32 hcrc | len bytes of lines | npoints u32 ends
  *
  * little-endian; crc is zlib's crc32 over len, npoints, the lines and the
- * ends; ends[i] is the offset just past point i's line (a string field may
- * hold a raw newline, so lines are not found by searching for '\n'). A record
- * that fails its checks (torn by a kill mid-write, or damaged on disk) is
- * skipped with a log line and the reader resynchronises on the next record
- * that passes them: garbage is never replayed.
+ * ends, hcrc a check of the header with the segment's key (spool_record.h);
+ * ends[i] is the offset just past point i's line (a string field may hold a
+ * raw newline, so lines are not found by searching for '\n'). A record that
+ * fails its checks (torn by a kill mid-write, or damaged on disk) is skipped
+ * with a log line and the reader resynchronises on the next record that
+ * passes them: garbage is never replayed.
  *
  * Writers append under one lock and, with fsync "batch", wait for one
  * fdatasync that covers their record: concurrent requests share it (group

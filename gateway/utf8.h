@@ -1,7 +1,8 @@
 /* utf8.h — text a client sent, made safe to echo.
  *
  * Answers are JSON and the Prometheus text format, and both must be UTF-8:
- * jansson refuses a string that is not, and a scraper refuses the whole page.
+ * a JSON reader refuses a string that is not, and a scraper the whole page
+ * (jsonw.h writes invalid bytes the same way).
  * A path, a header, a query parameter or a name from a body that goes back
  * to a client goes through gw_utf8_echo first: valid characters are kept,
  * every byte of an invalid sequence and every control character becomes the

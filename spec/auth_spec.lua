@@ -10,16 +10,15 @@ local cjson = require("cjson")
 local T1, T2 = "tok-ABC-123", "second-token"
 
 describe("ingest tokens", function()
-  local db, gw
+  local db = influxd.for_block { database = "luagw" }
+  local gw
 
   lazy_setup(function()
-    db = influxd.start { database = "luagw" }
     gw = luagw.start { influxd = db, config = { listen = { tokens = { T1, T2 } } } }
   end)
 
   lazy_teardown(function()
     if gw then gw:destroy() end
-    if db then db:destroy() end
   end)
 
   local n = 0

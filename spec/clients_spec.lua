@@ -17,11 +17,11 @@ local PYTHON = "/usr/bin/python3" -- Debian's, which has python3-influxdb
 local sh = npm.sh -- (no sanitizer runtime preloaded into python, node... under make test-asan)
 
 describe("real InfluxDB clients through luagw", function()
-  local db, gw, dir
+  local db = influxd.for_block { database = "luagw" }
+  local gw, dir
 
   lazy_setup(function()
     dir = proc.tmpdir("luagw-clients")
-    db = influxd.start { database = "luagw" }
     gw = luagw.start { influxd = db, config = {
       listen = { tokens = { TOKEN } },
       service = "luna-sender",
@@ -31,7 +31,6 @@ describe("real InfluxDB clients through luagw", function()
 
   lazy_teardown(function()
     if gw then gw:destroy() end
-    if db then db:destroy() end
     proc.rmdir(dir)
   end)
 

@@ -1,4 +1,4 @@
--- Many parallel clients while SIGHUP reloads the scripts (issue 7): no
+-- Many parallel clients while SIGHUP reloads the scripts: no
 -- request is lost or refused, every point is taken exactly once, and luagw
 -- keeps running. Under `make test-asan` this also runs the reload path
 -- (script sets published and released while workers use them) with ASan.

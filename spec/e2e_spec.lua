@@ -10,6 +10,11 @@ local cjson = require("cjson")
 local JSON = { ["Content-Type"] = "application/json" }
 local S = influxd.str
 
+local function health(gw)
+  local _, body = gw:get("/health")
+  return cjson.decode(body)
+end
+
 -- The five series of the monitored service (see DEVELOPERS.md), one point each.
 local SEED = {
   { series = "requests", time = "1700000000.123456", ns = "1700000000123456000",
@@ -52,17 +57,15 @@ end
 local function rows(db, q) return db:rows(q, "luagw") end
 
 describe("luagw end to end with a real influxd", function()
-  local db, gw
+  local db = influxd.for_block { database = "luagw" }
+  local gw
 
   lazy_setup(function()
-    db = influxd.start {}
-    db:create_database("luagw")
     gw = luagw.start { influxd = db, config = { monitoring = { flushing_period = 0.2 } } }
   end)
 
   lazy_teardown(function()
     if gw then gw:destroy() end
-    if db then db:destroy() end
   end)
 
   it("answers /ping with 204 and an InfluxDB version header, /health with JSON", function()
@@ -242,13 +245,7 @@ describe("luagw end to end with a real influxd", function()
 end)
 
 describe("luagw limits and batching", function()
-  local db
-
-  lazy_setup(function()
-    db = influxd.start {}
-    db:create_database("luagw")
-  end)
-  lazy_teardown(function() if db then db:destroy() end end)
+  local db = influxd.for_block { database = "luagw" }
 
   it("answers 413 for a body over listen.max_body_bytes, also after gzip inflation", function()
     local gw = luagw.start { influxd = db, config = { listen = { max_body_bytes = 4096 } } }
@@ -279,8 +276,9 @@ describe("luagw limits and batching", function()
     for i = 1, 25 do lines[i] = ("full,i=%d v=%di"):format(i, i) end
     assert.equal(204, (gw:post("/write", table.concat(lines, "\n"))))
     assert.is_true(wait(function() return #rows(db, "SELECT * FROM full") == 20 end, 5))
-    wait.sleep(0.3)
-    assert.equal(20, #rows(db, "SELECT * FROM full")) -- the last 5 wait for the period
+    -- the two batches written and let go; the last 5 wait for the period
+    assert.is_true(wait(function() return health(gw).buffer.points == 5 end, 5))
+    assert.equal(20, #rows(db, "SELECT * FROM full"))
   end)
 
   it("flushes what it holds on SIGTERM and exits 0", function()
@@ -314,8 +312,7 @@ describe("luagw limits and batching", function()
     local lines = {}
     for i = 1, 50 do lines[i] = ("outage,i=%d v=%di %d"):format(i, i, 1700000009000000000 + i) end
     assert.equal(204, (gw:post("/write", table.concat(lines, "\n"))))
-    wait.sleep(1.0) -- several failed attempts
-    assert.matches("will retry", gw:log())
+    assert.is_true(wait(function() return gw:log():find("will retry", 1, true) ~= nil end, 5), gw:log())
     db:start_again()
     assert.is_true(wait(function() return #rows(db, "SELECT * FROM outage") == 50 end, 15))
   end)

@@ -1,4 +1,4 @@
--- Regressions from fuzzing and the sanitizer build (issue 7, docs/hardening.md).
+-- Regressions from fuzzing and the sanitizer build (docs/hardening.md).
 --
 -- Every file of the fuzzers' committed corpora (fuzz/corpus/<name>/, seeds
 -- and any crash a fuzzer found, which is added there once fixed) is replayed

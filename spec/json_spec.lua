@@ -779,3 +779,35 @@ describe("gw_json_parse", function()
     end)
   end)
 end)
+
+-- The one member influx.c reads from InfluxDB's error answers.
+describe("gw_json_member_string", function()
+  pcall(ffi.cdef, [[
+  int gw_json_member_string(const char *doc, size_t len, const char *key, gw_arena_t *a, gw_str_t *out);
+  ]])
+
+  local function member(doc, key)
+    local arena = ffi.gc(core.lib.gw_arena_create(4096), core.lib.gw_arena_destroy)
+    local out = ffi.new("gw_str_t[1]")
+    local rc = core.lib.gw_json_member_string(doc, #doc, key, arena, out)
+    if rc ~= 0 then return rc end
+    return ffi.string(out[0].p, out[0].n)
+  end
+
+  it("finds a top-level string member, unescaped, past values of any kind", function()
+    assert.equal("partial write: field type conflict", member('{"error":"partial write: field type conflict"}', "error"))
+    assert.equal('a "quoted" \\ é\n😀', member([[{"error": "a \"quoted\" \\ \u00e9\n\ud83d\ude00"}]], "error"))
+    assert.equal("m", member([[ { "code" : "invalid", "n": -1.5e3, "t": true, "o": {"message": "no", "x": [1, "}", {"a": ","}]},
+      "a": ["message", ","], "message" : "m" } ]], "message"))
+    assert.equal("", member('{"error":""}', "error"))
+    assert.equal("a\0b", member('{"error":"a\\u0000b"}', "error"))
+  end)
+
+  it("refuses what has no such string at the top", function()
+    for _, doc in ipairs { "", "null", '"error"', '["error", "x"]', '{"error": 1}', '{"o": {"error": "x"}}',
+                          '{"error": "cut', '{"a": 1 "error": "x"}', '{"error" "x"}', "<html>error</html>",
+                          '{"a": "\\q", "error": "x"}' } do
+      assert.equal(-1, member(doc, "error"), doc)
+    end
+  end)
+end)

@@ -159,7 +159,7 @@ describe("gw_jsonw structure", function()
 
   it("reports a buffer that cannot grow once, at the end", function()
     local buf = ffi.new("gw_buf_t[1]")
-    local huge = ffi.cast("size_t", -4)
+    local huge = 0xffffffffffffffffULL -- SIZE_MAX (a cast of -1 from a Lua number gives 2^63)
     buf[0].len, buf[0].cap = huge, huge -- any growth overflows: -ENOMEM, nothing written
     local w = ffi.new("gw_jsonw_t[1]")
     lib.gw_jsonw_init(w, buf)

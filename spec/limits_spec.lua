@@ -1,6 +1,6 @@
--- Limits that hold against hostile clients and bodies (issue 7,
--- docs/hardening.md): the listen.max_* keys of gateway/config.c, enforced in
--- gateway/pipeline.c (bodies, points) and gateway/http.c (connections,
+-- Limits that hold against hostile clients and bodies (docs/hardening.md):
+-- the listen.max_* keys of gateway/config_table.c, enforced in
+-- gateway/pipeline.c (bodies, points) and gateway/http*.c (connections,
 -- headers, timeouts). The real binary, no InfluxDB behind it: accepted
 -- points only wait in the buffer.
 local cjson = require("cjson")

@@ -27,11 +27,10 @@ local function parse(text)
 end
 
 describe("GET /metrics", function()
-  local db, gw
+  local db = influxd.for_block { database = "luagw" }
+  local gw
 
   lazy_setup(function()
-    db = influxd.start {}
-    db:create_database("luagw")
     gw = luagw.start { influxd = db, config = {
       series = { m_checked = { fields = { v = { type = "int", required = true } } } },
     } }
@@ -39,7 +38,6 @@ describe("GET /metrics", function()
 
   lazy_teardown(function()
     if gw then gw:destroy() end
-    if db then db:destroy() end
   end)
 
   local function scrape()
@@ -205,11 +203,10 @@ end)
 describe("the per-series table under a flood of new names", function()
   -- 1,100 junk names used to fill all 1,024 slots for good: every later
   -- series, declared ones too, counted as "(other)" until a restart.
-  local db, gw, dir
+  local db = influxd.for_block { database = "luagw" }
+  local gw, dir
 
   lazy_setup(function()
-    db = influxd.start {}
-    db:create_database("luagw")
     dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. dir))
@@ -224,7 +221,6 @@ describe("the per-series table under a flood of new names", function()
 
   lazy_teardown(function()
     if gw then gw:destroy() end
-    if db then db:destroy() end
     if dir then os.execute("rm -rf " .. dir) end
   end)
 

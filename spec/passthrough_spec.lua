@@ -101,13 +101,12 @@ describe("a script's points", function()
 end)
 
 describe("series declarations and limits on clean points", function()
-  local db, g
+  local db = influxd.for_block { database = "luagw" }
+  local g
   local S = influxd.str
   local function rows(q) return db:rows(q, "luagw") end
 
   lazy_setup(function()
-    db = influxd.start {}
-    db:create_database("luagw")
     -- A series no shipped script runs for: its points reach the
     -- declaration clean.
     g = luagw.start { influxd = db, config = {
@@ -121,7 +120,6 @@ describe("series declarations and limits on clean points", function()
 
   lazy_teardown(function()
     if g then g:destroy() end
-    if db then db:destroy() end
   end)
 
   it("write the defaults they add and the types they convert, from the values", function()

@@ -703,7 +703,7 @@ describe("the debug transform", function()
   end)
 end)
 
-describe("escape attempts (issue 7): luagw keeps serving, the point follows on_error", function()
+describe("escape attempts: luagw keeps serving, the point follows on_error", function()
   -- Each case runs on the first point; the second point must still be
   -- scripted, and so must a following request.
   local function attempt(body, opts)

@@ -1,4 +1,4 @@
--- gateway/spool.c: records on disk, checksums, recovery, acks, segments.
+-- gateway/spool*.c: records on disk, checksums, recovery, acks, segments.
 local core = require("support.core")
 local proc = require("support.proc")
 local ffi, lib = core.ffi, core.lib

@@ -3,6 +3,8 @@
 --
 --   local influxd = require("support.influxd")
 --   local db = influxd.start{ max_body_size = nil, database = "luagw" }
+--   local db = influxd.for_block{ database = "luagw" } -- in a describe block:
+--                   started before its first test, destroyed after its last
 --   db.port, db.url, db.dir, db.pid, db.rpc_port, db.log_path
 --   db:create_database("luagw")
 --   db:write("m f=1i 1", "luagw", { precision = "ns" })  --> status, body
@@ -121,11 +123,9 @@ function Influxd:_launch()
   live[self] = true
 end
 
--- Start a fresh influxd. opts: max_body_size, auth_enabled, log_level,
--- database (created once up), start_timeout, config = { section = {k=v} }.
-function M.start(opts)
-  opts = opts or {}
-  local self = setmetatable({ opts = opts }, Influxd)
+-- Start self (made by M.start or M.for_block) in a new temp dir.
+function Influxd:_boot()
+  local opts = self.opts
   self.dir = proc.tmpdir("luagw-influxd")
   self.port, self.rpc_port = ports.free(2)
   self.url = "http://127.0.0.1:" .. self.port
@@ -133,8 +133,27 @@ function M.start(opts)
   self.log_path = self.dir .. "/influxd.log"
   proc.write_file(self.conf, config_text(self))
   local ok, err = pcall(self._launch, self)
-  if not ok then proc.rmdir(self.dir); error(err, 2) end
+  if not ok then proc.rmdir(self.dir); error(err, 3) end
   if opts.database then self:create_database(opts.database) end
+  return self
+end
+
+-- Start a fresh influxd. opts: max_body_size, auth_enabled, log_level,
+-- database (created once up), start_timeout, config = { section = {k=v} }.
+function M.start(opts)
+  return setmetatable({ opts = opts or {} }, Influxd):_boot()
+end
+
+-- Called in a describe block: the instance its tests share, started by a
+-- lazy_setup (before those the block registers after this call, so they
+-- may use it) and destroyed by a teardown, which busted runs after the
+-- block's lazy_teardowns (a gateway stops before its InfluxDB). opts as
+-- M.start's.
+function M.for_block(opts)
+  local self = setmetatable({ opts = opts or {} }, Influxd)
+  local block = getfenv(2) -- the spec file's environment: busted's functions
+  block.lazy_setup(function() self:_boot() end)
+  block.teardown(function() self:destroy() end)
   return self
 end
 
