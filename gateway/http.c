@@ -191,9 +191,9 @@ static enum MHD_Result query(gw_http_t *h, struct MHD_Connection *c, req_t *r, i
         return http_answer_error(c, 401, R_QUERY,
                                  "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p=)");
     if (!r->query) {
-        /* Tokens limited to some databases: hand the request's token here
+        /* Reads go to the first output (outputs:, or monitoring:). Tokens
+         * limited to some databases: hand the request's token here
          * (gw_target_may_read); today every valid token reads every one. */
-        /* Reads go to the first output (outputs:, or monitoring:). */
         rc = gw_query_start(gw_outputs_conf(h->outs, 0)->cfg, c, NULL, post, r->body.data, r->body.len, &r->query,
                             err, sizeof(err));
         drop_body(h, r); /* copied, or not needed */

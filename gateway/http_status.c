@@ -1,7 +1,8 @@
 /* http_status.c — what the HTTP server tells about the gateway
  * (http_int.h): GET /health as JSON (InfluxDB, buffer and spool, points,
  * dead letters, each output, connections, memory of requests, script
- * failures, and what is wrong in words) and GET /metrics in Prometheus text (prom.c). */
+ * failures, and what is wrong in words) and GET /metrics in Prometheus
+ * text (prom.c). */
 #include "http_int.h"
 
 #include <stdio.h>
