@@ -113,7 +113,7 @@ int main(int argc, char **argv)
     gw_schema_t *schema = NULL; /* published until exit */
     gw_pipeline_t *w;
     body_t *bodies;
-    gw_ingest_t in;
+    gw_ingest_t in = {0};
     tally_t warm = {0}, t = {0};
     char err[1024];
     double t0, t1;

@@ -213,12 +213,12 @@ run_load() {
     # Everything accepted must reach the sink: wait for it (bounded).
     for ((i = 0; i < DRAIN_MAX * 20; i++)); do
       lines=$(sink_lines)
-      [ "${lines:-0}" -ge $((s0 + pts)) ] && break
+      [ "${lines:-0}" -ge $((s0 + pts * SINK_COPIES)) ] && break
       sleep 0.05
     done
     w2=$(now)
     lines=$(sink_lines)
-    lost=$((s0 + pts - ${lines:-0}))
+    lost=$(((s0 + pts * SINK_COPIES - ${lines:-0}) / SINK_COPIES))
     [ "$lost" -lt 0 ] && lost=0
     deliv=$(awk -v d="$((${s1:-0} - s0))" -v a="$w0" -v b="$w1" 'BEGIN { printf "%.0f", d / (b - a) }')
     drain=$(awk -v a="$w1" -v b="$w2" 'BEGIN { printf "%.2f", b - a }')
@@ -293,6 +293,19 @@ scripts_yaml() {
   echo "        instance: 3"
 }
 
+# output_yaml INDENT DATABASE: the keys of one output towards the sink.
+output_yaml() {
+  local in=$1
+  echo "${in}version: 1"
+  echo "${in}host: 127.0.0.1"
+  echo "${in}port: $SINK_PORT"
+  echo "${in}database: $2"
+  echo "${in}flushing_period: 1"
+  echo "${in}batch_size: $BATCH"
+  echo "${in}buffer_limit: $BUFFER"
+  echo "${in}shutdown_timeout: 10"
+}
+
 # start_luagw TAG: a luagw on a generated config (scripts_yaml TAG), warmed
 # up for a second; sets GW_PID and GW_PORT.
 start_luagw() {
@@ -304,15 +317,18 @@ start_luagw() {
     echo "  address: 127.0.0.1"
     echo "  port: $GW_PORT"
     echo "  threads: $GW_THREADS"
-    echo "monitoring:"
-    echo "  version: 1"
-    echo "  host: 127.0.0.1"
-    echo "  port: $SINK_PORT"
-    echo "  database: bench"
-    echo "  flushing_period: 1"
-    echo "  batch_size: $BATCH"
-    echo "  buffer_limit: $BUFFER"
-    echo "  shutdown_timeout: 10"
+    if [ "$tag" = fanout ]; then
+      # Two outputs (an HA pair) on the same sink, each its own database:
+      # every point delivered twice, from one shared copy.
+      echo "outputs:"
+      for o in a b; do
+        echo "  $o:"
+        output_yaml "    " "bench_$o"
+      done
+    else
+      echo "monitoring:"
+      output_yaml "  " bench
+    fi
     [ "$tag" = gzipout ] && echo "  gzip: true"
     scripts_yaml "$tag"
     echo "log:"
@@ -350,6 +366,7 @@ stop_luagw() {
 
 GW_EXIT=""
 GW_TOTAL=0
+SINK_COPIES=1 # copies of each accepted point the sink gets (outputs)
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$WORK/rows"
 : >"$WORK/load.log"
@@ -375,6 +392,14 @@ else
   say "line protocol gzip'd, maximum load"
   run_load "lp-max/gzip-in" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp -z >/dev/null || exit 1
   stop_luagw shipped
+
+  # 1b. fan-out: the same points to two outputs (docs/outputs.md)
+  SINK_COPIES=2
+  start_luagw fanout
+  say "line protocol, maximum load, two outputs"
+  run_load "lp-max/2-outputs" "$GW_PID" "$GW_PORT" 1 "$SECS" -f lp >/dev/null || exit 1
+  SINK_COPIES=1
+  stop_luagw fanout
 
   # 2. the same, gzip towards InfluxDB (monitoring.gzip)
   start_luagw gzipout

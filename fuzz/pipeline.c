@@ -361,7 +361,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static uint32_t wantcap;
     const fuzz_mode_t *mode;
     const gw_limits_t *lim;
-    gw_ingest_t ing;
+    gw_ingest_t ing = {0};
     gw_result_t res, pres;
     gw_pipeline_t *w;
     unsigned flags;

@@ -54,7 +54,7 @@ void config_put_escaped(gw_buf_t *b, const char *s, size_t n, char quote)
 
 /* Append s as a quoted, one-line, bounded string: the error is one line and
  * a value may be a multi-line block scalar or a long token. */
-static void put_quoted(gw_buf_t *b, const char *s, size_t n)
+void config_put_quoted(gw_buf_t *b, const char *s, size_t n)
 {
     gw_buf_putc(b, '"');
     config_put_escaped(b, s, n > 60 ? 60 : n, '"');
@@ -69,7 +69,7 @@ static void put_key(gw_buf_t *b, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f || s[i] == ':' || s[i] == '"' || s[i] == '\\') {
-            put_quoted(b, s, n);
+            config_put_quoted(b, s, n);
             return;
         }
     gw_buf_append(b, s, n);
@@ -77,7 +77,7 @@ static void put_key(gw_buf_t *b, const char *s, size_t n)
 
 /* Append "file:line:column: key: ". mark is libyaml's (0-based); key may be
  * a user-written, unterminated slice. */
-static void put_where(gw_buf_t *b, const loader_t *ld, yaml_mark_t mark, const char *key, size_t keylen)
+void config_put_where(gw_buf_t *b, const loader_t *ld, yaml_mark_t mark, const char *key, size_t keylen)
 {
     gw_buf_printf(b, "%s:%zu:%zu: ", ld->path, mark.line + 1, mark.column + 1);
     put_key(b, key, keylen);
@@ -91,7 +91,7 @@ void config_report(loader_t *ld, yaml_mark_t mark, const char *key, size_t keyle
     va_list ap;
     char *m = NULL;
 
-    put_where(&b, ld, mark, key, keylen);
+    config_put_where(&b, ld, mark, key, keylen);
     va_start(ap, fmt);
     if (vasprintf(&m, fmt, ap) < 0)
         m = NULL;
@@ -155,7 +155,7 @@ static void note_missing_dir(loader_t *ld, const option_t *o, yaml_mark_t mark, 
     ld->warning.len = 0;
     if (stat(dir, &st) == 0 || errno != ENOENT)
         return;
-    put_where(&ld->warning, ld, mark, o->key, strlen(o->key));
+    config_put_where(&ld->warning, ld, mark, o->key, strlen(o->key));
     gw_buf_printf(&ld->warning, "directory \"%s\" does not exist: no script will run", dir);
 }
 
@@ -223,7 +223,7 @@ static int expand_env(loader_t *ld, const char *s, size_t n)
         }
         if (!len || (!def && name + len != close)) {
             gw_buf_printf(&ld->msg, "bad variable reference ");
-            put_quoted(&ld->msg, s + i, (size_t)(close - (s + i)) + 1);
+            config_put_quoted(&ld->msg, s + i, (size_t)(close - (s + i)) + 1);
             gw_buf_printf(&ld->msg, ": expected ${NAME} or ${NAME:-default}");
             return -1;
         }
@@ -453,7 +453,7 @@ static int load_tree_option(loader_t *ld, const option_t *o, yaml_node_t *v)
     }
     if (build_tree(ld, o, v, NULL, 0, &val.tree) || (o->type == OPT_CHAINS && config_check_chains(ld, o, val.tree)) ||
         (o->off == OFF(series) && config_check_series(ld, val.tree)) ||
-        (o->type == OPT_LIST && config_check_list(ld, o, val.tree))) {
+        (o->type == OPT_LIST && o->min == 0 && config_check_list(ld, o, val.tree))) {
         gw_conf_node_free(val.tree);
         return -1;
     }
@@ -501,10 +501,10 @@ static int load_option(loader_t *ld, const option_t *o, yaml_node_t *v)
     if (rc) {
         config_put_expectation(&ld->msg, o);
         gw_buf_printf(&ld->msg, ", got ");
-        put_quoted(&ld->msg, ld->val.data, ld->val.len - 1);
+        config_put_quoted(&ld->msg, ld->val.data, ld->val.len - 1);
         if (ld->val.len - 1 != rawlen || memcmp(ld->val.data, raw, rawlen)) {
             gw_buf_printf(&ld->msg, " (from ");
-            put_quoted(&ld->msg, raw, rawlen);
+            config_put_quoted(&ld->msg, raw, rawlen);
             gw_buf_printf(&ld->msg, ")");
         }
         goto fail;
@@ -808,7 +808,7 @@ gw_config_t *gw_config_load(const char *path, char *err, size_t errlen)
         if (load_root(&ld, root))
             goto fail;
     }
-    if (config_apply_defaults(&ld) || config_cross_check(&ld))
+    if (config_apply_defaults(&ld) || config_cross_check(&ld) || config_check_outputs(&ld))
         goto fail;
     if (ld.warning.len && !(ld.cfg->warnings = strndup(ld.warning.data, ld.warning.len))) {
         report_file(&ld, "cannot load", ENOMEM);

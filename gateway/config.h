@@ -59,7 +59,7 @@ typedef struct {
         uint32_t max_fields;            /* fields of one point */
         size_t max_key_bytes;           /* series name, tag key, field key */
         size_t max_value_bytes;         /* tag value, string field value */
-        gw_conf_node_t *tokens; /* owned: a sequence of scalars; NULL = no check */
+        gw_conf_node_t *tokens; /* owned: a sequence of tokens or tenants (tenant.c); NULL = no check */
         char *tls_cert;         /* owned: PEM file; "" = plain HTTP */
         char *tls_key;          /* owned: PEM file */
         double drain_seconds;   /* after SIGTERM: ingest goes on while /health answers 503 */
@@ -90,6 +90,8 @@ typedef struct {
         double shutdown_timeout; /* seconds to flush on SIGTERM */
         gw_overflow_t overflow; /* when the buffer is full */
         char *dead_letter;      /* owned: file for points InfluxDB rejected, "" = none */
+        int passthrough;        /* the database (bucket) a write names is used (docs/outputs.md) */
+        uint32_t max_databases; /* databases written to at once */
     } monitoring;
 
     struct {
@@ -117,6 +119,8 @@ typedef struct {
     /* Top-level keys. */
     char *service;          /* owned: `service:`, what `$service` defaults stand for; "" = none */
     gw_conf_node_t *series; /* owned: `series:` declarations (schema.c, docs/series.md), NULL = {} */
+    gw_conf_node_t *outputs; /* owned: `outputs:`, a mapping name -> the keys of monitoring: (outconf.c), NULL = none */
+    gw_conf_node_t *routes;  /* owned: `routes:`, a sequence of {match, to} (route.c), NULL = none */
 
     char *warnings; /* owned: what loading found odd but allowed, one line each
                      * ("file:line:column: key: what"); NULL = none */
@@ -132,6 +136,16 @@ void gw_config_free(gw_config_t *cfg);
 
 /* Free a tree and its siblings. NULL is a no-op. */
 void gw_conf_node_free(gw_conf_node_t *n);
+
+/* A copy of cfg's settings (strings copied), without its trees (scripts,
+ * series, tokens, outputs, routes: NULL): what one output's sender and
+ * spool read (output.c). NULL on ENOMEM. Free with gw_config_free. */
+gw_config_t *gw_config_copy(const gw_config_t *cfg);
+
+/* Set key ("monitoring.port") to value as the file would (a relative path
+ * beside cfg->path). 0; -1 with "must be ..., got ..." in err; -2 for a key
+ * that is not one (or is a tree). */
+int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *err, size_t errlen);
 
 /* Print every key with its type, default and help text (--help-config). */
 void gw_config_print_reference(FILE *out);

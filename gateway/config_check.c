@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outconf.h"
+#include "route.h"
 #include "schema.h"
+#include "tenant.h"
 
 /* scripts.series: each series names one file or a non-empty list of them. */
 int config_check_chains(loader_t *ld, const option_t *o, const gw_conf_node_t *root)
@@ -139,6 +142,65 @@ int config_cross_check(loader_t *ld)
         config_report(ld, mark_of(ld, empty, "monitoring.version", NULL), empty, strlen(empty),
                       "must not be empty with monitoring.version %d", c->monitoring.version);
         return -1;
+    }
+    return 0;
+}
+
+/* A check of a module (msg "<key>: <what>", bad the node or NULL) failed:
+ * report it at the node. Returns -1. */
+static int report_node(loader_t *ld, const gw_conf_node_t *bad, const char *msg)
+{
+    const char *colon = strstr(msg, ": ");
+
+    if (!colon)
+        colon = msg + strlen(msg);
+    config_report(ld, bad ? config_node_mark(bad) : (yaml_mark_t){0}, msg, (size_t)(colon - msg), "%s",
+                  *colon ? colon + 2 : "invalid");
+    return -1;
+}
+
+/* monitoring: and outputs: do not go together. */
+static int check_alone(loader_t *ld)
+{
+    if (!ld->cfg->outputs)
+        return 0;
+    for (size_t i = 0; i < config_noptions; i++)
+        if (ld->seen[i] && strncmp(config_options[i].key, "monitoring.", 11) == 0) {
+            config_report(ld, ld->mark[i], "monitoring", 10,
+                          "monitoring: and outputs: do not go together: move monitoring: under outputs: as an "
+                          "output of its own");
+            return -1;
+        }
+    return 0;
+}
+
+/* See config_int.h. */
+int config_check_outputs(loader_t *ld)
+{
+    const gw_config_t *c = ld->cfg;
+    const gw_conf_node_t *bad = NULL;
+    const char *names[GW_OUTPUTS_MAX];
+    char msg[600], warn[600] = "";
+    gw_outconfs_t oc = {0};
+    int rc;
+
+    if (check_alone(ld))
+        return -1;
+    if (gw_tenants_check(c->listen.tokens, &bad, msg, sizeof(msg)))
+        return report_node(ld, bad, msg);
+    rc = gw_outconfs_build(c, &oc, &bad, msg, sizeof(msg));
+    if (!rc) {
+        gw_outconfs_names(&oc, names);
+        rc = gw_routes_check(c->routes, names, oc.n, c->listen.tokens, &bad, msg, sizeof(msg), warn, sizeof(warn));
+    }
+    gw_outconfs_free(&oc);
+    if (rc)
+        return report_node(ld, bad, msg);
+    if (*warn) {
+        if (ld->warning.len)
+            gw_buf_putc(&ld->warning, '\n');
+        config_put_where(&ld->warning, ld, c->routes ? config_node_mark(c->routes) : (yaml_mark_t){0}, "routes", 6);
+        gw_buf_printf(&ld->warning, "%s", warn);
     }
     return 0;
 }

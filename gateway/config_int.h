@@ -31,7 +31,8 @@ enum opt_type {
     OPT_ENUM,    /* int (a C enum); the index of one of choices */
     OPT_PARAMS,  /* gw_conf_node_t *; a mapping of anything (default {}) */
     OPT_CHAINS,  /* gw_conf_node_t *; a mapping of name -> [file, ...] (default {}) */
-    OPT_LIST,    /* gw_conf_node_t *; a sequence of non-empty strings (default []) */
+    OPT_LIST,    /* gw_conf_node_t *; a sequence of non-empty strings (default []); with min 1, a
+                  * sequence of anything, which the module that reads it checks */
 };
 
 typedef struct {
@@ -92,6 +93,12 @@ void config_report(loader_t *ld, yaml_mark_t mark, const char *key, size_t keyle
 /* Where a node of a tree-valued key was written. */
 yaml_mark_t config_node_mark(const gw_conf_node_t *n);
 
+/* Append "file:line:column: key: " (mark libyaml's, 0-based). */
+void config_put_where(gw_buf_t *b, const loader_t *ld, yaml_mark_t mark, const char *key, size_t keylen);
+
+/* Append s quoted, on one line, cut after 60 bytes. */
+void config_put_quoted(gw_buf_t *b, const char *s, size_t n);
+
 /* Append n bytes of s on one line, C-style escaped (and quote, if any). */
 void config_put_escaped(gw_buf_t *b, const char *s, size_t n, char quote);
 
@@ -135,5 +142,10 @@ int config_check_series(loader_t *ld, const gw_conf_node_t *root);
 
 /* The rules between keys, after defaults. 0 or -1 (reported). */
 int config_cross_check(loader_t *ld);
+
+/* outputs:, routes: and listen.tokens as outconf.c, route.c and tenant.c
+ * read them (docs/outputs.md). 0 or -1 (reported); a route that can never
+ * match is a warning. */
+int config_check_outputs(loader_t *ld);
 
 #endif

@@ -35,6 +35,7 @@ static const char *const fsync_choices[] = {[GW_SPOOL_FSYNC_BATCH] = "batch", [G
 #define ENUM(k, f, c, d, h) {k, OPT_ENUM, 0, 0, c, d, OFF(f), h}
 #define TREE(k, t, f, h) {k, t, 0, 0, NULL, "{}", OFF(f), h}
 #define LIST(k, f, h) {k, OPT_LIST, 0, 0, NULL, "[]", OFF(f), h}
+#define ITEMS(k, f, h) {k, OPT_LIST, 1, 0, NULL, "[]", OFF(f), h}
 
 const option_t config_options[] = {
     STRING("listen.address", listen.address, 1, "127.0.0.1",
@@ -71,8 +72,9 @@ const option_t config_options[] = {
          "longest series name, tag key or field key; a point with a longer one is rejected"),
     SIZE("listen.max_value_bytes", listen.max_value_bytes, 64, 64 * MIB, "64KiB",
          "longest tag value or string field value; a point with a longer one is rejected"),
-    LIST("listen.tokens", listen.tokens,
-         "ingest tokens: requests need Authorization: Bearer/Token T (or u/p, Basic); [] = no check"),
+    ITEMS("listen.tokens", listen.tokens,
+          "ingest tokens: requests need Authorization: Bearer/Token T (or u/p, Basic); [] = no check; "
+          "an item {name, token, tags, databases} names a tenant (docs/outputs.md)"),
     PATH("listen.tls_cert", listen.tls_cert, 0, "",
          "PEM certificate file: serve HTTPS; empty means plain HTTP"),
     PATH("listen.tls_key", listen.tls_key, 0, "",
@@ -128,6 +130,10 @@ const option_t config_options[] = {
          "buffer full: refuse the request (503) or drop the oldest points (counted)"),
     PATH("monitoring.dead_letter", monitoring.dead_letter, 0, "",
          "file to append the points InfluxDB rejected to; empty means none"),
+    BOOL("monitoring.passthrough", monitoring.passthrough, "false",
+         "write to the database (bucket) a client's write names (?db=, ?bucket=); false: always database"),
+    UINT32("monitoring.max_databases", monitoring.max_databases, 1, 4096, "64",
+           "databases written to at once, each with a buffer of its own (503 for more)"),
 
     PATH("spool.dir", spool.dir, 0, "",
          "directory of the durable spool; empty means no spool (memory only)"),
@@ -163,6 +169,11 @@ const option_t config_options[] = {
            "this deployment's service name; series defaults written $service stand for it"),
     TREE("series", OPT_PARAMS, series,
          "per series: its tags and fields, types, required, defaults (docs/series.md)"),
+    TREE("outputs", OPT_PARAMS, outputs,
+         "name -> one InfluxDB, with the keys of monitoring: and passthrough, spool (docs/outputs.md); "
+         "{} = the one output monitoring:"),
+    ITEMS("routes", routes,
+          "which points go to which outputs, first match wins (docs/outputs.md); [] = every point to every output"),
 };
 
 const size_t config_noptions = sizeof(config_options) / sizeof(config_options[0]);

@@ -77,7 +77,7 @@ void config_put_expectation(gw_buf_t *b, const option_t *o)
         gw_buf_printf(b, "must be a mapping of series to a list of script files");
         break;
     case OPT_LIST:
-        gw_buf_printf(b, "must be a list of non-empty strings");
+        gw_buf_printf(b, o->min > 0 ? "must be a list" : "must be a list of non-empty strings");
         break;
     }
 }
@@ -121,7 +121,7 @@ static void put_type(gw_buf_t *b, const option_t *o)
         gw_buf_printf(b, "mapping series: [files]");
         break;
     case OPT_LIST:
-        gw_buf_printf(b, "list of strings");
+        gw_buf_printf(b, o->min > 0 ? "list" : "list of strings");
         break;
     }
 }
@@ -303,6 +303,71 @@ void config_store_value(gw_config_t *cfg, const option_t *o, value_t v)
         *(gw_conf_node_t **)field = v.tree;
         break;
     }
+}
+
+static int is_tree(const option_t *o)
+{
+    return o->type == OPT_PARAMS || o->type == OPT_CHAINS || o->type == OPT_LIST;
+}
+
+gw_config_t *gw_config_copy(const gw_config_t *cfg)
+{
+    gw_config_t *c = malloc(sizeof(*c));
+    int ok;
+
+    if (!c)
+        return NULL;
+    *c = *cfg;
+    c->warnings = NULL;
+    for (size_t i = 0; i < config_noptions; i++)
+        if (is_tree(&config_options[i]) || config_options[i].type == OPT_STRING || config_options[i].type == OPT_PATH)
+            *(void **)((char *)c + config_options[i].off) = NULL;
+    ok = (c->path = strdup(cfg->path)) != NULL;
+    for (size_t i = 0; i < config_noptions && ok; i++) {
+        const option_t *o = &config_options[i];
+        char **to = (char **)((char *)c + o->off);
+        char *const *from = (char *const *)((const char *)cfg + o->off);
+        if (o->type == OPT_STRING || o->type == OPT_PATH)
+            ok = !*from || (*to = strdup(*from));
+    }
+    if (!ok) {
+        gw_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+    const option_t *o = config_find_option(key);
+    loader_t ld = {.path = cfg->path};
+    value_t v = {0};
+    gw_buf_t msg = {0};
+    int rc;
+
+    if (!o || is_tree(o)) {
+        snprintf(err, errlen, "unknown key");
+        return -2;
+    }
+    rc = config_parse_value(o, value, &v);
+    if (!rc)
+        rc = config_resolve_path(&ld, o, &v);
+    if (rc == -2) {
+        if (o->type == OPT_PATH)
+            free(v.s);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (rc) {
+        config_put_expectation(&msg, o);
+        gw_buf_printf(&msg, ", got ");
+        config_put_quoted(&msg, value, strlen(value));
+        snprintf(err, errlen, "%.*s", (int)msg.len, msg.data ? msg.data : "");
+        gw_buf_free(&msg);
+        return -1;
+    }
+    config_store_value(cfg, o, v);
+    return 0;
 }
 
 void gw_config_print_reference(FILE *out)

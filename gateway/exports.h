@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "config.h"
 #include "conns.h"
+#include "fanout.h"
 #include "harness.h"
 #include "inflight.h"
 #include "influx.h"
@@ -28,9 +29,11 @@
 #include "metrics.h"
 #include "point.h"
 #include "refusal.h"
+#include "route.h"
 #include "script.h"
 #include "sender.h"
 #include "spool.h"
+#include "tenant.h"
 #include "typecheck.h"
 #include "utf8.h"
 
@@ -79,10 +82,26 @@ GW_EXPORT(gw_conns_destroy)
 GW_EXPORT(gw_conns_started)
 GW_EXPORT(gw_conns_stats)
 
+/* fanout.h */
+GW_EXPORT(gw_fanout_abandon)
+GW_EXPORT(gw_fanout_close)
+GW_EXPORT(gw_fanout_create)
+GW_EXPORT(gw_fanout_destroy)
+GW_EXPORT(gw_fanout_done)
+GW_EXPORT(gw_fanout_each_lane)
+GW_EXPORT(gw_fanout_finished)
+GW_EXPORT(gw_fanout_groups)
+GW_EXPORT(gw_fanout_park)
+GW_EXPORT(gw_fanout_push)
+GW_EXPORT(gw_fanout_set_idle)
+GW_EXPORT(gw_fanout_stats)
+GW_EXPORT(gw_fanout_take)
+
 /* harness.h */
 GW_EXPORT(gw_harness_close)
 GW_EXPORT(gw_harness_open)
 GW_EXPORT(gw_harness_run)
+GW_EXPORT(gw_harness_set_req)
 
 /* inflight.h */
 GW_EXPORT(gw_inflight_cost)
@@ -149,6 +168,14 @@ GW_EXPORT(gw_points_free)
 /* refusal.h */
 GW_EXPORT(gw_refusal_partition)
 
+/* route.h */
+GW_EXPORT(gw_routes_begin)
+GW_EXPORT(gw_routes_check)
+GW_EXPORT(gw_routes_count)
+GW_EXPORT(gw_routes_create)
+GW_EXPORT(gw_routes_destroy)
+GW_EXPORT(gw_routes_match)
+
 /* script.h */
 GW_EXPORT(gw_script_stats_free)
 GW_EXPORT(gw_script_stats_snapshot)
@@ -169,6 +196,17 @@ GW_EXPORT(gw_spool_open)
 GW_EXPORT(gw_spool_points)
 GW_EXPORT(gw_spool_read)
 GW_EXPORT(gw_spool_unread)
+
+/* tenant.h */
+GW_EXPORT(gw_name_ok)
+GW_EXPORT(gw_tenant_database)
+GW_EXPORT(gw_tenant_tag)
+GW_EXPORT(gw_tenants_check)
+GW_EXPORT(gw_tenants_count)
+GW_EXPORT(gw_tenants_create)
+GW_EXPORT(gw_tenants_destroy)
+GW_EXPORT(gw_tenants_find)
+GW_EXPORT(gw_tenants_tree_has)
 
 /* typecheck.h */
 GW_EXPORT(gw_typecheck_create)

@@ -13,9 +13,15 @@
 #define HARNESS_MAX_POINTS 1000000
 
 struct gw_harness {
-    gw_schema_t *schema; /* owned; pinned in w */
-    gw_pipeline_t *w;    /* owned */
+    gw_schema_t *schema;               /* owned; pinned in w */
+    gw_pipeline_t *w;                  /* owned */
+    const struct gw_script_req *req;   /* borrowed: what the next runs' scripts see as req; NULL = none */
 };
+
+void gw_harness_set_req(gw_harness_t *h, const struct gw_script_req *req)
+{
+    h->req = req;
+}
 
 void gw_harness_close(gw_harness_t *h)
 {
@@ -56,7 +62,8 @@ int gw_harness_run(gw_harness_t *h, int format, const char *body, size_t len, in
 {
     gw_ingest_t in = {.format = format == GW_FMT_JSON ? GW_FMT_JSON : GW_FMT_LINEPROTO,
                       .ns_per_unit = ns_per_unit,
-                      .now_ns = gw_clock_wall_ns()};
+                      .now_ns = gw_clock_wall_ns(),
+                      .req = h->req};
     gw_buf_t out = {0};
     int rc;
 

@@ -24,6 +24,11 @@ gw_harness_t *gw_harness_open(const char *path, char *err, size_t errlen);
  * 0, GW_PIPELINE_TOO_MANY, or -ENOMEM. */
 int gw_harness_run(gw_harness_t *h, int format, const char *body, size_t len, int64_t ns_per_unit, char **json);
 
+/* What the scripts of the next runs see as req (script.h; borrowed until
+ * set again); NULL: every field nil. */
+struct gw_script_req;
+void gw_harness_set_req(gw_harness_t *h, const struct gw_script_req *req);
+
 /* NULL is a no-op. */
 void gw_harness_close(gw_harness_t *h);
 

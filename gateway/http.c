@@ -80,7 +80,7 @@ static enum route route_of(const char *url, const char **allowed)
 
 /* A POST to an ingest endpoint or the debug transform: check what the
  * headers tell before reading a byte of the body, then set up *con_cls. */
-static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum route route, void **con_cls)
+static enum MHD_Result begin_body(gw_http_t *h, struct MHD_Connection *c, enum route route, void **con_cls)
 {
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
@@ -91,11 +91,6 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
     req_t *r;
     int room;
 
-    /* Ingest and the debug transform need a token when tokens are set;
-     * /ping, /health and /metrics stay open for probes and scrapers. */
-    if (h->cfg->listen.tokens && !http_authorized(h, c, route))
-        return http_answer_error(c, 401, route,
-                                 "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write and /query)");
     if (atomic_load(&h->draining))
         return http_answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
     if (route == R_POINTS && ct && !http_is_json_type(ct))
@@ -123,6 +118,32 @@ static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum r
     r->no_room = room;
     *con_cls = r;
     return MHD_YES;
+}
+
+/* Ingest and the debug transform need a token when tokens are set (/ping,
+ * /health and /metrics stay open for probes and scrapers); a request
+ * holds the routes and tokens in force (dispatch.h) until it ends. */
+static enum MHD_Result begin_post(gw_http_t *h, struct MHD_Connection *c, enum route route, void **con_cls)
+{
+    gw_access_t *access = gw_access_acquire();
+    const gw_tenant_t *tenant = NULL;
+    enum MHD_Result ret;
+
+    if (!access)
+        return http_answer_error(c, 503, route, "shutting down: nothing of this body was accepted");
+    if (gw_access_tokens(access) && !(tenant = http_authorized(access, c, route))) {
+        gw_access_release(access);
+        return http_answer_error(c, 401, route,
+                                 "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p= on /write and /query)");
+    }
+    ret = begin_body(h, c, route, con_cls);
+    if (*con_cls) {
+        ((req_t *)*con_cls)->access = access;
+        ((req_t *)*con_cls)->tenant = tenant;
+    } else {
+        gw_access_release(access);
+    }
+    return ret;
 }
 
 /* Let go of what a request body holds: its buffer, and its room. */
@@ -166,13 +187,15 @@ static enum MHD_Result query(gw_http_t *h, struct MHD_Connection *c, req_t *r, i
     char err[600];
     int rc;
 
-    if (!post && h->cfg->listen.tokens && !http_authorized(h, c, R_QUERY))
+    if (!post && !http_let_in(c, R_QUERY))
         return http_answer_error(c, 401, R_QUERY,
                                  "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p=)");
     if (!r->query) {
-        /* Tokens limited to some databases: hand the request's token here
+        /* Reads go to the first output (outputs:, or monitoring:). Tokens
+         * limited to some databases: hand the request's token here
          * (gw_target_may_read); today every valid token reads every one. */
-        rc = gw_query_start(h->cfg, c, NULL, post, r->body.data, r->body.len, &r->query, err, sizeof(err));
+        rc = gw_query_start(gw_outputs_conf(h->outs, 0)->cfg, c, NULL, post, r->body.data, r->body.len, &r->query,
+                            err, sizeof(err));
         drop_body(h, r); /* copied, or not needed */
         return rc ? http_answer_error(c, (unsigned)rc, R_QUERY, "%s", err) : MHD_YES;
     }
@@ -274,6 +297,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     drop_body(cls, r);
+    gw_access_release(r->access);
     gw_query_end(r->query);
     free(r);
     *con_cls = NULL;
@@ -509,7 +533,7 @@ static int start_daemons(gw_http_t *h, unsigned flags, struct MHD_OptionItem *tl
     return 0;
 }
 
-gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen)
+gw_http_t *gw_http_start(const gw_config_t *cfg, gw_outputs_t *outs, char *err, size_t errlen)
 {
     gw_http_t *h = calloc(1, sizeof(*h));
     /* Each daemon is one worker thread with its own epoll; connections come
@@ -525,9 +549,14 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_
         return NULL;
     }
     h->cfg = cfg;
-    h->q = q;
+    h->outs = outs;
     h->listen_fd = h->wake[0] = h->wake[1] = -1;
-    h->lp_flags = cfg->monitoring.version == 1 ? GW_LP_NO_UINT : 0;
+    /* Lines are encoded once for every output: unsigned integers as
+     * integers when any output is a 1.x, which has none. */
+    h->lp_flags = 0;
+    for (int i = 0; i < gw_outputs_count(outs); i++)
+        if (gw_outputs_conf(outs, i)->cfg->monitoring.version == 1)
+            h->lp_flags = GW_LP_NO_UINT;
     if (pthread_key_create(&h->key, http_worker_free)) {
         snprintf(err, errlen, "pthread_key_create failed");
         free(h);

@@ -22,14 +22,14 @@
 
 #include <stddef.h>
 
-#include "batch.h"
+#include "output.h"
 #include "config.h"
 
 typedef struct gw_http gw_http_t;
 
 /* Listen on cfg->listen and serve until gw_http_stop. cfg and q are borrowed
  * and must outlive the server. NULL on failure with the reason in err. */
-gw_http_t *gw_http_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen);
+gw_http_t *gw_http_start(const gw_config_t *cfg, gw_outputs_t *outs, char *err, size_t errlen);
 
 /* Take this instance out of its load balancer: from now on /health answers
  * 503 ("draining") while ingest still takes points, until gw_http_drain.

@@ -1,32 +1,11 @@
 /* http_auth.c — listen.tokens (http_int.h): a request carries a token as
  * Authorization: Bearer or Token (InfluxDB 2.x clients), as Basic's
- * password (1.x clients given a user and password), or as ?p= on /write.
- * Tokens are compared in time that does not tell where they differ. */
+ * password (1.x clients given a user and password), or as ?p= on /write;
+ * looked up in the routes and tokens in force (dispatch.h, tenant.c, which
+ * compares in time that does not tell where tokens differ). */
 #include "http_int.h"
 
 #include <strings.h>
-
-/* Equal, in time that depends only on the length of want (a configured
- * token), not on where have differs. */
-static int token_eq(const char *have, size_t hn, const char *want)
-{
-    size_t wn = strlen(want);
-    unsigned char d = hn != wn;
-
-    for (size_t i = 0; i < wn; i++)
-        d |= (unsigned char)(i < hn ? have[i] : 0) ^ (unsigned char)want[i];
-    return d == 0;
-}
-
-/* Is tok (n bytes) one of listen.tokens? Every token is compared. */
-static int token_ok(const gw_http_t *h, const char *tok, size_t n)
-{
-    int ok = 0;
-
-    for (const gw_conf_node_t *t = h->cfg->listen.tokens->child; t; t = t->next)
-        ok |= token_eq(tok, n, t->value);
-    return ok;
-}
 
 static int b64val(unsigned char c)
 {
@@ -62,8 +41,9 @@ static long b64decode(const char *s, char *out, size_t outlen)
 /* listen.tokens: does the request carry one? Authorization: Bearer T or
  * Token T (InfluxDB 2.x clients), Basic with T as the password (1.x clients
  * given a user and password), ?p=T (1.x query parameters, /write and
- * /query), or ?token=T (the status page, which is opened by a link). */
-int http_authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route)
+ * /query), or ?token=T (the status page, which is opened by a link): the
+ * token it names, or NULL. */
+const gw_tenant_t *http_authorized(const gw_access_t *acc, struct MHD_Connection *c, enum route route)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     const char *p;
@@ -75,16 +55,16 @@ int http_authorized(const gw_http_t *h, struct MHD_Connection *c, enum route rou
             a += a[0] == 'B' || a[0] == 'b' ? 7 : 6;
             while (*a == ' ')
                 a++;
-            return token_ok(h, a, strlen(a));
+            return gw_access_find(acc, a, strlen(a));
         }
         if (!strncasecmp(a, "Basic ", 6)) {
             char up[1024], *colon;
             long n = b64decode(a + 6, up, sizeof(up));
             if (n < 0 || !(colon = memchr(up, ':', (size_t)n)))
-                return 0;
-            return token_ok(h, colon + 1, (size_t)(up + n - (colon + 1)));
+                return NULL;
+            return gw_access_find(acc, colon + 1, (size_t)(up + n - (colon + 1)));
         }
-        return 0;
+        return NULL;
     }
     if (route == R_WRITE_V1 || route == R_QUERY)
         p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "p");
@@ -92,5 +72,15 @@ int http_authorized(const gw_http_t *h, struct MHD_Connection *c, enum route rou
         p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token");
     else
         p = NULL;
-    return p && token_ok(h, p, strlen(p));
+    return p ? gw_access_find(acc, p, strlen(p)) : NULL;
+}
+
+/* See http_int.h. */
+int http_let_in(struct MHD_Connection *c, enum route route)
+{
+    gw_access_t *a = gw_access_acquire();
+    int ok = !gw_access_tokens(a) || http_authorized(a, c, route) != NULL;
+
+    gw_access_release(a);
+    return ok;
 }

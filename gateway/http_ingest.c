@@ -1,10 +1,13 @@
 /* http_ingest.c — a request body's way in (http_int.h): ?precision= and
  * gzip (libdeflate), the memory its processing may take (inflight.h),
  * this worker thread's pipeline (pipeline.h: parse, limits, scripts,
- * declarations, encode), the queue, and the answer. The debug transform
- * takes the same steps with the pipeline traced, and queues nothing. */
+ * declarations, encode) with the request's dispatch (dispatch.h: its
+ * token, database and routes; req for scripts), the outputs' buffer, and
+ * the answer. The debug transform takes the same steps with the pipeline
+ * traced, and queues nothing. */
 #include "http_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libdeflate.h>
 #include <malloc.h>
@@ -13,6 +16,7 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "dispatch.h"
 #include "lineproto.h"
 #include "metrics.h"
 
@@ -300,10 +304,28 @@ static int reserve_work(gw_http_t *h, struct MHD_Connection *c, req_t *r, int fo
     return 0;
 }
 
-/* Run a prepared body (len bytes) through this worker's pipeline, queue
- * what it accepts and answer. */
+/* A push the outputs' buffer refused (dispatch.h): 503, 413 or 500 with
+ * {"error", "outputs_full"}. */
+static enum MHD_Result answer_refusal(struct MHD_Connection *c, const req_t *r, const gw_dispatch_t *d, int rc,
+                                      uint32_t npoints, size_t nbytes)
+{
+    gw_buf_t msg = {0}, b;
+    gw_jsonw_t w;
+    unsigned status = gw_dispatch_refusal(d, rc, npoints, nbytes, &msg);
+    enum MHD_Result ret;
+
+    http_json_begin(&w, &b);
+    gw_jsonw_member_string(&w, "error", msg.data ? msg.data : "");
+    gw_dispatch_put_full(d, rc, &w);
+    ret = http_answer_json(c, status, &w, r->route, msg.data ? msg.data : "");
+    gw_buf_free(&msg);
+    return ret;
+}
+
+/* Run a prepared body (len bytes) through this worker's pipeline, hand
+ * what it accepts to the outputs (d) and answer. */
 static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t *r, const gw_ingest_t *in,
-                                   const char *body, size_t len)
+                                   const char *body, size_t len, gw_dispatch_t *d)
 {
     gw_result_t res;
     gw_pipeline_t *w;
@@ -323,30 +345,12 @@ static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t
     if (rc)
         return http_answer_error(c, 500, r->route, "out of memory while processing the body");
     lines = gw_pipeline_output(w, &nbytes, &ends, &npoints);
-    rc = gw_queue_push(h->q, lines, nbytes, ends, npoints);
+    rc = gw_dispatch_push(d, lines, nbytes, ends, npoints);
     GW_COUNT(requests, 1);
     GW_COUNT(points_received, (uint64_t)res.accepted + res.rejected);
     if (rc) {
         GW_COUNT(points_refused, npoints);
-        if (rc == GW_QUEUE_FULL && gw_queue_spool(h->q))
-            return http_answer_error(c, 503, r->route,
-                                     "spool full or unwritable (spool.max_bytes = %zu): nothing of this body was accepted, retry later",
-                                     h->cfg->spool.max_bytes);
-        if (rc == GW_QUEUE_TOO_BIG && gw_queue_spool(h->q))
-            return http_answer_error(c, 413, r->route, "body: larger than spool.max_bytes (%zu) can ever hold",
-                                     h->cfg->spool.max_bytes);
-        if (rc == GW_QUEUE_FULL)
-            return http_answer_error(c, 503, r->route,
-                                     "buffer full (monitoring.buffer_limit = %u points, buffer_limit_bytes = %zu): nothing of this body was accepted, retry later",
-                                     h->cfg->monitoring.buffer_limit, h->cfg->monitoring.buffer_limit_bytes);
-        if (rc == GW_QUEUE_CLOSED)
-            return http_answer_error(c, 503, r->route, "shutting down: nothing of this body was accepted");
-        if (rc == GW_QUEUE_TOO_BIG)
-            return http_answer_error(c, 413, r->route,
-                                     "body: %u points of %zu bytes, more than monitoring.buffer_limit (%u) or buffer_limit_bytes (%zu) can ever hold",
-                                     npoints, nbytes, h->cfg->monitoring.buffer_limit,
-                                     h->cfg->monitoring.buffer_limit_bytes);
-        return http_answer_error(c, 500, r->route, "out of memory while queueing");
+        return answer_refusal(c, r, d, rc, npoints, nbytes);
     }
     GW_COUNT(points_accepted, res.accepted);
     GW_COUNT(points_rejected, res.rejected);
@@ -356,6 +360,70 @@ static enum MHD_Result ingest_body(gw_http_t *h, struct MHD_Connection *c, req_t
     if (!res.accepted)
         hint_format(&res, in->format, body, len);
     return http_answer_result(c, r->route, &res);
+}
+
+/* What scripts see as req: the token's name, the client's address (into
+ * client), the database the points go to, the path. */
+static const gw_script_req_t *script_req(struct MHD_Connection *c, const req_t *r, const gw_dispatch_t *d,
+                                         char client[INET6_ADDRSTRLEN], gw_script_req_t *out)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    const char *path = r->route == R_POINTS     ? "/v1/points"
+                       : r->route == R_WRITE_V2 ? "/api/v2/write"
+                       : r->route == R_DEBUG    ? "/v1/debug/transform"
+                                                : "/write";
+
+    client[0] = '\0';
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, client, INET6_ADDRSTRLEN);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, client, INET6_ADDRSTRLEN);
+    *out = (gw_script_req_t){
+        .token = {r->tenant ? r->tenant->name : NULL, r->tenant && r->tenant->name ? strlen(r->tenant->name) : 0},
+        .client = {*client ? client : NULL, strlen(client)},
+        .db = d->db,
+        .rp = d->rp,
+        .path = {path, strlen(path)},
+    };
+    return out;
+}
+
+/* What a request holds while its body is processed: its dispatch, and
+ * what its scripts see as req. */
+typedef struct {
+    gw_dispatch_t d;
+    gw_script_req_t sreq;
+    char client[INET6_ADDRSTRLEN];
+    char why[512];
+} request_t;
+
+/* Begin the request's dispatch (dispatch.h) for its token and the database
+ * it names (?db= and ?rp= on /write and /v1/points, ?bucket= on
+ * /api/v2/write), and give in its hooks and req. 0, or -1 when the token
+ * may not write there (rq->why: answer 403). */
+static int begin_request(gw_http_t *h, struct MHD_Connection *c, req_t *r, gw_ingest_t *in, request_t *rq)
+{
+    int v2 = r->route == R_WRITE_V2;
+    const char *db = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, v2 ? "bucket" : "db");
+    const char *rp = v2 ? NULL : MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "rp");
+
+    if (gw_dispatch_begin(&rq->d, r->access, h->outs, r->tenant, db, rp, rq->why, sizeof(rq->why)))
+        return -1;
+    in->hooks = &rq->d.hooks;
+    in->req = script_req(c, r, &rq->d, rq->client, &rq->sreq);
+    return 0;
+}
+
+/* Let go of what a request took: its dispatch, the inflated body, all but
+ * the raw body's memory, and the worker's buffers after a large one. */
+static void end_request(gw_http_t *h, req_t *r, request_t *rq, gw_buf_t *inflated, size_t body_held)
+{
+    gw_dispatch_end(&rq->d);
+    gw_buf_free(inflated);
+    gw_inflight_keep(h->inflight, &r->held, body_held);
+    if (r->release)
+        worker_release(h);
 }
 
 /* POST /v1/points, /write, /api/v2/write once the body is in: inflate it,
@@ -370,14 +438,14 @@ enum MHD_Result http_ingest(gw_http_t *h, struct MHD_Connection *c, req_t *r)
     size_t body_held = r->held, len;
     const char *body;
     enum MHD_Result ret;
+    request_t rq;
 
+    if (begin_request(h, c, r, &in, &rq))
+        return http_answer_error(c, 403, r->route, "%s", rq.why);
     if (!prepare_body(h, c, r, &in, &inflated, &body, &len, &ret) &&
         !reserve_work(h, c, r, in.format, body, len, 0, &ret))
-        ret = ingest_body(h, c, r, &in, body, len);
-    gw_buf_free(&inflated);
-    gw_inflight_keep(h->inflight, &r->held, body_held);
-    if (r->release)
-        worker_release(h);
+        ret = ingest_body(h, c, r, &in, body, len, &rq.d);
+    end_request(h, r, &rq, &inflated, body_held);
     return ret;
 }
 
@@ -398,7 +466,12 @@ enum MHD_Result http_debug_transform(gw_http_t *h, struct MHD_Connection *c, req
     gw_pipeline_t *w;
     enum MHD_Result ret;
     int rc;
+    request_t rq;
 
+    /* The request as ingest sees it: its token (and its tags), its
+     * database, its routes, req. */
+    if (begin_request(h, c, r, &in, &rq))
+        return http_answer_error(c, 403, r->route, "%s", rq.why);
     if (prepare_body(h, c, r, &in, &inflated, &body, &len, &ret))
         goto done;
     n = count_points(in.format, body, len, DEBUG_MAX_POINTS);
@@ -421,9 +494,6 @@ enum MHD_Result http_debug_transform(gw_http_t *h, struct MHD_Connection *c, req
         ret = http_answer(c, 200, json.data ? json.data : "{}", json.data ? json.len : 2, "application/json");
 done:
     gw_buf_free(&json);
-    gw_buf_free(&inflated);
-    gw_inflight_keep(h->inflight, &r->held, body_held);
-    if (r->release)
-        worker_release(h);
+    end_request(h, r, &rq, &inflated, body_held);
     return ret;
 }

@@ -5,10 +5,13 @@
  *   http_answer.c   answers: headers every answer carries, JSON error bodies
  *                   (2.x's {"code", "message"} too), 405, 413/503 for memory
  *   http_ingest.c   a body's way in: gzip, precision, the memory it may
- *                   take, this worker's pipeline, the queue; the debug
- *                   transform, which runs the same pipeline traced
+ *                   take, this worker's pipeline, the request's dispatch
+ *                   (token, database, routes; req for scripts) to the
+ *                   outputs; the debug transform, which runs the same
+ *                   pipeline traced
  *   http_status.c   /health, /metrics, and /status (status.h)
- *   http_auth.c     listen.tokens: Bearer, Token, Basic, ?p=, ?token=
+ *   http_auth.c     listen.tokens: Bearer, Token, Basic, ?p=, ?token=,
+ *                   checked against the set in force (dispatch.h)
  * /query is passed through by query.c. */
 #ifndef GW_HTTP_INT_H
 #define GW_HTTP_INT_H
@@ -24,6 +27,7 @@
 
 #include "buf.h"
 #include "conns.h"
+#include "dispatch.h"
 #include "inflight.h"
 #include "jsonw.h"
 #include "pipeline.h"
@@ -56,7 +60,7 @@ struct gw_http {
     int acceptor_ok;
     int key_ok;
     const gw_config_t *cfg; /* borrowed */
-    gw_queue_t *q;          /* borrowed */
+    gw_outputs_t *outs;     /* borrowed */
     pthread_key_t key;      /* each worker thread's gw_pipeline_t */
     unsigned lp_flags;
     atomic_int draining;    /* set by gw_http_drain: ingest answers 503 */
@@ -75,6 +79,8 @@ typedef struct {
     int too_large;    /* body grew past max_body_bytes: answer 413 */
     int no_room;      /* GW_INFLIGHT_FULL or _TOO_BIG: the body is read and dropped, answer 503 or 413 */
     int release;      /* its processing was large: give the worker's buffers back at the end */
+    gw_access_t *access;       /* owned reference: the routes and tokens it began with */
+    const gw_tenant_t *tenant; /* borrowed from access: its token, NULL without one */
     gw_query_t *query; /* owned reference: a /query in progress (query.h) */
 } req_t;
 
@@ -157,7 +163,10 @@ enum MHD_Result http_status_page(gw_http_t *h, struct MHD_Connection *c, enum ro
 
 /* ------------------------------------------------------- http_auth.c */
 
-/* Does the request carry one of listen.tokens? */
-int http_authorized(const gw_http_t *h, struct MHD_Connection *c, enum route route);
+/* The token of acc the request carries, or NULL. */
+const gw_tenant_t *http_authorized(const gw_access_t *acc, struct MHD_Connection *c, enum route route);
+
+/* Does the request carry a token of the set in force (or is there none)? */
+int http_let_in(struct MHD_Connection *c, enum route route);
 
 #endif

@@ -1,7 +1,8 @@
 /* http_status.c — what the HTTP server tells about the gateway
  * (http_int.h): GET /health as JSON (InfluxDB, buffer and spool, points,
- * dead letters, connections, memory of requests, script failures, and
- * what is wrong in words) and GET /metrics in Prometheus text (prom.c). */
+ * dead letters, each output, connections, memory of requests, script
+ * failures, and what is wrong in words) and GET /metrics in Prometheus
+ * text (prom.c). */
 #include "http_int.h"
 
 #include <stdio.h>
@@ -92,28 +93,46 @@ typedef struct {
     const char *local[2]; /* this instance's: full, draining (NULL-terminated) */
     long long refusing;   /* 401/403/404 from InfluxDB, or 0 */
     int reachable;
+    uint64_t points, bytes, spool_bytes; /* held by the outputs, summed */
 } health_t;
+
+/* Several outputs: what counts is whether every route has one that takes
+ * points (an HA pair with one member down is fine). */
+static void health_outputs(gw_http_t *h, health_t *hs)
+{
+    gw_access_t *a = gw_access_acquire();
+
+    hs->reachable = !a || !gw_access_stuck(a, h->outs);
+    hs->refusing = 0;
+    gw_access_release(a);
+    if (!hs->reachable)
+        snprintf(hs->upstream, sizeof(hs->upstream), "some route has no output able to take points: see outputs");
+}
 
 static void health_check(gw_http_t *h, health_t *hs)
 {
-    gw_spool_t *sp = gw_queue_spool(h->q);
-    int n = 0;
+    int n = 0, full;
 
     memset(hs, 0, sizeof(*hs));
-    hs->reachable = GW_GET(healthy) != 0;
-    /* 401/403/404 from InfluxDB: nothing gets through until someone fixes
-     * the configuration, so say "fail", not "warn". */
-    hs->refusing = (long long)GW_GET(influx_refusing);
-    if (hs->refusing)
-        snprintf(hs->upstream, sizeof(hs->upstream),
-                 "influxdb refuses writes (HTTP %lld): check credentials, database or bucket", hs->refusing);
-    else if (!hs->reachable)
-        snprintf(hs->upstream, sizeof(hs->upstream), "influxdb unreachable or failing (last status %lld), retrying",
-                 (long long)GW_GET(last_status));
-    if (sp && gw_spool_bytes(sp) >= h->cfg->spool.max_bytes / 20 * 19)
+    gw_outputs_held(h->outs, &hs->points, &hs->bytes, &hs->spool_bytes);
+    if (gw_outputs_count(h->outs) > 1) {
+        health_outputs(h, hs);
+    } else {
+        hs->reachable = GW_GET(healthy) != 0;
+        /* 401/403/404 from InfluxDB: nothing gets through until someone
+         * fixes the configuration. */
+        hs->refusing = (long long)GW_GET(influx_refusing);
+        if (hs->refusing)
+            snprintf(hs->upstream, sizeof(hs->upstream),
+                     "influxdb refuses writes (HTTP %lld): check credentials, database or bucket", hs->refusing);
+        else if (!hs->reachable)
+            snprintf(hs->upstream, sizeof(hs->upstream),
+                     "influxdb unreachable or failing (last status %lld), retrying", (long long)GW_GET(last_status));
+    }
+    full = gw_outputs_count(h->outs) == 1 && gw_outputs_state(h->outs, 0) == GW_OUT_FULL;
+    if (full && hs->spool_bytes)
         hs->local[n++] = "spool full (95% of spool.max_bytes): ingest answers 503";
-    else if (!sp && (gw_queue_points(h->q) >= h->cfg->monitoring.buffer_limit ||
-                     gw_queue_bytes(h->q) >= h->cfg->monitoring.buffer_limit_bytes / 20 * 19))
+    else if (full)
         hs->local[n++] = "buffer full (monitoring.buffer_limit or buffer_limit_bytes): ingest answers 503";
     if (n < 2 && (atomic_load(&h->leaving) || atomic_load(&h->draining)))
         hs->local[n++] = "draining: this instance is stopping, send elsewhere";
@@ -130,12 +149,13 @@ static void health_counts(gw_http_t *h, const health_t *hs, gw_jsonw_t *w)
     gw_jsonw_end(w);
     gw_jsonw_key(w, "buffer");
     gw_jsonw_begin_object(w);
-    gw_jsonw_member_uint(w, "points", gw_queue_points(h->q));
+    gw_jsonw_member_uint(w, "points", hs->points);
     gw_jsonw_member_uint(w, "limit", h->cfg->monitoring.buffer_limit);
-    gw_jsonw_member_uint(w, "bytes", gw_queue_bytes(h->q));
-    gw_jsonw_member_uint(w, "limit_bytes", gw_queue_limit_bytes(h->q));
+    gw_jsonw_member_uint(w, "bytes", hs->bytes);
+    gw_jsonw_member_uint(w, "limit_bytes",
+                         *h->cfg->spool.dir ? h->cfg->spool.max_bytes : h->cfg->monitoring.buffer_limit_bytes);
     gw_jsonw_key(w, "spool");
-    gw_queue_spool_json(h->q, w);
+    gw_outputs_spool_json(h->outs, w);
     gw_jsonw_end(w);
     gw_jsonw_key(w, "points");
     gw_jsonw_begin_object(w);
@@ -166,6 +186,8 @@ enum MHD_Result http_health(gw_http_t *h, struct MHD_Connection *c)
     gw_jsonw_member_string(&w, "version", GW_VERSION);
     gw_jsonw_member_string(&w, "status", failing ? "fail" : "pass");
     health_counts(h, &hs, &w);
+    gw_jsonw_key(&w, "outputs");
+    gw_outputs_json(h->outs, &w);
     gw_jsonw_key(&w, "dead_letter");
     gw_deadletter_json(&w);
     gw_jsonw_member_bool(&w, "stopping", atomic_load(&h->leaving) || atomic_load(&h->draining));
@@ -196,7 +218,7 @@ enum MHD_Result http_metrics(gw_http_t *h, struct MHD_Connection *c)
 
     gw_conns_stats(h->conns, &st);
     gw_inflight_stats(h->inflight, &in);
-    if (gw_prom_render(&b, h->q, &st, &in)) {
+    if (gw_prom_render(&b, h->outs, &st, &in)) {
         gw_buf_free(&b);
         return http_answer_error(c, 500, R_METRICS, "out of memory");
     }
@@ -216,7 +238,7 @@ enum MHD_Result http_status_page(gw_http_t *h, struct MHD_Connection *c, enum ro
     char *json;
     enum MHD_Result rc;
 
-    if (h->cfg->listen.tokens && !http_authorized(h, c, route)) {
+    if (!http_let_in(c, route)) {
         if (route == R_STATUS_JSON)
             return http_answer_error(c, 401, route, "unauthorized: send Authorization: Bearer <token> (or ?token=)");
         if (!(r = MHD_create_response_from_buffer(sizeof(ask) - 1, (void *)ask, MHD_RESPMEM_PERSISTENT)))
@@ -234,7 +256,7 @@ enum MHD_Result http_status_page(gw_http_t *h, struct MHD_Connection *c, enum ro
                                 "connect-src 'self'; img-src 'self'");
         return http_queue(c, 200, r, "text/html; charset=utf-8");
     }
-    if (!(json = gw_status_json(h->cfg, h->q)))
+    if (!(json = gw_status_json(h->cfg, h->outs)))
         return http_answer(c, 500, http_nomem_json, http_nomem_json_len, "application/json");
     rc = http_answer(c, 200, json, strlen(json), "application/json");
     free(json);

@@ -9,11 +9,17 @@
 #include "clock.h"
 
 static int min_level = GW_LOG_INFO;
+static __thread const char *context; /* this thread's "key=value" for every line; NULL = none */
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
 void gw_log_set_level(int level)
 {
     min_level = level;
+}
+
+void gw_log_set_context(const char *kv)
+{
+    context = kv;
 }
 
 int gw_log_enabled(int level)
@@ -41,6 +47,11 @@ void gw_log(int level, const char *msg, const char *fmt, ...)
         va_start(ap, fmt);
         k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
         va_end(ap);
+        if (k > 0)
+            n += (size_t)k < sizeof(line) - n ? (size_t)k : sizeof(line) - n - 1;
+    }
+    if (context && n < sizeof(line) - 2) {
+        k = snprintf(line + n, sizeof(line) - n, " %s", context);
         if (k > 0)
             n += (size_t)k < sizeof(line) - n ? (size_t)k : sizeof(line) - n - 1;
     }

@@ -11,6 +11,10 @@ enum { GW_LOG_DEBUG = 0, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
 /* Set the minimum level printed. */
 void gw_log_set_level(int level);
 
+/* Every line this thread logs from now on ends with kv ("output=replica";
+ * borrowed, must outlive the thread's logging; NULL: nothing). */
+void gw_log_set_context(const char *kv);
+
 /* Is level printed? Lets callers skip formatting work. */
 int gw_log_enabled(int level);
 

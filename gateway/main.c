@@ -24,12 +24,13 @@
 #include "batch.h"
 #include "clock.h"
 #include "config.h"
+#include "dispatch.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "schema.h"
 #include "script.h"
-#include "sender.h"
+#include "output.h"
 #include "status.h"
 #include "version.h"
 
@@ -163,38 +164,46 @@ static void pin_series(const gw_config_t *cfg)
                     "series=%d", failed);
 }
 
-/* SIGHUP: read the file again and put its scripts in force, atomically:
- * workers switch at their next request and finish the one in progress with
- * the old scripts. A bad file or a script that does not load is logged and
- * the running scripts stay. Other settings take effect on restart. */
-static void reload(const char *path)
+/* SIGHUP: read the file again and put its scripts, routes: and
+ * listen.tokens in force, all or nothing: workers switch at their next
+ * request and finish the one in progress with what it began with. A bad
+ * file, a script that does not load or a route naming an output that is
+ * not running is logged and the running set stays. Other settings
+ * (outputs included) take effect on restart. */
+static void reload(const char *path, const gw_outputs_t *outs)
 {
     char err[1024];
     gw_config_t *cfg = gw_config_load(path, err, sizeof(err));
-    gw_script_set_t *set;
+    gw_script_set_t *set = NULL;
+    gw_access_t *access = NULL;
 
     if (!cfg) {
-        gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
+        gw_log_error("reload failed, the running scripts stay, and the routes and tokens", "error=\"%s\"", unquote(err));
         gw_status_reload(0, 0, err);
         return;
     }
     warn_config(cfg, 0);
-    set = gw_script_set_load(cfg, err, sizeof(err));
+    access = gw_access_create(cfg, outs, err, sizeof(err));
+    if (access)
+        set = gw_script_set_load(cfg, err, sizeof(err));
     if (set)
         pin_series(cfg);
     gw_config_free(cfg);
     if (!set) {
-        gw_log_error("reload failed, the running scripts stay", "error=\"%s\"", unquote(err));
+        gw_access_release(access);
+        gw_log_error("reload failed, the running scripts stay, and the routes and tokens", "error=\"%s\"", unquote(err));
         gw_status_reload(0, 0, err);
         return;
     }
     gw_status_reload(1, gw_script_set_count(set), NULL);
-    gw_log_info("scripts reloaded", "config=%s scripts=%d", path, gw_script_set_count(set));
+    gw_log_info("scripts reloaded", "config=%s scripts=%d routes=%d tokens=%d", path, gw_script_set_count(set),
+                gw_access_routes(access), gw_access_tokens(access));
     gw_script_set_publish(set);
+    gw_access_publish(access);
 }
 
 /* Take signals until SIGTERM or SIGINT (SIGHUP reloads); returns it. */
-static int wait_for_stop(const sigset_t *set, const char *path)
+static int wait_for_stop(const sigset_t *set, const char *path, const gw_outputs_t *outs)
 {
     int sig;
 
@@ -203,7 +212,7 @@ static int wait_for_stop(const sigset_t *set, const char *path)
             continue;
         if (sig != SIGHUP)
             return sig;
-        reload(path);
+        reload(path, outs);
     }
 }
 
@@ -211,7 +220,7 @@ static int wait_for_stop(const sigset_t *set, const char *path)
  * this instance out, while ingest goes on for seconds — longer than the
  * balancer needs to notice, so no client is refused. Another SIGTERM or
  * SIGINT ends the wait early; SIGHUP still reloads. */
-static void drain(gw_http_t *http, const sigset_t *set, double seconds, const char *path)
+static void drain(gw_http_t *http, const sigset_t *set, double seconds, const char *path, const gw_outputs_t *outs)
 {
     double end = gw_clock_mono() + seconds, left;
     struct timespec ts;
@@ -226,7 +235,7 @@ static void drain(gw_http_t *http, const sigset_t *set, double seconds, const ch
         ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
         sig = sigtimedwait(set, NULL, &ts);
         if (sig == SIGHUP) {
-            reload(path);
+            reload(path, outs);
         } else if (sig == SIGTERM || sig == SIGINT) {
             gw_log_info("drain cut short", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
             return;
@@ -237,27 +246,14 @@ static void drain(gw_http_t *http, const sigset_t *set, double seconds, const ch
 
 /* Steps 2 and 3 of stopping, also after a failed start (any of the parts
  * may be NULL): ingest answers 503 so that no point arrives after the last
- * flush; the server keeps answering while the sender flushes; then it
- * stops. */
-static void shut_down(const gw_config_t *cfg, gw_http_t *http, gw_sender_t *sender, gw_queue_t *q)
+ * flush; the server keeps answering while the outputs flush, each within
+ * its shutdown_timeout (they log what they leave); then it stops. */
+static void shut_down(gw_http_t *http, gw_outputs_t *outs)
 {
-    uint64_t left;
-
     gw_http_drain(http);
-    if (sender) {
-        left = gw_sender_stop(sender, gw_clock_mono() + cfg->monitoring.shutdown_timeout);
-        if (left && gw_queue_spool(q))
-            gw_log_warn("stopped with points undelivered, kept in the spool for the next start",
-                        "points=%llu spool=\"%s\"", (unsigned long long)left, cfg->spool.dir);
-        else if (left)
-            gw_log_error("stopped with points undelivered: they are lost", "points=%llu",
-                         (unsigned long long)left);
-        else
-            gw_log_info("stopped, everything delivered", "written=%llu",
-                        (unsigned long long)GW_GET(points_written));
-    }
+    gw_outputs_stop(outs);
     gw_http_stop(http);
-    gw_queue_destroy(q);
+    gw_access_publish(NULL);
 }
 
 /* Run the gateway on a loaded config and scripts (both consumed) until a
@@ -266,8 +262,8 @@ static void shut_down(const gw_config_t *cfg, gw_http_t *http, gw_sender_t *send
 static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, const sigset_t *set)
 {
     char err[1024];
-    gw_queue_t *q = NULL;
-    gw_sender_t *sender = NULL;
+    gw_outputs_t *outs = NULL;
+    gw_access_t *access = NULL;
     gw_http_t *http = NULL;
     gw_schema_t *schema = NULL;
     int sig, status = 1;
@@ -294,18 +290,19 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
         goto out;
     }
     raise_fd_limit(cfg);
-    /* With spool.dir set this also recovers what an earlier run left. */
-    q = gw_queue_open(cfg, err, sizeof(err));
-    if (!q) {
-        gw_log_error("cannot create the buffer", "error=\"%s\"", err);
+    /* With spools this also recovers what an earlier run left. */
+    outs = gw_outputs_start(cfg, err, sizeof(err));
+    if (!outs) {
+        gw_log_error("cannot start the outputs", "error=\"%s\"", err);
         goto out;
     }
-    sender = gw_sender_start(cfg, q, err, sizeof(err));
-    if (!sender) {
-        gw_log_error("cannot start the InfluxDB sender", "error=\"%s\"", err);
+    access = gw_access_create(cfg, outs, err, sizeof(err));
+    if (!access) {
+        gw_log_error("cannot compile the routes and tokens", "error=\"%s\"", err);
         goto out;
     }
-    http = gw_http_start(cfg, q, err, sizeof(err));
+    gw_access_publish(access);
+    http = gw_http_start(cfg, outs, err, sizeof(err));
     if (!http) {
         gw_log_error("cannot start the HTTP server", "error=\"%s\"", err);
         goto out;
@@ -315,13 +312,21 @@ static int serve(gw_config_t *cfg, gw_script_set_t *scripts, const char *path, c
                 cfg->monitoring.port,
                 cfg->monitoring.version == 2 ? cfg->monitoring.bucket : cfg->monitoring.database);
 
-    sig = wait_for_stop(set, path);
+    for (int i = 0; i < gw_outputs_count(outs); i++) {
+        const gw_config_t *oc = gw_outputs_conf(outs, i)->cfg;
+        gw_log_info("output", "output=%s influx=%s:%d/%s passthrough=%s spool=\"%s\"", gw_outputs_conf(outs, i)->name,
+                    oc->monitoring.host, oc->monitoring.port,
+                    oc->monitoring.version == 2 ? oc->monitoring.bucket : oc->monitoring.database,
+                    gw_outputs_conf(outs, i)->passthrough ? "true" : "false", oc->spool.dir);
+    }
+
+    sig = wait_for_stop(set, path, outs);
     gw_log_info("stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    drain(http, set, cfg->listen.drain_seconds, path);
+    drain(http, set, cfg->listen.drain_seconds, path, outs);
     status = 0;
 
 out:
-    shut_down(cfg, http, sender, q);
+    shut_down(http, outs);
     gw_status_stop();
     gw_script_shutdown();
     gw_schema_publish(NULL);

@@ -397,17 +397,24 @@ static int parse_body(gw_pipeline_t *w, const gw_ingest_t *in, const char *body,
  * the points are still the ones checked (no script ran: the checks after
  * need not look at them again; without scripts the limits are checked
  * once, in phase 3); *script_ns the scripts' time per point. 0 or -ENOMEM. */
-static int run_scripts(gw_pipeline_t *w, gw_result_t *res, int kind, int *checked, uint64_t *script_ns)
+static int run_scripts(gw_pipeline_t *w, const gw_ingest_t *in, gw_result_t *res, int kind, int *checked,
+                       uint64_t *script_ns)
 {
     char err[256];
     int64_t t0;
     int rc;
 
+    /* The caller's change before any script (a token's tags). */
+    if (in->hooks && in->hooks->before && in->hooks->before(in->hooks->ud, w->points.v, w->points.n, w->arena))
+        return -ENOMEM;
     *checked = gw_script_ready(w->scripts);
     if (*checked)
         drop_over_limits(w, res, kind, err, sizeof(err));
     t0 = gw_clock_mono_ns();
+    /* req's strings are the request's: forgotten after the run. */
+    gw_script_set_req(w->scripts, in->req);
     rc = gw_script_run(w->scripts, &w->points, w->arena, w->tracing ? gw_trace_scripts(w->trace) : NULL);
+    gw_script_set_req(w->scripts, NULL);
     if (rc < 0)
         return rc;
     if (rc > 0)
@@ -425,7 +432,8 @@ static int run_scripts(gw_pipeline_t *w, gw_result_t *res, int kind, int *checke
  * field, names InfluxDB reads back, ...), then the lengths on the encoded
  * line. Per-series counts are tallied here, added once per series at the
  * end; a traced run counts nothing and records each outcome. 0 or -ENOMEM. */
-static int check_and_encode(gw_pipeline_t *w, gw_result_t *res, int kind, int checked, uint64_t script_ns)
+static int check_and_encode(gw_pipeline_t *w, const gw_ingest_t *in, gw_result_t *res, int kind, int checked,
+                            uint64_t script_ns)
 {
     const gw_schema_t *schema = w->schema ? w->schema : gw_schema_current();
     const int count = !w->tracing;
@@ -478,6 +486,14 @@ static int check_and_encode(gw_pipeline_t *w, gw_result_t *res, int kind, int ch
             reject(w, res, kind, i, p, slot, err);
             continue;
         }
+        /* Where the point goes (routes): a point no route takes is rejected. */
+        if (in->hooks && in->hooks->place && (rc = in->hooks->place(in->hooks->ud, p, w->nout, err, sizeof(err)))) {
+            if (rc < 0)
+                return rc;
+            w->out.len = start;
+            reject(w, res, kind, i, p, slot, err);
+            continue;
+        }
         /* A field another point of this request gave another type: its line is taken back. */
         if ((rc = gw_typecheck_point(w->types, p, w->lp_flags, kind, err, sizeof(err))) < 0)
             return rc;
@@ -508,9 +524,9 @@ static int run(gw_pipeline_t *w, const gw_ingest_t *in, const char *body, size_t
     w->ntally = 0;
     rc = parse_body(w, in, body, len, res);
     if (!rc)
-        rc = run_scripts(w, res, kind, &checked, &script_ns);
+        rc = run_scripts(w, in, res, kind, &checked, &script_ns);
     if (!rc)
-        rc = check_and_encode(w, res, kind, checked, script_ns);
+        rc = check_and_encode(w, in, res, kind, checked, script_ns);
     return rc;
 }
 

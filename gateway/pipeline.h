@@ -39,10 +39,24 @@ typedef enum { GW_FMT_LINEPROTO = 0, GW_FMT_JSON } gw_format_t;
 
 typedef struct gw_pipeline gw_pipeline_t;
 
+/* What the caller does to a request's points on their way (dispatch.h):
+ * either may be NULL. */
+struct gw_arena;
+typedef struct {
+    void *ud;
+    /* On the parsed points, before any script: 0 or -ENOMEM. */
+    int (*before)(void *ud, gw_point_t *p, uint32_t n, struct gw_arena *a);
+    /* Point p is encoded as line i of the output: 0 keeps it; >0 rejects
+     * it (why in err); -ENOMEM. */
+    int (*place)(void *ud, const gw_point_t *p, uint32_t i, char *err, size_t errlen);
+} gw_ingest_hooks_t;
+
 typedef struct {
     int format;          /* gw_format_t */
     int64_t ns_per_unit; /* line protocol timestamp precision */
     int64_t now_ns;      /* time of receipt: for points without a time */
+    const gw_ingest_hooks_t *hooks; /* borrowed; NULL: none */
+    const struct gw_script_req *req; /* borrowed: what scripts see as req; NULL: nothing */
 } gw_ingest_t;
 
 /* What one body may hold (the listen.max_* keys of the configuration); a

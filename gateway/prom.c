@@ -161,7 +161,7 @@ static void inflight(gw_buf_t *b, const gw_inflight_stats_t *st)
                   (unsigned long long)st->too_big);
 }
 
-int gw_prom_render(gw_buf_t *b, gw_queue_t *q, const gw_conns_stats_t *conns, const gw_inflight_stats_t *in)
+int gw_prom_render(gw_buf_t *b, gw_outputs_t *outs, const gw_conns_stats_t *conns, const gw_inflight_stats_t *in)
 {
     static const struct {
         int k;
@@ -176,8 +176,10 @@ int gw_prom_render(gw_buf_t *b, gw_queue_t *q, const gw_conns_stats_t *conns, co
         {GW_S_SCRIPT_NS, "luagw_series_script_seconds_total",
          "time spent in scripts; a request's script time is shared by its points", 1e-9},
     };
-    gw_spool_t *sp = q ? gw_queue_spool(q) : NULL;
+    uint64_t held = 0, held_bytes = 0, spool_bytes = 0;
 
+    if (outs)
+        gw_outputs_held(outs, &held, &held_bytes, &spool_bytes);
     head(b, "luagw_build_info", "gauge", "version of this luagw");
     gw_buf_printf(b, "luagw_build_info{version=\"%s\",influx_compat=\"%s\"} 1\n", GW_VERSION,
                   GW_INFLUX_COMPAT_VERSION);
@@ -213,11 +215,11 @@ int gw_prom_render(gw_buf_t *b, gw_queue_t *q, const gw_conns_stats_t *conns, co
             gw_buf_printf(b, "luagw_influx_responses_total{code=\"%d\"} %llu\n", s, v);
     }
     scalar(b, "luagw_influx_up", "gauge", "1 while the last write attempt succeeded", GW_GET(healthy) != 0);
-    scalar(b, "luagw_buffer_points", "gauge", "points waiting for delivery", q ? gw_queue_points(q) : 0);
-    scalar(b, "luagw_buffer_bytes", "gauge", "bytes of those points (with a spool: the spool's on disk)",
-           q ? gw_queue_bytes(q) : 0);
-    scalar(b, "luagw_spool_bytes", "gauge", "bytes of the spool on disk (0 without a spool)",
-           sp ? gw_spool_bytes(sp) : 0);
+    scalar(b, "luagw_buffer_points", "gauge", "points waiting for delivery, over all outputs", held);
+    scalar(b, "luagw_buffer_bytes", "gauge", "bytes of those points (with a spool: the spool's on disk)", held_bytes);
+    scalar(b, "luagw_spool_bytes", "gauge", "bytes of the spools on disk (0 without a spool)", spool_bytes);
+    if (outs && gw_outputs_prom(outs, b))
+        return -ENOMEM;
     if (conns)
         connections(b, conns);
     if (in)

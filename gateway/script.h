@@ -61,6 +61,20 @@ void gw_script_destroy(gw_script_t *s);
  * worker's thread, like gw_script_run. */
 int gw_script_ready(gw_script_t *s);
 
+/* The request scripts see as their second argument, req
+ * (docs/outputs.md): each a string, p NULL for nil. */
+#define GW_REQ_NFIELDS 5
+typedef struct gw_script_req {
+    gw_str_t token;  /* the token's name */
+    gw_str_t client; /* the client's IP address */
+    gw_str_t db, rp; /* the database (bucket) and retention policy it writes to */
+    gw_str_t path;   /* /write, /api/v2/write, /v1/points */
+} gw_script_req_t;
+
+/* The request of the next runs on s (copied; its strings borrowed until
+ * then); NULL: every field nil. */
+void gw_script_set_req(gw_script_t *s, const gw_script_req_t *req);
+
 /* What a traced run learns from the scripts (trace.c records it for the
  * debug transform and the harness). The callbacks run on the worker's
  * thread, inside gw_script_run; strings are borrowed for the call. */

@@ -46,6 +46,7 @@ typedef struct gw_script_ctl {
   int (*grow)(struct gw_script_ctl *c, int what, uint32_t keep_from);
   uint32_t nin, cur, script, nout, committed, outcap;
   uint32_t ntags, tagcap, nfields, fieldcap;
+  gw_str_t req[5];
 } gw_script_ctl_t;
 struct gw_timespec { long tv_sec; long tv_nsec; };
 int clock_gettime(int clk, struct gw_timespec *ts);
@@ -148,6 +149,20 @@ local SAFE_BIT = pick(bit, { "arshift", "band", "bnot", "bor", "bswap", "bxor", 
 -- script can reach writes to a table it did not create.
 
 local TAGS, FIELDS, PT = {}, {}, {}
+
+-- The request, as scripts see it (their second argument): one table per
+-- request, made when its first point runs; read-only for scripts.
+local REQ_KEYS = { "token", "client", "db", "rp", "path" }
+local REQ
+local function read_only() error("req is read-only", 2) end
+local function request(c)
+  local t = {}
+  for k = 1, #REQ_KEYS do
+    local s = c.req[k - 1]
+    if s.p ~= nil then t[REQ_KEYS[k]] = ffi_string(s.p, s.n) end
+  end
+  return setmetatable({}, { __index = t, __newindex = read_only, __metatable = false })
+end
 local TADD, FADD = {}, {}       -- keys added by the script, in order (may repeat)
 local ntadd, nfadd = 0, 0
 local pt_extra = false          -- PT holds keys besides series, time, tags, fields
@@ -504,7 +519,7 @@ end
 local function step(f, r, pt, seq)
   if r == pt or (type(r) == "table" and rawget(r, "series") ~= nil) then
     seq[0] = seq[0] + 1
-    return f(r)
+    return f(r, REQ)
   end
   if type(r) ~= "table" then
     bad("expected the point, a list of points, nil or false, got a %s", type(r))
@@ -516,7 +531,7 @@ local function step(f, r, pt, seq)
       bad("list item %d: expected a point table with series, got %s", j, type(x))
     end
     seq[0] = seq[0] + 1
-    local y = f(x)
+    local y = f(x, REQ)
     if y then
       if type(y) == "table" and rawget(y, "series") == nil then
         for q = 1, #y do n = n + 1; out[n] = y[q] end
@@ -570,7 +585,7 @@ local function call_chain(cid)
   if f1 then
     c.script = chain_id1[cid]
     seq[0] = seq[0] + 1
-    r = f1(pt)
+    r = f1(pt, REQ)
     ran = 1
   else
     local steps = chain_steps[cid]
@@ -775,6 +790,7 @@ end
 local function run(i, fresh)
   local c = ctl
   if fresh then
+    REQ = request(c)
     if nanchor > 65536 then anchor = {} else tclear(anchor) end
     nanchor = 0
     -- Between points the tables are empty (finish, slow) or marked dirty

@@ -74,6 +74,7 @@ typedef struct gw_script_ctl {
     int (*grow)(struct gw_script_ctl *c, int what, uint32_t keep_from);
     uint32_t nin, cur, script, nout, committed, outcap;
     uint32_t ntags, tagcap, nfields, fieldcap;
+    gw_str_t req[GW_REQ_NFIELDS]; /* borrowed: the request scripts see as req (gw_script_req_t) */
 } gw_script_ctl_t;
 
 /* ------------------------------------------------------------------------ */

@@ -638,6 +638,15 @@ static void check_results(gw_script_t *s)
         check_point(s, i);
 }
 
+void gw_script_set_req(gw_script_t *s, const gw_script_req_t *req)
+{
+    _Static_assert(sizeof(gw_script_req_t) == sizeof(s->ctl.req), "gw_script_req_t is ctl.req");
+    if (req)
+        memcpy(s->ctl.req, req, sizeof(s->ctl.req));
+    else
+        memset(s->ctl.req, 0, sizeof(s->ctl.req));
+}
+
 int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, const gw_script_trace_t *trace)
 {
     uint32_t nscripted, ntags = 0, nfields = 0;

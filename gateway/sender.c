@@ -340,7 +340,8 @@ static void stored(job_t *j, range_t r)
     j->d->delivered += count;
     j->done += count;
     GW_COUNT(points_written, count);
-    count_series(j->data, j->ends, r.lo, r.hi, GW_S_WRITTEN);
+    if (!j->d->no_series)
+        count_series(j->data, j->ends, r.lo, r.hi, GW_S_WRITTEN);
     GW_COUNT(batches_written, 1);
     if (j->attempt > 0)
         gw_log_info("influx write recovered", "points=%u attempts=%d", count, j->attempt + 1);
@@ -357,7 +358,8 @@ static void give_up(job_t *j, range_t r, long status, int reason, const char *wh
     j->d->rejected += count;
     j->done += count;
     GW_COUNT(points_dropped, count);
-    count_series(j->data, j->ends, r.lo, r.hi, GW_S_DROPPED);
+    if (!j->d->no_series)
+        count_series(j->data, j->ends, r.lo, r.hi, GW_S_DROPPED);
 }
 
 /* The budget is spent: take InfluxDB's count of a partial write as the
@@ -415,7 +417,9 @@ static void on_refusal(job_t *j, range_t r, gw_action_t act, long dropped, const
                  count, loggable(a->error, why, sizeof(why)));
     /* The lines InfluxDB's message names go apart from the others, and
      * first: they are likely refused together in one request. */
-    k = r.depth < NAMED_DEPTH_MAX ? gw_refusal_partition(a->error, j->data, j->ends, r.lo, r.hi) : 0;
+    k = r.depth < NAMED_DEPTH_MAX && (!j->d->own || j->d->own(j->d->ud, &j->data, &j->ends) == 0)
+            ? gw_refusal_partition(a->error, j->data, j->ends, r.lo, r.hi)
+            : 0;
     if (k > 0 && (uint32_t)k < count)
         push_parts(j, r, r.hi - (uint32_t)k, 1);
     else

@@ -57,7 +57,11 @@ typedef struct gw_delivery {
     /* Points [from, to) of the batch were given up; reason a gw_dl_reason_t. */
     void (*reject)(void *ud, const char *lines, const uint32_t *ends, uint32_t from, uint32_t to,
                    long status, int reason, const char *why);
-    void *ud;               /* borrowed: passed to the three */
+    /* NULL, or called before the batch's lines are first rewritten (the
+     * bytes are shared): set *data and *ends to a private copy; 0, or -1
+     * (not rewritten then: halves instead). */
+    int (*own)(void *ud, char **data, uint32_t **ends);
+    void *ud;               /* borrowed: passed to the callbacks */
     double retry_max;       /* seconds: cap of every wait */
     unsigned seed;          /* jitter */
     size_t byte_cap;        /* learned from 413s: bodies larger than this are split first; 0 = none */
@@ -67,6 +71,7 @@ typedef struct gw_delivery {
     uint64_t rejected;
     uint64_t probes;        /* probe writes */
     uint32_t probe_len;     /* bytes in probe */
+    int no_series;          /* 1: leave the per-series written/dropped counts to another output */
     /* A line InfluxDB stored, sent again to ask whether it takes writes (the
      * point overwrites itself); empty before the first, then the probe is
      * an empty write. */

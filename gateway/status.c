@@ -308,35 +308,39 @@ static void series_entry(const gw_series_slot_t *s, void *ud)
     gw_jsonw_end(j);
 }
 
-/* The outputs: today the one monitoring: section. */
-static void put_outputs(gw_jsonw_t *j, const gw_config_t *cfg, gw_queue_t *q)
+/* One output: where it writes, what it holds, its state. With a single
+ * output, its last success and failure (gw_status_write); with several,
+ * those are the process's and left out here (/health has each output's). */
+static void put_output(gw_jsonw_t *j, gw_outputs_t *outs, int i)
 {
-    gw_spool_t *sp = gw_queue_spool(q);
-    long refusing = (long)GW_GET(influx_refusing);
+    const gw_outconf_t *oc = gw_outputs_conf(outs, i);
+    const gw_config_t *cfg = oc->cfg;
     const char *host = cfg->monitoring.host;
-    int v6 = strchr(host, ':') != NULL && host[0] != '[';
+    int v6 = strchr(host, ':') != NULL && host[0] != '[', single = gw_outputs_count(outs) == 1;
+    int state = gw_outputs_state(outs, i);
+    gw_fanout_stats_t st;
     char url[600];
 
+    gw_fanout_stats(gw_outputs_fanout(outs), i, &st);
     snprintf(url, sizeof(url), "%s://%s%s%s:%d", cfg->monitoring.use_ssl ? "https" : "http", v6 ? "[" : "",
              host, v6 ? "]" : "", cfg->monitoring.port);
-    gw_jsonw_key(j, "outputs");
-    gw_jsonw_begin_array(j);
     gw_jsonw_begin_object(j);
-    gw_jsonw_member_string(j, "name", "monitoring");
+    gw_jsonw_member_string(j, "name", oc->name);
     gw_jsonw_member_string(j, "url", url);
     gw_jsonw_member_string(j, "target",
                            cfg->monitoring.version == 2 ? cfg->monitoring.bucket : cfg->monitoring.database);
-    gw_jsonw_member_uint(j, "queue_points", gw_queue_points(q));
-    gw_jsonw_member_uint(j, "queue_bytes", gw_queue_bytes(q));
-    gw_jsonw_member_uint(j, "spool_bytes", sp ? gw_spool_bytes(sp) : 0);
+    gw_jsonw_member_uint(j, "queue_points", st.points);
+    gw_jsonw_member_uint(j, "queue_bytes", st.bytes);
+    gw_jsonw_member_uint(j, "spool_bytes", st.spooled ? st.bytes : 0);
     pthread_mutex_lock(&lock);
-    gw_jsonw_member_string(j, "state", refusing                                ? "refusing"
-                                       : !output.ok_time && !output.fail_time ? "idle"
-                                       : GW_GET(healthy)                      ? "healthy"
-                                                                              : "retrying");
-    put_time(j, "last_success", output.ok_time);
+    gw_jsonw_member_string(j, "state", state == GW_OUT_REFUSING ? "refusing"
+                                       : state == GW_OUT_FULL   ? "full"
+                                       : state == GW_OUT_DOWN   ? "retrying"
+                                       : single && !output.ok_time && !output.fail_time ? "idle"
+                                                                                        : "healthy");
+    put_time(j, "last_success", single ? output.ok_time : 0);
     gw_jsonw_key(j, "last_failure");
-    if (output.fail_time) {
+    if (single && output.fail_time) {
         gw_jsonw_begin_object(j);
         gw_jsonw_member_double(j, "time", output.fail_time);
         gw_jsonw_member_int(j, "status", output.fail_status);
@@ -347,6 +351,15 @@ static void put_outputs(gw_jsonw_t *j, const gw_config_t *cfg, gw_queue_t *q)
     }
     pthread_mutex_unlock(&lock);
     gw_jsonw_end(j);
+}
+
+/* The outputs (outputs:, or the one monitoring: section). */
+static void put_outputs(gw_jsonw_t *j, gw_outputs_t *outs)
+{
+    gw_jsonw_key(j, "outputs");
+    gw_jsonw_begin_array(j);
+    for (int i = 0; i < gw_outputs_count(outs); i++)
+        put_output(j, outs, i);
     gw_jsonw_end(j);
 }
 
@@ -378,8 +391,11 @@ static void put_scripts(gw_jsonw_t *j, const gw_script_stats_t *st)
 }
 
 /* The top: who, since when, the buffer. */
-static void put_head(gw_jsonw_t *j, const gw_config_t *cfg, gw_queue_t *q, double now)
+static void put_head(gw_jsonw_t *j, const gw_config_t *cfg, gw_outputs_t *outs, double now)
 {
+    uint64_t points, bytes, spool_bytes;
+
+    gw_outputs_held(outs, &points, &bytes, &spool_bytes);
     gw_jsonw_member_string(j, "name", "luagw");
     gw_jsonw_member_string(j, "version", GW_VERSION);
     gw_jsonw_member_double(j, "now", now);
@@ -391,14 +407,14 @@ static void put_head(gw_jsonw_t *j, const gw_config_t *cfg, gw_queue_t *q, doubl
     gw_jsonw_member_int(j, "history_seconds", GW_STATUS_HISTORY);
     gw_jsonw_key(j, "buffer");
     gw_jsonw_begin_object(j);
-    gw_jsonw_member_uint(j, "points", gw_queue_points(q));
+    gw_jsonw_member_uint(j, "points", points);
     gw_jsonw_member_uint(j, "limit", cfg->monitoring.buffer_limit);
-    gw_jsonw_member_uint(j, "bytes", gw_queue_bytes(q));
-    gw_jsonw_member_uint(j, "limit_bytes", gw_queue_limit_bytes(q));
+    gw_jsonw_member_uint(j, "bytes", bytes);
+    gw_jsonw_member_uint(j, "limit_bytes", *cfg->spool.dir ? cfg->spool.max_bytes : cfg->monitoring.buffer_limit_bytes);
     gw_jsonw_end(j);
 }
 
-char *gw_status_json(const gw_config_t *cfg, gw_queue_t *q)
+char *gw_status_json(const gw_config_t *cfg, gw_outputs_t *outs)
 {
     gw_script_stats_t st;
     gw_buf_t out = {0};
@@ -409,8 +425,8 @@ char *gw_status_json(const gw_config_t *cfg, gw_queue_t *q)
         return NULL;
     gw_jsonw_init(&j, &out);
     gw_jsonw_begin_object(&j);
-    put_head(&j, cfg, q, wall_now());
-    put_outputs(&j, cfg, q);
+    put_head(&j, cfg, outs, wall_now());
+    put_outputs(&j, outs);
     put_scripts(&j, &st);
     gw_jsonw_key(&j, "series");
     gw_jsonw_begin_array(&j);

@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-#include "batch.h"
+#include "output.h"
 #include "config.h"
 
 #define GW_STATUS_HISTORY 300 /* seconds of rate history per series */
@@ -48,7 +48,7 @@ void gw_status_reload(int ok, int scripts, const char *reason);
 /* /status.json for the running cfg and queue q (both borrowed): malloc'd
  * text, the caller frees it;
  * NULL when out of memory. */
-char *gw_status_json(const gw_config_t *cfg, gw_queue_t *q);
+char *gw_status_json(const gw_config_t *cfg, gw_outputs_t *outs);
 
 /* The page, gateway/status.html, as compiled in (status_page.c). */
 extern const char gw_status_html[];

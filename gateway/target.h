@@ -1,6 +1,7 @@
 /* target.h — where a read for a database goes: the output that owns the
- * database, or the first output. Today there is one output (monitoring:),
- * so every database resolves to it; outputs and routes plug in here. */
+ * database, or the first output. http.c hands it the first output's
+ * configuration (outputs:, or monitoring:), so every database resolves to
+ * that output; choosing by database is still to come. */
 #ifndef GW_TARGET_H
 #define GW_TARGET_H
 

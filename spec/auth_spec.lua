@@ -78,6 +78,6 @@ describe("ingest tokens", function()
     local g = luagw.start { raw_config = "listen:\n  tokens: [a, \"\"]\n", wait = false }
     finally(function() g:destroy() end)
     assert.equal(1, (g:wait_exit(5)))
-    assert.matches("listen.tokens: must be a list of non%-empty strings", g:log())
+    assert.matches("2:15: listen.tokens%[1%]: a token must not be empty", g:log())
   end)
 end)

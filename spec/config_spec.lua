@@ -78,8 +78,10 @@ local DEFAULTS = {
   ["listen.max_connections_per_client"] = 256, ["listen.probe_connections"] = 16,
   ["listen.drain_seconds"] = 0,
   ["listen.max_inflight_bytes"] = 128 * 1024 * 1024,
+  ["outputs"] = "{}", ["routes"] = "[]", ["monitoring.passthrough"] = false, ["monitoring.max_databases"] = 64,
 }
-local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true }
+local TREES = { ["scripts.series"] = true, ["scripts.params"] = true, ["series"] = true, ["listen.tokens"] = true,
+  ["outputs"] = true, ["routes"] = true }
 local KEYS = {}
 for k in pairs(DEFAULTS) do KEYS[#KEYS + 1] = k end
 table.sort(KEYS)
@@ -285,6 +287,7 @@ describe("a fully set file (fixtures/config/v2_full.yaml)", function()
       ["listen.tokens"] = "[]", ["listen.tls_cert"] = "", ["listen.tls_key"] = "",
       ["monitoring.tls_verify"] = true, ["monitoring.tls_ca"] = "",
       ["listen.drain_seconds"] = 7.5,
+      ["outputs"] = "{}", ["routes"] = "[]", ["monitoring.passthrough"] = false, ["monitoring.max_databases"] = 64,
     }, flatten(cfg))
   end)
 end)
@@ -620,7 +623,7 @@ describe("errors: file:line:column: key: what", function()
 
   it("an unknown section, close or not", function()
     rejects("listn:\n  port: 1\n", "1:1", "listn", "unknown key (did you mean listen?)")
-    rejects("\n\nhttp:\n  port: 1\n", "3:1", "http", "unknown key (expected one of: listen, monitoring, spool, scripts, log, service, series, include)")
+    rejects("\n\nhttp:\n  port: 1\n", "3:1", "http", "unknown key (expected one of: listen, monitoring, spool, scripts, log, service, series, outputs, routes, include)")
   end)
 
   it("a dotted key at the top level explains the nesting", function()

@@ -15,9 +15,10 @@ typedef struct gw_delivery {
   int (*sleep)(void *ud, double secs);
   void (*reject)(void *ud, const char *lines, const uint32_t *ends, uint32_t from, uint32_t to,
                  long status, int reason, const char *why);
+  int (*own)(void *ud, char **data, uint32_t **ends);
   void *ud; double retry_max; unsigned seed; size_t byte_cap; double slow;
   uint64_t requests; uint64_t delivered; uint64_t rejected; uint64_t probes;
-  uint32_t probe_len; char probe[512];
+  uint32_t probe_len; int no_series; char probe[512];
 } gw_delivery_t;
 int gw_delivery_run(gw_delivery_t *d, char *data, uint32_t *ends, uint32_t n, uint32_t *done);
 int gw_delivery_classify(long status, const char *error, long *dropped);
@@ -195,6 +196,34 @@ describe("delivering one batch", function()
     assert.same({ 0, 100 }, { f:run(text, ends, 100) })
     assert.equal(1, f.requests)
     assert.equal(100, stored_count(f.stored))
+  end)
+
+  it("shared lines: own() is asked for a copy before the first rewrite; the shared bytes stay as they were", function()
+    f = fake("v1")
+    local n = 2000
+    local text, ends = batch(n, { [77] = true, [1500] = true })
+    local shared = ffi.new("char[?]", #text + 1)
+    local shared_ends = ffi.new("uint32_t[?]", n)
+    ffi.copy(shared, text, #text)
+    ffi.copy(shared_ends, ends, 4 * n)
+    local copy, copy_ends, calls = ffi.new("char[?]", #text + 1), ffi.new("uint32_t[?]", n), 0
+    local own = ffi.cast("int (*)(void *, char **, uint32_t **)", function(_, data, e)
+      calls = calls + 1
+      ffi.copy(copy, data[0], #text)
+      ffi.copy(copy_ends, e[0], 4 * n)
+      data[0], e[0] = copy, copy_ends
+      return 0
+    end)
+    finally(function() own:free() end)
+    f.d.own = own
+    local done = ffi.new("uint32_t[1]")
+    assert.equal(0, lib.gw_delivery_run(f.d, shared, shared_ends, n, done))
+    assert.equal(n, done[0])
+    assert.same({ 77, 1500 }, ids(f.rejected))
+    assert.equal(n - 2, stored_count(f.stored))
+    assert.equal(1, calls)
+    assert.equal(text, ffi.string(shared, #text))
+    for i = 0, n - 1 do assert.equal(ends[i], shared_ends[i]) end
   end)
 
   it("1.x partial write: isolates the one bad point of 5000 in O(log n) requests; the rest is stored", function()

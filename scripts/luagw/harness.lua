@@ -92,6 +92,12 @@ typedef struct {
   size_t n;
 } gw_script_stats_t;]]
 end
+if not declared(function() return ffi.typeof("gw_str_t") end) then
+  ffi.cdef "typedef struct { const char *p; size_t n; } gw_str_t;"
+end
+if not declared(function() return ffi.typeof("gw_script_req_t") end) then
+  ffi.cdef "typedef struct gw_script_req { gw_str_t token, client, db, rp, path; } gw_script_req_t;"
+end
 if not declared(function() return ffi.typeof("gw_memo_stats_t") end) then
   ffi.cdef [[
 typedef struct {
@@ -104,6 +110,7 @@ for name, decl in pairs {
   gw_harness_close = "void gw_harness_close(gw_harness_t *h);",
   gw_script_stats_snapshot = "int gw_script_stats_snapshot(gw_script_stats_t *out);",
   gw_script_stats_free = "void gw_script_stats_free(gw_script_stats_t *st);",
+  gw_harness_set_req = "void gw_harness_set_req(gw_harness_t *h, const gw_script_req_t *req);",
   gw_memo_stats = "void gw_memo_stats(gw_memo_stats_t *out);",
 } do
   if not declared(function() return lib[name] end) then ffi.cdef(decl) end
@@ -285,9 +292,23 @@ function M.new(o)
   return setmetatable({ s = ffi.gc(s, lib.gw_harness_close) }, H)
 end
 
-local function transform(self, format, body, ns_per_unit)
+-- req (a table of strings: token, client, db, rp, path) as the C struct
+-- scripts see; the strings stay referenced by the struct's owner table.
+local function req_struct(req)
+  local r = ffi.new("gw_script_req_t")
+  for _, k in ipairs { "token", "client", "db", "rp", "path" } do
+    local v = req[k]
+    if v ~= nil then r[k].p, r[k].n = v, #v end
+  end
+  return r
+end
+
+local function transform(self, format, body, ns_per_unit, req)
   local out = ffi.new("char *[1]")
+  local r = req and req_struct(req)
+  lib.gw_harness_set_req(self.s, r)
   local rc = lib.gw_harness_run(self.s, format, body, #body, ns_per_unit, out)
+  lib.gw_harness_set_req(self.s, nil)
   assert(rc ~= 2, "harness: the scripts made more than 1,000,000 points")
   assert(rc == 0, "harness: out of memory")
   local text = ffi.string(out[0])
@@ -295,24 +316,26 @@ local function transform(self, format, body, ns_per_unit)
   return decode(text), text
 end
 
--- Run one point or a list of points (Lua tables, see above).
-function H:run(points)
+-- Run one point or a list of points (Lua tables, see above); req (optional)
+-- is what the scripts see as their second argument: { token =, client =,
+-- db =, rp =, path = }.
+function H:run(points, req)
   if points.series then points = { points } end
   local parts = {}
   for i, p in ipairs(points) do parts[i] = point_json(p) end
-  return transform(self, 1, "[" .. table.concat(parts, ",") .. "]", 1)
+  return transform(self, 1, "[" .. table.concat(parts, ",") .. "]", 1, req)
 end
 
 -- Run a JSON body as POST /v1/points would receive it.
-function H:run_json(body) return transform(self, 1, body, 1) end
+function H:run_json(body, req) return transform(self, 1, body, 1, req) end
 
 local PRECISION = { n = 1, ns = 1, u = 1000, us = 1000, ms = 1000000, s = 1000000000,
   m = 60000000000, h = 3600000000000 }
 
 -- Run line protocol as POST /write would receive it (precision: ns by default).
-function H:run_lines(text, precision)
+function H:run_lines(text, precision, req)
   local mult = PRECISION[precision or "ns"] or error("harness: unknown precision " .. tostring(precision))
-  return transform(self, 0, text, mult)
+  return transform(self, 0, text, mult, req)
 end
 
 -- Shorthand: the transformed points of one input point.

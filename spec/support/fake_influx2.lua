@@ -6,7 +6,8 @@
 --     /ping -> 204, GET /health -> 200 JSON (as 2.x does)
 --   * Authorization: Token <token> (401 unauthorized access), checked first
 --   * org or orgID (400 if neither, 404 if unknown), bucket (404 if missing
---     or unknown), precision ns|us|ms|s if present (400 otherwise)
+--     or unknown: the bucket, and those of opts.buckets), precision
+--     ns|us|ms|s if present (400 otherwise)
 --   * Content-Encoding gzip (400 on a bad stream), identity, else 415
 --   * line protocol parsed; any bad line rejects the whole request (400,
 --     nothing stored); field type conflicts drop those points only (422,
@@ -20,6 +21,7 @@
 --   local f2 = fake.start{ org = "luna", bucket = "b", token = "secret" }
 --   f2.url, f2.port, f2.pid, f2.org_id, f2.dir
 --   f2:lines()      -- accepted line-protocol lines, in arrival order
+--   f2:lines(b)     -- the same for bucket b (one of opts.buckets)
 --   f2:points()     -- the same, parsed: { measurement=, tags={}, fields={k={type=,value=}}, time= }
 --   f2:requests()   -- { {method=, path=, query={}, authorization=, content_encoding=,
 --                   --    content_type=, content_length=, status=, response=, lines=, time=} }
@@ -172,7 +174,8 @@ local function serve(dir)
   local lifetime = tonumber(cfg.lifetime) or 600
   local parent = tonumber(cfg.parent)
 
-  local lines_f = assert(io.open(dir .. "/lines.txt", "ab"))
+  local lines_f = { [cfg.bucket] = assert(io.open(dir .. "/lines.txt", "ab")) }
+  for _, b in ipairs(cfg.buckets or {}) do lines_f[b] = assert(io.open(dir .. "/lines-" .. b .. ".txt", "ab")) end
   local req_f = assert(io.open(dir .. "/requests.jsonl", "ab"))
   local types = {} -- bucket \0 measurement \0 field -> type
 
@@ -271,7 +274,7 @@ local function serve(dir)
       return 400, jerr("invalid", "Please provide either orgID or org")
     end
     if q.bucket == nil or q.bucket == "" then return 404, jerr("not found", "bucket not found") end
-    if q.bucket ~= cfg.bucket then
+    if not lines_f[q.bucket] then
       return 404, jerr("not found", ('bucket "%s" not found'):format(q.bucket))
     end
     -- 3. body
@@ -302,7 +305,7 @@ local function serve(dir)
       local bad
       local pending = {}
       for _, k in ipairs(p.field_order) do
-        local key = cfg.bucket .. "\0" .. p.measurement .. "\0" .. k
+        local key = q.bucket .. "\0" .. p.measurement .. "\0" .. k
         local have = types[key] or pending[key]
         if have and have ~= p.fields[k].type then
           bad = ('field type conflict: input field "%s" on measurement "%s" is type %s, already exists as type %s')
@@ -318,8 +321,8 @@ local function serve(dir)
         accepted[#accepted + 1] = lines[idx]
       end
     end
-    for _, l in ipairs(accepted) do lines_f:write(l, "\n") end
-    lines_f:flush()
+    for _, l in ipairs(accepted) do lines_f[q.bucket]:write(l, "\n") end
+    lines_f[q.bucket]:flush()
     log.lines = #accepted
     if dropped > 0 then
       return 422, jerr("unprocessable entity",
@@ -522,8 +525,8 @@ local Fake = {}
 Fake.__index = Fake
 local live = {}
 
--- opts: org, bucket, token, org_id (16 hex chars), lifetime (s, default 600),
--- start_timeout (s, default 10).
+-- opts: org, bucket, token, org_id (16 hex chars), buckets (more buckets that
+-- exist), lifetime (s, default 600), start_timeout (s, default 10).
 function M.start(opts)
   opts = opts or {}
   local self = setmetatable({}, Fake)
@@ -537,9 +540,11 @@ function M.start(opts)
   self.log_path = self.dir .. "/server.log"
   proc.write_file(self.dir .. "/config.json", cjson.encode {
     org = self.org, bucket = self.bucket, token = self.token, org_id = self.org_id,
+    buckets = opts.buckets or cjson.empty_array,
     port = self.port, lifetime = opts.lifetime or 600, parent = proc.getpid(),
   })
   proc.write_file(self.dir .. "/lines.txt", "")
+  for _, b in ipairs(opts.buckets or {}) do proc.write_file(self.dir .. "/lines-" .. b .. ".txt", "") end
   proc.write_file(self.dir .. "/requests.jsonl", "")
   self.pid = proc.spawn { argv = { M.LUAJIT, SCRIPT, "--serve", self.dir },
     stdout = self.log_path, stderr = "stdout", orphan_dir = self.dir }
@@ -561,8 +566,8 @@ function M.start(opts)
   return self
 end
 
-function Fake:lines()
-  local s = proc.read_file(self.dir .. "/lines.txt") or ""
+function Fake:lines(bucket)
+  local s = proc.read_file(self.dir .. (bucket and bucket ~= self.bucket and "/lines-" .. bucket or "/lines") .. ".txt") or ""
   local out = {}
   for l in s:gmatch("([^\n]*)\n") do out[#out + 1] = l end
   return out
