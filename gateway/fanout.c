@@ -6,125 +6,12 @@
  * under the lock. A lane is a FIFO of those links (memory) or a spool; its
  * `current` batch is the one its sender has taken. Destinations are a hash
  * table keyed by (outputs, database, retention policy, forced). */
-#include "fanout.h"
-
-#include <ctype.h>
-#include <dirent.h>
-#include <errno.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "batch.h"
-#include "clock.h"
-#include "log.h"
-#include "metrics.h"
-#include "spool.h"
-
-#define SPARE_MAX 4                   /* released batches kept for reuse... */
-#define SPARE_BYTES ((size_t)1 << 20) /* ...when their buffers are no larger */
-#define TRIM_MIN ((size_t)64 << 10)   /* a sealed batch's slack beyond this and a quarter is given back */
-#define DROP_LOG_EVERY 10.0           /* seconds between "dropped the oldest points" lines */
-#define GROUP_IDLE 10.0               /* seconds a destination without an open batch is kept */
-#define LANE_IDLE 60.0                /* seconds an empty lane (not an output's own) is kept */
-#define GROUPS_MAX 4096               /* destinations at once */
-#define SPOOL_RETRY 0.1               /* seconds before a spool that could not be read is read again */
-
-typedef struct fbatch fbatch_t;
-typedef struct lane lane_t;
-
-/* A batch's place in one lane's FIFO. */
-typedef struct link {
-    fbatch_t *b;       /* borrowed: the batch this link belongs to */
-    uint64_t seq;      /* when it was sealed: drop_oldest drops the smallest */
-    struct link *next; /* in the lane */
-} link_t;
-
-struct fbatch {
-    gw_buf_t data;      /* owned: lines */
-    gw_buf_t ends;      /* owned: uint32_t offsets just past each line */
-    uint32_t npoints;
-    double opened_at;   /* monotonic, at the first append (or read) */
-    int refs;           /* lanes holding it (memory) */
-    link_t *links;      /* owned: one per lane it may be sealed into */
-    int nlinks;
-    gw_spool_pos_t end; /* spooled: the position behind it */
-    fbatch_t *next;     /* in the spare list */
-};
-
-struct lane {
-    struct output *out;  /* borrowed */
-    char *db, *rp;       /* owned; NULL: the output's own */
-    link_t *head, *tail; /* memory: sealed batches waiting, oldest first */
-    gw_spool_t *spool;   /* owned, with a spool */
-    fbatch_t *current;   /* taken by the sender (memory: holds a reference) */
-    fbatch_t *filling;   /* spooled: read back, not yet due (the sender's) */
-    double held_until;   /* parked until then; 0 = not parked */
-    int groups;          /* destinations that feed it */
-    int pins;            /* pushers appending to its spool outside the lock */
-    uint64_t points;     /* memory: points waiting and current */
-    double used_at;      /* monotonic, when last pushed to or served */
-    void *state;         /* the sender's (lane_free frees it) */
-    lane_t *next;        /* in out->lanes, its own lane first */
-};
-
-typedef struct output {
-    gw_fanout_output_t o;   /* its strings owned */
-    int idx;
-    pthread_cond_t cv;      /* the sender waits on it */
-    lane_t *lanes;          /* owned */
-    uint32_t nlanes;
-    uint32_t gen;           /* lanes added: a spooled sender looks again */
-    lane_t *rr;             /* where the next take starts looking */
-    uint64_t points, bytes; /* memory: held, open batches included */
-    uint64_t overflowed;
-    uint64_t dropped_unlogged;
-    double last_drop_log;
-    int spooled;
-    lane_t **snap;          /* spooled: the sender's copy of the lane list */
-    uint32_t snapcap;
-} output_t;
-
-typedef struct group {
-    uint64_t mask;        /* outputs */
-    char *db, *rp;        /* owned; NULL = none */
-    int forced;
-    uint32_t hash;
-    lane_t **mem;         /* owned array: the memory lanes it seals into */
-    int nmem;
-    lane_t **spl;         /* owned array: the spooled lanes it appends to */
-    int nspl;
-    fbatch_t *open;       /* shared by the memory lanes */
-    uint32_t batch_size;  /* the smallest of its memory outputs' */
-    double period;        /* likewise */
-    int pins;             /* pushers between two lock sections */
-    double used_at;
-    struct group *next;   /* hash chain */
-} group_t;
-
-struct gw_fanout {
-    pthread_mutex_t mu;
-    output_t *out;        /* owned */
-    int n;
-    group_t **buckets;    /* owned */
-    uint32_t nbuckets;    /* a power of two */
-    uint32_t ngroups;
-    fbatch_t *spare;      /* owned */
-    int nspare;
-    uint64_t seq;
-    int closed;
-    double last_sweep;
-    double group_idle, lane_idle; /* GROUP_IDLE, LANE_IDLE (specs shorten them) */
-    double sweep_every;           /* seconds between looks for what to retire */
-    void (*lane_free)(void *state);
-};
+#include "fanout_int.h"
 
 /* ------------------------------------------------------------------------ */
 /* Batches                                                                   */
 
-static fbatch_t *batch_new(gw_fanout_t *f, int nlinks)
+fbatch_t *fanout_batch_new(gw_fanout_t *f, int nlinks)
 {
     fbatch_t *b = f->spare;
 
@@ -164,7 +51,7 @@ static void batch_free(fbatch_t *b)
 }
 
 /* Keep b for reuse, or free it. Under the lock. */
-static void recycle(gw_fanout_t *f, fbatch_t *b)
+void fanout_recycle(gw_fanout_t *f, fbatch_t *b)
 {
     if (f->nspare >= SPARE_MAX || b->data.cap > SPARE_BYTES || b->ends.cap > SPARE_BYTES) {
         batch_free(b);
@@ -175,16 +62,10 @@ static void recycle(gw_fanout_t *f, fbatch_t *b)
     f->nspare++;
 }
 
-static void unref(gw_fanout_t *f, fbatch_t *b)
+void fanout_unref(gw_fanout_t *f, fbatch_t *b)
 {
     if (--b->refs <= 0)
-        recycle(f, b);
-}
-
-/* The bytes b holds, as counted against buffer_limit_bytes. */
-static uint64_t batch_bytes(const fbatch_t *b)
-{
-    return (uint64_t)b->data.len + b->ends.len;
+        fanout_recycle(f, b);
 }
 
 /* Give back the slack a growing buffer keeps beyond its length. */
@@ -298,7 +179,7 @@ static gw_spool_t *open_spool(const output_t *out, const char *dir, char *err, s
     return gw_spool_open(&o, err, errlen);
 }
 
-static void lane_destroy(gw_fanout_t *f, lane_t *l)
+void fanout_lane_destroy(gw_fanout_t *f, lane_t *l)
 {
     if (!l)
         return;
@@ -346,7 +227,7 @@ static lane_t *lane_add(gw_fanout_t *f, output_t *out, const char *db, const cha
 
 fail:
     free(dir);
-    lane_destroy(f, l);
+    fanout_lane_destroy(f, l);
     return NULL;
 }
 
@@ -398,7 +279,7 @@ static uint32_t hash_dest(uint64_t mask, const char *db, const char *rp, int for
     return (h ^ (uint32_t)forced ^ (db ? 0x100u : 0) ^ (rp ? 0x200u : 0)) * 16777619u;
 }
 
-static void group_free(group_t *g)
+void fanout_group_free(group_t *g)
 {
     if (!g)
         return;
@@ -459,7 +340,7 @@ static group_t *group_new(gw_fanout_t *f, uint64_t mask, const char *db, const c
     return g;
 
 fail:
-    group_free(g);
+    fanout_group_free(g);
     return NULL;
 }
 
@@ -505,7 +386,7 @@ static group_t *group_get(gw_fanout_t *f, const gw_fanout_dest_t *d, uint64_t *f
 }
 
 /* Seal g's open batch: a link in each of its memory lanes. Under the lock. */
-static void seal(gw_fanout_t *f, group_t *g)
+void fanout_seal(gw_fanout_t *f, group_t *g)
 {
     fbatch_t *b = g->open;
 
@@ -541,7 +422,7 @@ static uint32_t append_group(gw_fanout_t *f, group_t *g, const gw_fanout_part_t 
         uint32_t take;
 
         if (!b) {
-            if (!(b = batch_new(f, g->nmem)))
+            if (!(b = fanout_batch_new(f, g->nmem)))
                 break;
             b->opened_at = gw_clock_mono();
             g->open = b;
@@ -551,14 +432,14 @@ static uint32_t append_group(gw_fanout_t *f, group_t *g, const gw_fanout_part_t 
         }
         take = take_count(p->ends, done, p->npoints, g->batch_size - b->npoints, b->data.len);
         if (take == 0) {
-            seal(f, g);
+            fanout_seal(f, g);
             continue;
         }
         if (append(b, p->lines, p->ends, done, done + take))
             break;
         done += take;
         if (b->npoints >= g->batch_size || b->data.len >= GW_BATCH_MAX_BYTES)
-            seal(f, g);
+            fanout_seal(f, g);
     }
     return done;
 }
@@ -573,7 +454,7 @@ static int fits(const output_t *out, uint64_t points, uint64_t bytes)
 
 /* Log the points overflow dropped since the last such line: at most every
  * DROP_LOG_EVERY seconds, or now when forced. Under the lock. */
-static void log_drops(output_t *out, int force)
+void fanout_log_drops(output_t *out, int force)
 {
     double now = gw_clock_mono();
 
@@ -608,7 +489,7 @@ static void drop_oldest(gw_fanout_t *f, output_t *out, uint64_t points, uint64_t
                         open = g;
             if (!open)
                 break;
-            seal(f, open);
+            fanout_seal(f, open);
             continue;
         }
         b = oldest->head->b;
@@ -619,13 +500,13 @@ static void drop_oldest(gw_fanout_t *f, output_t *out, uint64_t points, uint64_t
         out->points -= b->npoints;
         out->bytes -= batch_bytes(b);
         lost += b->npoints;
-        unref(f, b);
+        fanout_unref(f, b);
     }
     if (lost) {
         GW_COUNT(points_overflowed, lost);
         out->overflowed += lost;
         out->dropped_unlogged += lost;
-        log_drops(out, 0);
+        fanout_log_drops(out, 0);
     }
 }
 
@@ -812,402 +693,6 @@ out:
 }
 
 /* ------------------------------------------------------------------------ */
-/* Retiring what nobody uses                                                 */
-
-/* Destinations without an open batch, unused for GROUP_IDLE; then out's
- * lanes that are empty, fed by none, unused for LANE_IDLE (never its
- * own). Only out's sender retires out's lanes: it alone reads their
- * spools. Under the lock. */
-static void sweep(gw_fanout_t *f, output_t *out, double now)
-{
-    if (now - f->last_sweep < f->sweep_every)
-        return;
-    f->last_sweep = now;
-    for (uint32_t i = 0; i < f->nbuckets; i++)
-        for (group_t **pg = &f->buckets[i]; *pg;) {
-            group_t *g = *pg;
-            if (g->open || g->pins || now - g->used_at < f->group_idle) {
-                pg = &g->next;
-                continue;
-            }
-            for (int k = 0; k < g->nmem; k++)
-                g->mem[k]->groups--, g->mem[k]->used_at = now;
-            for (int k = 0; k < g->nspl; k++)
-                g->spl[k]->groups--, g->spl[k]->used_at = now;
-            *pg = g->next;
-            f->ngroups--;
-            group_free(g);
-        }
-    for (lane_t **pl = &out->lanes->next; *pl;) {
-        lane_t *l = *pl;
-        if (l->groups || l->pins || l->head || l->current || (l->filling && l->filling->npoints) ||
-            now - l->used_at < f->lane_idle || (l->spool && (gw_spool_points(l->spool) || gw_spool_unread(l->spool)))) {
-            pl = &l->next;
-            continue;
-        }
-        *pl = l->next;
-        if (out->rr == l)
-            out->rr = NULL;
-        out->nlanes--;
-        out->gen++;
-        lane_destroy(f, l);
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Taking: memory outputs                                                    */
-
-static void fill_job(gw_fanout_job_t *job, lane_t *l)
-{
-    fbatch_t *b = l->current;
-
-    *job = (gw_fanout_job_t){
-        .data = b->data.data ? b->data.data : "",
-        .ends = (const uint32_t *)(const void *)b->ends.data,
-        .npoints = b->npoints,
-        .writable = l->out->spooled || b->refs == 1,
-        .db = l->db,
-        .rp = l->rp,
-        .state = &l->state,
-        .lane_ = l,
-    };
-}
-
-/* The earlier of two monotonic times, 0 standing for "none". */
-static double earlier(double a, double b)
-{
-    return a == 0 || (b != 0 && b < a) ? b : a;
-}
-
-/* Seal the open batches out shares that are due (or all, when closed);
- * *wake moves to when the next one is due. Under the lock. */
-static void seal_due(gw_fanout_t *f, output_t *out, double now, double *wake)
-{
-    for (uint32_t i = 0; i < f->nbuckets; i++)
-        for (group_t *g = f->buckets[i]; g; g = g->next) {
-            if (!g->open || !g->nmem || !(g->mask >> out->idx & 1))
-                continue;
-            if (f->closed || now >= g->open->opened_at + g->period)
-                seal(f, g);
-            else
-                *wake = earlier(*wake, g->open->opened_at + g->period);
-        }
-}
-
-/* The next lane with a batch to hand out, round-robin from out->rr: a
- * parked lane whose time has come (its batch again), or one with a sealed
- * batch (taken now). *wake moves to when a parked lane is due. Under the
- * lock. */
-static lane_t *next_lane(output_t *out, double now, double *wake)
-{
-    lane_t *start = out->rr ? out->rr : out->lanes, *l = start;
-
-    do {
-        if (l->held_until > now) {
-            *wake = earlier(*wake, l->held_until);
-        } else if (l->current || l->head) {
-            if (!l->current) {
-                l->current = l->head->b;
-                l->head = l->head->next;
-                if (!l->head)
-                    l->tail = NULL;
-            }
-            l->held_until = 0;
-            out->rr = l->next;
-            return l;
-        }
-        l = l->next ? l->next : out->lanes;
-    } while (l != start);
-    return NULL;
-}
-
-/* Has out anything left: waiting, taken, or in an open batch? Under the
- * lock. */
-static int pending(const gw_fanout_t *f, const output_t *out)
-{
-    for (const lane_t *l = out->lanes; l; l = l->next)
-        if (l->head || l->current || (l->filling && l->filling->npoints) || (l->spool && gw_spool_unread(l->spool)))
-            return 1;
-    for (uint32_t i = 0; i < f->nbuckets; i++)
-        for (const group_t *g = f->buckets[i]; g; g = g->next)
-            if (g->open && g->nmem && (g->mask >> out->idx & 1))
-                return 1;
-    return 0;
-}
-
-static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, double wake)
-{
-    struct timespec ts;
-
-    if (wake == 0) {
-        pthread_cond_wait(cv, mu);
-        return;
-    }
-    ts.tv_sec = (time_t)wake;
-    ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
-static int take_memory(gw_fanout_t *f, output_t *out, double deadline, gw_fanout_job_t *job)
-{
-    int got = 0;
-
-    pthread_mutex_lock(&f->mu);
-    for (;;) {
-        double now = gw_clock_mono(), wake = deadline;
-        lane_t *l;
-
-        seal_due(f, out, now, &wake);
-        if ((l = next_lane(out, now, &wake))) {
-            l->used_at = now;
-            fill_job(job, l);
-            got = 1;
-            break;
-        }
-        if ((f->closed && !pending(f, out)) || (deadline > 0 && now >= deadline))
-            break;
-        log_drops(out, 0);
-        if (out->dropped_unlogged)
-            wake = earlier(wake, out->last_drop_log + DROP_LOG_EVERY);
-        sweep(f, out, now);
-        timed_wait(&out->cv, &f->mu, earlier(wake, f->ngroups > 0 || out->nlanes > 1 ? now + f->sweep_every * 2 : 0));
-    }
-    pthread_mutex_unlock(&f->mu);
-    return got;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Taking: spooled outputs                                                   */
-
-/* Read what l's spool has into l->filling, up to a batch. 0, or -errno
- * (try again soon). Sender only, outside the lock. */
-static int fill(gw_fanout_t *f, lane_t *l, double now, uint32_t *got)
-{
-    output_t *out = l->out;
-    fbatch_t *b = l->filling;
-    int rc = 0;
-
-    *got = 0;
-    if (!b) {
-        pthread_mutex_lock(&f->mu);
-        b = batch_new(f, 0);
-        pthread_mutex_unlock(&f->mu);
-        if (!b)
-            return -ENOMEM;
-        l->filling = b;
-    }
-    if (b->npoints < out->o.batch_size && b->data.len < GW_BATCH_MAX_BYTES) {
-        rc = gw_spool_read(l->spool, &b->data, &b->ends, out->o.batch_size - b->npoints, GW_BATCH_MAX_BYTES, got,
-                           &b->end);
-        if (rc == -ENOMEM)
-            gw_log_error("spool: out of memory reading", "output=%s", out->o.name);
-    }
-    if (*got && b->opened_at == 0)
-        b->opened_at = now;
-    b->npoints += *got;
-    return rc;
-}
-
-/* Is l's filling batch to be handed out now? */
-static int due(const lane_t *l, uint32_t got, int closed, double now)
-{
-    const fbatch_t *b = l->filling;
-    const output_t *out = l->out;
-
-    if (!b || !b->npoints)
-        return 0;
-    return b->npoints >= out->o.batch_size || b->data.len >= GW_BATCH_MAX_BYTES ||
-           (!got && gw_spool_unread(l->spool)) || closed || now >= b->opened_at + out->o.flushing_period;
-}
-
-/* out's lanes, copied (the sender reads their spools outside the lock; it
- * alone retires them). Under the lock. Returns how many, or -1. */
-static int snapshot(output_t *out)
-{
-    uint32_t n = 0;
-
-    if (out->nlanes > out->snapcap) {
-        lane_t **s = realloc(out->snap, out->nlanes * sizeof(*s));
-        if (!s)
-            return -1;
-        out->snap = s;
-        out->snapcap = out->nlanes;
-    }
-    for (lane_t *l = out->lanes; l; l = l->next)
-        out->snap[n++] = l;
-    return (int)n;
-}
-
-/* Nothing read for out and nothing new since: wait until wake. Under the
- * lock: an append's signal comes under it too, after its data is in. */
-static void wait_spooled(gw_fanout_t *f, output_t *out, uint32_t gen, double wake)
-{
-    if (out->gen != gen)
-        return;
-    for (lane_t *l = out->lanes; l; l = l->next)
-        if (l->held_until == 0 && gw_spool_unread(l->spool))
-            return;
-    timed_wait(&out->cv, &f->mu, wake);
-}
-
-/* A lane's batch handed out: a parked one whose time has come, or one
- * read from its spool that is due. NULL when none; *wake, *busy as for
- * next_lane. Outside the lock. */
-static lane_t *next_spooled(gw_fanout_t *f, output_t *out, int n, int closed, double now, double *wake, int *busy)
-{
-    for (int pass = 0; pass < 2; pass++)
-        for (int k = 0; k < n; k++) {
-            lane_t *l = out->snap[k];
-            uint32_t got;
-            if (l->held_until > now) {
-                *wake = earlier(*wake, l->held_until);
-                *busy = 1;
-                continue;
-            }
-            if (pass == 0) { /* parked and due */
-                if (l->current)
-                    return l;
-                continue;
-            }
-            if (fill(f, l, now, &got))
-                *wake = earlier(*wake, now + SPOOL_RETRY);
-            if (due(l, got, closed, now)) {
-                l->current = l->filling;
-                l->filling = NULL;
-                return l;
-            }
-            if (l->filling && l->filling->npoints) {
-                *wake = earlier(*wake, l->filling->opened_at + out->o.flushing_period);
-                *busy = 1;
-            }
-            *busy |= gw_spool_unread(l->spool);
-        }
-    return NULL;
-}
-
-static int take_spooled(gw_fanout_t *f, output_t *out, double deadline, gw_fanout_job_t *job)
-{
-    for (;;) {
-        double now = gw_clock_mono(), wake = deadline;
-        int n, closed, busy = 0;
-        uint32_t gen;
-        lane_t *l;
-
-        pthread_mutex_lock(&f->mu);
-        sweep(f, out, now);
-        closed = f->closed;
-        gen = out->gen;
-        n = snapshot(out);
-        pthread_mutex_unlock(&f->mu);
-        if (n < 0) {
-            wake = now + SPOOL_RETRY;
-        } else if ((l = next_spooled(f, out, n, closed, now, &wake, &busy))) {
-            pthread_mutex_lock(&f->mu);
-            l->held_until = 0;
-            l->used_at = now;
-            fill_job(job, l);
-            pthread_mutex_unlock(&f->mu);
-            return 1;
-        }
-        if ((closed && !busy) || (deadline > 0 && now >= deadline))
-            return 0;
-        pthread_mutex_lock(&f->mu);
-        wait_spooled(f, out, gen, earlier(wake, f->ngroups > 0 || out->nlanes > 1 ? now + f->sweep_every * 2 : 0));
-        pthread_mutex_unlock(&f->mu);
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* The sender's side                                                         */
-
-int gw_fanout_take(gw_fanout_t *f, int o, double deadline, gw_fanout_job_t *job)
-{
-    output_t *out = &f->out[o];
-
-    return out->spooled ? take_spooled(f, out, deadline, job) : take_memory(f, out, deadline, job);
-}
-
-void gw_fanout_done(gw_fanout_t *f, int o, gw_fanout_job_t *job)
-{
-    lane_t *l = job->lane_;
-    output_t *out = &f->out[o];
-    fbatch_t *b = l->current;
-
-    if (out->spooled)
-        gw_spool_ack(l->spool, &b->end, b->npoints);
-    pthread_mutex_lock(&f->mu);
-    l->current = NULL;
-    l->held_until = 0;
-    l->used_at = gw_clock_mono();
-    if (out->spooled) {
-        recycle(f, b);
-    } else {
-        out->points -= b->npoints;
-        out->bytes -= batch_bytes(b);
-        l->points -= b->npoints;
-        unref(f, b);
-    }
-    pthread_mutex_unlock(&f->mu);
-}
-
-void gw_fanout_park(gw_fanout_t *f, int o, gw_fanout_job_t *job, double until)
-{
-    lane_t *l = job->lane_;
-
-    (void)o;
-    pthread_mutex_lock(&f->mu);
-    l->held_until = until > 0 ? until : 1e-9;
-    pthread_mutex_unlock(&f->mu);
-}
-
-void gw_fanout_abandon(gw_fanout_t *f, int o, gw_fanout_job_t *job, uint32_t done)
-{
-    lane_t *l = job->lane_;
-    output_t *out = &f->out[o];
-    fbatch_t *b = l->current;
-
-    pthread_mutex_lock(&f->mu);
-    l->current = NULL;
-    if (out->spooled) {
-        recycle(f, b); /* its points stay in the spool */
-    } else {
-        /* Its memory goes; its points left stay counted (as undelivered). */
-        out->points -= done;
-        out->bytes -= batch_bytes(b);
-        l->points -= b->npoints;
-        unref(f, b);
-    }
-    pthread_mutex_unlock(&f->mu);
-}
-
-void gw_fanout_close(gw_fanout_t *f)
-{
-    pthread_mutex_lock(&f->mu);
-    f->closed = 1;
-    for (uint32_t i = 0; i < f->nbuckets; i++)
-        for (group_t *g = f->buckets[i]; g; g = g->next)
-            seal(f, g);
-    for (int o = 0; o < f->n; o++) {
-        log_drops(&f->out[o], 1);
-        for (lane_t *l = f->out[o].lanes; l; l = l->next)
-            if (l->spool)
-                gw_spool_close(l->spool);
-        pthread_cond_broadcast(&f->out[o].cv);
-    }
-    pthread_mutex_unlock(&f->mu);
-}
-
-int gw_fanout_finished(gw_fanout_t *f, int o)
-{
-    int done;
-
-    pthread_mutex_lock(&f->mu);
-    done = f->closed && !pending(f, &f->out[o]);
-    pthread_mutex_unlock(&f->mu);
-    return done;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Figures                                                                   */
 
 void gw_fanout_stats(gw_fanout_t *f, int o, gw_fanout_stats_t *st)
@@ -1334,7 +819,7 @@ static int recover(gw_fanout_t *f, output_t *out, char *err, size_t errlen)
                     pl = &(*pl)->next;
                 *pl = NULL;
                 out->nlanes--;
-                lane_destroy(f, l);
+                fanout_lane_destroy(f, l);
             } else {
                 gw_log_info("spool: points left for a database, delivering them", "output=%s database=\"%s\" points=%llu",
                             out->o.name, db, (unsigned long long)gw_spool_points(l->spool));
@@ -1396,7 +881,7 @@ void gw_fanout_destroy(gw_fanout_t *f)
             group_t *g = f->buckets[i];
             f->buckets[i] = g->next;
             batch_free(g->open);
-            group_free(g);
+            fanout_group_free(g);
         }
     for (int o = 0; o < f->n; o++) {
         output_t *out = &f->out[o];
@@ -1415,7 +900,7 @@ void gw_fanout_destroy(gw_fanout_t *f)
                 batch_free(l->current);
             if (!out->spooled)
                 l->current = NULL;
-            lane_destroy(f, l);
+            fanout_lane_destroy(f, l);
         }
         free(out->snap);
         free((char *)out->o.name);
