@@ -191,11 +191,14 @@ static enum MHD_Result query(gw_http_t *h, struct MHD_Connection *c, req_t *r, i
         return http_answer_error(c, 401, R_QUERY,
                                  "unauthorized: send Authorization: Bearer <token> (or Token, Basic, ?u=&p=)");
     if (!r->query) {
-        /* Reads go to the first output (outputs:, or monitoring:). Tokens
-         * limited to some databases: hand the request's token here
-         * (gw_target_may_read); today every valid token reads every one. */
-        rc = gw_query_start(gw_outputs_conf(h->outs, 0)->cfg, c, NULL, post, r->body.data, r->body.len, &r->query,
-                            err, sizeof(err));
+        /* A POST holds the tokens in force and its token (begin_post); a
+         * GET takes them here, for as long as the start needs them. */
+        gw_access_t *own = r->access ? NULL : gw_access_acquire();
+        const gw_access_t *acc = r->access ? r->access : own;
+        const gw_tenant_t *tn = r->access ? r->tenant
+                                : gw_access_tokens(acc) ? http_authorized(acc, c, R_QUERY) : NULL;
+        rc = gw_query_start(h->outs, c, tn, post, r->body.data, r->body.len, &r->query, err, sizeof(err));
+        gw_access_release(own);
         drop_body(h, r); /* copied, or not needed */
         return rc ? http_answer_error(c, (unsigned)rc, R_QUERY, "%s", err) : MHD_YES;
     }

@@ -422,7 +422,7 @@ static int launch(gw_query_t *q)
     return 0;
 }
 
-int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char *token, int post,
+int gw_query_start(gw_outputs_t *outs, struct MHD_Connection *c, const gw_tenant_t *tn, int post,
                    const char *body, size_t len, gw_query_t **out, char *err, size_t errlen)
 {
     const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
@@ -448,9 +448,9 @@ int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char 
         goto out;
     }
     name = db ? db : udb ? udb : "";
-    if (gw_target_for_db(cfg, name, &t))
+    if (gw_target_for_db(outs, name, &t))
         status = 404;
-    else if (!gw_target_may_read(cfg, token, name))
+    else if (!gw_target_may_read(tn, name))
         status = 403;
     if (status) {
         snprintf(err, errlen, "db: %s \"%s\"",

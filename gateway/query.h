@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "target.h"
 
 #define GW_QUERY_MAX 32              /* queries in progress at most */
 #define GW_QUERY_BUF ((size_t)64 << 10) /* bytes of answer held per query */
@@ -33,10 +34,11 @@
 typedef struct gw_query gw_query_t;
 
 /* Start the query of connection c (a POST when post, with its body of len
- * bytes; token: the one it carries, NULL when tokens are not set) and
- * suspend c until InfluxDB's answer begins. 0 with *out set; or an HTTP
- * status (403, 404, 415, 503) with the reason in err. */
-int gw_query_start(const gw_config_t *cfg, struct MHD_Connection *c, const char *token, int post,
+ * bytes; tn: the token it carries, NULL when tokens are not set) on the
+ * output target.h picks among outs, and suspend c until InfluxDB's answer
+ * begins. 0 with *out set; or an HTTP status (403, 404, 415, 503) with the
+ * reason in err. */
+int gw_query_start(gw_outputs_t *outs, struct MHD_Connection *c, const gw_tenant_t *tn, int post,
                    const char *body, size_t len, gw_query_t **out, char *err, size_t errlen);
 
 /* Called when c is resumed: the response to queue (its status in *status,

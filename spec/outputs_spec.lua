@@ -398,6 +398,42 @@ end
     assert.equal(7, cjson.decode(body).results[1].series[1].values[1][2])
   end)
 
+  it("/query reads from the output that owns the database it names", function()
+    b:create_database("rdb")
+    local gw = start { outputs = { primary = output(a), replica = output(b, { database = "rdb" }) },
+      routes = { { match = { series = { "only_replica" } }, to = { "replica" } }, { to = { "primary" } } } }
+    finally(function() gw:destroy() end)
+    assert.equal(204, (gw.post("/write", "only_replica v=9i 1")))
+    assert(wait(function() return count(b, "only_replica", "rdb") == 1 end, 10))
+    local st, body = gw.get("/query?" .. http.query { db = "rdb", q = "SELECT v FROM only_replica" })
+    assert.equal(200, st)
+    assert.equal(9, cjson.decode(body).results[1].series[1].values[1][2])
+    -- the same name on the first output holds nothing: the answer came from the replica
+    assert.equal(0, count(a, "only_replica", "luagw"))
+  end)
+
+  it("/query: a token limited to some databases reads only those", function()
+    local gw = start { outputs = { primary = output(a) },
+      listen = { tokens = { { name = "billing", token = "bill-secret", databases = { "luagw" } }, "ops-secret" } } }
+    finally(function() gw:destroy() end)
+    local q = "SHOW MEASUREMENTS"
+    local st = gw.get("/query?" .. http.query { db = "luagw", q = q }, { Authorization = "Token bill-secret" })
+    assert.equal(200, st)
+    local body
+    st, body = gw.get("/query?" .. http.query { db = "_internal", q = q }, { Authorization = "Token bill-secret" })
+    assert.equal(403, st)
+    assert.truthy(body:find("_internal", 1, true))
+    st = gw.get("/query?" .. http.query { q = "SHOW DATABASES" }, { Authorization = "Token bill-secret" })
+    assert.equal(403, st)
+    st = gw.post("/query", http.query { db = "_internal", q = q },
+      { Authorization = "Token bill-secret", ["Content-Type"] = "application/x-www-form-urlencoded" })
+    assert.equal(403, st)
+    st = gw.get("/query?" .. http.query { db = "_internal", q = q }, { Authorization = "Token ops-secret" })
+    assert.equal(200, st)
+    st = gw.get("/query?" .. http.query { db = "luagw", q = q }, { Authorization = "Token wrong" })
+    assert.equal(401, st)
+  end)
+
   it("kill -9 with a spool per output, then restart: every acknowledged point reaches both", function()
     local dir = proc.tmpdir("luagw-outspool")
     finally(function() proc.rmdir(dir) end)
