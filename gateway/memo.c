@@ -56,6 +56,7 @@ struct gw_memo {
     char *key;                  /* owned: the key being looked up */
     size_t keycap, keylen;
     gw_buf_t line;              /* owned: make_pre's line */
+    gw_str_t req[2];            /* borrowed: the request's token and database, in every key */
     gw_memo_stats_t st;         /* since the last flush */
 };
 
@@ -186,7 +187,8 @@ static inline gw_str_t raw_span(const gw_point_t *p)
  *   one copy and one comparison instead of one per name;
  *   for any other point: the series, the tag count, each tag's key and
  *   value, each with its length before it;
- * then the field count and each field key with its length before it.
+ * then the field count and each field key with its length before it, and
+ * the request's token and database (m->req), each with its length.
  * The kind byte keeps the two forms apart. 0 or -ENOMEM. */
 static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
 {
@@ -197,7 +199,7 @@ static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
 
     if (!raw)
         span = p->series;
-    need = 1 + 2 + 4 + span.n + 8 + (size_t)p->nfields * 4;
+    need = 1 + 2 + 4 + span.n + 8 + (size_t)p->nfields * 4 + 8 + m->req[0].n + m->req[1].n;
     for (uint32_t i = 0; !raw && i < p->ntags; i++)
         need += 8 + p->tags[i].key.n + p->tags[i].val.n;
     for (uint32_t i = 0; i < p->nfields; i++)
@@ -219,24 +221,31 @@ static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
     w = put_len(w, p->nfields);
     for (uint32_t i = 0; i < p->nfields; i++)
         w = put_str(w, p->fields[i].key);
+    w = put_str(w, m->req[0]);
+    w = put_str(w, m->req[1]);
     m->keylen = (size_t)(w - m->key);
     return 0;
 }
 
 /* The hash of the key build_key makes of clean point p (span: raw_span),
- * from its pieces where they lie: the chain, the span, each field key. */
-static uint64_t raw_hash(uint16_t cid, gw_str_t span, const gw_point_t *p)
+ * from its pieces where they lie: the chain, the span, each field key,
+ * the request's token and database. */
+static uint64_t raw_hash(const gw_memo_t *m, uint16_t cid, gw_str_t span, const gw_point_t *p)
 {
     uint64_t h = gw_hash_piece(gw_hash_basis ^ ((uint64_t)p->nfields << 16 | cid), span.p, span.n);
 
     for (uint32_t i = 0; i < p->nfields; i++)
         h = gw_hash_piece(h, p->fields[i].key.p, p->fields[i].key.n);
+    if (m->req[0].n | m->req[1].n) {
+        h = gw_hash_piece(h ^ m->req[0].n, m->req[0].p, m->req[0].n);
+        h = gw_hash_piece(h, m->req[1].p, m->req[1].n);
+    }
     return gw_hash_pieces_end(h);
 }
 
 /* Is e's key the one build_key makes of clean point p (span: raw_span)?
  * Read against the stored key's lengths, never past its end. */
-static int raw_eq(const gw_memo_entry_t *e, uint16_t cid, gw_str_t span, const gw_point_t *p)
+static int raw_eq(const gw_memo_t *m, const gw_memo_entry_t *e, uint16_t cid, gw_str_t span, const gw_point_t *p)
 {
     const char *k = e->key, *end = e->key + e->keylen;
     uint32_t v;
@@ -261,6 +270,16 @@ static int raw_eq(const gw_memo_entry_t *e, uint16_t cid, gw_str_t span, const g
             return 0;
         k += v;
     }
+    for (int i = 0; i < 2; i++) {
+        gw_str_t r = m->req[i];
+        if (end - k < 4)
+            return 0;
+        memcpy(&v, k, 4);
+        k += 4;
+        if (v != r.n || (size_t)(end - k) < v || (v && memcmp(k, r.p, v)))
+            return 0;
+        k += v;
+    }
     return k == end;
 }
 
@@ -269,7 +288,7 @@ static uint64_t key_hash(const gw_memo_t *m, uint16_t cid, const gw_point_t *p)
 {
     gw_str_t span = raw_span(p);
 
-    return span.p ? raw_hash(cid, span, p) : gw_hash_wide(m->key, m->keylen);
+    return span.p ? raw_hash(m, cid, span, p) : gw_hash_wide(m->key, m->keylen);
 }
 
 /* The entry of the key in m->key (hash h), or NULL. */
@@ -285,10 +304,10 @@ static gw_memo_entry_t *find(gw_memo_t *m, uint64_t h)
  * without building the key. */
 static gw_memo_entry_t *find_raw(gw_memo_t *m, uint16_t cid, gw_str_t span, const gw_point_t *p)
 {
-    uint64_t h = raw_hash(cid, span, p);
+    uint64_t h = raw_hash(m, cid, span, p);
 
     for (gw_memo_entry_t *e = m->buckets[h & m->mask]; e; e = e->next)
-        if (e->hash == h && raw_eq(e, cid, span, p))
+        if (e->hash == h && raw_eq(m, e, cid, span, p))
             return e;
     return NULL;
 }
@@ -304,6 +323,12 @@ static gw_memo_entry_t *find_raw(gw_memo_t *m, uint16_t cid, gw_str_t span, cons
  * a miss) costs neither the time nor the memory. 0 also when it cannot be
  * made that way (hits then go the long way); -ENOMEM (likewise). */
 static int make_pre(gw_memo_t *m, gw_memo_entry_t *e, const gw_point_t *in);
+
+void gw_memo_set_req(gw_memo_t *m, gw_str_t token, gw_str_t db)
+{
+    m->req[0] = token.p ? token : (gw_str_t){"", 0};
+    m->req[1] = db.p ? db : (gw_str_t){"", 0};
+}
 
 int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_memo_entry_t **out)
 {

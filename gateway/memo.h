@@ -7,10 +7,12 @@
  * before every name it cannot collide: two shapes give the same bytes
  * only when they are the same shape, and a lookup compares the whole key,
  * not only its hash. A clean line-protocol point (point.h) gives its series
- * and tags as the line's own text instead, one slice (memo.c build_key). (What else a script may read, such as a request's
- * token or database, would be appended to the key here, as one more
- * length-prefixed section.) params are not in the key: the cache is
- * cleared whenever the worker takes a new script set.
+ * and tags as the line's own text instead, one slice (memo.c build_key).
+ * The request's token name and database (req.token, req.db: docs/outputs.md)
+ * close every key, so a memoized script may read them; req.client, req.rp
+ * and req.path are not in the key (a script reading them is not pure in
+ * this sense: memo_verify finds it). params are not in the key: the cache
+ * is cleared whenever the worker takes a new script set.
  *
  * The effect recorded for a key is the output point: each tag either one
  * of the input's (by index) or a constant, each field likewise (an input
@@ -76,6 +78,10 @@ void gw_memo_reap(gw_memo_t *m);
  * Returns -ENOMEM when the key cannot be built. */
 typedef struct gw_memo_entry gw_memo_entry_t;
 int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_memo_entry_t **e);
+
+/* The request the next lookups and learns are for: its token name and
+ * database (p NULL: none), borrowed until the next call. */
+void gw_memo_set_req(gw_memo_t *m, gw_str_t token, gw_str_t db);
 
 /* The tags and fields of the point entry e makes (0, 0 for a drop). */
 void gw_memo_size(const gw_memo_entry_t *e, uint32_t *ntags, uint32_t *nfields);

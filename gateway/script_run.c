@@ -641,6 +641,8 @@ static void check_results(gw_script_t *s)
 void gw_script_set_req(gw_script_t *s, const gw_script_req_t *req)
 {
     _Static_assert(sizeof(gw_script_req_t) == sizeof(s->ctl.req), "gw_script_req_t is ctl.req");
+    _Static_assert(offsetof(gw_script_req_t, token) == 0 && offsetof(gw_script_req_t, db) == 2 * sizeof(gw_str_t),
+                   "ctl.req[0] is the token, ctl.req[2] the database");
     if (req)
         memcpy(s->ctl.req, req, sizeof(s->ctl.req));
     else
@@ -664,6 +666,8 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, const gw_scri
         return 0;
     if (prepare(s, pts, a, nscripted, ntags, nfields) || memo_ready(s) < 0)
         return -ENOMEM;
+    if (s->memo) /* req.token and req.db are part of every key */
+        gw_memo_set_req(s->memo, s->ctl.req[0], s->ctl.req[2]);
     s->trace = trace;
     if (s->st)
         drive(s);

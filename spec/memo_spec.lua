@@ -44,6 +44,8 @@ local SCRIPTS = {
   ["mixed_a.lua"] = "return memo(function(p) p.tags.a = 'x' return p end)",
   ["mixed_b.lua"] = "local n = 0\nreturn function(p) n = n + 1 p.tags.b = tostring(n) return p end",
   ["notfn.lua"] = "return memo(42)",
+  -- reads the request: its token and database are part of the key
+  ["who.lua"] = "return memo(function(p, req) p.tags.by = req.token or 'none' p.tags.db = req.db or 'none' return p end)",
   -- the exactness specs' rule: tags added before, among and after the
   -- point's (their values with bytes to escape, one empty), one
   -- overridden, one removed; fields of every type added
@@ -142,6 +144,29 @@ describe("memo(f)", function()
     assert.equal(out.points[1].line, out.points[2].line)
     assert.equal("enrich,dc=eu-1,method=get,resource=/r1,route=GET:/r1 v=1i,w=2.5,release=\"r1\",instance=3i 1700000001000000000",
       out.points[1].line)
+    h:close()
+  end)
+
+  it("keys on the request's token and database: a memo'd script may read req.token and req.db", function()
+    local h = open()
+    local text = "who,host=a v=1i 1\nwho,host=a v=2i 2"
+    local jp = { series = "who", time = 1, tags = { host = "a" }, fields = { v = 1 } }
+    local seen = {}
+    for _, req in ipairs { { token = "billing", db = "b1" }, { token = "ops", db = "b1" }, { token = "ops", db = "b2" }, {} } do
+      local d, out = delta(function() return h:run_lines(text, "ns", req) end)
+      assert.same({ 1, 1 }, { d.hits, d.misses }) -- each request's own first point misses
+      for _, p in ipairs(out.points) do
+        assert.equal(req.token or "none", p.tags.by)
+        assert.equal(req.db or "none", p.tags.db)
+      end
+      local o2 = h:run({ jp }, req)
+      assert.equal(req.token or "none", o2.points[1].tags.by)
+      seen[#seen + 1] = out.points[1].line
+    end
+    -- and a request seen before hits again
+    local d, out = delta(function() return h:run_lines(text, "ns", { token = "billing", db = "b1" }) end)
+    assert.same({ 2, 0 }, { d.hits, d.misses })
+    assert.equal(seen[1], out.points[1].line)
     h:close()
   end)
 
