@@ -19,6 +19,7 @@
 #include "dispatch.h"
 #include "lineproto.h"
 #include "metrics.h"
+#include "script.h"
 
 /* Points /v1/debug/transform takes in one body, and answers for (what
  * the scripts make of them, stored or rejected): its answer is about 300
