@@ -12,7 +12,6 @@
 #define GW_EXPORTS_H
 
 #include "arena.h"
-#include "batch.h"
 #include "buf.h"
 #include "clock.h"
 #include "config.h"
@@ -47,19 +46,6 @@ GW_EXPORT(gw_arena_dup)
 GW_EXPORT(gw_arena_reset)
 GW_EXPORT(gw_arena_used)
 
-/* batch.h */
-GW_EXPORT(gw_queue_abandon)
-GW_EXPORT(gw_queue_bytes)
-GW_EXPORT(gw_queue_close)
-GW_EXPORT(gw_queue_create)
-GW_EXPORT(gw_queue_destroy)
-GW_EXPORT(gw_queue_points)
-GW_EXPORT(gw_queue_push)
-GW_EXPORT(gw_queue_release)
-GW_EXPORT(gw_queue_set_drop_oldest)
-GW_EXPORT(gw_queue_set_limit_bytes)
-GW_EXPORT(gw_queue_take)
-GW_EXPORT(gw_queue_use_spool)
 
 /* buf.h */
 GW_EXPORT(gw_buf_free)

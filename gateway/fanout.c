@@ -8,6 +8,10 @@
  * table keyed by (outputs, database, retention policy, forced). */
 #include "fanout_int.h"
 
+_Static_assert((int)GW_SPOOL_FULL == (int)GW_FANOUT_FULL && (int)GW_SPOOL_CLOSED == (int)GW_FANOUT_CLOSED &&
+                   (int)GW_SPOOL_TOO_BIG == (int)GW_FANOUT_TOO_BIG,
+               "a spool's answer is passed on as the buffer's");
+
 /* ------------------------------------------------------------------------ */
 /* Batches                                                                   */
 

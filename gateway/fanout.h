@@ -37,6 +37,11 @@
 
 #include "buf.h"
 
+/* A batch is sealed once its lines reach this size (a point larger than it
+ * gets a batch of its own): InfluxDB's default max-body-size is 25 MB, and
+ * the sender's gzip copy of a batch stays small. */
+#define GW_BATCH_MAX_BYTES ((size_t)8 << 20)
+
 typedef struct gw_fanout gw_fanout_t;
 
 enum {

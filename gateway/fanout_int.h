@@ -16,7 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "batch.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"

@@ -14,7 +14,7 @@
  * One acceptor thread admits each connection (conns.h) and hands it, in
  * turn, to one of listen.threads worker threads, each a single-threaded
  * libmicrohttpd daemon with its own epoll and its own gw_pipeline_t (its
- * Lua state); accepted points go to the queue (batch.h). What a request
+ * Lua state); accepted points go to the outputs' buffer (dispatch.h, fanout.h). What a request
  * holds while it is in progress (its body, inflated, and its processing)
  * is taken from one account first (inflight.h). The files: http_int.h. */
 #ifndef GW_HTTP_H

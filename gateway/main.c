@@ -21,7 +21,6 @@
 #include <unistd.h>
 #include <sys/resource.h>
 
-#include "batch.h"
 #include "clock.h"
 #include "config.h"
 #include "dispatch.h"

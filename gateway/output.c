@@ -9,7 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "batch.h"
 #include "deadletter.h"
 #include "influx.h"
 #include "clock.h"

@@ -1,31 +1,20 @@
-/* sender.h — the delivery loop: takes batches from the queue and writes them
- * to InfluxDB, deciding per answer what happens (see the answer table in
- * sender.c and docs/delivery.md): delivered; split and resent (413); the
- * refused points isolated and dead-lettered (400/422); or, for a failure
- * (5xx, no answer, an unreadable answer, 401/403/404/429/503), a probe asks
- * whether InfluxDB takes other writes: if not, it is down and the points are
- * kept and retried with backoff; if so, the points that fail alone are
- * isolated and dead-lettered as poison. */
+/* sender.h — the delivery of one batch (output.c runs it for each output's
+ * sealed batches): it writes the batch to InfluxDB, deciding per answer
+ * what happens (see the answer table in sender.c and docs/delivery.md):
+ * delivered; split and resent (413); the refused points isolated and
+ * dead-lettered (400/422); or, for a failure (5xx, no answer, an unreadable
+ * answer, 401/403/404/429/503), a probe asks whether InfluxDB takes other
+ * writes: if not, it is down and the points are kept and retried with
+ * backoff; if so, the points that fail alone are isolated and
+ * dead-lettered as poison. */
 #ifndef GW_SENDER_H
 #define GW_SENDER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
 #include "config.h"
 #include "influx.h"
-
-typedef struct gw_sender gw_sender_t;
-
-/* Start the sender thread for cfg (must outlive the sender) and q.
- * NULL on failure with the reason in err. */
-gw_sender_t *gw_sender_start(const gw_config_t *cfg, gw_queue_t *q, char *err, size_t errlen);
-
-/* Close the queue, let the thread deliver what is held until deadline
- * (monotonic seconds), then stop it. Returns the points left undelivered
- * (with a spool they stay in it for the next run). */
-uint64_t gw_sender_stop(gw_sender_t *s, double deadline);
 
 /* What the sender does with an answer (the rows of the answer table). */
 typedef enum {

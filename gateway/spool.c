@@ -16,13 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "batch.h"
 #include "clock.h"
 #include "metrics.h"
-
-_Static_assert((int)GW_SPOOL_FULL == (int)GW_QUEUE_FULL && (int)GW_SPOOL_CLOSED == (int)GW_QUEUE_CLOSED &&
-                   (int)GW_SPOOL_TOO_BIG == (int)GW_QUEUE_TOO_BIG,
-               "spool and queue answers must match");
 
 #define SEG_MIN ((uint64_t)64 << 10)
 #define SEG_MAX ((uint64_t)64 << 20)

@@ -30,7 +30,8 @@
 
 typedef struct gw_spool gw_spool_t;
 
-/* The same values as GW_QUEUE_FULL, _CLOSED and _TOO_BIG (batch.h). */
+/* The same values as GW_FANOUT_FULL, _CLOSED and _TOO_BIG (fanout.h),
+ * which passes a spool's answer on as its own. */
 enum { GW_SPOOL_FULL = 1, GW_SPOOL_CLOSED = 2, GW_SPOOL_TOO_BIG = 3 };
 
 enum { GW_SPOOL_FSYNC_BATCH = 0, GW_SPOOL_FSYNC_INTERVAL, GW_SPOOL_FSYNC_NEVER };
