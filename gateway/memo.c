@@ -56,7 +56,8 @@ struct gw_memo {
     char *key;                  /* owned: the key being looked up */
     size_t keycap, keylen;
     gw_buf_t line;              /* owned: make_pre's line */
-    gw_str_t req[2];            /* borrowed: the request's token and database, in every key */
+    gw_buf_t req;               /* owned: the request's token and database, each after its length:
+                                 * the end of every key (gw_memo_set_req) */
     gw_memo_stats_t st;         /* since the last flush */
 };
 
@@ -98,6 +99,7 @@ void gw_memo_destroy(gw_memo_t *m)
     free(m->ring);
     free(m->key);
     gw_buf_free(&m->line);
+    gw_buf_free(&m->req);
     free(m);
 }
 
@@ -199,7 +201,7 @@ static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
 
     if (!raw)
         span = p->series;
-    need = 1 + 2 + 4 + span.n + 8 + (size_t)p->nfields * 4 + 8 + m->req[0].n + m->req[1].n;
+    need = 1 + 2 + 4 + span.n + 8 + (size_t)p->nfields * 4 + m->req.len;
     for (uint32_t i = 0; !raw && i < p->ntags; i++)
         need += 8 + p->tags[i].key.n + p->tags[i].val.n;
     for (uint32_t i = 0; i < p->nfields; i++)
@@ -221,8 +223,8 @@ static int build_key(gw_memo_t *m, uint16_t cid, const gw_point_t *p)
     w = put_len(w, p->nfields);
     for (uint32_t i = 0; i < p->nfields; i++)
         w = put_str(w, p->fields[i].key);
-    w = put_str(w, m->req[0]);
-    w = put_str(w, m->req[1]);
+    memcpy(w, m->req.data, m->req.len);
+    w += m->req.len;
     m->keylen = (size_t)(w - m->key);
     return 0;
 }
@@ -236,10 +238,8 @@ static uint64_t raw_hash(const gw_memo_t *m, uint16_t cid, gw_str_t span, const 
 
     for (uint32_t i = 0; i < p->nfields; i++)
         h = gw_hash_piece(h, p->fields[i].key.p, p->fields[i].key.n);
-    if (m->req[0].n | m->req[1].n) {
-        h = gw_hash_piece(h ^ m->req[0].n, m->req[0].p, m->req[0].n);
-        h = gw_hash_piece(h, m->req[1].p, m->req[1].n);
-    }
+    if (m->req.len > 8) /* a token or a database */
+        h = gw_hash_piece(h, m->req.data, m->req.len);
     return gw_hash_pieces_end(h);
 }
 
@@ -270,17 +270,7 @@ static int raw_eq(const gw_memo_t *m, const gw_memo_entry_t *e, uint16_t cid, gw
             return 0;
         k += v;
     }
-    for (int i = 0; i < 2; i++) {
-        gw_str_t r = m->req[i];
-        if (end - k < 4)
-            return 0;
-        memcpy(&v, k, 4);
-        k += 4;
-        if (v != r.n || (size_t)(end - k) < v || (v && memcmp(k, r.p, v)))
-            return 0;
-        k += v;
-    }
-    return k == end;
+    return (size_t)(end - k) == m->req.len && memcmp(k, m->req.data, m->req.len) == 0;
 }
 
 /* The hash of the key in m->key, built by build_key for point p. */
@@ -324,10 +314,17 @@ static gw_memo_entry_t *find_raw(gw_memo_t *m, uint16_t cid, gw_str_t span, cons
  * made that way (hits then go the long way); -ENOMEM (likewise). */
 static int make_pre(gw_memo_t *m, gw_memo_entry_t *e, const gw_point_t *in);
 
-void gw_memo_set_req(gw_memo_t *m, gw_str_t token, gw_str_t db)
+int gw_memo_set_req(gw_memo_t *m, gw_str_t token, gw_str_t db)
 {
-    m->req[0] = token.p ? token : (gw_str_t){"", 0};
-    m->req[1] = db.p ? db : (gw_str_t){"", 0};
+    m->req.len = 0;
+    if (gw_buf_reserve(&m->req, 8 + token.n + db.n))
+        return -ENOMEM;
+    if (!token.p)
+        token = (gw_str_t){"", 0};
+    if (!db.p)
+        db = (gw_str_t){"", 0};
+    m->req.len = (size_t)(put_str(put_str(m->req.data, token), db) - m->req.data);
+    return 0;
 }
 
 int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_memo_entry_t **out)

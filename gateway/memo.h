@@ -80,8 +80,8 @@ typedef struct gw_memo_entry gw_memo_entry_t;
 int gw_memo_lookup(gw_memo_t *m, uint16_t cid, const gw_point_t *p, const gw_memo_entry_t **e);
 
 /* The request the next lookups and learns are for: its token name and
- * database (p NULL: none), borrowed until the next call. */
-void gw_memo_set_req(gw_memo_t *m, gw_str_t token, gw_str_t db);
+ * database (n 0: none), copied into the end of every key. 0 or -ENOMEM. */
+int gw_memo_set_req(gw_memo_t *m, gw_str_t token, gw_str_t db);
 
 /* The tags and fields of the point entry e makes (0, 0 for a drop). */
 void gw_memo_size(const gw_memo_entry_t *e, uint32_t *ntags, uint32_t *nfields);

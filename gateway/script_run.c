@@ -666,8 +666,8 @@ int gw_script_run(gw_script_t *s, gw_points_t *pts, gw_arena_t *a, const gw_scri
         return 0;
     if (prepare(s, pts, a, nscripted, ntags, nfields) || memo_ready(s) < 0)
         return -ENOMEM;
-    if (s->memo) /* req.token and req.db are part of every key */
-        gw_memo_set_req(s->memo, s->ctl.req[0], s->ctl.req[2]);
+    if (s->memo && gw_memo_set_req(s->memo, s->ctl.req[0], s->ctl.req[2])) /* in every key */
+        return -ENOMEM;
     s->trace = trace;
     if (s->st)
         drive(s);
